@@ -1,0 +1,152 @@
+//! Builds `lua.wasm`: Lua 5.4 (sources from the `lua-src` crate in the cargo registry) plus the
+//! luapkt packet library, compiled for wasm32 with clang and linked with wasm-ld, with no WASI
+//! imports. With the `native` feature it also compiles the packet library for the host, for the
+//! native baseline of `lpctl bench`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::{env, fs, thread};
+
+/// The Lua sources inside the `lua-src` build-dependency (pinned in Cargo.toml).
+const LUA_SRC_CRATE: &str = "lua-src-551.0.2";
+const LUA_DIR: &str = "lua-5.4.9";
+
+/// Lua's core and the libraries a script gets (no io, os, package, debug).
+const LUA_FILES: &[&str] = &[
+    "lapi", "lcode", "lctype", "ldebug", "ldo", "ldump", "lfunc", "lgc", "llex", "lmem",
+    "lobject", "lopcodes", "lparser", "lstate", "lstring", "ltable", "ltm", "lundump", "lvm",
+    "lzio", "lbaselib", "lcorolib", "lmathlib", "lstrlib", "ltablib", "lutf8lib",
+];
+/// Shadow stack of the guest; enough for Lua's C-call limit of 200.
+const STACK_SIZE: u32 = 32 * 1024;
+
+fn main() {
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap());
+    let c_dir = manifest.join("c");
+    let lua = find_lua_sources();
+    println!("cargo:rerun-if-changed=c");
+    println!("cargo:rerun-if-env-changed=LUAPKT_CLANG");
+    println!("cargo:rerun-if-env-changed=LUAPKT_WASM_LD");
+
+    let clang = env::var("LUAPKT_CLANG").unwrap_or_else(|_| "clang-16".into());
+    let obj_dir = out.join("wasm-obj");
+    fs::create_dir_all(&obj_dir).unwrap();
+    let common: Vec<String> = vec![
+        "--target=wasm32-wasi".into(),
+        "--sysroot=/usr".into(),
+        "-O2".into(),
+        "-ffunction-sections".into(),
+        "-fdata-sections".into(),
+        "-DLUA_COMPAT_5_3".into(),
+        "-include".into(),
+        c_dir.join("lp_conf.h").display().to_string(),
+        format!("-I{}", c_dir.join("include").display()),
+        format!("-I{}", lua.display()),
+        format!("-I{}", c_dir.display()),
+    ];
+
+    let mut jobs: Vec<(PathBuf, Vec<String>)> = Vec::new();
+    for f in LUA_FILES {
+        let mut extra = vec!["-w".to_string()];
+        if *f == "lmathlib" {
+            // math.random's seed comes from the host clock, not WASI
+            extra.push("-Dtime=lp_time".into());
+        }
+        jobs.push((lua.join(format!("{f}.c")), extra));
+    }
+    let warn = vec!["-Wall".to_string(), "-Wextra".into(), "-Werror".into()];
+    jobs.push((c_dir.join("lauxlib_sandbox.c"), vec!["-w".into()]));
+    for f in ["lp_lib.c", "lp_guest.c", "libc_sandbox.c"] {
+        jobs.push((c_dir.join(f), warn.clone()));
+    }
+
+    let objs = compile_all(&clang, &common, &jobs, &obj_dir);
+    let wasm = out.join("lua.wasm");
+    let mut link = Command::new(&clang);
+    link.args(["--target=wasm32-wasi", "--sysroot=/usr", "-nostartfiles"])
+        .args([
+            "-Wl,--no-entry",
+            "-Wl,--export=__stack_pointer",
+            "-Wl,--stack-first",
+            &format!("-Wl,-z,stack-size={STACK_SIZE}"),
+            "-Wl,--gc-sections",
+            "-Wl,--strip-all",
+        ])
+        .args(&objs)
+        .arg("-o")
+        .arg(&wasm);
+    run(&mut link, "link lua.wasm");
+
+    if env::var_os("CARGO_FEATURE_NATIVE").is_some() {
+        build_native(&c_dir, &lua);
+    }
+}
+
+fn compile_all(clang: &str, common: &[String], jobs: &[(PathBuf, Vec<String>)], obj_dir: &Path) -> Vec<PathBuf> {
+    let objs: Vec<PathBuf> = jobs
+        .iter()
+        .map(|(src, _)| obj_dir.join(src.file_stem().unwrap()).with_extension("o"))
+        .collect();
+    thread::scope(|s| {
+        let handles: Vec<_> = jobs
+            .iter()
+            .zip(&objs)
+            .map(|((src, extra), obj)| {
+                s.spawn(move || {
+                    let mut cmd = Command::new(clang);
+                    cmd.args(common).args(extra).arg("-c").arg(src).arg("-o").arg(obj);
+                    run(&mut cmd, &format!("compile {}", src.display()));
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().expect("compile thread");
+        }
+    });
+    objs
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    match cmd.status() {
+        Ok(s) if s.success() => {}
+        Ok(s) => panic!("{what} failed ({s}): {cmd:?}"),
+        Err(e) => panic!(
+            "{what}: cannot run {:?}: {e}. The guest needs clang-16, lld-16, wasi-libc and \
+             libclang-rt-16-dev-wasm32 (see .ci/run)",
+            cmd.get_program()
+        ),
+    }
+}
+
+/// `$CARGO_HOME/registry/src/*/lua-src-VERSION/lua-5.4.9`: the build-dependency guarantees
+/// cargo has unpacked it.
+fn find_lua_sources() -> PathBuf {
+    let cargo_home = env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .expect("CARGO_HOME or HOME must be set");
+    let registry = cargo_home.join("registry").join("src");
+    if let Ok(entries) = fs::read_dir(&registry) {
+        for e in entries.flatten() {
+            let dir = e.path().join(LUA_SRC_CRATE).join(LUA_DIR);
+            if dir.join("lua.h").exists() {
+                return dir;
+            }
+        }
+    }
+    panic!("Lua sources not found under {}/*/{LUA_SRC_CRATE}/{LUA_DIR}", registry.display());
+}
+
+fn build_native(c_dir: &Path, lua: &Path) {
+    let mut b = cc::Build::new();
+    b.file(c_dir.join("lp_lib.c"))
+        .file(c_dir.join("lp_native.c"))
+        .include(c_dir)
+        .include(lua)
+        .define("LUA_COMPAT_5_3", None)
+        .warnings(true)
+        .extra_warnings(true)
+        .opt_level(2);
+    b.compile("lp_native");
+}

@@ -1,0 +1,2 @@
+/* The guest has no setjmp/longjmp (lp_conf.h replaces Lua's use of them); ldo.c still
+ * includes this header. */

@@ -1,0 +1,48 @@
+/* The guest ABI, mirrored from abi/src/guest.rs and abi/src/verdict.rs (a test checks they agree). */
+#ifndef LP_ABI_H
+#define LP_ABI_H
+
+#define LP_ACCEPT 1
+#define LP_DROP 2
+#define LP_CONTINUE 3
+#define LP_BREAK 4
+#define LP_QUEUE_BASE 0x10000
+#define LP_QUEUE_MAX 0xffff
+
+#define LP_TRY_OK 0
+#define LP_TRY_THREW 1
+
+#define LP_LOG_INFO 0
+#define LP_LOG_WARN 1
+
+#define LP_ERR_RUNTIME (-1)
+#define LP_ERR_MEMORY (-2)
+#define LP_ERR_RETURN (-3)
+#define LP_ERR_INSTRUCTIONS (-4)
+#define LP_ERR_STACK (-5)
+#define LP_ERR_SYNTAX (-6)
+#define LP_ERR_NO_FUNCTION (-7)
+#define LP_ERR_HANDLER (-8)
+
+#define LP_CTX_LEN 0
+#define LP_CTX_WIN 4
+#define LP_CTX_L4OFF 8
+#define LP_CTX_MARK 12
+#define LP_CTX_NFPROTO 16
+#define LP_CTX_L4PROTO 17
+#define LP_CTX_FLAGS 18
+#define LP_CTX_HOOK 19
+#define LP_CTX_IIFNAME 24
+#define LP_CTX_OIFNAME 40
+#define LP_CTX_WINDOW 64
+#define LP_CTX_WINDOW_CAP 2048
+#define LP_CTX_SIZE (LP_CTX_WINDOW + LP_CTX_WINDOW_CAP)
+
+#define LP_FLAG_FRAG 1
+#define LP_FLAG_NONFIRST 2
+#define LP_FLAG_L4 4
+
+#define LP_NFPROTO_IPV4 2
+#define LP_NFPROTO_IPV6 10
+
+#endif

@@ -1,0 +1,443 @@
+/*
+ * The wasm guest: a Lua 5.4 state per instance, the exports the host calls (abi/src/guest.rs),
+ * and Lua error handling without wasm exceptions (lp_conf.h).
+ *
+ * Error handling, precisely. Every protected call of Lua goes through luaD_rawrunprotected,
+ * whose LUAI_TRY is lp_try:
+ *  - inside a host call (lp_run, lp_load, lp_init), the first lp_try runs its body inline and
+ *    remembers its lua_longjmp: a Lua error that reaches it unwinds the whole host call (trap);
+ *    the host restores __stack_pointer and calls lp_recover, which finishes luaD_pcall's error
+ *    path exactly as Lua would have after the longjmp;
+ *  - every nested lp_try (pcall, coroutine.resume, load, ...) asks the host to call
+ *    lp_trampoline re-entrantly; a throw unwinds to the host frame of the innermost one, which
+ *    returns LP_TRY_THREW. Each re-entry costs host stack: the host traps past its cap, and the
+ *    guest refuses script-visible protected calls before that with a Lua error (guarded()).
+ * Lua's throw always targets the innermost handler, so the innermost host frame (try or
+ * top-level call) is always the one that must catch it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lp_abi.h"
+#include "lp_host.h"
+
+#include "lauxlib.h"
+#include "lua.h"
+#include "lualib.h"
+
+#include "ldo.h"
+#include "lstate.h"
+#include "lstring.h"
+
+#define EXPORT(name) __attribute__((export_name(name)))
+#define IMPORT(name) __attribute__((import_module("lp"), import_name(name)))
+
+IMPORT("try") int host_try(void *ud);
+IMPORT("throw") __attribute__((noreturn)) void host_throw(void);
+IMPORT("log") void host_log(int level, const char *p, int len);
+IMPORT("now") long long host_now(void);
+IMPORT("pkt_read") int host_pkt_read(unsigned off, void *dst, unsigned len);
+
+/* Must match ldo.c's private struct (luai_jmpbuf is int, lp_conf.h). */
+struct lua_longjmp {
+  struct lua_longjmp *previous;
+  luai_jmpbuf b;
+  volatile int status;
+};
+
+unsigned int lp_seed = 0x2545f491u;
+
+static lua_State *LS;
+static struct lp_state state;
+static uint8_t ctx_buf[LP_CTX_SIZE] __attribute__((aligned(8)));
+static size_t mem_used;
+/* Host re-entries (lp_try frames) now active, and the cap the host enforces with a trap.
+ * Script-visible protected calls are refused with a Lua error two levels below the cap, so
+ * Lua's own internal protected calls (closing variables after an error) always fit. */
+static int try_depth;
+static int depth_cap = 8;
+
+static char errbuf[1536];
+static int errlen;
+
+/* The host call currently running, when its first protected call runs inline. */
+static struct {
+  int armed;
+  struct lua_longjmp *lj;      /* the inline handler */
+  int threw;                   /* a throw reached lj: status and previous saved below */
+  int status;
+  struct lua_longjmp *previous;
+  /* luaD_pcall's state, to finish its error path in lp_recover */
+  CallInfo *old_ci;
+  lu_byte old_allowhook;
+  ptrdiff_t old_errfunc;
+  ptrdiff_t old_top;
+  l_uint32 old_nCcalls;
+  int nresults;
+} top;
+
+/* ---- host hooks for the packet library ---- */
+
+int lp_host_pkt_read(struct lp_state *S, uint32_t off, void *dst, uint32_t len) {
+  (void)S;
+  return host_pkt_read(off, dst, len);
+}
+void lp_host_log(struct lp_state *S, int level, const char *s, size_t len) {
+  (void)S;
+  host_log(level, s, (int)len);
+}
+int64_t lp_host_now(struct lp_state *S) {
+  (void)S;
+  return host_now();
+}
+
+/* ---- Lua's output and libc bits that would otherwise need WASI ---- */
+
+static char line[256];
+static size_t linelen;
+
+void lp_writestring(const char *s, unsigned long l) {
+  while (l--) {
+    if (linelen == sizeof line) lp_writeline();
+    line[linelen++] = *s++;
+  }
+}
+void lp_writeline(void) {
+  host_log(LP_LOG_INFO, line, (int)linelen);
+  linelen = 0;
+}
+void lp_writestringerror(const char *fmt, const char *p) {
+  (void)fmt;
+  host_log(LP_LOG_WARN, p, (int)strlen(p));
+}
+
+/* lmathlib seeds math.random from time(); it is compiled with -Dtime=lp_time. */
+long long lp_time(void *unused) {
+  (void)unused;
+  return host_now() / 1000000000;
+}
+
+/* lauxlib is compiled with -DluaL_loadfilex=lp_unused_loadfilex: no files in the sandbox. */
+int luaL_loadfilex(lua_State *L, const char *filename, const char *mode) {
+  (void)mode;
+  lua_pushfstring(L, "cannot open %s: no files in the sandbox", filename ? filename : "stdin");
+  return LUA_ERRFILE;
+}
+
+/* ---- error handling (lp_conf.h) ---- */
+
+struct tramp {
+  void (*f)(lua_State *, void *);
+  lua_State *L;
+  void *ud;
+};
+
+EXPORT("lp_trampoline") void lp_trampoline(struct tramp *t) { t->f(t->L, t->ud); }
+
+void lp_try(lua_State *L, struct lua_longjmp *c, void (*f)(lua_State *, void *), void *ud) {
+  struct tramp t;
+  if (top.armed) {
+    top.armed = 0;
+    top.lj = c;
+    f(L, ud);
+    return;
+  }
+  t.f = f;
+  t.L = L;
+  t.ud = ud;
+  try_depth++;
+  /* LP_TRY_THREW: luaD_throw already stored the status in c. Past its cap the host traps. */
+  (void)host_try(&t);
+  try_depth--;
+  (void)c;
+}
+
+/* pcall, xpcall, load, coroutine.resume and wrapped coroutines: refused with a Lua error
+ * before the host's re-entry cap is reached. Upvalue 1 is the original function. */
+static int guarded(lua_State *L) {
+  if (try_depth + 2 > depth_cap)
+    return luaL_error(L, "too many nested protected calls (limit %d)", depth_cap - 2);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+static void guard(lua_State *L, const char *table, const char *name) {
+  if (table) lua_getglobal(L, table);
+  else lua_pushglobaltable(L);
+  lua_getfield(L, -1, name);
+  lua_pushcclosure(L, guarded, 1);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 1);
+}
+
+/* coroutine.wrap: the function it returns resumes the coroutine, so it is guarded too. */
+static int guarded_wrap(lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  lua_pushcclosure(L, guarded, 1);
+  return 1;
+}
+
+void lp_throw(struct lua_longjmp *c) {
+  if (c == top.lj) {
+    /* lj lives in a frame the unwinding discards: keep what lp_recover needs */
+    top.threw = 1;
+    top.status = c->status;
+    top.previous = c->previous;
+  }
+  host_throw();
+}
+
+/* The message handler of top-level calls: keeps the message, records a traceback. */
+static int msgh(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) msg = lua_tostring(L, -1);
+    else msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+static void set_error(const char *s, size_t n) {
+  if (n > sizeof errbuf) n = sizeof errbuf;
+  memcpy(errbuf, s, n);
+  errlen = (int)n;
+}
+
+static int classify(lua_State *L, int status) {
+  size_t n = 0;
+  const char *msg;
+  switch (status) {
+    case LUA_ERRMEM:
+      set_error("not enough memory", 17);
+      lua_settop(L, 0);
+      lua_gc(L, LUA_GCCOLLECT);
+      return LP_ERR_MEMORY;
+    case LUA_ERRSYNTAX:
+      msg = lua_tolstring(L, -1, &n);
+      set_error(msg ? msg : "syntax error", msg ? n : 12);
+      return LP_ERR_SYNTAX;
+    default:
+      break;
+  }
+  msg = lua_tolstring(L, -1, &n);
+  if (!msg) {
+    msg = "error object is not a string";
+    n = strlen(msg);
+  }
+  set_error(msg, n);
+  if (status == LUA_ERRERR) return LP_ERR_HANDLER;
+  if (!strncmp(msg, "out of instructions", 19)) return LP_ERR_INSTRUCTIONS;
+  if (strstr(msg, "stack overflow") || strstr(msg, "too many nested protected calls")) return LP_ERR_STACK;
+  return LP_ERR_RUNTIME;
+}
+
+/* lua_pcall with msgh, whose outermost try runs inline (the host call is the catch frame). */
+static int top_pcall(lua_State *L, int nargs, int nresults) {
+  int status, base = lua_gettop(L) - nargs; /* function index */
+  lua_pushcfunction(L, msgh);
+  lua_insert(L, base);
+  top.old_ci = L->ci;
+  top.old_allowhook = L->allowhook;
+  top.old_errfunc = L->errfunc;
+  top.old_nCcalls = L->nCcalls;
+  top.old_top = savestack(L, L->top.p - (nargs + 1));
+  top.nresults = nresults;
+  top.threw = 0;
+  top.lj = NULL;
+  top.armed = 1;
+  status = lua_pcall(L, nargs, nresults, base);
+  top.armed = 0;
+  top.lj = NULL;
+  lua_remove(L, base);
+  return status;
+}
+
+/* Finishes luaD_pcall's error path for a throw that unwound the host call (see top). */
+static int top_recover(lua_State *L) {
+  int status = top.threw ? top.status : LUA_ERRRUN;
+  top.lj = NULL;
+  top.armed = 0;
+  if (top.threw) L->errorJmp = top.previous;
+  L->nCcalls = top.old_nCcalls;
+  L->ci = top.old_ci;
+  L->allowhook = top.old_allowhook;
+  status = luaD_closeprotected(L, top.old_top, status);
+  luaD_seterrorobj(L, status, restorestack(L, top.old_top));
+  luaD_shrinkstack(L);
+  L->errfunc = top.old_errfunc;
+  return status;
+}
+
+/* ---- allocation ---- */
+
+static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  (void)ud;
+  if (ptr == NULL) osize = 0;
+  if (nsize == 0) {
+    free(ptr);
+    mem_used -= osize;
+    return NULL;
+  } else {
+    void *p = realloc(ptr, nsize);
+    if (p) mem_used += nsize - osize;
+    return p;
+  }
+}
+
+EXPORT("lp_alloc") void *lp_alloc(int len) { return malloc(len > 0 ? (size_t)len : 1); }
+EXPORT("lp_free") void lp_free(void *p) { free(p); }
+EXPORT("lp_ctx") uint8_t *lp_ctx(void) { return ctx_buf; }
+EXPORT("lp_errmsg") char *lp_errmsg(void) { return errbuf; }
+EXPORT("lp_errlen") int lp_errlen(void) { return errlen; }
+EXPORT("lp_mem_used") int lp_mem_used(void) { return (int)mem_used; }
+
+/* ---- state ---- */
+
+/* `load` takes text chunks only: bytecode could break the VM's invariants. */
+static int l_load_text(lua_State *L) {
+  int n = lua_gettop(L);
+  if (n < 3) lua_settop(L, 3), n = 3;
+  lua_pushliteral(L, "t");
+  lua_replace(L, 3);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, n, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+static int open_all(lua_State *L) {
+  static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},        {LUA_COLIBNAME, luaopen_coroutine},
+                                  {LUA_TABLIBNAME, luaopen_table},  {LUA_STRLIBNAME, luaopen_string},
+                                  {LUA_MATHLIBNAME, luaopen_math},  {LUA_UTF8LIBNAME, luaopen_utf8},
+                                  {NULL, NULL}};
+  const luaL_Reg *lib;
+  for (lib = libs; lib->func; lib++) {
+    luaL_requiref(L, lib->name, lib->func, 1);
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  lua_setglobal(L, "dofile");
+  lua_pushnil(L);
+  lua_setglobal(L, "loadfile");
+  lua_getglobal(L, "load");
+  lua_pushcclosure(L, l_load_text, 1);
+  lua_setglobal(L, "load");
+  guard(L, NULL, "pcall");
+  guard(L, NULL, "xpcall");
+  guard(L, NULL, "load");
+  guard(L, "coroutine", "resume");
+  lua_getglobal(L, "coroutine");
+  lua_getfield(L, -1, "wrap");
+  lua_pushcclosure(L, guarded_wrap, 1);
+  lua_setfield(L, -2, "wrap");
+  lua_pop(L, 1);
+  lp_openlib(L);
+  return 0;
+}
+
+EXPORT("lp_init") int lp_init(unsigned seed) {
+  lua_State *L;
+  int status;
+  lp_seed = seed;
+  L = lua_newstate(l_alloc, NULL);
+  if (!L) {
+    set_error("not enough memory", 17);
+    return LP_ERR_MEMORY;
+  }
+  LS = L;
+  state.ctx = ctx_buf;
+  *(struct lp_state **)lua_getextraspace(L) = &state;
+  lua_pushcfunction(L, open_all);
+  status = top_pcall(L, 0, 0);
+  return status == LUA_OK ? 0 : classify(L, status);
+}
+
+EXPORT("lp_recover") int lp_recover(void) {
+  lua_State *L = LS;
+  try_depth = 0;
+  int status = top_recover(L);
+  int err = classify(L, status);
+  state.in_call = 0;
+  lua_settop(L, 0);
+  return err;
+}
+
+EXPORT("lp_load") int lp_load(const char *src, int len, const char *name, int nlen) {
+  lua_State *L = LS;
+  int status;
+  lua_settop(L, 0);
+  lua_pushliteral(L, "=");
+  lua_pushlstring(L, name, (size_t)nlen);
+  lua_concat(L, 2);
+  status = luaL_loadbufferx(L, src, (size_t)len, lua_tostring(L, -1), "t");
+  if (status != LUA_OK) {
+    int err = classify(L, status);
+    lua_settop(L, 0);
+    return err;
+  }
+  lua_remove(L, 1);
+  status = top_pcall(L, 0, 0);
+  if (status != LUA_OK) {
+    int err = classify(L, status);
+    lua_settop(L, 0);
+    return err;
+  }
+  lua_settop(L, 0);
+  return 0;
+}
+
+EXPORT("lp_ref_global") int lp_ref_global(const char *name, int nlen) {
+  lua_State *L = LS;
+  lua_settop(L, 0);
+  lua_pushglobaltable(L);
+  lua_pushlstring(L, name, (size_t)nlen);
+  if (lua_rawget(L, -2) != LUA_TFUNCTION) {
+    lua_settop(L, 0);
+    return LP_ERR_NO_FUNCTION;
+  }
+  return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+EXPORT("lp_ref_string") int lp_ref_string(const char *s, int len) {
+  lua_State *L = LS;
+  lua_pushlstring(L, s, (size_t)len);
+  return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+static void budget_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_pushliteral(L, "out of instructions");
+  lua_error(L);
+}
+
+EXPORT("lp_run") int lp_run(int fref, int aref, int budget, int cap) {
+  lua_State *L = LS;
+  int status, v;
+  depth_cap = cap;
+  try_depth = 0;
+  lua_settop(L, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, fref);
+  lp_push_packet(L);
+  if (aref > 0) lua_rawgeti(L, LUA_REGISTRYINDEX, aref);
+  else lua_pushnil(L);
+  /* lua_sethook also restarts the count: the budget is per call */
+  if (budget > 0) lua_sethook(L, budget_hook, LUA_MASKCOUNT, budget);
+  else if (lua_gethook(L)) lua_sethook(L, NULL, 0, 0);
+  state.in_call = 1;
+  status = top_pcall(L, 2, 1);
+  state.in_call = 0;
+  if (status != LUA_OK) {
+    int err = classify(L, status);
+    lua_settop(L, 0);
+    return err;
+  }
+  v = lp_verdict(L, -1, errbuf, sizeof errbuf);
+  if (v == LP_ERR_RETURN) errlen = (int)strlen(errbuf);
+  lua_settop(L, 0);
+  return v;
+}

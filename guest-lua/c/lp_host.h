@@ -1,0 +1,34 @@
+/* What the packet library needs from whoever hosts it: the wasm guest (lp_guest.c, through the
+ * `lp` imports) or the native build used as a benchmark baseline (lp_native.c). */
+#ifndef LP_HOST_H
+#define LP_HOST_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "lua.h"
+
+/* Per-state data, reached through lua_getextraspace(L). */
+struct lp_state {
+  uint8_t *ctx;          /* packet context, LP_CTX_SIZE bytes (lp_abi.h) */
+  void *host;            /* the host's own pointer */
+  void *lib;             /* lp_lib.c's per-state data */
+  int in_call;           /* a packet call is running: packet views are valid */
+};
+
+static inline struct lp_state *lp_state(lua_State *L) {
+  return *(struct lp_state **)lua_getextraspace(L);
+}
+
+/* Copies packet bytes [off, off+len) to dst; returns len or -1 when out of the packet. */
+int lp_host_pkt_read(struct lp_state *S, uint32_t off, void *dst, uint32_t len);
+void lp_host_log(struct lp_state *S, int level, const char *s, size_t len);
+int64_t lp_host_now(struct lp_state *S);
+
+/* lp_lib.c */
+int lp_openlib(lua_State *L);             /* the global `lp`, `print`, the packet object */
+void lp_push_packet(lua_State *L);        /* the packet object of the current call */
+/* Decodes the value at idx as a verdict code (> 0) or returns LP_ERR_RETURN and writes the
+ * reason to why[0..n). */
+int lp_verdict(lua_State *L, int idx, char *why, size_t n);
+
+#endif

@@ -1,0 +1,106 @@
+//! Error kinds of a script call and of loading a script; fixed, searchable messages.
+
+use core::fmt;
+
+/// Why a call did not produce a verdict. Counted per script by kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// A Lua runtime error or `error()`.
+    Lua,
+    /// The instance's memory limit was reached.
+    Memory,
+    /// The call used up its fuel.
+    Fuel,
+    /// The call used up its Lua instruction budget.
+    Instructions,
+    /// Lua stack overflow, wasm call-depth limit, or nested protected calls beyond the cap.
+    Stack,
+    /// The entry function returned something that is not a verdict.
+    Return,
+    /// Any other wasm trap (the guest broke an invariant).
+    Trap,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 7] = [
+        ErrorKind::Lua,
+        ErrorKind::Memory,
+        ErrorKind::Fuel,
+        ErrorKind::Instructions,
+        ErrorKind::Stack,
+        ErrorKind::Return,
+        ErrorKind::Trap,
+    ];
+
+    /// Short name for stats and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Lua => "lua",
+            ErrorKind::Memory => "memory",
+            ErrorKind::Fuel => "fuel",
+            ErrorKind::Instructions => "instructions",
+            ErrorKind::Stack => "stack",
+            ErrorKind::Return => "return",
+            ErrorKind::Trap => "trap",
+        }
+    }
+
+    /// The fixed message for kinds whose guest message adds nothing.
+    pub fn message(self) -> &'static str {
+        match self {
+            ErrorKind::Lua => "lua error",
+            ErrorKind::Memory => "out of memory",
+            ErrorKind::Fuel => "out of fuel",
+            ErrorKind::Instructions => "out of instructions",
+            ErrorKind::Stack => "stack exhausted",
+            ErrorKind::Return => "invalid return value",
+            ErrorKind::Trap => "wasm trap",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+/// Why a script could not be loaded (or an instance not built).
+#[derive(Debug)]
+pub enum LoadError {
+    /// The guest module is not valid wasm or lacks an export the ABI needs.
+    Guest(&'static str),
+    /// wasmi rejected the module or the instantiation.
+    Wasm(wasmi::Error),
+    /// The script does not compile; the message names the chunk and line.
+    Syntax(alloc::string::String),
+    /// The script's top-level chunk failed.
+    Init(ErrorKind, alloc::string::String),
+    /// The entry function is not a global function of the script.
+    NoFunction(alloc::string::String),
+    /// A limit is out of range.
+    Limit(crate::limits::LimitError),
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Guest(what) => write!(f, "invalid guest module: {what}"),
+            LoadError::Wasm(e) => write!(f, "guest module rejected: {e}"),
+            LoadError::Syntax(m) => write!(f, "syntax error: {m}"),
+            LoadError::Init(kind, m) if m.is_empty() => write!(f, "top-level chunk failed: {kind}"),
+            LoadError::Init(_, m) => write!(f, "top-level chunk failed: {m}"),
+            LoadError::NoFunction(name) => {
+                write!(f, "entry function '{name}' is not defined (a global function)")
+            }
+            LoadError::Limit(e) => write!(f, "invalid limit: {e}"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for LoadError {}

@@ -1,0 +1,75 @@
+//! Compiled guests, cached by content hash: many scripts share one compiled Lua VM.
+
+use crate::error::LoadError;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use sha2::{Digest, Sha256};
+use wasmi::{CompilationMode, Config, Engine, Module};
+
+/// A guest module compiled for one engine configuration.
+pub struct Guest {
+    pub(crate) engine: Engine,
+    pub(crate) module: Module,
+    hash: [u8; 32],
+    recursion: u32,
+}
+
+impl Guest {
+    /// SHA-256 of the module bytes.
+    pub fn hash(&self) -> &[u8; 32] {
+        &self.hash
+    }
+}
+
+/// Engine configuration every luapkt guest runs under.
+fn engine(recursion: u32) -> Engine {
+    let mut config = Config::default();
+    config
+        .consume_fuel(true)
+        // Eager translation: no translation work (or fuel) is charged to the first packets.
+        .compilation_mode(CompilationMode::Eager)
+        .set_max_recursion_depth(recursion as usize);
+    Engine::new(&config)
+}
+
+/// Compiled guests by (content hash, recursion limit).
+#[derive(Default)]
+pub struct GuestCache {
+    entries: Vec<Arc<Guest>>,
+}
+
+impl GuestCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The compiled guest for `bytes`, compiling it on first use.
+    pub fn get(&mut self, bytes: &[u8], recursion: u32) -> Result<Arc<Guest>, LoadError> {
+        let hash: [u8; 32] = Sha256::digest(bytes).into();
+        if let Some(g) = self
+            .entries
+            .iter()
+            .find(|g| g.hash == hash && g.recursion == recursion)
+        {
+            return Ok(g.clone());
+        }
+        let engine = engine(recursion);
+        let module = Module::new(&engine, bytes).map_err(LoadError::Wasm)?;
+        let guest = Arc::new(Guest { engine, module, hash, recursion });
+        self.entries.push(guest.clone());
+        Ok(guest)
+    }
+
+    /// Drops compiled guests no script uses any more.
+    pub fn prune(&mut self) {
+        self.entries.retain(|g| Arc::strong_count(g) > 1);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}

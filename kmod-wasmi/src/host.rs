@@ -1,0 +1,19 @@
+//! What the runtime needs from whoever embeds it: a clock, a log and randomness.
+//! The kernel glue implements it with ktime, a rate-limited printk and get_random_u32;
+//! `lpctl` with the system clock and stderr.
+
+/// Severity of a script's log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    Info,
+    Warn,
+}
+
+pub trait Host: Send + Sync {
+    /// Monotonic nanoseconds.
+    fn now_ns(&self) -> u64;
+    /// One line of a script's log (`lp.log`, `print`, Lua warnings, error reports).
+    fn log(&self, script: &str, level: LogLevel, line: &[u8]);
+    /// Seed for a new Lua state's string hashing.
+    fn seed(&self) -> u32;
+}

@@ -1,0 +1,28 @@
+//! The luapkt runtime: loads the Lua-in-wasm guest, runs scripts per packet under limits.
+//!
+//! `no_std` + `alloc`: the same code runs in the kernel module and in `lpctl`. It sees packets
+//! through [`packet::Packet`] and the outside world through [`host::Host`].
+#![no_std]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod error;
+pub mod guest;
+pub mod headers;
+pub mod host;
+pub mod instance;
+pub mod limits;
+pub mod packet;
+pub mod script;
+pub mod stats;
+
+pub use abi::verdict::{OnError, Verdict};
+pub use error::{ErrorKind, LoadError};
+pub use guest::GuestCache;
+pub use host::{Host, LogLevel};
+pub use limits::Limits;
+pub use packet::{Meta, Packet, SlicePacket};
+pub use script::{Outcome, Script, DEFAULT_ENTRY};
+pub use stats::Stats;

@@ -1,0 +1,174 @@
+//! A loaded script: its source, limits, error policy, one instance per CPU, and its stats.
+
+use crate::error::{ErrorKind, LoadError};
+use crate::guest::{Guest, GuestCache};
+use crate::host::{Host, LogLevel};
+use crate::instance::Instance;
+use crate::limits::Limits;
+use crate::packet::Packet;
+use crate::stats::Stats;
+use abi::verdict::{OnError, Verdict};
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+/// The entry function name scripts get when a rule names none.
+pub const DEFAULT_ENTRY: &str = "process_packet";
+
+/// The result of one call, after the on-error policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The verdict applied (the policy's verdict when the call failed).
+    pub verdict: Verdict,
+    pub error: Option<ErrorKind>,
+    pub fuel: u64,
+}
+
+/// An entry function bound with an argument, as a rule's `lua` expression uses it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Entry {
+    func: String,
+    arg: Option<Vec<u8>>,
+}
+
+pub struct Script {
+    name: String,
+    source: Vec<u8>,
+    guest: Arc<Guest>,
+    host: Arc<dyn Host>,
+    limits: Limits,
+    on_error: OnError,
+    instances: Vec<Instance>,
+    entries: Vec<Entry>,
+    stats: Stats,
+    /// Message of the last error, per instance (kept across a rebuild).
+    messages: Vec<String>,
+}
+
+impl Script {
+    /// Compiles (or reuses) the guest and builds `instances` instances of the script.
+    #[allow(clippy::too_many_arguments)]
+    pub fn load(
+        cache: &mut GuestCache,
+        guest_wasm: &[u8],
+        name: &str,
+        source: &[u8],
+        limits: Limits,
+        on_error: OnError,
+        instances: usize,
+        host: Arc<dyn Host>,
+    ) -> Result<Script, LoadError> {
+        limits.validate().map_err(LoadError::Limit)?;
+        let guest = cache.get(guest_wasm, limits.recursion)?;
+        let mut built = Vec::with_capacity(instances);
+        for _ in 0..instances.max(1) {
+            built.push(Instance::new(&guest, name, source, &limits, host.clone())?);
+        }
+        Ok(Script {
+            name: String::from(name),
+            source: Vec::from(source),
+            guest,
+            host,
+            limits,
+            on_error,
+            instances: built,
+            entries: Vec::new(),
+            stats: Stats::default(),
+            messages: alloc::vec![String::new(); instances.max(1)],
+        })
+    }
+
+    /// Binds entry function `func` (with the rule's argument) in every instance.
+    pub fn bind(&mut self, func: &str, arg: Option<&[u8]>) -> Result<usize, LoadError> {
+        let entry = Entry { func: String::from(func), arg: arg.map(Vec::from) };
+        if let Some(i) = self.entries.iter().position(|e| *e == entry) {
+            return Ok(i);
+        }
+        for inst in &mut self.instances {
+            inst.bind(func, arg)?;
+        }
+        self.entries.push(entry);
+        Ok(self.entries.len() - 1)
+    }
+
+    /// Runs `entry` on `pkt` in instance `cpu` and applies the on-error policy.
+    pub fn run(&mut self, cpu: usize, entry: usize, pkt: &dyn Packet) -> Outcome {
+        let cpu = cpu % self.instances.len();
+        let t0 = self.host.now_ns();
+        let (res, fuel) = self.instances[cpu].run(entry, pkt, &self.limits);
+        let ns = self.host.now_ns().saturating_sub(t0);
+        let (verdict, error) = match res {
+            Ok(v) => (v, None),
+            Err(k) => {
+                let line = self.instances[cpu].message();
+                self.host.log(&self.name, LogLevel::Warn, line.as_bytes());
+                self.messages[cpu].clear();
+                self.messages[cpu].push_str(line);
+                (self.on_error.verdict(), Some(k))
+            }
+        };
+        self.stats.record(verdict, error, fuel, ns);
+        if self.instances[cpu].poisoned() {
+            self.rebuild(cpu);
+        }
+        Outcome { verdict, error, fuel }
+    }
+
+    /// Replaces a poisoned instance with a fresh one (the script's top-level chunk runs again).
+    fn rebuild(&mut self, cpu: usize) {
+        let fresh = Instance::new(&self.guest, &self.name, &self.source, &self.limits, self.host.clone())
+            .and_then(|mut inst| {
+                for e in &self.entries {
+                    inst.bind(&e.func, e.arg.as_deref())?;
+                }
+                Ok(inst)
+            });
+        match fresh {
+            Ok(inst) => {
+                self.instances[cpu] = inst;
+                self.stats.rebuilds += 1;
+            }
+            Err(_) => {
+                self.host
+                    .log(&self.name, LogLevel::Warn, b"instance rebuild failed; keeping the old one");
+            }
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+    /// Fuel, instructions and pcall depth apply from the next call; memory and recursion from
+    /// the next instance built.
+    pub fn set_limits(&mut self, limits: Limits) -> Result<(), LoadError> {
+        limits.validate().map_err(LoadError::Limit)?;
+        self.limits = limits;
+        Ok(())
+    }
+    pub fn on_error(&self) -> OnError {
+        self.on_error
+    }
+    pub fn set_on_error(&mut self, p: OnError) {
+        self.on_error = p;
+    }
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+    pub fn instances(&self) -> usize {
+        self.instances.len()
+    }
+    pub fn instance(&mut self, cpu: usize) -> &mut Instance {
+        let n = self.instances.len();
+        &mut self.instances[cpu % n]
+    }
+    /// Last error message of instance `cpu`.
+    pub fn message(&self, cpu: usize) -> &str {
+        &self.messages[cpu % self.messages.len()]
+    }
+    pub fn guest_hash(&self) -> &[u8; 32] {
+        self.guest.hash()
+    }
+}

@@ -1,0 +1,88 @@
+//! Shared helpers for the runtime's tests: a host, packet builders, a script loader.
+#![allow(dead_code)]
+
+use runtime::{GuestCache, Host, Limits, LogLevel, OnError, Script};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+#[derive(Default)]
+pub struct TestHost {
+    pub lines: Mutex<Vec<String>>,
+    start: Option<Instant>,
+}
+
+impl Host for TestHost {
+    fn now_ns(&self) -> u64 {
+        self.start.map(|s| s.elapsed().as_nanos() as u64).unwrap_or(0)
+    }
+    fn log(&self, _script: &str, level: LogLevel, line: &[u8]) {
+        let l = String::from_utf8_lossy(line).into_owned();
+        self.lines.lock().unwrap().push(format!("{level:?}: {l}"));
+    }
+    fn seed(&self) -> u32 {
+        0x1234_5678
+    }
+}
+
+pub fn host() -> Arc<TestHost> {
+    Arc::new(TestHost { lines: Mutex::new(Vec::new()), start: Some(Instant::now()) })
+}
+
+pub fn load_with(src: &str, limits: Limits, on_error: OnError) -> (Script, Arc<TestHost>) {
+    let h = host();
+    let mut cache = GuestCache::new();
+    let mut s = Script::load(
+        &mut cache,
+        guest_lua::LUA_WASM,
+        "test.lua",
+        src.as_bytes(),
+        limits,
+        on_error,
+        1,
+        h.clone(),
+    )
+    .unwrap_or_else(|e| panic!("load failed: {e}"));
+    s.bind(runtime::DEFAULT_ENTRY, None).unwrap();
+    (s, h)
+}
+
+pub fn load(src: &str) -> Script {
+    load_with(src, Limits::default(), OnError::Break).0
+}
+
+/// IPv4 header + transport header + payload, checksums zero.
+pub fn ipv4(proto: u8, src: [u8; 4], dst: [u8; 4], l4: &[u8]) -> Vec<u8> {
+    let total = 20 + l4.len();
+    let mut p = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0, 0, 64, proto, 0, 0];
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    p.extend_from_slice(l4);
+    p
+}
+
+pub fn tcp(sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut t = vec![0u8; 20];
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&dport.to_be_bytes());
+    t[4..8].copy_from_slice(&1000u32.to_be_bytes());
+    t[8..12].copy_from_slice(&2000u32.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = flags;
+    t[14..16].copy_from_slice(&65535u16.to_be_bytes());
+    t.extend_from_slice(payload);
+    t
+}
+
+pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let len = 8 + payload.len();
+    let mut u = vec![0u8; 8];
+    u[0..2].copy_from_slice(&sport.to_be_bytes());
+    u[2..4].copy_from_slice(&dport.to_be_bytes());
+    u[4..6].copy_from_slice(&(len as u16).to_be_bytes());
+    u.extend_from_slice(payload);
+    u
+}
+
+pub fn tcp4(dport: u16) -> Vec<u8> {
+    ipv4(6, [10, 0, 0, 1], [10, 0, 0, 2], &tcp(40000, dport, 0x02, b""))
+}
