@@ -1,11 +1,13 @@
 //! Builds `lua.wasm`: Lua 5.4 (sources from the `lua-src` crate in the cargo registry) plus the
 //! luapkt packet library, compiled for wasm32 with clang and linked with wasm-ld, with no WASI
-//! imports. With the `native` feature it also compiles the packet library for the host, for the
-//! native baseline of `lpctl bench`.
+//! imports. (The packet library's native build, for `lpctl bench`, is in cli/build.rs.)
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::{env, fs, thread};
+
+#[path = "build/regions.rs"]
+mod regions;
 
 /// The Lua sources inside the `lua-src` build-dependency (pinned in Cargo.toml).
 const LUA_SRC_CRATE: &str = "lua-src-551.0.2";
@@ -13,9 +15,9 @@ const LUA_DIR: &str = "lua-5.4.9";
 
 /// Lua's core and the libraries a script gets (no io, os, package, debug).
 const LUA_FILES: &[&str] = &[
-    "lapi", "lcode", "lctype", "ldebug", "ldo", "ldump", "lfunc", "lgc", "llex", "lmem",
-    "lobject", "lopcodes", "lparser", "lstate", "lstring", "ltable", "ltm", "lundump", "lvm",
-    "lzio", "lbaselib", "lcorolib", "lmathlib", "lstrlib", "ltablib", "lutf8lib",
+    "lapi", "lcode", "lctype", "ldebug", "ldo", "ldump", "lfunc", "lgc", "llex", "lmem", "lobject",
+    "lopcodes", "lparser", "lstate", "lstring", "ltable", "ltm", "lundump", "lvm", "lzio",
+    "lbaselib", "lcorolib", "lmathlib", "lstrlib", "ltablib", "lutf8lib",
 ];
 /// Shadow stack of the guest; enough for Lua's C-call limit of 200.
 const STACK_SIZE: u32 = 32 * 1024;
@@ -78,12 +80,25 @@ fn main() {
         .arg(&wasm);
     run(&mut link, "link lua.wasm");
 
-    if env::var_os("CARGO_FEATURE_NATIVE").is_some() {
-        build_native(&c_dir, &lua);
-    }
+    let linked = fs::read(&wasm).expect("read lua.wasm");
+    let (with_regions, report) = regions::add_fuel_regions(&linked).expect("fuel-region pass");
+    wasmparser::Validator::new()
+        .validate_all(&with_regions)
+        .expect("the fuel-region pass produced an invalid module");
+    fs::write(&wasm, &with_regions).expect("write lua.wasm");
+    fs::write(
+        out.join("regions.txt"),
+        format!("{} functions, {} loops inserted\n", report.functions, report.loops),
+    )
+    .expect("write regions.txt");
 }
 
-fn compile_all(clang: &str, common: &[String], jobs: &[(PathBuf, Vec<String>)], obj_dir: &Path) -> Vec<PathBuf> {
+fn compile_all(
+    clang: &str,
+    common: &[String],
+    jobs: &[(PathBuf, Vec<String>)],
+    obj_dir: &Path,
+) -> Vec<PathBuf> {
     let objs: Vec<PathBuf> = jobs
         .iter()
         .map(|(src, _)| obj_dir.join(src.file_stem().unwrap()).with_extension("o"))
@@ -95,7 +110,12 @@ fn compile_all(clang: &str, common: &[String], jobs: &[(PathBuf, Vec<String>)], 
             .map(|((src, extra), obj)| {
                 s.spawn(move || {
                     let mut cmd = Command::new(clang);
-                    cmd.args(common).args(extra).arg("-c").arg(src).arg("-o").arg(obj);
+                    cmd.args(common)
+                        .args(extra)
+                        .arg("-c")
+                        .arg(src)
+                        .arg("-o")
+                        .arg(obj);
                     run(&mut cmd, &format!("compile {}", src.display()));
                 })
             })
@@ -135,18 +155,8 @@ fn find_lua_sources() -> PathBuf {
             }
         }
     }
-    panic!("Lua sources not found under {}/*/{LUA_SRC_CRATE}/{LUA_DIR}", registry.display());
-}
-
-fn build_native(c_dir: &Path, lua: &Path) {
-    let mut b = cc::Build::new();
-    b.file(c_dir.join("lp_lib.c"))
-        .file(c_dir.join("lp_native.c"))
-        .include(c_dir)
-        .include(lua)
-        .define("LUA_COMPAT_5_3", None)
-        .warnings(true)
-        .extra_warnings(true)
-        .opt_level(2);
-    b.compile("lp_native");
+    panic!(
+        "Lua sources not found under {}/*/{LUA_SRC_CRATE}/{LUA_DIR}",
+        registry.display()
+    );
 }

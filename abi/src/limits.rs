@@ -1,17 +1,15 @@
 //! Sandbox limits: defaults and the bounds a request is checked against.
 
-/// Wasm fuel granted to every call (refilled before each packet).
-///
-/// wasmi charges a region's fuel when the region is entered, and the blocks of a `switch` are
-/// not regions of their own: every Lua VM instruction is charged for all of `luaV_execute`'s
-/// cases (~8,400 fuel, BENCHMARKS.md). Fuel is therefore a generous, deterministic upper bound
-/// on work; the Lua instruction budget below is the limit loops normally hit first.
-pub const DEFAULT_FUEL: u64 = 250_000_000;
+/// Wasm fuel granted to every call (refilled before each packet). One unit is roughly one wasm
+/// instruction (guest-lua's fuel-region pass makes wasmi charge only the code that runs): a Lua
+/// VM instruction costs ~90-160 fuel, a trivial `return lp.ACCEPT` ~2,000 (BENCHMARKS.md).
+pub const DEFAULT_FUEL: u64 = 10_000_000;
 /// Upper bound for `fuel`.
 pub const MAX_FUEL: u64 = 10_000_000_000;
-/// Lua VM instructions one call may execute before it fails with "out of instructions".
-/// 0 disables the budget (fuel still bounds the call).
-pub const DEFAULT_INSTRUCTIONS: u32 = 20_000;
+/// Lua VM instructions one call may execute before it fails with "out of instructions", a clean
+/// Lua error that keeps the instance (running out of fuel is a trap: the instance is rebuilt).
+/// Sized to trip before the default fuel does. 0 disables the budget (fuel still bounds the call).
+pub const DEFAULT_INSTRUCTIONS: u32 = 50_000;
 /// Upper bound for `instructions`.
 pub const MAX_INSTRUCTIONS: u32 = 1_000_000_000;
 /// Linear memory of one instance, in bytes.

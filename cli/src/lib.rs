@@ -1,1 +1,6 @@
+//! `lpctl` as a library: the commands and engines, used by the binary and its tests.
+pub mod bench;
+pub mod engine;
+pub mod output;
 pub mod pcap;
+pub mod run;

@@ -2,10 +2,10 @@
  * The luapkt Lua library: the global `lp` and the packet object.
  *
  * Only Lua's public C API is used here, so the same file builds into the wasm guest and into the
- * native baseline of `lpctl bench`. The packet object and its protocol classes are singletons
- * created once per state: reading a field allocates nothing (addresses and byte strings excepted,
- * which are Lua strings). Field names are interned once; __index compares the key's interned
- * pointer instead of comparing strings.
+ * native baseline of `lpctl bench`. The packet object, its protocol classes and payload views are
+ * light userdata (see "packet objects" below): handing one out and reading a field allocate
+ * nothing (addresses and byte strings excepted, which are Lua strings). Field names are interned
+ * once; __index compares the key's interned pointer instead of comparing strings.
  */
 #include <string.h>
 
@@ -43,7 +43,8 @@ enum cls { C_PKT, C_IP, C_IP6, C_TCP, C_UDP, C_ICMP, C_ICMP6, C_META, C_TCPPAY, 
 /* The library's per-state data (a userdata anchored in the registry, found via lp_state). */
 struct lp_lib {
   const char *keyp[K_COUNT]; /* interned key strings: equal keys are the same pointer */
-  int cls_ref[C_NCLS];       /* registry refs of the singleton objects */
+  uintptr_t gen;             /* generation of the current call's objects (lp_push_packet) */
+  int find_ref;              /* registry ref of the original string.find */
   uint8_t scratch[64];       /* reads beyond the window */
 };
 #define LIB(L) ((struct lp_lib *)lp_state(L)->lib)
@@ -63,15 +64,55 @@ static int key_of(lua_State *L, int idx, const int *cands, int n) {
 
 static const char *const cls_names[C_NCLS] = {"packet", "ip", "ip6", "tcp", "udp",
                                               "icmp", "icmp6", "meta", "bytes", "bytes"};
-struct obj { int cls; };
 
 static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
 static uint32_t rd16(const uint8_t *p) { return (uint32_t)p[0] << 8 | p[1]; }
 
-static struct lp_state *in_call(lua_State *L) {
+/* ---- packet objects ----------------------------------------------------------------------
+ *
+ * A packet object (the packet, a protocol class, a payload view) is a light userdata whose value
+ * encodes its class and the generation of the call that handed it out: (gen << CLS_BITS) | cls.
+ * lp_push_packet starts a new generation for every call, so an object kept from an earlier call
+ * (in a global, an upvalue, a suspended coroutine, a finalizer) no longer matches, and any use
+ * of it raises "packet used outside of its call" -- also when the next packet has the same
+ * protocols. Objects whose generation is current but used while no call runs (finalizers
+ * between calls) fail the same way through lp_state's in_call. Generations wrap after 2^28
+ * calls on wasm32 (2^60 on 64-bit hosts): an object kept for exactly that many calls would be
+ * accepted again and would read the packet of the call using it, never anything else.
+ * All light userdata share one metatable; scripts have no other light userdata (no C modules,
+ * no debug library).
+ */
+#define CLS_BITS 4
+#define CLS_MASK (((uintptr_t)1 << CLS_BITS) - 1)
+#define GEN_MASK (UINTPTR_MAX >> CLS_BITS)
+_Static_assert(C_NCLS <= 1 << CLS_BITS, "classes must fit in CLS_BITS");
+#define ALL_CLASSES ((1u << C_NCLS) - 1)
+#define VIEW_CLASSES (1u << C_TCPPAY | 1u << C_UDPPAY)
+
+static void push_obj(lua_State *L, int cls) {
+  lua_pushlightuserdata(L, (void *)(LIB(L)->gen << CLS_BITS | (uintptr_t)cls));
+}
+
+/* Class of the packet object at idx (of any call), or -1 when the value is not one. */
+static int obj_cls(lua_State *L, int idx) {
+  uintptr_t cls;
+  if (lua_type(L, idx) != LUA_TLIGHTUSERDATA) return -1;
+  cls = (uintptr_t)lua_touserdata(L, idx) & CLS_MASK;
+  return cls < C_NCLS ? (int)cls : -1;
+}
+
+/* The class of the packet object at idx, which must be one of `classes` (a bit mask, named
+ * `expected` in the error) and belong to the running call. */
+static int check_obj(lua_State *L, int idx, unsigned classes, const char *expected, struct lp_state **Sp) {
   struct lp_state *S = lp_state(L);
-  if (!S->in_call) luaL_error(L, "packet used outside of its call");
-  return S;
+  int cls = obj_cls(L, idx);
+  if (cls < 0 || !(classes & 1u << cls))
+    luaL_argerror(L, idx, lua_pushfstring(L, "%s expected, got %s", expected,
+                                          cls < 0 ? luaL_typename(L, idx) : cls_names[cls]));
+  if (!S->in_call || (uintptr_t)lua_touserdata(L, idx) >> CLS_BITS != LIB(L)->gen)
+    luaL_error(L, "packet used outside of its call");
+  *Sp = S;
+  return cls;
 }
 
 static uint32_t ctx32(const struct lp_state *S, int off) {
@@ -323,13 +364,12 @@ static int payload_range(struct lp_state *S, int cls, uint32_t *off, uint32_t *l
   return 1;
 }
 
-static void view_range(lua_State *L, uint32_t *off, uint32_t *len) {
-  struct obj *o = lua_touserdata(L, 1);
-  struct lp_state *S = in_call(L);
-  if (!o || lua_getmetatable(L, 1) == 0) luaL_error(L, "bytes expected");
-  lua_pop(L, 1);
-  if ((o->cls != C_TCPPAY && o->cls != C_UDPPAY) || !payload_range(S, o->cls, off, len))
-    luaL_error(L, "bytes expected");
+/* The payload view at index 1 (of the running call): its offset and length in the packet. */
+static struct lp_state *view_range(lua_State *L, uint32_t *off, uint32_t *len) {
+  struct lp_state *S;
+  int cls = check_obj(L, 1, VIEW_CLASSES, "bytes", &S);
+  if (!payload_range(S, cls, off, len)) luaL_error(L, "packet too short for its payload");
+  return S;
 }
 
 static int l_view_len(lua_State *L) {
@@ -341,8 +381,8 @@ static int l_view_len(lua_State *L) {
 
 static int l_view_tostring(lua_State *L) {
   uint32_t off, len;
-  view_range(L, &off, &len);
-  push_range(L, lp_state(L), off, len);
+  struct lp_state *S = view_range(L, &off, &len);
+  push_range(L, S, off, len);
   return 1;
 }
 
@@ -359,10 +399,10 @@ static void sub_bounds(lua_Integer n, lua_Integer i, lua_Integer j, lua_Integer 
 static int l_view_sub(lua_State *L) {
   uint32_t off, len;
   lua_Integer from, to;
-  view_range(L, &off, &len);
+  struct lp_state *S = view_range(L, &off, &len);
   sub_bounds(len, luaL_checkinteger(L, 2), luaL_optinteger(L, 3, -1), &from, &to);
   if (from > to) lua_pushliteral(L, "");
-  else push_range(L, lp_state(L), off + (uint32_t)(from - 1), (uint32_t)(to - from + 1));
+  else push_range(L, S, off + (uint32_t)(from - 1), (uint32_t)(to - from + 1));
   return 1;
 }
 
@@ -371,14 +411,15 @@ static int l_view_find(lua_State *L) {
   size_t nlen;
   const char *needle;
   lua_Integer init;
-  view_range(L, &off, &len);
+  int plain, base;
+  struct lp_state *S = view_range(L, &off, &len);
   needle = luaL_checklstring(L, 2, &nlen);
   init = luaL_optinteger(L, 3, 1);
+  plain = lua_toboolean(L, 4);
   if (init < 0) init = (lua_Integer)len + init + 1 > 0 ? (lua_Integer)len + init + 1 : 1;
   else if (init == 0) init = 1;
   if (init > (lua_Integer)len + 1) { lua_pushnil(L); return 1; }
-  if (lua_toboolean(L, 4)) {
-    struct lp_state *S = lp_state(L);
+  if (plain) {
     uint32_t win = PKT_WIN(S);
     uint32_t start = off + (uint32_t)(init - 1), avail = off + len - start;
     if (off + len <= win) {
@@ -397,20 +438,19 @@ static int l_view_find(lua_State *L) {
       return 1;
     }
   }
-  /* patterns, or a payload beyond the window: string.find on a copy */
-  lua_getglobal(L, "string");
-  lua_getfield(L, -1, "find");
-  push_range(L, lp_state(L), off, len);
+  /* patterns, or a payload beyond the window: the original string.find (not whatever the
+   * script made of the global) on a copy; it returns 1 or 2 + #captures values */
+  base = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LIB(L)->find_ref);
+  push_range(L, S, off, len);
   lua_pushvalue(L, 2);
   lua_pushinteger(L, init);
-  lua_pushboolean(L, lua_toboolean(L, 4));
+  lua_pushboolean(L, plain);
   lua_call(L, 4, LUA_MULTRET);
-  return lua_gettop(L) - 5;
+  return lua_gettop(L) - base;
 }
 
 /* ---- protocol objects ----------------------------------------------------------------------- */
-
-static void push_obj(lua_State *L, int cls) { lua_rawgeti(L, LUA_REGISTRYINDEX, LIB(L)->cls_ref[cls]); }
 
 static int has_l4(struct lp_state *S, int proto) {
   return (PKT_FLAGS(S) & LP_FLAG_L4) && PKT_L4PROTO(S) == proto;
@@ -419,9 +459,12 @@ static int has_l4(struct lp_state *S, int proto) {
 static const int pkt_keys[] = {K_ip, K_tcp, K_udp, K_ip6, K_icmp, K_icmp6, K_len, K_meta, K_bytes, K_u8, K_u16, K_u32};
 
 static int l_pkt_bytes(lua_State *L) {
-  struct lp_state *S = in_call(L);
-  lua_Integer off = luaL_checkinteger(L, 2), n = luaL_checkinteger(L, 3);
-  lua_Integer plen = PKT_LEN(S);
+  struct lp_state *S;
+  lua_Integer off, n, plen;
+  (void)check_obj(L, 1, 1u << C_PKT, "packet", &S);
+  off = luaL_checkinteger(L, 2);
+  n = luaL_checkinteger(L, 3);
+  plen = PKT_LEN(S);
   if (off < 0 || n < 0 || off > plen || n > plen - off)
     return luaL_error(L, "bytes(%I, %I) outside the packet (%I bytes)", off, n, plen);
   push_range(L, S, (uint32_t)off, (uint32_t)n);
@@ -429,9 +472,11 @@ static int l_pkt_bytes(lua_State *L) {
 }
 
 static int pkt_uint(lua_State *L, uint32_t n) {
-  struct lp_state *S = in_call(L);
-  lua_Integer off = luaL_checkinteger(L, 2);
+  struct lp_state *S;
+  lua_Integer off;
   const uint8_t *p;
+  (void)check_obj(L, 1, 1u << C_PKT, "packet", &S);
+  off = luaL_checkinteger(L, 2);
   if (off < 0 || off > 0xffffffffLL || !(p = pkt_at(S, (uint32_t)off, n)))
     return luaL_error(L, "u%d(%I) outside the packet (%d bytes)", (int)(8 * n), off, (int)PKT_LEN(S));
   lua_pushinteger(L, n == 1 ? p[0] : n == 2 ? rd16(p) : rd32(p));
@@ -588,9 +633,8 @@ static int view_index(lua_State *L) {
 }
 
 static int l_index(lua_State *L) {
-  const struct obj *o = lua_touserdata(L, 1);
-  struct lp_state *S = in_call(L);
-  switch (o->cls) {
+  struct lp_state *S;
+  switch (check_obj(L, 1, ALL_CLASSES, "packet", &S)) {
     case C_PKT: return pkt_index(L, S);
     case C_IP: return ip_index(L, S);
     case C_IP6: return ip6_index(L, S);
@@ -603,14 +647,14 @@ static int l_index(lua_State *L) {
 }
 
 static int l_newindex(lua_State *L) {
-  const struct obj *o = lua_touserdata(L, 1);
-  return luaL_error(L, "%s.%s is read-only", cls_names[o->cls], luaL_tolstring(L, 2, NULL));
+  int cls = obj_cls(L, 1);
+  return luaL_error(L, "%s.%s is read-only", cls >= 0 ? cls_names[cls] : "packet", luaL_tolstring(L, 2, NULL));
 }
 
 static int l_obj_tostring(lua_State *L) {
-  const struct obj *o = lua_touserdata(L, 1);
-  if (o->cls == C_TCPPAY || o->cls == C_UDPPAY) return l_view_tostring(L);
-  lua_pushfstring(L, "%s: %p", cls_names[o->cls], (const void *)o);
+  int cls = obj_cls(L, 1);
+  if (cls < 0 || (VIEW_CLASSES & 1u << cls)) return l_view_tostring(L);
+  lua_pushfstring(L, "%s: %p", cls_names[cls], lua_touserdata(L, 1));
   return 1;
 }
 
@@ -669,7 +713,13 @@ int lp_verdict(lua_State *L, int idx, char *why, size_t n) {
   return LP_ERR_RETURN;
 }
 
-void lp_push_packet(lua_State *L) { push_obj(L, C_PKT); }
+/* Starts a new call: the objects of earlier calls stop being valid. Called once per call. */
+void lp_push_packet(lua_State *L) {
+  struct lp_lib *lib = LIB(L);
+  lib->gen = (lib->gen + 1) & GEN_MASK;
+  if (!lib->gen) lib->gen = 1;
+  push_obj(L, C_PKT);
+}
 
 int lp_openlib(lua_State *L) {
   static const luaL_Reg lp_funcs[] = {
@@ -690,7 +740,13 @@ int lp_openlib(lua_State *L) {
   }
   lua_setfield(L, LUA_REGISTRYINDEX, "lp.keys");
 
-  /* one metatable for all packet objects */
+  /* string.find as the string library defined it, for payload:find */
+  luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 0);
+  lua_getfield(L, -1, "find");
+  lib->find_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 1);
+
+  /* one metatable for all packet objects: the metatable of light userdata */
   lua_createtable(L, 0, 5);
   lua_pushcfunction(L, l_index);
   lua_setfield(L, -2, "__index");
@@ -702,14 +758,10 @@ int lp_openlib(lua_State *L) {
   lua_setfield(L, -2, "__len");
   lua_pushliteral(L, "packet");
   lua_setfield(L, -2, "__metatable");
-  for (i = 0; i < C_NCLS; i++) {
-    struct obj *o = lua_newuserdatauv(L, sizeof *o, 0);
-    o->cls = i;
-    lua_pushvalue(L, -2);
-    lua_setmetatable(L, -2);
-    lib->cls_ref[i] = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
-  lua_pop(L, 1);
+  lua_pushlightuserdata(L, NULL);
+  lua_pushvalue(L, -2);
+  lua_setmetatable(L, -2);
+  lua_pop(L, 2);
 
   luaL_newmetatable(L, CIDR_MT);
   luaL_newlib(L, cidr_meths);

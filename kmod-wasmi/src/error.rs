@@ -95,7 +95,10 @@ impl fmt::Display for LoadError {
             LoadError::Init(kind, m) if m.is_empty() => write!(f, "top-level chunk failed: {kind}"),
             LoadError::Init(_, m) => write!(f, "top-level chunk failed: {m}"),
             LoadError::NoFunction(name) => {
-                write!(f, "entry function '{name}' is not defined (a global function)")
+                write!(
+                    f,
+                    "entry function '{name}' is not defined (a global function)"
+                )
             }
             LoadError::Limit(e) => write!(f, "invalid limit: {e}"),
         }

@@ -55,7 +55,12 @@ impl GuestCache {
         }
         let engine = engine(recursion);
         let module = Module::new(&engine, bytes).map_err(LoadError::Wasm)?;
-        let guest = Arc::new(Guest { engine, module, hash, recursion });
+        let guest = Arc::new(Guest {
+            engine,
+            module,
+            hash,
+            recursion,
+        });
         self.entries.push(guest.clone());
         Ok(guest)
     }

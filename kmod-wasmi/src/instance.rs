@@ -20,8 +20,8 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::ptr::NonNull;
 use wasmi::{
-    errors::HostError, Caller, Error, Global, Linker, Memory, Store, StoreLimits, StoreLimitsBuilder,
-    TrapCode, TypedFunc, Val,
+    errors::HostError, Caller, Error, Global, Linker, Memory, Store, StoreLimits,
+    StoreLimitsBuilder, TrapCode, TypedFunc, Val,
 };
 
 /// Fuel for building an instance: the script's top-level chunk may build large tables.
@@ -147,7 +147,11 @@ fn linker(guest: &Guest) -> Result<Linker<StoreData>, LoadError> {
             let len = (len.max(0) as usize).min(MAX_MESSAGE);
             let start = ptr as u32 as usize;
             let line = data.get(start..start.saturating_add(len)).unwrap_or(&[]);
-            let level = if level == g::LOG_WARN { LogLevel::Warn } else { LogLevel::Info };
+            let level = if level == g::LOG_WARN {
+                LogLevel::Warn
+            } else {
+                LogLevel::Info
+            };
             d.host.log(&d.name, level, line);
         },
     )
@@ -165,7 +169,11 @@ fn linker(guest: &Guest) -> Result<Linker<StoreData>, LoadError> {
             let (Some(mem), Some(pkt)) = (caller.data().memory, caller.data().pkt) else {
                 return -1;
             };
-            let (off, dst, len) = (off as u32 as usize, dst as u32 as usize, len as u32 as usize);
+            let (off, dst, len) = (
+                off as u32 as usize,
+                dst as u32 as usize,
+                len as u32 as usize,
+            );
             let Some(out) = mem
                 .data_mut(&mut caller)
                 .get_mut(dst..dst.saturating_add(len))
@@ -294,7 +302,9 @@ impl Instance {
         let seed = host.seed() as i32;
         match me.call_top(|s| init.call(s, seed)) {
             Outcome::Status(0) => {}
-            Outcome::Status(st) => return Err(LoadError::Init(status_kind(st), me.message.clone())),
+            Outcome::Status(st) => {
+                return Err(LoadError::Init(status_kind(st), me.message.clone()))
+            }
             Outcome::Trap(k) => return Err(LoadError::Init(k, String::new())),
         }
         let src = me.put_bytes(source)?;
@@ -320,7 +330,10 @@ impl Instance {
             .call(&mut self.store, len)
             .map_err(LoadError::Wasm)?;
         if ptr == 0 {
-            return Err(LoadError::Init(ErrorKind::Memory, String::from("not enough memory")));
+            return Err(LoadError::Init(
+                ErrorKind::Memory,
+                String::from("not enough memory"),
+            ));
         }
         let start = ptr as u32 as usize;
         self.memory
@@ -338,10 +351,7 @@ impl Instance {
 
     /// Runs a top-level guest call; a Lua error that unwinds to here is finished by
     /// `lp_recover`. Fills `self.message` on errors.
-    fn call_top(
-        &mut self,
-        f: impl FnOnce(&mut Store<StoreData>) -> Result<i32, Error>,
-    ) -> Outcome {
+    fn call_top(&mut self, f: impl FnOnce(&mut Store<StoreData>) -> Result<i32, Error>) -> Outcome {
         self.store.data_mut().depth = 0;
         let saved = self.sp.get(&self.store);
         let status = match f(&mut self.store) {
@@ -460,7 +470,9 @@ impl Instance {
         let run = self.run;
         let out = self.call_top(|s| run.call(s, (fref, aref, budget, cap)));
         self.store.data_mut().pkt = None;
-        let used = limits.fuel.saturating_sub(self.store.get_fuel().unwrap_or(0));
+        let used = limits
+            .fuel
+            .saturating_sub(self.store.get_fuel().unwrap_or(0));
         let r = match out {
             Outcome::Status(code) if code > 0 => match Verdict::from_code(code) {
                 Some(v) => Ok(v),
@@ -470,7 +482,11 @@ impl Instance {
             Outcome::Trap(k) => Err(k),
         };
         // wasmi charges fuel per block up front: a call that ran out used all of it
-        let used = if r == Err(ErrorKind::Fuel) { limits.fuel } else { used.min(limits.fuel) };
+        let used = if r == Err(ErrorKind::Fuel) {
+            limits.fuel
+        } else {
+            used.min(limits.fuel)
+        };
         (r, used)
     }
 

@@ -54,7 +54,12 @@ impl std::error::Error for LimitError {}
 
 fn check(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), LimitError> {
     if value < min || value > max {
-        return Err(LimitError { field, value, min, max });
+        return Err(LimitError {
+            field,
+            value,
+            min,
+            max,
+        });
     }
     Ok(())
 }
@@ -63,10 +68,20 @@ impl Limits {
     /// Checks every field against its range (abi::limits).
     pub fn validate(&self) -> Result<(), LimitError> {
         check("fuel", self.fuel, 1, MAX_FUEL)?;
-        check("instructions", self.instructions.into(), 0, MAX_INSTRUCTIONS.into())?;
+        check(
+            "instructions",
+            self.instructions.into(),
+            0,
+            MAX_INSTRUCTIONS.into(),
+        )?;
         check("memory", self.memory, MIN_MEMORY, MAX_MEMORY)?;
         check("recursion", self.recursion.into(), 16, MAX_RECURSION.into())?;
-        check("pcall-depth", self.pcall_depth.into(), 1, MAX_PCALL_DEPTH.into())?;
+        check(
+            "pcall-depth",
+            self.pcall_depth.into(),
+            1,
+            MAX_PCALL_DEPTH.into(),
+        )?;
         Ok(())
     }
 }
@@ -78,11 +93,20 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_bounds_are_enforced() {
         assert_eq!(Limits::default().validate(), Ok(()));
-        let zero_fuel = Limits { fuel: 0, ..Limits::default() };
+        let zero_fuel = Limits {
+            fuel: 0,
+            ..Limits::default()
+        };
         assert_eq!(zero_fuel.validate().unwrap_err().field, "fuel");
-        let huge_mem = Limits { memory: 1 << 40, ..Limits::default() };
+        let huge_mem = Limits {
+            memory: 1 << 40,
+            ..Limits::default()
+        };
         assert_eq!(huge_mem.validate().unwrap_err().field, "memory");
-        let deep = Limits { pcall_depth: 1000, ..Limits::default() };
+        let deep = Limits {
+            pcall_depth: 1000,
+            ..Limits::default()
+        };
         assert_eq!(deep.validate().unwrap_err().field, "pcall-depth");
     }
 }

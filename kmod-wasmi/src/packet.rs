@@ -36,7 +36,10 @@ pub struct SlicePacket<'a> {
 
 impl<'a> SlicePacket<'a> {
     pub fn new(data: &'a [u8]) -> Self {
-        SlicePacket { data, meta: Meta::default() }
+        SlicePacket {
+            data,
+            meta: Meta::default(),
+        }
     }
 }
 
@@ -45,7 +48,10 @@ impl Packet for SlicePacket<'_> {
         self.data.len()
     }
     fn read(&self, off: usize, dst: &mut [u8]) -> bool {
-        match off.checked_add(dst.len()).and_then(|end| self.data.get(off..end)) {
+        match off
+            .checked_add(dst.len())
+            .and_then(|end| self.data.get(off..end))
+        {
             Some(src) => {
                 dst.copy_from_slice(src);
                 true

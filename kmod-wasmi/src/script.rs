@@ -80,7 +80,10 @@ impl Script {
 
     /// Binds entry function `func` (with the rule's argument) in every instance.
     pub fn bind(&mut self, func: &str, arg: Option<&[u8]>) -> Result<usize, LoadError> {
-        let entry = Entry { func: String::from(func), arg: arg.map(Vec::from) };
+        let entry = Entry {
+            func: String::from(func),
+            arg: arg.map(Vec::from),
+        };
         if let Some(i) = self.entries.iter().position(|e| *e == entry) {
             return Ok(i);
         }
@@ -111,26 +114,39 @@ impl Script {
         if self.instances[cpu].poisoned() {
             self.rebuild(cpu);
         }
-        Outcome { verdict, error, fuel }
+        Outcome {
+            verdict,
+            error,
+            fuel,
+        }
     }
 
     /// Replaces a poisoned instance with a fresh one (the script's top-level chunk runs again).
     fn rebuild(&mut self, cpu: usize) {
-        let fresh = Instance::new(&self.guest, &self.name, &self.source, &self.limits, self.host.clone())
-            .and_then(|mut inst| {
-                for e in &self.entries {
-                    inst.bind(&e.func, e.arg.as_deref())?;
-                }
-                Ok(inst)
-            });
+        let fresh = Instance::new(
+            &self.guest,
+            &self.name,
+            &self.source,
+            &self.limits,
+            self.host.clone(),
+        )
+        .and_then(|mut inst| {
+            for e in &self.entries {
+                inst.bind(&e.func, e.arg.as_deref())?;
+            }
+            Ok(inst)
+        });
         match fresh {
             Ok(inst) => {
                 self.instances[cpu] = inst;
                 self.stats.rebuilds += 1;
             }
             Err(_) => {
-                self.host
-                    .log(&self.name, LogLevel::Warn, b"instance rebuild failed; keeping the old one");
+                self.host.log(
+                    &self.name,
+                    LogLevel::Warn,
+                    b"instance rebuild failed; keeping the old one",
+                );
             }
         }
     }

@@ -34,7 +34,13 @@ fn verdict_index(v: Verdict) -> usize {
 }
 
 impl Stats {
-    pub(crate) fn record(&mut self, applied: Verdict, error: Option<ErrorKind>, fuel: u64, ns: u64) {
+    pub(crate) fn record(
+        &mut self,
+        applied: Verdict,
+        error: Option<ErrorKind>,
+        fuel: u64,
+        ns: u64,
+    ) {
         self.run_cnt += 1;
         self.run_time_ns += ns;
         self.verdicts[verdict_index(applied)] += 1;

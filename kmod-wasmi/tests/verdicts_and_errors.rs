@@ -18,17 +18,33 @@ fn verdict_mapping_follows_design() {
     assert_eq!(verdict_of("return lp.CONTINUE"), (Verdict::Continue, None));
     assert_eq!(verdict_of("return lp.BREAK"), (Verdict::Break, None));
     assert_eq!(verdict_of("return lp.QUEUE(7)"), (Verdict::Queue(7), None));
-    assert_eq!(verdict_of("return lp.QUEUE(65535)"), (Verdict::Queue(65535), None));
+    assert_eq!(
+        verdict_of("return lp.QUEUE(65535)"),
+        (Verdict::Queue(65535), None)
+    );
     assert_eq!(verdict_of("return true"), (Verdict::Continue, None));
     assert_eq!(verdict_of("return"), (Verdict::Continue, None));
     assert_eq!(verdict_of("return nil"), (Verdict::Continue, None));
     assert_eq!(verdict_of(""), (Verdict::Continue, None));
     assert_eq!(verdict_of("return false"), (Verdict::Break, None));
     // anything else is an error resolved by the default policy (break)
-    for bad in ["return 'accept'", "return 99", "return {}", "return 1.5", "return lp.QUEUE"] {
-        assert_eq!(verdict_of(bad), (Verdict::Break, Some(ErrorKind::Return)), "{bad}");
+    for bad in [
+        "return 'accept'",
+        "return 99",
+        "return {}",
+        "return 1.5",
+        "return lp.QUEUE",
+    ] {
+        assert_eq!(
+            verdict_of(bad),
+            (Verdict::Break, Some(ErrorKind::Return)),
+            "{bad}"
+        );
     }
-    assert_eq!(verdict_of("return lp.QUEUE(65536)"), (Verdict::Break, Some(ErrorKind::Lua)));
+    assert_eq!(
+        verdict_of("return lp.QUEUE(65536)"),
+        (Verdict::Break, Some(ErrorKind::Lua))
+    );
 }
 
 /// One script whose behaviour is chosen by the TCP destination port: 80 is the normal packet.
@@ -68,7 +84,11 @@ fn expect_error(
     let o = s.run(0, 0, &SlicePacket::new(&p));
     assert_eq!(o.error, Some(kind), "port {port}: {}", s.message(0));
     assert_eq!(o.verdict, policy_verdict, "port {port}");
-    assert!(s.message(0).contains(needle), "port {port}: message {:?} lacks {needle:?}", s.message(0));
+    assert!(
+        s.message(0).contains(needle),
+        "port {port}: message {:?} lacks {needle:?}",
+        s.message(0)
+    );
     // the same instance serves the next packet normally
     let n = tcp4(80);
     let o = s.run(0, 0, &SlicePacket::new(&n));
@@ -77,21 +97,53 @@ fn expect_error(
 
 #[test]
 fn each_error_kind_is_reported_and_the_instance_keeps_serving() {
-    let limits = Limits { memory: 4 << 20, ..Limits::default() };
-    let (mut s, host) = load_with(MISCHIEF.replace("return count", "return lp.ACCEPT").as_str(), limits, OnError::Break);
+    let limits = Limits {
+        memory: 4 << 20,
+        ..Limits::default()
+    };
+    let (mut s, host) = load_with(
+        MISCHIEF
+            .replace("return count", "return lp.ACCEPT")
+            .as_str(),
+        limits,
+        OnError::Break,
+    );
     let b = Verdict::Break;
-    expect_error(&mut s, 1, ErrorKind::Lua, "test.lua:13: attempt to index a nil value", b);
+    expect_error(
+        &mut s,
+        1,
+        ErrorKind::Lua,
+        "test.lua:13: attempt to index a nil value",
+        b,
+    );
     expect_error(&mut s, 2, ErrorKind::Lua, "test.lua:14: boom", b);
     expect_error(&mut s, 3, ErrorKind::Instructions, "out of instructions", b);
     expect_error(&mut s, 4, ErrorKind::Memory, "not enough memory", b);
     // C-level recursion exhausts the guest's shadow stack: a trap, and the instance is rebuilt
     expect_error(&mut s, 5, ErrorKind::Stack, "stack", b);
-    expect_error(&mut s, 6, ErrorKind::Stack, "too many nested protected calls", b);
+    expect_error(
+        &mut s,
+        6,
+        ErrorKind::Stack,
+        "too many nested protected calls",
+        b,
+    );
     expect_error(&mut s, 7, ErrorKind::Return, "got string", b);
-    expect_error(&mut s, 8, ErrorKind::Lua, "error object is a table value", b);
+    expect_error(
+        &mut s,
+        8,
+        ErrorKind::Lua,
+        "error object is a table value",
+        b,
+    );
     // nesting within the cap is fine
     let p = tcp4(9);
-    assert_eq!(s.run(0, 0, &SlicePacket::new(&p)).verdict, Verdict::Drop, "{}", s.message(0));
+    assert_eq!(
+        s.run(0, 0, &SlicePacket::new(&p)).verdict,
+        Verdict::Drop,
+        "{}",
+        s.message(0)
+    );
     let st = s.stats();
     assert_eq!(st.error_count(ErrorKind::Lua), 3);
     assert_eq!(st.error_count(ErrorKind::Stack), 2);
@@ -99,12 +151,21 @@ fn each_error_kind_is_reported_and_the_instance_keeps_serving() {
     assert_eq!(st.rebuilds, 1, "only the shadow-stack trap needs a rebuild");
     // errors are logged with a traceback
     let lines = host.lines.lock().unwrap();
-    assert!(lines.iter().any(|l| l.contains("boom") && l.contains("stack traceback")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("boom") && l.contains("stack traceback")),
+        "{lines:?}"
+    );
 }
 
 #[test]
 fn fuel_cuts_an_infinite_loop_and_the_instance_is_rebuilt() {
-    let limits = Limits { instructions: 0, fuel: 5_000_000, ..Limits::default() };
+    let limits = Limits {
+        instructions: 0,
+        fuel: 5_000_000,
+        ..Limits::default()
+    };
     let (mut s, _) = load_with(MISCHIEF, limits, OnError::Drop);
     let n = tcp4(80);
     let first = s.run(0, 0, &SlicePacket::new(&n));
@@ -130,7 +191,11 @@ fn on_error_policies() {
         (OnError::Accept, Verdict::Accept),
         (OnError::Drop, Verdict::Drop),
     ] {
-        let (mut s, _) = load_with("function process_packet() error('x') end", Limits::default(), policy);
+        let (mut s, _) = load_with(
+            "function process_packet() error('x') end",
+            Limits::default(),
+            policy,
+        );
         let p = tcp4(80);
         let o = s.run(0, 0, &SlicePacket::new(&p));
         assert_eq!((o.verdict, o.error), (verdict, Some(ErrorKind::Lua)));
@@ -144,8 +209,19 @@ fn state_persists_between_calls() {
         "local seen = 0 function process_packet(pkt) seen = seen + 1 if seen > 3 then return lp.DROP end return lp.ACCEPT end",
     );
     let p = tcp4(22);
-    let got: Vec<Verdict> = (0..5).map(|_| s.run(0, 0, &SlicePacket::new(&p)).verdict).collect();
-    assert_eq!(got, [Verdict::Accept, Verdict::Accept, Verdict::Accept, Verdict::Drop, Verdict::Drop]);
+    let got: Vec<Verdict> = (0..5)
+        .map(|_| s.run(0, 0, &SlicePacket::new(&p)).verdict)
+        .collect();
+    assert_eq!(
+        got,
+        [
+            Verdict::Accept,
+            Verdict::Accept,
+            Verdict::Accept,
+            Verdict::Drop,
+            Verdict::Drop
+        ]
+    );
 }
 
 #[test]
@@ -158,8 +234,14 @@ fn the_argument_reaches_the_entry_function() {
     let web = s.bind("check", Some(b"web")).unwrap();
     let other = s.bind("check", Some(b"ssh")).unwrap();
     let p = tcp4(22);
-    assert_eq!(s.run(0, web, &SlicePacket::new(&p)).verdict, Verdict::Accept);
-    assert_eq!(s.run(0, other, &SlicePacket::new(&p)).verdict, Verdict::Drop);
+    assert_eq!(
+        s.run(0, web, &SlicePacket::new(&p)).verdict,
+        Verdict::Accept
+    );
+    assert_eq!(
+        s.run(0, other, &SlicePacket::new(&p)).verdict,
+        Verdict::Drop
+    );
     assert!(s.bind("missing", None).is_err());
 }
 
@@ -169,22 +251,46 @@ fn bad_scripts_are_refused_at_load() {
     let mut cache = GuestCache::new();
     let h = host();
     let load = |cache: &mut GuestCache, src: &str, limits: Limits| {
-        Script::load(cache, guest_lua::LUA_WASM, "bad.lua", src.as_bytes(), limits, OnError::Break, 1, h.clone())
+        Script::load(
+            cache,
+            guest_lua::LUA_WASM,
+            "bad.lua",
+            src.as_bytes(),
+            limits,
+            OnError::Break,
+            1,
+            h.clone(),
+        )
     };
-    match load(&mut cache, "function process_packet( return end", Limits::default()) {
+    match load(
+        &mut cache,
+        "function process_packet( return end",
+        Limits::default(),
+    ) {
         Err(LoadError::Syntax(m)) => assert!(m.starts_with("bad.lua:1:"), "{m}"),
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("loaded"),
     }
     match load(&mut cache, "error('top level fails')", Limits::default()) {
-        Err(LoadError::Init(ErrorKind::Lua, m)) => assert!(m.contains("bad.lua:1: top level fails"), "{m}"),
+        Err(LoadError::Init(ErrorKind::Lua, m)) => {
+            assert!(m.contains("bad.lua:1: top level fails"), "{m}")
+        }
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("loaded"),
     }
-    let zero = Limits { fuel: 0, ..Limits::default() };
-    assert!(matches!(load(&mut cache, "x = 1", zero), Err(LoadError::Limit(_))));
+    let zero = Limits {
+        fuel: 0,
+        ..Limits::default()
+    };
+    assert!(matches!(
+        load(&mut cache, "x = 1", zero),
+        Err(LoadError::Limit(_))
+    ));
     let mut s = load(&mut cache, "x = 1", Limits::default()).unwrap();
-    assert!(matches!(s.bind("process_packet", None), Err(LoadError::NoFunction(_))));
+    assert!(matches!(
+        s.bind("process_packet", None),
+        Err(LoadError::NoFunction(_))
+    ));
     // binary chunks are refused by load()
     let mut s2 = load(
         &mut cache,

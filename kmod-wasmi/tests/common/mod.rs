@@ -13,7 +13,9 @@ pub struct TestHost {
 
 impl Host for TestHost {
     fn now_ns(&self) -> u64 {
-        self.start.map(|s| s.elapsed().as_nanos() as u64).unwrap_or(0)
+        self.start
+            .map(|s| s.elapsed().as_nanos() as u64)
+            .unwrap_or(0)
     }
     fn log(&self, _script: &str, level: LogLevel, line: &[u8]) {
         let l = String::from_utf8_lossy(line).into_owned();
@@ -25,7 +27,10 @@ impl Host for TestHost {
 }
 
 pub fn host() -> Arc<TestHost> {
-    Arc::new(TestHost { lines: Mutex::new(Vec::new()), start: Some(Instant::now()) })
+    Arc::new(TestHost {
+        lines: Mutex::new(Vec::new()),
+        start: Some(Instant::now()),
+    })
 }
 
 pub fn load_with(src: &str, limits: Limits, on_error: OnError) -> (Script, Arc<TestHost>) {
@@ -53,7 +58,20 @@ pub fn load(src: &str) -> Script {
 /// IPv4 header + transport header + payload, checksums zero.
 pub fn ipv4(proto: u8, src: [u8; 4], dst: [u8; 4], l4: &[u8]) -> Vec<u8> {
     let total = 20 + l4.len();
-    let mut p = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0, 0, 64, proto, 0, 0];
+    let mut p = vec![
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        1,
+        0,
+        0,
+        64,
+        proto,
+        0,
+        0,
+    ];
     p.extend_from_slice(&src);
     p.extend_from_slice(&dst);
     p.extend_from_slice(l4);
@@ -84,5 +102,10 @@ pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
 }
 
 pub fn tcp4(dport: u16) -> Vec<u8> {
-    ipv4(6, [10, 0, 0, 1], [10, 0, 0, 2], &tcp(40000, dport, 0x02, b""))
+    ipv4(
+        6,
+        [10, 0, 0, 1],
+        [10, 0, 0, 2],
+        &tcp(40000, dport, 0x02, b""),
+    )
 }

@@ -1,0 +1,111 @@
+//! `lpctl bench`: one script over a capture on several engines in the same run, with the
+//! ratio of each to native Lua.
+
+use crate::engine::{self, Kind};
+use crate::output::{self, Mode};
+use crate::run::{packet, read_capture, Options};
+use anyhow::{bail, Result};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// One engine's measurement.
+#[derive(Clone, Debug)]
+pub struct Measurement {
+    pub engine: Kind,
+    pub ns_per_packet: f64,
+    pub fuel_per_packet: Option<f64>,
+    pub packets: u64,
+}
+
+/// Runs the capture's packets through `kind` repeatedly for at least `min` (and at least 3
+/// passes), after one warm-up pass. Fuel comes from the warm-up pass.
+pub fn measure(opts: &Options, kind: Kind, min: Duration) -> Result<Measurement> {
+    let cfg = opts.config()?;
+    let capture = read_capture(&opts.pcap)?;
+    if capture.packets.is_empty() {
+        bail!("{}: no IP packets to measure", opts.pcap.display());
+    }
+    let pkts: Vec<_> = capture
+        .packets
+        .iter()
+        .map(|(_, nf, d)| packet(*nf, d))
+        .collect();
+    let mut eng = engine::load(kind, &cfg)?;
+    let mut fuel = 0u64;
+    let mut metered = false;
+    for p in &pkts {
+        if let Some(f) = eng.run(p).fuel {
+            fuel += f;
+            metered = true;
+        }
+    }
+    let mut runs = 0u64;
+    let start = Instant::now();
+    let mut passes = 0;
+    while passes < 3 || start.elapsed() < min {
+        for p in &pkts {
+            std::hint::black_box(eng.run(std::hint::black_box(p)));
+        }
+        runs += pkts.len() as u64;
+        passes += 1;
+    }
+    let ns = start.elapsed().as_nanos() as f64 / runs as f64;
+    Ok(Measurement {
+        engine: kind,
+        ns_per_packet: ns,
+        fuel_per_packet: metered.then(|| fuel as f64 / pkts.len() as f64),
+        packets: runs,
+    })
+}
+
+pub fn bench(opts: &Options, engines: &[Kind], millis: u64, mode: Mode) -> Result<()> {
+    let min = Duration::from_millis(millis);
+    let results: Vec<Measurement> = engines
+        .iter()
+        .map(|k| measure(opts, *k, min))
+        .collect::<Result<_>>()?;
+    let native = results
+        .iter()
+        .find(|m| m.engine == Kind::Native)
+        .map(|m| m.ns_per_packet);
+    if mode.json {
+        let rows: Vec<_> = results
+            .iter()
+            .map(|m| {
+                json!({
+                    "engine": m.engine.to_string(),
+                    "ns_per_packet": (m.ns_per_packet * 10.0).round() / 10.0,
+                    "fuel_per_packet": m.fuel_per_packet.map(|f| f.round()),
+                    "ratio_to_native": native.map(|n| (m.ns_per_packet / n * 100.0).round() / 100.0),
+                    "packets": m.packets,
+                })
+            })
+            .collect();
+        output::json(mode, &json!({ "results": rows }));
+        return Ok(());
+    }
+    crate::outln!(
+        "{:<10} {:>12} {:>14} {:>10}",
+        "engine",
+        "ns/packet",
+        "fuel/packet",
+        "x native"
+    );
+    for m in &results {
+        let fuel = m
+            .fuel_per_packet
+            .map(|f| format!("{f:.0}"))
+            .unwrap_or_else(|| "-".into());
+        let ratio = native
+            .map(|n| format!("{:.2}", m.ns_per_packet / n))
+            .unwrap_or_else(|| "-".into());
+        crate::outln!(
+            "{:<10} {:>12.1} {:>14} {:>10}",
+            m.engine.to_string(),
+            m.ns_per_packet,
+            fuel,
+            ratio
+        );
+    }
+    Ok(())
+}

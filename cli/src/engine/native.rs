@@ -1,0 +1,337 @@
+//! Native Lua: the script on the host's Lua 5.4 (mlua-sys's vendored build) with the very same
+//! packet library as the sandbox (guest-lua/c/lp_lib.c compiled for the host by build.rs), as
+//! the baseline of `lpctl bench`.
+//!
+//! The C half is guest-lua/c/lp_native.c; this file is the only Rust that crosses to it.
+//!  - Packet metadata and the first bytes of the packet reach C the way they reach the guest: a
+//!    packet context (`abi::guest::ctx`) inside the C state, filled by
+//!    [`runtime::packet::fill_context`] before every call.
+//!  - Everything else C needs from the host goes through [`HostCallbacks`]: packet bytes beyond
+//!    the context's window (`pkt_read`), log lines and the clock. Their `ud` is a [`HostData`]
+//!    this engine owns; during a call it also points at the call's packet.
+//!  - Lua errors unwind with setjmp/longjmp inside the C half only: every C entry point runs Lua
+//!    protected, and the callbacks below never call Lua, so no longjmp crosses a Rust frame.
+//!  - Each engine has its own Lua state and C data: engines are independent, in any threads.
+
+use super::{error_message, wasmi::CliHost, Config, Engine, Kind, LoadError, RunResult};
+use abi::guest as g;
+use runtime::packet::fill_context;
+use runtime::{ErrorKind, Host, Limits, LogLevel, OnError, Packet, Verdict};
+use std::cell::Cell;
+use std::ffi::{c_char, c_int, c_void};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::{self, NonNull};
+use std::sync::Arc;
+
+// Nothing in Rust calls mlua-sys: this brings in its Lua library, which lp_native.c links to.
+use mlua_sys as _;
+
+/// Longest log line or error message taken from C (as the sandbox does).
+const MAX_MESSAGE: usize = 1024;
+/// Lua instructions the top-level chunk may run. The sandbox bounds it by fuel; this is a bound
+/// far above what that fuel allows, so that a runaway chunk fails instead of hanging.
+const LOAD_INSTRUCTIONS: c_int = 100_000_000;
+
+/// `struct lp_native_host` in lp_native.c.
+#[repr(C)]
+struct HostCallbacks {
+    ud: *mut c_void,
+    pkt_read: unsafe extern "C" fn(*mut c_void, u32, *mut c_void, u32) -> c_int,
+    log: unsafe extern "C" fn(*mut c_void, c_int, *const c_char, usize),
+    now: unsafe extern "C" fn(*mut c_void) -> i64,
+}
+
+/// `struct lp_native` in lp_native.c: opaque.
+#[repr(C)]
+struct LpNative {
+    _private: [u8; 0],
+}
+
+extern "C" {
+    fn lp_native_new(host: *const HostCallbacks, mem_limit: usize) -> *mut LpNative;
+    fn lp_native_init(n: *mut LpNative) -> c_int;
+    fn lp_native_load(
+        n: *mut LpNative,
+        src: *const c_char,
+        len: usize,
+        name: *const c_char,
+        nlen: usize,
+        budget: c_int,
+    ) -> c_int;
+    fn lp_native_ref_global(n: *mut LpNative, name: *const c_char, len: usize) -> c_int;
+    fn lp_native_ref_string(n: *mut LpNative, s: *const c_char, len: usize) -> c_int;
+    fn lp_native_ctx(n: *mut LpNative) -> *mut u8;
+    fn lp_native_run(
+        n: *mut LpNative,
+        fref: c_int,
+        aref: c_int,
+        budget: c_int,
+        cap: c_int,
+    ) -> c_int;
+    fn lp_native_errmsg(n: *const LpNative, len: *mut usize) -> *const c_char;
+    fn lp_native_mem_used(n: *const LpNative) -> usize;
+    fn lp_native_free(n: *mut LpNative);
+}
+
+/// What the callbacks reach through `ud`.
+struct HostData {
+    host: Arc<dyn Host>,
+    name: String,
+    /// During [`NativeEngine::run`], a `*const &dyn Packet` to the call's packet; else null.
+    pkt: Cell<*const c_void>,
+}
+
+/// `pkt_read`: packet bytes `[off, off+len)` into `dst`; `len`, or -1 when out of the packet.
+unsafe extern "C" fn cb_pkt_read(ud: *mut c_void, off: u32, dst: *mut c_void, len: u32) -> c_int {
+    // SAFETY: `ud` is the engine's `HostData`, alive as long as its C state (see `Drop`).
+    let data = unsafe { &*(ud as *const HostData) };
+    let pkt = data.pkt.get();
+    if pkt.is_null() || dst.is_null() {
+        return -1;
+    }
+    // SAFETY: a non-null `pkt` was set by `NativeEngine::run` to a `&dyn Packet` on its stack,
+    // and is reset before `run` returns; C only calls back while `run` is inside C.
+    let pkt: &dyn Packet = unsafe { *(pkt as *const &dyn Packet) };
+    // SAFETY: lp_host_pkt_read passes `len` writable, initialised (zeroed) bytes at `dst` that
+    // nothing else uses during this call.
+    let out = unsafe { std::slice::from_raw_parts_mut(dst as *mut u8, len as usize) };
+    match catch_unwind(AssertUnwindSafe(|| pkt.read(off as usize, out))) {
+        Ok(true) => len as c_int,
+        _ => -1,
+    }
+}
+
+/// `log`: one line of the script's log.
+unsafe extern "C" fn cb_log(ud: *mut c_void, level: c_int, s: *const c_char, len: usize) {
+    // SAFETY: as in `cb_pkt_read`.
+    let data = unsafe { &*(ud as *const HostData) };
+    let line: &[u8] = if s.is_null() {
+        &[]
+    } else {
+        // SAFETY: C passes `len` readable bytes at `s`, valid for this call.
+        unsafe { std::slice::from_raw_parts(s as *const u8, len.min(MAX_MESSAGE)) }
+    };
+    let level = if level == g::LOG_WARN {
+        LogLevel::Warn
+    } else {
+        LogLevel::Info
+    };
+    // a panicking host must not unwind into C
+    let _ = catch_unwind(AssertUnwindSafe(|| data.host.log(&data.name, level, line)));
+}
+
+/// `now`: monotonic nanoseconds.
+unsafe extern "C" fn cb_now(ud: *mut c_void) -> i64 {
+    // SAFETY: as in `cb_pkt_read`.
+    let data = unsafe { &*(ud as *const HostData) };
+    catch_unwind(AssertUnwindSafe(|| data.host.now_ns() as i64)).unwrap_or(0)
+}
+
+fn status_kind(status: c_int) -> ErrorKind {
+    match status {
+        g::ERR_MEMORY => ErrorKind::Memory,
+        g::ERR_RETURN => ErrorKind::Return,
+        g::ERR_INSTRUCTIONS => ErrorKind::Instructions,
+        g::ERR_STACK => ErrorKind::Stack,
+        _ => ErrorKind::Lua,
+    }
+}
+
+pub struct NativeEngine {
+    state: NonNull<LpNative>,
+    /// From `Box::into_raw`; freed in `Drop` after the C state, whose callbacks use it.
+    data: NonNull<HostData>,
+    fref: c_int,
+    aref: c_int,
+    limits: Limits,
+    on_error: OnError,
+    message: String,
+}
+
+// SAFETY: the C state and `HostData` belong to this engine alone and have no thread affinity
+// (no thread-locals, no globals in lp_native.c, lp_lib.c or Lua); `&mut self` serialises every
+// use. `HostData::host` is `Send + Sync`.
+unsafe impl Send for NativeEngine {}
+
+impl NativeEngine {
+    pub fn load(cfg: &Config) -> Result<Self, LoadError> {
+        Self::load_with_host(cfg, CliHost::new(false))
+    }
+
+    /// Same load errors, with the same messages, as [`super::wasmi::WasmiEngine`].
+    pub fn load_with_host(cfg: &Config, host: Arc<dyn Host>) -> Result<Self, LoadError> {
+        use runtime::LoadError as E;
+        let fail = |e: E| LoadError(format!("{}: {e}", cfg.name));
+        cfg.limits.validate().map_err(|e| fail(E::Limit(e)))?;
+
+        let data = Box::into_raw(Box::new(HostData {
+            host,
+            name: cfg.name.clone(),
+            pkt: Cell::new(ptr::null()),
+        }));
+        let callbacks = HostCallbacks {
+            ud: data as *mut c_void,
+            pkt_read: cb_pkt_read,
+            log: cb_log,
+            now: cb_now,
+        };
+        let mem_limit = usize::try_from(cfg.limits.memory).unwrap_or(usize::MAX);
+        // SAFETY: `callbacks` is read during the call (C keeps a copy); its `ud` stays valid
+        // for the C state's life, as `Drop` frees the state before `data`.
+        let state = unsafe { lp_native_new(&callbacks, mem_limit) };
+        // SAFETY: non-null and from `Box::into_raw` just above.
+        let data = unsafe { NonNull::new_unchecked(data) };
+        let Some(state) = NonNull::new(state) else {
+            // SAFETY: no C state holds `data`: it is ours to free.
+            drop(unsafe { Box::from_raw(data.as_ptr()) });
+            return Err(fail(E::Init(ErrorKind::Memory, "not enough memory".into())));
+        };
+        let mut me = NativeEngine {
+            state,
+            data,
+            fref: 0,
+            aref: 0,
+            limits: cfg.limits,
+            on_error: cfg.on_error,
+            message: String::new(),
+        };
+
+        // SAFETY: a fresh state from lp_native_new, initialised once.
+        let st = unsafe { lp_native_init(me.state.as_ptr()) };
+        if st != 0 {
+            return Err(fail(E::Init(status_kind(st), me.fetch_message())));
+        }
+        // SAFETY: source and name are read during the call only (Lua copies what it keeps).
+        let st = unsafe {
+            lp_native_load(
+                me.state.as_ptr(),
+                cfg.source.as_ptr() as *const c_char,
+                cfg.source.len(),
+                cfg.name.as_ptr() as *const c_char,
+                cfg.name.len(),
+                LOAD_INSTRUCTIONS,
+            )
+        };
+        match st {
+            0 => {}
+            g::ERR_SYNTAX => return Err(fail(E::Syntax(me.fetch_message()))),
+            st => return Err(fail(E::Init(status_kind(st), me.fetch_message()))),
+        }
+        let func = &cfg.function;
+        // SAFETY: the name is read during the call only.
+        let fref = unsafe {
+            lp_native_ref_global(
+                me.state.as_ptr(),
+                func.as_ptr() as *const c_char,
+                func.len(),
+            )
+        };
+        match fref {
+            r if r > 0 => me.fref = r,
+            g::ERR_NO_FUNCTION => return Err(fail(E::NoFunction(func.clone()))),
+            st => return Err(fail(E::Init(status_kind(st), me.fetch_message()))),
+        }
+        if let Some(arg) = &cfg.arg {
+            // SAFETY: the argument is read during the call only (Lua copies it).
+            let aref = unsafe {
+                lp_native_ref_string(me.state.as_ptr(), arg.as_ptr() as *const c_char, arg.len())
+            };
+            if aref <= 0 {
+                return Err(fail(E::Init(status_kind(aref), me.fetch_message())));
+            }
+            me.aref = aref;
+        }
+        Ok(me)
+    }
+
+    fn data(&self) -> &HostData {
+        // SAFETY: `data` is valid until `Drop`; only shared references to it are ever made.
+        unsafe { self.data.as_ref() }
+    }
+
+    /// The last error's message (with traceback), as the sandbox copies it out of the guest.
+    fn fetch_message(&self) -> String {
+        let mut len = 0usize;
+        // SAFETY: the state is valid; the returned buffer holds `len` bytes and is not
+        // modified before the copy below (no C runs in between).
+        let bytes = unsafe {
+            let p = lp_native_errmsg(self.state.as_ptr(), &mut len);
+            std::slice::from_raw_parts(p as *const u8, len.min(MAX_MESSAGE))
+        };
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+
+    /// Message of the last failed call (Lua message and traceback).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Bytes the Lua allocator holds.
+    pub fn lua_memory(&self) -> usize {
+        // SAFETY: the state is valid; this reads one counter.
+        unsafe { lp_native_mem_used(self.state.as_ptr()) }
+    }
+}
+
+impl Engine for NativeEngine {
+    fn kind(&self) -> Kind {
+        Kind::Native
+    }
+
+    fn run(&mut self, pkt: &dyn Packet) -> RunResult {
+        // SAFETY: the context is `ctx::SIZE` bytes inside the C state, which no C code uses
+        // while this slice lives.
+        let ctx = unsafe {
+            std::slice::from_raw_parts_mut(lp_native_ctx(self.state.as_ptr()), g::ctx::SIZE)
+        };
+        fill_context(pkt, ctx);
+        let pkt_ref: &dyn Packet = pkt;
+        self.data()
+            .pkt
+            .set(&pkt_ref as *const &dyn Packet as *const c_void);
+        let budget = c_int::try_from(self.limits.instructions).unwrap_or(c_int::MAX);
+        let cap = c_int::try_from(self.limits.pcall_depth).unwrap_or(c_int::MAX);
+        // SAFETY: the state is valid and `fref`/`aref` are its references; `pkt_ref` outlives
+        // the call, and `pkt` is reset right after it.
+        let code = unsafe { lp_native_run(self.state.as_ptr(), self.fref, self.aref, budget, cap) };
+        self.data().pkt.set(ptr::null());
+
+        let res = match code {
+            c if c > 0 => Verdict::from_code(c).ok_or(ErrorKind::Return),
+            st => Err(status_kind(st)),
+        };
+        match res {
+            Ok(verdict) => RunResult {
+                verdict,
+                error: None,
+                fuel: None,
+            },
+            Err(kind) => {
+                self.message = if code > 0 {
+                    // lp_verdict only returns verdict codes; kept for parity with the sandbox
+                    kind.message().to_string()
+                } else {
+                    self.fetch_message()
+                };
+                let data = self.data();
+                data.host
+                    .log(&data.name, LogLevel::Warn, self.message.as_bytes());
+                RunResult {
+                    verdict: self.on_error.verdict(),
+                    error: Some((kind, error_message(kind, &self.message))),
+                    fuel: None,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for NativeEngine {
+    fn drop(&mut self) {
+        // SAFETY: the state came from lp_native_new and is freed once; its finalizers may still
+        // call back, so `data` is freed only after it.
+        unsafe { lp_native_free(self.state.as_ptr()) };
+        // SAFETY: from `Box::into_raw` in `load_with_host`; nothing refers to it any more.
+        drop(unsafe { Box::from_raw(self.data.as_ptr()) });
+    }
+}

@@ -1,0 +1,629 @@
+//! The same guest under wasmtime (Cranelift JIT), for differential checks against the sandbox.
+//!
+//! This mirrors `runtime::instance` (the wasmi host) call for call: the `lp` imports, Lua errors
+//! as a [`LuaThrow`] host error caught by the innermost host frame (a `try`, which restores
+//! `__stack_pointer` and reports `TRY_THREW`, or the top-level call, which restores it and runs
+//! `lp_recover`), the re-entry cap as a [`DepthExceeded`] trap, fuel refilled before every call,
+//! the instance's memory limit, and a rebuild of the instance after any other trap — and
+//! `runtime::script`'s on-error policy. Only what the engine meters differs: wasmtime charges
+//! fuel per wasm operator executed, wasmi per block entered, so fuel values (and how much work
+//! a fuel limit allows) differ between the two; everything a script sees is the same.
+
+use super::wasmi::CliHost;
+use super::{error_message, Config, Engine, Kind, LoadError, RunResult};
+use abi::guest as g;
+use runtime::{ErrorKind, Host, Limits, LogLevel, Packet, Verdict};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use wasmtime::{
+    Caller, Global, Linker, Memory, Module, Store, StoreLimits, StoreLimitsBuilder, Trap,
+    TypedFunc, Val,
+};
+
+/// Fuel for building an instance: the script's top-level chunk may build large tables.
+const LOAD_FUEL: u64 = 4_000_000_000;
+/// Longest log line or error message copied out of the guest.
+const MAX_MESSAGE: usize = 1024;
+/// Native stack wasm code may use per `limits.recursion` frame: the default 1024 frames give
+/// 512 KiB.
+const STACK_PER_FRAME: usize = 512;
+/// Bounds of the wasm stack: well inside the 2 MiB of a test thread (wasm runs on the
+/// caller's native stack, and host frames of `try` re-entries come on top).
+const MIN_WASM_STACK: usize = 64 << 10;
+const MAX_WASM_STACK: usize = 1 << 20;
+
+/// The host error `lp.throw` returns: a Lua error unwinding to the nearest host frame.
+#[derive(Debug)]
+struct LuaThrow;
+
+impl fmt::Display for LuaThrow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("lua error unwinding")
+    }
+}
+
+impl std::error::Error for LuaThrow {}
+
+/// The host error `lp.try` returns past the re-entry cap.
+#[derive(Debug)]
+struct DepthExceeded;
+
+impl fmt::Display for DepthExceeded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("host re-entry cap reached")
+    }
+}
+
+impl std::error::Error for DepthExceeded {}
+
+/// Why an instance could not be built: the runtime's own load errors, or wasmtime's.
+enum BuildError {
+    Runtime(runtime::LoadError),
+    Wasm(wasmtime::Error),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::Runtime(e) => e.fmt(f),
+            // worded as runtime::LoadError::Wasm
+            BuildError::Wasm(e) => write!(f, "guest module rejected: {e}"),
+        }
+    }
+}
+
+impl From<runtime::LoadError> for BuildError {
+    fn from(e: runtime::LoadError) -> Self {
+        BuildError::Runtime(e)
+    }
+}
+
+impl From<wasmtime::Error> for BuildError {
+    fn from(e: wasmtime::Error) -> Self {
+        BuildError::Wasm(e)
+    }
+}
+
+/// The guest compiled for one wasm stack size, shared by every engine of the process (like
+/// the runtime's `GuestCache`): Cranelift compiles `lua.wasm` once, not once per script.
+#[derive(Clone)]
+struct Guest {
+    engine: wasmtime::Engine,
+    module: Module,
+}
+
+fn wasm_stack(limits: &Limits) -> usize {
+    (limits.recursion as usize)
+        .saturating_mul(STACK_PER_FRAME)
+        .clamp(MIN_WASM_STACK, MAX_WASM_STACK)
+}
+
+fn guest(stack: usize) -> Result<Guest, wasmtime::Error> {
+    static CACHE: Mutex<Vec<(usize, Guest)>> = Mutex::new(Vec::new());
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, g)) = cache.iter().find(|(s, _)| *s == stack) {
+        return Ok(g.clone());
+    }
+    let mut config = wasmtime::Config::new();
+    config.consume_fuel(true).max_wasm_stack(stack);
+    let engine = wasmtime::Engine::new(&config)?;
+    let module = Module::new(&engine, guest_lua::LUA_WASM)?;
+    let guest = Guest { engine, module };
+    cache.push((stack, guest.clone()));
+    Ok(guest)
+}
+
+struct StoreData {
+    limits: StoreLimits,
+    depth: u32,
+    max_depth: u32,
+    sp: Option<Global>,
+    tramp: Option<TypedFunc<i32, ()>>,
+    memory: Option<Memory>,
+    /// The running call's packet bytes (`pkt_read` serves from them), copied in per call: a
+    /// store's data must be `'static`, so it cannot borrow the packet.
+    pkt: Option<Vec<u8>>,
+    host: Arc<dyn Host>,
+    name: Arc<str>,
+}
+
+/// How a top-level guest call ended.
+enum Outcome {
+    /// The guest returned this status (a verdict code or a negative error status), possibly
+    /// after a Lua error unwound to the host and `lp_recover` ran.
+    Status(i32),
+    /// A trap that is not a Lua error: the Lua state may be inconsistent.
+    Trap(ErrorKind),
+}
+
+/// One instance of the script: a store with the guest instantiated and the script loaded.
+struct Instance {
+    store: Store<StoreData>,
+    memory: Memory,
+    sp: Global,
+    ctx_addr: usize,
+    run: TypedFunc<(i32, i32, i32, i32), i32>,
+    recover: TypedFunc<(), i32>,
+    errmsg: TypedFunc<(), i32>,
+    errlen: TypedFunc<(), i32>,
+    alloc: TypedFunc<i32, i32>,
+    free: TypedFunc<i32, ()>,
+    ref_global: TypedFunc<(i32, i32), i32>,
+    ref_string: TypedFunc<(i32, i32), i32>,
+    /// (function ref, argument ref) of the bound entry.
+    entry: Option<(i32, i32)>,
+    /// The packet buffer between calls (reused).
+    pkt_buf: Vec<u8>,
+    message: String,
+    poisoned: bool,
+}
+
+fn linker(engine: &wasmtime::Engine) -> Result<Linker<StoreData>, wasmtime::Error> {
+    let mut l = Linker::<StoreData>::new(engine);
+    l.func_wrap(
+        g::IMPORT_MODULE,
+        g::IMPORT_TRY,
+        |mut caller: Caller<'_, StoreData>, ud: i32| -> wasmtime::Result<i32> {
+            let d = caller.data_mut();
+            if d.depth >= d.max_depth {
+                // the guest refuses script-visible nesting before this: reaching the cap
+                // means the guest is misbehaving, and the host stack is what is at stake
+                return Err(wasmtime::Error::new(DepthExceeded));
+            }
+            let (Some(sp), Some(tramp)) = (d.sp, d.tramp.clone()) else {
+                return Err(wasmtime::Error::msg("guest not initialised"));
+            };
+            d.depth += 1;
+            let saved = sp.get(&mut caller);
+            let r = tramp.call(&mut caller, ud);
+            caller.data_mut().depth -= 1;
+            match r {
+                Ok(()) => Ok(g::TRY_OK),
+                Err(e) if e.is::<LuaThrow>() => {
+                    sp.set(&mut caller, saved)?;
+                    Ok(g::TRY_THREW)
+                }
+                Err(e) => Err(e),
+            }
+        },
+    )?;
+    l.func_wrap(
+        g::IMPORT_MODULE,
+        g::IMPORT_THROW,
+        |_: Caller<'_, StoreData>| -> wasmtime::Result<()> { Err(wasmtime::Error::new(LuaThrow)) },
+    )?;
+    l.func_wrap(
+        g::IMPORT_MODULE,
+        g::IMPORT_LOG,
+        |caller: Caller<'_, StoreData>, level: i32, ptr: i32, len: i32| {
+            let d = caller.data();
+            let Some(mem) = d.memory else { return };
+            let data = mem.data(&caller);
+            let len = (len.max(0) as usize).min(MAX_MESSAGE);
+            let start = ptr as u32 as usize;
+            let line = data.get(start..start.saturating_add(len)).unwrap_or(&[]);
+            let level = if level == g::LOG_WARN {
+                LogLevel::Warn
+            } else {
+                LogLevel::Info
+            };
+            d.host.log(&d.name, level, line);
+        },
+    )?;
+    l.func_wrap(
+        g::IMPORT_MODULE,
+        g::IMPORT_NOW,
+        |caller: Caller<'_, StoreData>| -> i64 { caller.data().host.now_ns() as i64 },
+    )?;
+    l.func_wrap(
+        g::IMPORT_MODULE,
+        g::IMPORT_PKT_READ,
+        |mut caller: Caller<'_, StoreData>, off: i32, dst: i32, len: i32| -> i32 {
+            let Some(mem) = caller.data().memory else {
+                return -1;
+            };
+            let (off, dst, len) = (
+                off as u32 as usize,
+                dst as u32 as usize,
+                len as u32 as usize,
+            );
+            let (data, d) = mem.data_and_store_mut(&mut caller);
+            let (Some(pkt), Some(out)) = (&d.pkt, data.get_mut(dst..dst.saturating_add(len)))
+            else {
+                return -1;
+            };
+            // SlicePacket::read: the whole range or nothing
+            match off.checked_add(len).and_then(|end| pkt.get(off..end)) {
+                Some(src) => {
+                    out.copy_from_slice(src);
+                    len as i32
+                }
+                None => -1,
+            }
+        },
+    )?;
+    Ok(l)
+}
+
+fn typed<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
+    inst: &wasmtime::Instance,
+    store: &mut Store<StoreData>,
+    name: &'static str,
+) -> Result<TypedFunc<P, R>, BuildError> {
+    inst.get_typed_func::<P, R>(store, name)
+        .map_err(|_| runtime::LoadError::Guest(name).into())
+}
+
+fn trap_kind(e: &wasmtime::Error) -> ErrorKind {
+    if e.is::<DepthExceeded>() {
+        return ErrorKind::Stack;
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => ErrorKind::Fuel,
+        Some(Trap::StackOverflow) => ErrorKind::Stack,
+        _ => ErrorKind::Trap,
+    }
+}
+
+fn status_kind(status: i32) -> ErrorKind {
+    match status {
+        g::ERR_MEMORY => ErrorKind::Memory,
+        g::ERR_RETURN => ErrorKind::Return,
+        g::ERR_INSTRUCTIONS => ErrorKind::Instructions,
+        g::ERR_STACK => ErrorKind::Stack,
+        _ => ErrorKind::Lua,
+    }
+}
+
+impl Instance {
+    /// Instantiates the guest, creates the Lua state and runs the script's top-level chunk.
+    fn new(
+        guest: &Guest,
+        name: &str,
+        source: &[u8],
+        limits: &Limits,
+        host: Arc<dyn Host>,
+    ) -> Result<Instance, BuildError> {
+        let data = StoreData {
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory as usize)
+                .instances(1)
+                .memories(1)
+                .tables(1)
+                .build(),
+            depth: 0,
+            max_depth: limits.pcall_depth,
+            sp: None,
+            tramp: None,
+            memory: None,
+            pkt: None,
+            host: host.clone(),
+            name: Arc::from(name),
+        };
+        let mut store = Store::new(&guest.engine, data);
+        store.limiter(|d| &mut d.limits);
+        store.set_fuel(LOAD_FUEL)?;
+        let inst = linker(&guest.engine)?.instantiate(&mut store, &guest.module)?;
+        let memory = inst
+            .get_memory(&mut store, g::EXPORT_MEMORY)
+            .ok_or(runtime::LoadError::Guest(g::EXPORT_MEMORY))?;
+        let sp = inst
+            .get_global(&mut store, g::EXPORT_STACK_POINTER)
+            .ok_or(runtime::LoadError::Guest(g::EXPORT_STACK_POINTER))?;
+        let tramp = typed::<i32, ()>(&inst, &mut store, g::EXPORT_TRAMPOLINE)?;
+        let init = typed::<i32, i32>(&inst, &mut store, g::EXPORT_INIT)?;
+        let ctx = typed::<(), i32>(&inst, &mut store, g::EXPORT_CTX)?;
+        let load = typed::<(i32, i32, i32, i32), i32>(&inst, &mut store, g::EXPORT_LOAD)?;
+        {
+            let d = store.data_mut();
+            d.sp = Some(sp);
+            d.tramp = Some(tramp);
+            d.memory = Some(memory);
+        }
+        let mut me = Instance {
+            run: typed(&inst, &mut store, g::EXPORT_RUN)?,
+            recover: typed(&inst, &mut store, g::EXPORT_RECOVER)?,
+            errmsg: typed(&inst, &mut store, g::EXPORT_ERRMSG)?,
+            errlen: typed(&inst, &mut store, g::EXPORT_ERRLEN)?,
+            alloc: typed(&inst, &mut store, g::EXPORT_ALLOC)?,
+            free: typed(&inst, &mut store, g::EXPORT_FREE)?,
+            ref_global: typed(&inst, &mut store, g::EXPORT_REF_GLOBAL)?,
+            ref_string: typed(&inst, &mut store, g::EXPORT_REF_STRING)?,
+            store,
+            memory,
+            sp,
+            ctx_addr: 0,
+            entry: None,
+            pkt_buf: Vec::new(),
+            message: String::new(),
+            poisoned: false,
+        };
+        let ctx_addr = ctx.call(&mut me.store, ())?;
+        me.ctx_addr = ctx_addr as u32 as usize;
+        if me
+            .memory
+            .data(&me.store)
+            .get(me.ctx_addr..me.ctx_addr + g::ctx::SIZE)
+            .is_none()
+        {
+            return Err(runtime::LoadError::Guest("packet context outside memory").into());
+        }
+        let seed = host.seed() as i32;
+        match me.call_top(|s| init.call(s, seed)) {
+            Outcome::Status(0) => {}
+            Outcome::Status(st) => {
+                return Err(runtime::LoadError::Init(status_kind(st), me.message.clone()).into())
+            }
+            Outcome::Trap(k) => return Err(runtime::LoadError::Init(k, String::new()).into()),
+        }
+        let src = me.put_bytes(source)?;
+        let nm = me.put_bytes(name.as_bytes())?;
+        let (slen, nlen) = (source.len() as i32, name.len() as i32);
+        let r = me.call_top(|s| load.call(s, (src, slen, nm, nlen)));
+        me.free_bytes(src);
+        me.free_bytes(nm);
+        let e = match r {
+            Outcome::Status(0) => return Ok(me),
+            Outcome::Status(g::ERR_SYNTAX) => runtime::LoadError::Syntax(me.message.clone()),
+            Outcome::Status(st) => runtime::LoadError::Init(status_kind(st), me.message.clone()),
+            Outcome::Trap(k) => runtime::LoadError::Init(k, String::new()),
+        };
+        Err(e.into())
+    }
+
+    /// Copies bytes into guest memory (guest heap), returning their address.
+    fn put_bytes(&mut self, bytes: &[u8]) -> Result<i32, BuildError> {
+        let len =
+            i32::try_from(bytes.len()).map_err(|_| runtime::LoadError::Guest("input too large"))?;
+        let _ = self.store.set_fuel(LOAD_FUEL);
+        let ptr = self.alloc.call(&mut self.store, len)?;
+        if ptr == 0 {
+            let e = runtime::LoadError::Init(ErrorKind::Memory, "not enough memory".into());
+            return Err(e.into());
+        }
+        let start = ptr as u32 as usize;
+        self.memory
+            .data_mut(&mut self.store)
+            .get_mut(start..start + bytes.len())
+            .ok_or(runtime::LoadError::Guest("allocation outside memory"))?
+            .copy_from_slice(bytes);
+        Ok(ptr)
+    }
+
+    fn free_bytes(&mut self, ptr: i32) {
+        let _ = self.store.set_fuel(LOAD_FUEL);
+        let _ = self.free.call(&mut self.store, ptr);
+    }
+
+    /// Runs a top-level guest call; a Lua error that unwinds to here is finished by
+    /// `lp_recover`. Fills `self.message` on errors.
+    fn call_top(
+        &mut self,
+        f: impl FnOnce(&mut Store<StoreData>) -> wasmtime::Result<i32>,
+    ) -> Outcome {
+        self.store.data_mut().depth = 0;
+        let saved = self.sp.get(&mut self.store);
+        let status = match f(&mut self.store) {
+            Ok(st) => st,
+            Err(e) if e.is::<LuaThrow>() => {
+                if self.sp.set(&mut self.store, saved).is_err() {
+                    return self.poison(ErrorKind::Trap);
+                }
+                // Recovery runs __close handlers: give it a fresh, bounded budget.
+                let fuel = self.store.get_fuel().unwrap_or(0).max(1_000_000);
+                let _ = self.store.set_fuel(fuel);
+                self.store.data_mut().depth = 0;
+                match self.recover.call(&mut self.store, ()) {
+                    Ok(st) => st,
+                    Err(e) => return self.poison(trap_kind(&e)),
+                }
+            }
+            Err(e) => { eprintln!("TRAP: {:?} host={} sp={}", e.downcast_ref::<Trap>(), e.is::<DepthExceeded>(), self.stack_pointer()); return self.poison(trap_kind(&e)) },
+        };
+        if status < 0 {
+            self.fetch_message();
+        }
+        Outcome::Status(status)
+    }
+
+    fn poison(&mut self, kind: ErrorKind) -> Outcome {
+        // With --stack-first the shadow stack sits at the bottom of memory: an overflow
+        // wraps the stack pointer and the access traps out of bounds.
+        let kind = if kind == ErrorKind::Trap && self.stack_pointer() < 1024 {
+            ErrorKind::Stack
+        } else {
+            kind
+        };
+        self.poisoned = true;
+        self.message.clear();
+        self.message.push_str(kind.message());
+        Outcome::Trap(kind)
+    }
+
+    fn fetch_message(&mut self) {
+        self.message.clear();
+        let _ = self.store.set_fuel(1_000_000);
+        let (Ok(ptr), Ok(len)) = (
+            self.errmsg.call(&mut self.store, ()),
+            self.errlen.call(&mut self.store, ()),
+        ) else {
+            return;
+        };
+        let (start, len) = (ptr as u32 as usize, (len.max(0) as usize).min(MAX_MESSAGE));
+        if let Some(bytes) = self.memory.data(&self.store).get(start..start + len) {
+            self.message.push_str(&String::from_utf8_lossy(bytes));
+        }
+    }
+
+    /// Makes `func` (a global function) the entry, called with `arg`.
+    fn bind(&mut self, func: &str, arg: Option<&[u8]>) -> Result<(), BuildError> {
+        let name = self.put_bytes(func.as_bytes())?;
+        let _ = self.store.set_fuel(LOAD_FUEL);
+        let fref = self
+            .ref_global
+            .call(&mut self.store, (name, func.len() as i32));
+        self.free_bytes(name);
+        let fref = fref?;
+        if fref < 0 {
+            return Err(runtime::LoadError::NoFunction(String::from(func)).into());
+        }
+        let aref = match arg {
+            Some(a) => {
+                let p = self.put_bytes(a)?;
+                let r = self.ref_string.call(&mut self.store, (p, a.len() as i32));
+                self.free_bytes(p);
+                r?
+            }
+            None => 0,
+        };
+        self.entry = Some((fref, aref));
+        Ok(())
+    }
+
+    /// Runs the entry on `pkt`. Returns the verdict or the error kind, and the fuel used.
+    fn run(&mut self, pkt: &dyn Packet, limits: &Limits) -> (Result<Verdict, ErrorKind>, u64) {
+        let Some((fref, aref)) = self.entry else {
+            self.message.clear();
+            self.message.push_str("no such entry");
+            return (Err(ErrorKind::Trap), 0);
+        };
+        let ctx_addr = self.ctx_addr;
+        if let Some(buf) = self
+            .memory
+            .data_mut(&mut self.store)
+            .get_mut(ctx_addr..ctx_addr + g::ctx::SIZE)
+        {
+            runtime::packet::fill_context(pkt, buf);
+        }
+        let _ = self.store.set_fuel(limits.fuel);
+        let mut bytes = std::mem::take(&mut self.pkt_buf);
+        bytes.clear();
+        bytes.resize(pkt.len(), 0);
+        {
+            let d = self.store.data_mut();
+            d.max_depth = limits.pcall_depth;
+            // a packet that cannot be read whole serves no `pkt_read` (as an unreadable range)
+            d.pkt = pkt.read(0, &mut bytes).then_some(bytes);
+        }
+        let budget = limits.instructions as i32;
+        let cap = limits.pcall_depth as i32;
+        let run = self.run.clone();
+        let out = self.call_top(|s| run.call(s, (fref, aref, budget, cap)));
+        if let Some(b) = self.store.data_mut().pkt.take() {
+            self.pkt_buf = b;
+        }
+        let used = limits
+            .fuel
+            .saturating_sub(self.store.get_fuel().unwrap_or(0));
+        let r = match out {
+            Outcome::Status(code) if code > 0 => match Verdict::from_code(code) {
+                Some(v) => Ok(v),
+                None => Err(ErrorKind::Return),
+            },
+            Outcome::Status(st) => Err(status_kind(st)),
+            Outcome::Trap(k) => Err(k),
+        };
+        let used = if r == Err(ErrorKind::Fuel) {
+            limits.fuel
+        } else {
+            used.min(limits.fuel)
+        };
+        (r, used)
+    }
+
+    /// Shadow-stack pointer.
+    fn stack_pointer(&mut self) -> i32 {
+        match self.sp.get(&mut self.store) {
+            Val::I32(v) => v,
+            _ => 0,
+        }
+    }
+}
+
+/// A script instantiated under wasmtime, with the on-error policy of `runtime::Script`.
+pub struct WasmtimeEngine {
+    guest: Guest,
+    cfg: Config,
+    host: Arc<dyn Host>,
+    instance: Instance,
+    /// Message of the last error (kept across a rebuild).
+    message: String,
+    rebuilds: u64,
+}
+
+impl WasmtimeEngine {
+    pub fn load(cfg: &Config) -> Result<Self, LoadError> {
+        Self::load_with_host(cfg, CliHost::new(false))
+    }
+
+    pub fn load_with_host(cfg: &Config, host: Arc<dyn Host>) -> Result<Self, LoadError> {
+        let fail = |e: BuildError| LoadError(format!("{}: {e}", cfg.name));
+        cfg.limits
+            .validate()
+            .map_err(|e| fail(runtime::LoadError::Limit(e).into()))?;
+        let guest = guest(wasm_stack(&cfg.limits)).map_err(|e| fail(e.into()))?;
+        let instance = Self::build(&guest, cfg, host.clone()).map_err(fail)?;
+        Ok(WasmtimeEngine {
+            guest,
+            cfg: cfg.clone(),
+            host,
+            instance,
+            message: String::new(),
+            rebuilds: 0,
+        })
+    }
+
+    fn build(guest: &Guest, cfg: &Config, host: Arc<dyn Host>) -> Result<Instance, BuildError> {
+        let mut inst = Instance::new(guest, &cfg.name, &cfg.source, &cfg.limits, host)?;
+        inst.bind(&cfg.function, cfg.arg.as_deref())?;
+        Ok(inst)
+    }
+
+    /// Instances rebuilt after a trap that may have left the Lua state inconsistent.
+    pub fn rebuilds(&self) -> u64 {
+        self.rebuilds
+    }
+
+    /// Message of the last error (Lua message and traceback, or the trap's fixed message).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl Engine for WasmtimeEngine {
+    fn kind(&self) -> Kind {
+        Kind::Wasmtime
+    }
+
+    fn run(&mut self, pkt: &dyn Packet) -> RunResult {
+        let (res, fuel) = self.instance.run(pkt, &self.cfg.limits);
+        let (verdict, error) = match res {
+            Ok(v) => (v, None),
+            Err(k) => {
+                let line = &self.instance.message;
+                self.host
+                    .log(&self.cfg.name, LogLevel::Warn, line.as_bytes());
+                self.message.clone_from(line);
+                (self.cfg.on_error.verdict(), Some(k))
+            }
+        };
+        if self.instance.poisoned {
+            match Self::build(&self.guest, &self.cfg, self.host.clone()) {
+                Ok(inst) => {
+                    self.instance = inst;
+                    self.rebuilds += 1;
+                }
+                Err(_) => self.host.log(
+                    &self.cfg.name,
+                    LogLevel::Warn,
+                    b"instance rebuild failed; keeping the old one",
+                ),
+            }
+        }
+        RunResult {
+            verdict,
+            error: error.map(|k| (k, error_message(k, &self.message))),
+            fuel: Some(fuel),
+        }
+    }
+}

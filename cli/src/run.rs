@@ -1,0 +1,283 @@
+//! `lpctl run`: a script over every packet of a capture, in order, through one instance.
+
+use crate::engine::{self, Config, Kind, RunResult};
+use crate::output::{self, Mode};
+use crate::pcap::{self, FrameKind};
+use anyhow::{bail, Context, Result};
+use runtime::{ErrorKind, Limits, Meta, OnError, SlicePacket, Verdict};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+/// What `run` and `bench` take from the command line, unparsed.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub script: PathBuf,
+    pub pcap: PathBuf,
+    pub function: String,
+    pub arg: Option<String>,
+    pub fuel: Option<String>,
+    pub instructions: Option<String>,
+    pub memory: Option<String>,
+    pub pcall_depth: Option<String>,
+    pub on_error: String,
+}
+
+fn parse_number(flag: &str, s: &str, scaled: bool) -> Result<u64> {
+    let t = s.trim().replace('_', "");
+    let (digits, mult) = match t.chars().last() {
+        Some(c) if scaled && "kKmMgG".contains(c) => {
+            let m = match c.to_ascii_uppercase() {
+                'K' => 1u64 << 10,
+                'M' => 1 << 20,
+                _ => 1 << 30,
+            };
+            (&t[..t.len() - 1], m)
+        }
+        _ => (t.as_str(), 1),
+    };
+    let n: u64 = digits
+        .parse()
+        .with_context(|| format!("--{flag} {s}: not a whole number"))?;
+    n.checked_mul(mult)
+        .with_context(|| format!("--{flag} {s}: too large"))
+}
+
+impl Options {
+    /// The sandbox limits, each checked against its range; errors name the option.
+    pub fn limits(&self) -> Result<Limits> {
+        let mut l = Limits::default();
+        if let Some(s) = &self.fuel {
+            l.fuel = parse_number("fuel", s, false)?;
+        }
+        if let Some(s) = &self.instructions {
+            l.instructions = u32::try_from(parse_number("instructions", s, false)?)
+                .with_context(|| format!("--instructions {s}: too large"))?;
+        }
+        if let Some(s) = &self.memory {
+            l.memory = parse_number("memory", s, true)?;
+        }
+        if let Some(s) = &self.pcall_depth {
+            l.pcall_depth = u32::try_from(parse_number("pcall-depth", s, false)?)
+                .with_context(|| format!("--pcall-depth {s}: too large"))?;
+        }
+        if let Err(e) = l.validate() {
+            bail!("--{}: {e}", e.field);
+        }
+        Ok(l)
+    }
+
+    /// Reads the script and builds the engine configuration.
+    pub fn config(&self) -> Result<Config> {
+        let limits = self.limits()?;
+        let source = std::fs::read(&self.script)
+            .with_context(|| format!("cannot read script {}", self.script.display()))?;
+        let name = self
+            .script
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "script".into());
+        let on_error = OnError::from_name(&self.on_error).with_context(|| {
+            format!(
+                "--on-error {}: expected break, accept or drop",
+                self.on_error
+            )
+        })?;
+        Ok(Config {
+            name,
+            source,
+            function: self.function.clone(),
+            arg: self.arg.as_ref().map(|a| a.clone().into_bytes()),
+            limits,
+            on_error,
+        })
+    }
+}
+
+/// The IP packets of a capture (skipped frames reported separately).
+pub struct Capture {
+    pub packets: Vec<(usize, u8, Vec<u8>)>,
+    pub skipped: Vec<(usize, String)>,
+}
+
+pub fn read_capture(path: &Path) -> Result<Capture> {
+    let frames = pcap::read_file(path)?;
+    let mut packets = Vec::new();
+    let mut skipped = Vec::new();
+    for f in frames {
+        match f.kind {
+            FrameKind::Ip { nfproto, data } => packets.push((f.index, nfproto, data)),
+            FrameKind::Skipped { reason } => skipped.push((f.index, reason)),
+        }
+    }
+    Ok(Capture { packets, skipped })
+}
+
+pub fn packet<'a>(nfproto: u8, data: &'a [u8]) -> SlicePacket<'a> {
+    SlicePacket {
+        data,
+        meta: Meta {
+            nfproto,
+            ..Meta::default()
+        },
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    verdicts: [u64; 5],
+    errors: [u64; 7],
+    fuel_total: u64,
+    fuel_max: u64,
+    metered: bool,
+}
+
+fn verdict_slot(v: Verdict) -> usize {
+    match v {
+        Verdict::Accept => 0,
+        Verdict::Drop => 1,
+        Verdict::Continue => 2,
+        Verdict::Break => 3,
+        Verdict::Queue(_) => 4,
+    }
+}
+
+const VERDICTS: [&str; 5] = ["accept", "drop", "continue", "break", "queue"];
+
+impl Tally {
+    fn add(&mut self, r: &RunResult) {
+        self.verdicts[verdict_slot(r.verdict)] += 1;
+        if let Some((k, _)) = &r.error {
+            let i = ErrorKind::ALL.iter().position(|x| x == k).unwrap_or(0);
+            self.errors[i] += 1;
+        }
+        if let Some(f) = r.fuel {
+            self.metered = true;
+            self.fuel_total += f;
+            self.fuel_max = self.fuel_max.max(f);
+        }
+    }
+}
+
+pub fn run(opts: &Options, kind: Kind, verbose: bool, mode: Mode) -> Result<()> {
+    let cfg = opts.config()?;
+    let capture = read_capture(&opts.pcap)?;
+    let mut eng = if kind == Kind::Wasmi && verbose {
+        Box::new(engine::wasmi::WasmiEngine::load_with_host(
+            &cfg,
+            engine::wasmi::CliHost::new(true),
+        )?)
+    } else {
+        engine::load(kind, &cfg)?
+    };
+    let mut tally = Tally::default();
+    let mut rows = Vec::with_capacity(capture.packets.len());
+    for (index, nfproto, data) in &capture.packets {
+        let r = eng.run(&packet(*nfproto, data));
+        tally.add(&r);
+        rows.push((*index, r));
+    }
+    let n = rows.len() as u64;
+    if mode.json {
+        let packets: Vec<Value> = rows
+            .iter()
+            .map(|(i, r)| {
+                let mut o = json!({
+                    "index": i,
+                    "verdict": r.verdict.name(),
+                    "error": r.error.as_ref().map(|(_, m)| m.clone()),
+                });
+                if let Verdict::Queue(q) = r.verdict {
+                    o["queue"] = json!(q);
+                }
+                if let Some(f) = r.fuel {
+                    o["fuel"] = json!(f);
+                }
+                o
+            })
+            .collect();
+        let skipped: Vec<Value> = capture
+            .skipped
+            .iter()
+            .map(|(i, why)| json!({"index": i, "reason": why}))
+            .collect();
+        let verdicts: serde_json::Map<String, Value> = VERDICTS
+            .iter()
+            .zip(tally.verdicts)
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        let errors: serde_json::Map<String, Value> = ErrorKind::ALL
+            .iter()
+            .zip(tally.errors)
+            .map(|(k, v)| (k.name().to_string(), json!(v)))
+            .collect();
+        let mut stats = json!({
+            "engine": kind.to_string(),
+            "packets": n,
+            "skipped": capture.skipped.len(),
+            "verdicts": verdicts,
+            "errors": errors,
+        });
+        if tally.metered {
+            stats["fuel_total"] = json!(tally.fuel_total);
+            stats["fuel_max"] = json!(tally.fuel_max);
+            stats["fuel_per_packet"] = json!(tally.fuel_total.checked_div(n).unwrap_or(0));
+        }
+        output::json(
+            mode,
+            &json!({"packets": packets, "skipped": skipped, "stats": stats}),
+        );
+        return Ok(());
+    }
+    let mut lines: Vec<(usize, String)> = rows
+        .iter()
+        .map(|(i, r)| {
+            let v = match r.verdict {
+                Verdict::Queue(q) => format!("queue {q}"),
+                v => v.name().to_string(),
+            };
+            match &r.error {
+                Some((_, m)) => (*i, format!("{i:>6}  {v:<9} error: {m}")),
+                None => (*i, format!("{i:>6}  {v}")),
+            }
+        })
+        .collect();
+    lines.extend(
+        capture
+            .skipped
+            .iter()
+            .map(|(i, why)| (*i, format!("{i:>6}  skipped   ({why})"))),
+    );
+    lines.sort_by_key(|(i, _)| *i);
+    for (_, l) in &lines {
+        crate::outln!("{l}");
+    }
+    let mut summary = format!("{n} packets:");
+    for (name, c) in VERDICTS.iter().zip(tally.verdicts) {
+        if c > 0 {
+            summary.push_str(&format!(" {name} {c},"));
+        }
+    }
+    let errs: u64 = tally.errors.iter().sum();
+    summary.push_str(&format!(" errors {errs}"));
+    if errs > 0 {
+        let parts: Vec<String> = ErrorKind::ALL
+            .iter()
+            .zip(tally.errors)
+            .filter(|(_, c)| *c > 0)
+            .map(|(k, c)| format!("{} {c}", k.name()))
+            .collect();
+        summary.push_str(&format!(" ({})", parts.join(", ")));
+    }
+    if !capture.skipped.is_empty() {
+        summary.push_str(&format!(", skipped {}", capture.skipped.len()));
+    }
+    if tally.metered && n > 0 {
+        summary.push_str(&format!(
+            "; fuel {} per packet, max {}",
+            tally.fuel_total / n,
+            tally.fuel_max
+        ));
+    }
+    crate::outln!("{summary}");
+    Ok(())
+}

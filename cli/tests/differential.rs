@@ -1,0 +1,547 @@
+//! Differential test: every script of a small corpus runs over the same hand-built packets under
+//! wasmi (the kernel's engine) and wasmtime, which must agree on every verdict and error kind.
+//! Lua error messages must be identical too; only the fixed messages of traps may differ. Fuel
+//! is metered differently by the two engines and is not compared.
+
+use lpctl::engine::{self, Config, Kind, RunResult};
+use runtime::{ErrorKind, Limits, Meta, OnError, SlicePacket, Verdict};
+use std::collections::BTreeSet;
+
+// ---- packets ------------------------------------------------------------------------------
+
+fn ipv4(proto: u8, src: [u8; 4], dst: [u8; 4], frag_off: u16, l4: &[u8]) -> Vec<u8> {
+    let total = 20 + l4.len();
+    let mut p = vec![0x45, 0, (total >> 8) as u8, total as u8, 0x12, 0x34];
+    p.extend_from_slice(&frag_off.to_be_bytes());
+    p.extend_from_slice(&[64, proto, 0, 0]);
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    p.extend_from_slice(l4);
+    p
+}
+
+fn ipv6(next: u8, src: [u16; 8], dst: [u16; 8], l4: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x60, 0, 0, 0];
+    p.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+    p.extend_from_slice(&[next, 64]);
+    for w in src.iter().chain(dst.iter()) {
+        p.extend_from_slice(&w.to_be_bytes());
+    }
+    p.extend_from_slice(l4);
+    p
+}
+
+fn tcp(sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut t = vec![0u8; 20];
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&dport.to_be_bytes());
+    t[4..8].copy_from_slice(&1000u32.to_be_bytes());
+    t[8..12].copy_from_slice(&2000u32.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = flags;
+    t[14..16].copy_from_slice(&65535u16.to_be_bytes());
+    t.extend_from_slice(payload);
+    t
+}
+
+fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut u = vec![0u8; 8];
+    u[0..2].copy_from_slice(&sport.to_be_bytes());
+    u[2..4].copy_from_slice(&dport.to_be_bytes());
+    u[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    u.extend_from_slice(payload);
+    u
+}
+
+/// ICMP / ICMPv6 echo request or reply.
+fn echo(ty: u8, id: u16, seq: u16) -> Vec<u8> {
+    let mut e = vec![ty, 0, 0, 0];
+    e.extend_from_slice(&id.to_be_bytes());
+    e.extend_from_slice(&seq.to_be_bytes());
+    e.extend_from_slice(b"ping-payload");
+    e
+}
+
+const A: [u8; 4] = [10, 0, 0, 1];
+const B: [u8; 4] = [10, 0, 0, 2];
+const C: [u8; 4] = [192, 168, 7, 9];
+const A6: [u16; 8] = [0x2001, 0xdb8, 0, 0, 0, 0, 0, 1];
+const B6: [u16; 8] = [0x2001, 0xdb8, 0, 0, 0, 0, 0, 2];
+const C6: [u16; 8] = [0xfe80, 0, 0, 0, 0, 0, 0, 7];
+
+struct Pkt {
+    name: &'static str,
+    data: Vec<u8>,
+    meta: Meta,
+}
+
+fn pkt(name: &'static str, data: Vec<u8>) -> Pkt {
+    Pkt { name, data, meta: Meta::default() }
+}
+
+fn packets() -> Vec<Pkt> {
+    let mut big = vec![b'.'; 2900];
+    big[2800..2806].copy_from_slice(b"NEEDLE");
+    // IPv6 fragment header: UDP, offset 100 (x8), more fragments
+    let mut frag6 = vec![17, 0, 0, (100 << 3 | 1) as u8, 0, 0, 0, 42];
+    frag6[2] = ((100u16 << 3) >> 8) as u8;
+    frag6.extend_from_slice(&[0xab; 24]);
+    let mut marked = pkt("tcp4 ssh marked", ipv4(6, C, B, 0, &tcp(51000, 22, 0x12, b"SSH-2.0-x")));
+    marked.meta = Meta {
+        nfproto: 2,
+        hook: 1,
+        mark: 0x2a,
+        iifname: runtime::packet::ifname("eth0"),
+        oifname: runtime::packet::ifname("wg-home"),
+    };
+    vec![
+        pkt("tcp4 syn :80", ipv4(6, A, B, 0, &tcp(40000, 80, 0x02, b""))),
+        pkt("tcp4 http GET", ipv4(6, A, B, 0, &tcp(40001, 80, 0x18, b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n"))),
+        pkt("tcp4 :22", ipv4(6, B, A, 0, &tcp(40002, 22, 0x10, b"hello"))),
+        marked,
+        pkt("udp4 dns", ipv4(17, A, [8, 8, 8, 8], 0, &udp(5353, 53, b"\x12\x34\x01\x00\x00\x01example"))),
+        pkt("udp4 big", ipv4(17, C, A, 0, &udp(9999, 4000, &big))),
+        pkt("icmp4 echo", ipv4(1, B, A, 0, &echo(8, 7, 1))),
+        pkt("ipv4 non-first fragment", ipv4(6, A, B, 185, &tcp(1, 2, 0x02, b"not a header"))),
+        pkt("tcp6 :443", ipv6(6, A6, B6, &tcp(40003, 443, 0x02, b""))),
+        pkt("tcp6 http GET", ipv6(6, B6, A6, &tcp(40004, 8080, 0x18, b"GET / HTTP/1.0\r\n"))),
+        pkt("udp6 :53", ipv6(17, C6, A6, &udp(1234, 53, b"query"))),
+        pkt("icmp6 echo", ipv6(58, A6, C6, &echo(128, 9, 2))),
+        pkt("ipv6 non-first fragment", ipv6(44, B6, A6, &frag6)),
+        // selectors for the error scripts: TCP destination ports 1..=9
+        pkt("tcp4 :1", ipv4(6, A, B, 0, &tcp(40010, 1, 0x02, b""))),
+        pkt("tcp4 :2", ipv4(6, A, B, 0, &tcp(40011, 2, 0x02, b""))),
+        pkt("tcp4 :3", ipv4(6, A, B, 0, &tcp(40012, 3, 0x02, b""))),
+        pkt("tcp4 :4", ipv4(6, A, B, 0, &tcp(40013, 4, 0x02, b""))),
+        pkt("tcp4 :5", ipv4(6, A, B, 0, &tcp(40014, 5, 0x02, b""))),
+        pkt("tcp4 :6", ipv4(6, A, B, 0, &tcp(40015, 6, 0x02, b""))),
+        pkt("tcp4 :7", ipv4(6, A, B, 0, &tcp(40016, 7, 0x02, b""))),
+        pkt("tcp4 :8", ipv4(6, A, B, 0, &tcp(40017, 8, 0x02, b""))),
+        pkt("tcp4 :9", ipv4(6, A, B, 0, &tcp(40018, 9, 0x02, b""))),
+        pkt("truncated", vec![0x45, 0, 0, 40, 0, 0]),
+    ]
+}
+
+// ---- scripts ------------------------------------------------------------------------------
+
+struct Case {
+    name: &'static str,
+    source: &'static str,
+    function: &'static str,
+    arg: Option<&'static [u8]>,
+    limits: Limits,
+    on_error: OnError,
+    /// Error kinds this script must produce at least once (the corpus is meant to cover them).
+    expect: &'static [ErrorKind],
+}
+
+fn case(name: &'static str, source: &'static str) -> Case {
+    Case {
+        name,
+        source,
+        function: "process_packet",
+        arg: None,
+        limits: Limits::default(),
+        on_error: OnError::Break,
+        expect: &[],
+    }
+}
+
+fn corpus() -> Vec<Case> {
+    use ErrorKind::*;
+    vec![
+        case("accept.lua", "function process_packet() return lp.ACCEPT end"),
+        Case {
+            on_error: OnError::Accept,
+            ..case("drop.lua", "function process_packet(pkt) return lp.DROP end")
+        },
+        case(
+            "ports.lua",
+            r#"
+function process_packet(pkt)
+  local t, u = pkt.tcp, pkt.udp
+  if t and t.dport == 22 then return lp.DROP end
+  if t and (t.dport == 80 or t.dport == 443) and t.syn then return lp.ACCEPT end
+  if u and u.dport == 53 then return lp.QUEUE(u.sport % 4) end
+  if t or u then return lp.CONTINUE end
+  return lp.BREAK
+end"#,
+        ),
+        case(
+            "addresses.lua",
+            r#"
+local lan, v6, ll = lp.cidr("10.0.0.0/8"), lp.cidr("2001:db8::/32"), lp.cidr("fe80::/10")
+local host = lp.cidr("192.168.7.9")
+function process_packet(pkt)
+  if pkt.ip then
+    if host:contains(pkt.ip.saddr) then return lp.DROP end
+    if lan:contains(pkt.ip.saddr) and lan:contains(pkt.ip.daddr) then return lp.ACCEPT end
+    return false
+  end
+  local ip6 = pkt.ip6
+  if ll:contains(ip6.saddr) or ll:contains(ip6.daddr) then return lp.QUEUE(1) end
+  if v6:contains(ip6.saddr) then return lp.ACCEPT end
+  return tostring(v6) == "2001:db8::/32"
+end"#,
+        ),
+        case(
+            "payload.lua",
+            r#"
+function process_packet(pkt)
+  local l4 = pkt.tcp or pkt.udp
+  if not l4 then return nil end
+  local pl = l4.payload
+  if pl:find("GET ", 1, true) == 1 then return lp.DROP end
+  local s, e = pl:find("NEEDLE", 1, true)
+  if s then error(("needle at %d-%d of %d: %q"):format(s, e, #pl, pl:sub(s - 2, e + 2)), 0) end
+  if pl:find("^SSH%-%d") then return lp.QUEUE(22) end
+  if #pl > 0 then return lp.ACCEPT end
+  return false
+end"#,
+        ),
+        Case {
+            expect: &[Lua],
+            ..case(
+                "describe.lua",
+                r#"
+local function hex(s) return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end)) end
+function process_packet(pkt)
+  local m, p = pkt.meta, {}
+  local function add(...) for _, v in ipairs({...}) do p[#p + 1] = tostring(v) end end
+  add(pkt.len, m.nfproto, m.l4proto, m.mark, m.hook, m.iifname, m.oifname)
+  local ip = pkt.ip or pkt.ip6
+  if pkt.ip then add(ip.saddr, ip.daddr, ip.ttl, ip.id, ip.frag_off, ip.protocol)
+  elseif pkt.ip6 then add(ip.saddr, ip.daddr, ip.hoplimit, ip.nexthdr, ip.flowlabel) end
+  local t = pkt.tcp
+  if t then add("tcp", t.sport, t.dport, t.flags, t.syn, t.ack, t.seq, t.ack_seq, t.window, #t.payload) end
+  local u = pkt.udp
+  if u then add("udp", u.sport, u.dport, u.length, #u.payload, u.payload:sub(1, 6)) end
+  local i = pkt.icmp or pkt.icmp6
+  if i then add("icmp", i.type, i.code, i.id, i.sequence) end
+  add(pkt:u8(0), pkt:u16(2), hex(pkt:bytes(0, math.min(8, pkt.len))))
+  if pkt.len > 2100 then add(hex(pkt:bytes(2826, 12)), pkt:u32(2890)) end
+  error(table.concat(p, " "), 0)
+end"#,
+            )
+        },
+        Case {
+            expect: &[Lua, Return],
+            ..case(
+                "verdicts.lua",
+                r#"
+function process_packet(pkt)
+  if pkt.icmp or pkt.icmp6 then return true end
+  if pkt.udp then return false end
+  local t = pkt.tcp
+  if not t then return nil end
+  if t.dport == 1 then return lp.QUEUE(3) end
+  if t.dport == 2 then return lp.QUEUE(70000) end
+  if t.dport == 3 then return "accept" end
+  if t.dport == 4 then return 99 end
+  if t.dport == 5 then return 1.5 end
+  if t.dport == 6 then return {} end
+  if t.dport == 7 then return lp.CONTINUE end
+  if t.dport == 8 then return lp.QUEUE(0) end
+end"#,
+            )
+        },
+        Case {
+            on_error: OnError::Drop,
+            expect: &[Lua],
+            ..case(
+                "errors.lua",
+                r#"
+local closed = 0
+function process_packet(pkt)
+  local t = pkt.tcp
+  if not t then return closed > 0 end
+  if t.dport == 1 then local x = nil; return x.field end
+  if t.dport == 2 then error("boom") end
+  if t.dport == 3 then error({code = 1}) end
+  if t.dport == 4 then error(setmetatable({}, {__tostring = function() return "custom" end})) end
+  if t.dport == 5 then
+    local c <close> = setmetatable({}, {__close = function() closed = closed + 1 end})
+    error("closing")
+  end
+  if t.dport == 6 then return pkt.tcp.nothing.here end
+  if t.dport == 7 then pkt.ip.ttl = 1 end
+  if t.dport == 8 then return pkt:bytes(0, 100000) end
+  if t.dport == 9 then return lp.cidr("10.0.0.0/99") end
+  return lp.QUEUE(closed)
+end"#,
+            )
+        },
+        Case {
+            expect: &[Instructions],
+            ..case(
+                "loop.lua",
+                r#"
+local n = 0
+function process_packet(pkt)
+  n = n + 1
+  local t = pkt.tcp
+  if t and t.dport == 3 then while true do end end
+  if t and t.dport == 4 then local i = 0 repeat i = i + 1 until i < 0 end
+  return n % 2 == 0 and lp.ACCEPT or lp.DROP
+end"#,
+            )
+        },
+        Case {
+            // no instruction budget: fuel cuts the loop, the instance is rebuilt, `n` restarts
+            limits: Limits { instructions: 0, fuel: 5_000_000, ..Limits::default() },
+            on_error: OnError::Accept,
+            expect: &[Fuel],
+            ..case(
+                "fuel.lua",
+                r#"
+local n = 0
+function process_packet(pkt)
+  n = n + 1
+  local t = pkt.tcp
+  if t and t.dport == 3 then while true do end end
+  return n % 3 == 0 and lp.DROP or lp.CONTINUE
+end"#,
+            )
+        },
+        Case {
+            limits: Limits { memory: 2 << 20, ..Limits::default() },
+            expect: &[Memory],
+            ..case(
+                "memory.lua",
+                r#"
+local keep = {}
+function process_packet(pkt)
+  local t = pkt.tcp
+  if t and t.dport == 4 then
+    local big = string.rep("x", 10000)
+    for i = 1, 1e9 do keep[i] = big .. i end
+  end
+  if t and t.dport == 5 then keep = {} collectgarbage() end
+  if t and t.dport == 6 then return string.rep("y", 1 << 30) end
+  return #keep > 0 and lp.DROP or lp.ACCEPT
+end"#,
+            )
+        },
+        Case {
+            expect: &[Stack],
+            ..case(
+                "nesting.lua",
+                r#"
+local function nest(n)
+  if n == 0 then return true end
+  local ok, err = pcall(nest, n - 1)
+  if not ok then error(err, 0) end
+  return ok
+end
+local function recurse() string.gsub("x", "x", recurse) end
+local function deep(n) return deep(n + 1) + 1 end
+local co = coroutine.wrap(function() for i = 1, 1e9 do coroutine.yield(i) end end)
+function process_packet(pkt)
+  local t = pkt.tcp
+  local port = t and t.dport or 0
+  if port == 1 then nest(40) end
+  if port == 2 then nest(4) return lp.DROP end
+  if port == 3 then recurse() end
+  if port == 4 then deep(1) end
+  if port == 5 then
+    local ok, e = pcall(error, "caught")
+    if not ok and e == "caught" then return lp.QUEUE(co()) end
+  end
+  if port == 6 then
+    local ok, e = pcall(nest, 40)
+    return ok and lp.ACCEPT or lp.QUEUE(#e)
+  end
+  if port == 7 then
+    local ok, e = xpcall(recurse, function(m) return "handled: " .. tostring(m) end)
+    error(e, 0)
+  end
+  return lp.ACCEPT
+end"#,
+            )
+        },
+        case(
+            "counter.lua",
+            r#"
+local seen = {}
+function process_packet(pkt)
+  local ip = pkt.ip or pkt.ip6
+  local src = ip.saddr
+  seen[src] = (seen[src] or 0) + 1
+  if seen[src] > 3 then return lp.DROP end
+  if seen[src] == 3 then return lp.QUEUE(seen[src]) end
+  return lp.ACCEPT
+end"#,
+        ),
+        Case {
+            function: "check",
+            arg: Some(b"web"),
+            ..case(
+                "argument.lua",
+                r#"
+function process_packet() return lp.DROP end
+function check(pkt, arg)
+  if arg ~= "web" then return lp.DROP end
+  local t = pkt.tcp
+  if t and (t.dport == 80 or t.dport == 443 or t.dport == 8080) then return lp.ACCEPT end
+  return false
+end"#,
+            )
+        },
+        case(
+            "fragments.lua",
+            r#"
+function process_packet(pkt)
+  local m = pkt.meta
+  if pkt.ip and pkt.ip.frag_off & 0x1fff ~= 0 then
+    return (pkt.tcp == nil and m.l4proto == 6) and lp.QUEUE(4) or lp.ACCEPT
+  end
+  if pkt.ip6 and pkt.ip6.nexthdr == 44 then
+    return (pkt.udp == nil and m.l4proto == 17) and lp.QUEUE(6) or lp.ACCEPT
+  end
+  return m.nfproto == 10
+end"#,
+        ),
+    ]
+}
+
+// ---- comparison ---------------------------------------------------------------------------
+
+fn config(c: &Case) -> Config {
+    Config {
+        name: c.name.to_string(),
+        source: c.source.as_bytes().to_vec(),
+        function: c.function.to_string(),
+        arg: c.arg.map(<[u8]>::to_vec),
+        limits: c.limits,
+        on_error: c.on_error,
+    }
+}
+
+/// The message of a trap: fixed by the host, not by the guest, and engine specific.
+fn trap_message(r: &RunResult) -> bool {
+    matches!(&r.error, Some((k, m)) if *m == k.message())
+}
+
+fn compare(what: &str, a: &RunResult, b: &RunResult, mismatches: &mut Vec<String>) {
+    let kind = |r: &RunResult| r.error.as_ref().map(|e| e.0);
+    if a.verdict != b.verdict || kind(a) != kind(b) {
+        mismatches.push(format!("{what}: wasmi {a:?} / wasmtime {b:?}"));
+        return;
+    }
+    let msg = |r: &RunResult| r.error.as_ref().map(|e| e.1.clone());
+    let trap_kind = matches!(kind(a), Some(ErrorKind::Fuel | ErrorKind::Stack | ErrorKind::Trap));
+    if msg(a) != msg(b) && !(trap_kind && (trap_message(a) || trap_message(b))) {
+        mismatches.push(format!("{what}: messages differ: {:?} / {:?}", msg(a), msg(b)));
+    }
+    if a.fuel.is_none() || b.fuel.is_none() {
+        mismatches.push(format!("{what}: fuel not metered"));
+    }
+}
+
+#[test]
+fn wasmi_and_wasmtime_agree_on_the_corpus() {
+    let packets = packets();
+    let corpus = corpus();
+    assert!(corpus.len() >= 12);
+    let mut mismatches = Vec::new();
+    let mut kinds_seen = BTreeSet::new();
+    let mut verdicts_seen = BTreeSet::new();
+    let mut runs = 0;
+    for c in &corpus {
+        let cfg = config(c);
+        let mut wasmi = engine::load(Kind::Wasmi, &cfg).unwrap_or_else(|e| panic!("wasmi: {e}"));
+        let mut wt = engine::load(Kind::Wasmtime, &cfg).unwrap_or_else(|e| panic!("wasmtime: {e}"));
+        assert_eq!((wasmi.kind(), wt.kind()), (Kind::Wasmi, Kind::Wasmtime));
+        let mut kinds = BTreeSet::new();
+        // twice over: the second pass sees the state (and rebuilds) the first one left
+        for pass in 0..2 {
+            for p in &packets {
+                let sp = SlicePacket { data: &p.data, meta: p.meta };
+                let a = wasmi.run(&sp);
+                let b = wt.run(&sp);
+                runs += 1;
+                eprintln!("{} / {} / {pass}: {:?} {:?} | {:?} {:?} | fuel {:?} {:?}", c.name, p.name, a.verdict, a.error, b.verdict, b.error, a.fuel, b.fuel);
+                compare(&format!("{} / {} (pass {pass})", c.name, p.name), &a, &b, &mut mismatches);
+                if let Some((k, _)) = &a.error {
+                    kinds.insert(format!("{k:?}"));
+                } else {
+                    verdicts_seen.insert(format!("{:?}", a.verdict));
+                }
+            }
+        }
+        for k in c.expect {
+            assert!(kinds.contains(&format!("{k:?}")), "{}: never failed with {k:?} ({kinds:?})", c.name);
+        }
+        kinds_seen.extend(kinds);
+    }
+    assert!(mismatches.is_empty(), "{} of {runs} runs differ:\n{}", mismatches.len(), mismatches.join("\n"));
+    for k in ["Lua", "Memory", "Fuel", "Instructions", "Stack", "Return"] {
+        assert!(kinds_seen.contains(k), "no script failed with {k}: {kinds_seen:?}");
+    }
+    for v in ["Accept", "Drop", "Continue", "Break", "Queue(3)"] {
+        assert!(verdicts_seen.contains(v), "no packet got {v}: {verdicts_seen:?}");
+    }
+}
+
+#[test]
+fn both_engines_refuse_bad_scripts_alike() {
+    let bad = [
+        case("syntax.lua", "function process_packet( return end"),
+        case("toplevel.lua", "local x = nil\nx.y = 1\nfunction process_packet() end"),
+        case("toplevel_error.lua", "error('top level fails')"),
+        case("nofunc.lua", "x = 1"),
+        Case { function: "missing", ..case("missing.lua", "function process_packet() end") },
+        Case {
+            limits: Limits { fuel: 0, ..Limits::default() },
+            ..case("limits.lua", "function process_packet() end")
+        },
+        Case {
+            limits: Limits { memory: 64 << 10, ..Limits::default() },
+            ..case("tiny.lua", "function process_packet() end")
+        },
+        Case {
+            limits: Limits { memory: 2 << 20, ..Limits::default() },
+            ..case("bomb.lua", "local t = {} for i = 1, 1e9 do t[i] = string.rep('z', 4096) .. i end")
+        },
+    ];
+    for c in &bad {
+        let cfg = config(c);
+        let a = engine::load(Kind::Wasmi, &cfg).err().map(|e| e.to_string());
+        let b = engine::load(Kind::Wasmtime, &cfg).err().map(|e| e.to_string());
+        let a = a.unwrap_or_else(|| panic!("{}: wasmi loaded it", c.name));
+        let b = b.unwrap_or_else(|| panic!("{}: wasmtime loaded it", c.name));
+        assert!(a.starts_with(&format!("{}: ", c.name)), "{a}");
+        if c.name == "tiny.lua" {
+            // the engines word their instantiation failures differently
+            assert!(b.starts_with("tiny.lua: guest module rejected: "), "{b}");
+            continue;
+        }
+        assert_eq!(a, b, "{}", c.name);
+    }
+}
+
+#[test]
+fn a_rebuilt_instance_serves_the_next_packet() {
+    let limits = Limits { instructions: 0, fuel: 2_000_000, ..Limits::default() };
+    let c = Case {
+        limits,
+        on_error: OnError::Drop,
+        ..case(
+            "rebuild.lua",
+            "local n = 0 function process_packet(pkt) n = n + 1 if pkt.tcp.dport == 3 then while true do end end return lp.QUEUE(n) end",
+        )
+    };
+    let cfg = config(&c);
+    let mut wt = engine::load(Kind::Wasmtime, &cfg).unwrap();
+    let all = packets();
+    let find = |name: &str| all.iter().find(|p| p.name == name).unwrap();
+    let (ok, spin) = (find("tcp4 :1"), find("tcp4 :3"));
+    let run = |e: &mut Box<dyn engine::Engine>, p: &Pkt| e.run(&SlicePacket { data: &p.data, meta: p.meta });
+    assert_eq!(run(&mut wt, ok).verdict, Verdict::Queue(1));
+    assert_eq!(run(&mut wt, ok).verdict, Verdict::Queue(2));
+    let r = run(&mut wt, spin);
+    assert_eq!((r.verdict, r.error), (Verdict::Drop, Some((ErrorKind::Fuel, "out of fuel".into()))));
+    assert_eq!(r.fuel, Some(limits.fuel));
+    // the top-level chunk ran again: `n` restarted
+    assert_eq!(run(&mut wt, ok).verdict, Verdict::Queue(1));
+}

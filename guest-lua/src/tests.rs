@@ -1,0 +1,125 @@
+//! The guest's contract: no imports outside `lp`, every ABI export present, and the C mirror of
+//! the ABI (`c/lp_abi.h`) equal to `abi`.
+
+use crate::LUA_WASM;
+use abi::guest as g;
+use wasmparser::{Parser, Payload, TypeRef};
+
+#[test]
+fn imports_only_the_lp_module() {
+    let mut imports = Vec::new();
+    for payload in Parser::new(0).parse_all(LUA_WASM) {
+        if let Payload::ImportSection(reader) = payload.expect("valid wasm") {
+            for imp in reader {
+                let imp = imp.expect("valid import");
+                assert!(matches!(imp.ty, TypeRef::Func(_)), "{} {} is not a function", imp.module, imp.name);
+                imports.push(format!("{}.{}", imp.module, imp.name));
+            }
+        }
+    }
+    let outside: Vec<_> = imports.iter().filter(|i| !i.starts_with("lp.")).collect();
+    assert!(outside.is_empty(), "imports outside the lp module (WASI?): {outside:?}");
+    let mut expected: Vec<String> = [g::IMPORT_TRY, g::IMPORT_THROW, g::IMPORT_LOG, g::IMPORT_NOW, g::IMPORT_PKT_READ]
+        .iter()
+        .map(|n| format!("lp.{n}"))
+        .collect();
+    expected.sort();
+    imports.sort();
+    assert_eq!(imports, expected);
+}
+
+#[test]
+fn exports_what_the_hosts_call() {
+    let mut exports = Vec::new();
+    for payload in Parser::new(0).parse_all(LUA_WASM) {
+        if let Payload::ExportSection(reader) = payload.expect("valid wasm") {
+            for e in reader {
+                exports.push(e.expect("valid export").name.to_string());
+            }
+        }
+    }
+    for name in [
+        g::EXPORT_TRAMPOLINE,
+        g::EXPORT_INIT,
+        g::EXPORT_CTX,
+        g::EXPORT_ALLOC,
+        g::EXPORT_FREE,
+        g::EXPORT_LOAD,
+        g::EXPORT_REF_GLOBAL,
+        g::EXPORT_REF_STRING,
+        g::EXPORT_RUN,
+        g::EXPORT_RECOVER,
+        g::EXPORT_ERRMSG,
+        g::EXPORT_ERRLEN,
+        g::EXPORT_MEM_USED,
+        g::EXPORT_STACK_POINTER,
+        g::EXPORT_MEMORY,
+    ] {
+        assert!(exports.iter().any(|e| e == name), "missing export {name}");
+    }
+}
+
+#[test]
+fn c_header_mirrors_the_abi() {
+    use abi::guest::ctx;
+    use abi::verdict as v;
+    let header = include_str!("../c/lp_abi.h");
+    let pairs: &[(&str, i64)] = &[
+        ("LP_ACCEPT", v::ACCEPT.into()),
+        ("LP_DROP", v::DROP.into()),
+        ("LP_CONTINUE", v::CONTINUE.into()),
+        ("LP_BREAK", v::BREAK.into()),
+        ("LP_QUEUE_BASE", v::QUEUE_BASE.into()),
+        ("LP_QUEUE_MAX", v::QUEUE_MAX.into()),
+        ("LP_TRY_OK", g::TRY_OK.into()),
+        ("LP_TRY_THREW", g::TRY_THREW.into()),
+        ("LP_LOG_INFO", g::LOG_INFO.into()),
+        ("LP_LOG_WARN", g::LOG_WARN.into()),
+        ("LP_ERR_RUNTIME", g::ERR_RUNTIME.into()),
+        ("LP_ERR_MEMORY", g::ERR_MEMORY.into()),
+        ("LP_ERR_RETURN", g::ERR_RETURN.into()),
+        ("LP_ERR_INSTRUCTIONS", g::ERR_INSTRUCTIONS.into()),
+        ("LP_ERR_STACK", g::ERR_STACK.into()),
+        ("LP_ERR_SYNTAX", g::ERR_SYNTAX.into()),
+        ("LP_ERR_NO_FUNCTION", g::ERR_NO_FUNCTION.into()),
+        ("LP_ERR_HANDLER", g::ERR_HANDLER.into()),
+        ("LP_CTX_LEN", ctx::LEN as i64),
+        ("LP_CTX_WIN", ctx::WIN as i64),
+        ("LP_CTX_L4OFF", ctx::L4OFF as i64),
+        ("LP_CTX_MARK", ctx::MARK as i64),
+        ("LP_CTX_NFPROTO", ctx::NFPROTO as i64),
+        ("LP_CTX_L4PROTO", ctx::L4PROTO as i64),
+        ("LP_CTX_FLAGS", ctx::FLAGS as i64),
+        ("LP_CTX_HOOK", ctx::HOOK as i64),
+        ("LP_CTX_IIFNAME", ctx::IIFNAME as i64),
+        ("LP_CTX_OIFNAME", ctx::OIFNAME as i64),
+        ("LP_CTX_WINDOW", ctx::WINDOW as i64),
+        ("LP_CTX_WINDOW_CAP", ctx::WINDOW_CAP as i64),
+        ("LP_CTX_SIZE", ctx::SIZE as i64),
+        ("LP_FLAG_FRAG", ctx::FLAG_FRAG.into()),
+        ("LP_FLAG_NONFIRST", ctx::FLAG_NONFIRST.into()),
+        ("LP_FLAG_L4", ctx::FLAG_L4.into()),
+        ("LP_NFPROTO_IPV4", ctx::NFPROTO_IPV4.into()),
+        ("LP_NFPROTO_IPV6", ctx::NFPROTO_IPV6.into()),
+    ];
+    for (name, want) in pairs {
+        assert_eq!(header_value(header, name), *want, "{name}");
+    }
+}
+
+/// The value of `#define NAME ...` in a C header: a number, a hex number, or `(A + B)`.
+fn header_value(header: &str, name: &str) -> i64 {
+    let line = header
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(name))
+        .unwrap_or_else(|| panic!("{name} missing from lp_abi.h"));
+    let raw: String = line.split_whitespace().skip(2).collect::<Vec<_>>().join(" ");
+    let raw = raw.trim_start_matches('(').trim_end_matches(')');
+    if raw.contains('+') {
+        return raw.split('+').map(|p| header_value(header, p.trim())).sum();
+    }
+    match raw.strip_prefix("0x") {
+        Some(h) => i64::from_str_radix(h, 16).unwrap(),
+        None => raw.parse().unwrap_or_else(|_| panic!("{name}: cannot parse {raw}")),
+    }
+}

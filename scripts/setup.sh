@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what building and testing luapkt needs on a fresh Debian 12 machine (as root):
+# clang/lld 16, wasi-libc and the wasm32 compiler-rt for the Lua guest, binaryen, and the
+# rustup targets/components for the guest and the kernel build. Idempotent and quick when
+# everything is present.
+set -euo pipefail
+
+APT_PACKAGES=(clang-16 lld-16 llvm-16 wasi-libc libclang-rt-16-dev-wasm32 binaryen python3 libpcap-dev)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+targets=$(rustup target list --installed)
+for t in x86_64-unknown-none wasm32-unknown-unknown; do
+  grep -qx "$t" <<<"$targets" || rustup target add "$t"
+done
+components=$(rustup component list --installed)
+for c in rust-src clippy rustfmt; do
+  grep -q "^$c" <<<"$components" || rustup component add "$c"
+done
