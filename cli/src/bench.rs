@@ -58,8 +58,47 @@ pub fn measure(opts: &Options, kind: Kind, min: Duration) -> Result<Measurement>
     })
 }
 
+/// The sandbox's footprint: linear memory of one instance and the Lua heap in it after one
+/// pass over the packets, and the time to build an instance from the cached compiled guest.
+#[derive(Clone, Copy, Debug)]
+pub struct InstanceCost {
+    pub memory_bytes: usize,
+    pub lua_bytes: usize,
+    pub create_us: f64,
+    pub compile_ms: f64,
+}
+
+pub fn instance_cost(opts: &Options) -> Result<InstanceCost> {
+    use runtime::{instance::Instance, GuestCache};
+    let cfg = opts.config()?;
+    let capture = read_capture(&opts.pcap)?;
+    let host = engine::wasmi::CliHost::new(false);
+    let mut cache = GuestCache::new();
+    let t = Instant::now();
+    let guest = cache.get(guest_lua::LUA_WASM, cfg.limits.recursion)?;
+    let compile_ms = t.elapsed().as_secs_f64() * 1e3;
+    let new = || Instance::new(&guest, &cfg.name, &cfg.source, &cfg.limits, host.clone());
+    let mut inst = new()?;
+    let entry = inst.bind(&cfg.function, cfg.arg.as_deref())?;
+    for (_, nf, d) in &capture.packets {
+        let _ = inst.run(entry, &packet(*nf, d), &cfg.limits);
+    }
+    let n = 20;
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(new()?);
+    }
+    Ok(InstanceCost {
+        memory_bytes: inst.memory_size(),
+        lua_bytes: inst.lua_memory(),
+        create_us: t.elapsed().as_secs_f64() * 1e6 / n as f64,
+        compile_ms,
+    })
+}
+
 pub fn bench(opts: &Options, engines: &[Kind], millis: u64, mode: Mode) -> Result<()> {
     let min = Duration::from_millis(millis);
+    let cost = instance_cost(opts)?;
     let results: Vec<Measurement> = engines
         .iter()
         .map(|k| measure(opts, *k, min))
@@ -81,7 +120,18 @@ pub fn bench(opts: &Options, engines: &[Kind], millis: u64, mode: Mode) -> Resul
                 })
             })
             .collect();
-        output::json(mode, &json!({ "results": rows }));
+        output::json(
+            mode,
+            &json!({
+                "results": rows,
+                "wasmi_instance": {
+                    "memory_bytes": cost.memory_bytes,
+                    "lua_bytes": cost.lua_bytes,
+                    "create_us": (cost.create_us * 10.0).round() / 10.0,
+                    "guest_compile_ms": (cost.compile_ms * 10.0).round() / 10.0,
+                },
+            }),
+        );
         return Ok(());
     }
     crate::outln!(

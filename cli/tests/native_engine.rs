@@ -302,7 +302,7 @@ fn errors_script_cases() -> Vec<(u16, ErrorKind, &'static str)> {
         (
             6,
             ErrorKind::Stack,
-            "too many nested protected calls (limit 6)",
+            "too many nested protected calls (limit 7)",
         ),
         (
             7,

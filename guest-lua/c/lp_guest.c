@@ -156,7 +156,7 @@ void lp_try(lua_State *L, struct lua_longjmp *c, void (*f)(lua_State *, void *),
  * before the host's re-entry cap is reached. Upvalue 1 is the original function. */
 static int guarded(lua_State *L) {
   if (try_depth + 2 > depth_cap)
-    return luaL_error(L, "too many nested protected calls (limit %d)", depth_cap - 2);
+    return luaL_error(L, "too many nested protected calls (limit %d)", depth_cap - 1);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
   lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
@@ -236,11 +236,10 @@ static int classify(lua_State *L, int status) {
   return LP_ERR_RUNTIME;
 }
 
-/* lua_pcall with msgh, whose outermost try runs inline (the host call is the catch frame). */
-static int top_pcall(lua_State *L, int nargs, int nresults) {
-  int status, base = lua_gettop(L) - nargs; /* function index */
-  lua_pushcfunction(L, msgh);
-  lua_insert(L, base);
+/* lua_pcall whose outermost try runs inline (the host call is the catch frame); the message
+ * handler msgh must already sit just below the function. */
+static int top_pcall_h(lua_State *L, int nargs, int nresults) {
+  int status, base = lua_gettop(L) - nargs - 1; /* msgh index */
   top.old_ci = L->ci;
   top.old_allowhook = L->allowhook;
   top.old_errfunc = L->errfunc;
@@ -253,6 +252,15 @@ static int top_pcall(lua_State *L, int nargs, int nresults) {
   status = lua_pcall(L, nargs, nresults, base);
   top.armed = 0;
   top.lj = NULL;
+  return status;
+}
+
+/* top_pcall_h for a function already on the stack: inserts msgh below it, removes it after. */
+static int top_pcall(lua_State *L, int nargs, int nresults) {
+  int status, base = lua_gettop(L) - nargs; /* function index */
+  lua_pushcfunction(L, msgh);
+  lua_insert(L, base);
+  status = top_pcall_h(L, nargs, nresults);
   lua_remove(L, base);
   return status;
 }
@@ -415,21 +423,30 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
   lua_error(L);
 }
 
+/* The instruction budget the count hook is set for (0: no hook). */
+static int hook_budget;
+
 EXPORT("lp_run") int lp_run(int fref, int aref, int budget, int cap) {
   lua_State *L = LS;
   int status, v;
   depth_cap = cap;
   try_depth = 0;
   lua_settop(L, 0);
+  lua_pushcfunction(L, msgh);
   lua_rawgeti(L, LUA_REGISTRYINDEX, fref);
   lp_push_packet(L);
   if (aref > 0) lua_rawgeti(L, LUA_REGISTRYINDEX, aref);
   else lua_pushnil(L);
-  /* lua_sethook also restarts the count: the budget is per call */
-  if (budget > 0) lua_sethook(L, budget_hook, LUA_MASKCOUNT, budget);
-  else if (lua_gethook(L)) lua_sethook(L, NULL, 0, 0);
+  /* The budget is per call: restart the count (lua_sethook only when the budget changes). */
+  if (budget != hook_budget) {
+    if (budget > 0) lua_sethook(L, budget_hook, LUA_MASKCOUNT, budget);
+    else lua_sethook(L, NULL, 0, 0);
+    hook_budget = budget;
+  } else if (budget > 0) {
+    L->hookcount = L->basehookcount;
+  }
   state.in_call = 1;
-  status = top_pcall(L, 2, 1);
+  status = top_pcall_h(L, 2, 1);
   state.in_call = 0;
   if (status != LUA_OK) {
     int err = classify(L, status);

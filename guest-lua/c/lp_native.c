@@ -221,7 +221,7 @@ static int guarded(lua_State *L) {
   struct lp_native *N = native(L);
   int depth = N->depth;
   if (depth + 2 > N->depth_cap)
-    return luaL_error(L, "too many nested protected calls (limit %d)", N->depth_cap - 2);
+    return luaL_error(L, "too many nested protected calls (limit %d)", N->depth_cap - 1);
   N->depth = depth + 1;
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);

@@ -40,7 +40,12 @@ end
 /// Loads `src` after the prelude. The exhaustive comparisons run far more Lua than a packet
 /// script would: no instruction budget, more fuel and memory than the defaults.
 fn script(src: &str) -> (Script, std::sync::Arc<TestHost>) {
-    let limits = Limits { instructions: 0, fuel: 2_000_000_000, memory: 8 << 20, ..Limits::default() };
+    let limits = Limits {
+        instructions: 0,
+        fuel: 2_000_000_000,
+        memory: 8 << 20,
+        ..Limits::default()
+    };
     load_with(&format!("{PRELUDE}\n{src}"), limits, OnError::Break)
 }
 
@@ -53,7 +58,9 @@ fn accept(s: &mut Script, entry: usize, p: &[u8], meta: Meta) {
 
 /// `body` becomes process_packet(pkt) (followed by `return lp.ACCEPT`) and runs on `p`.
 fn check_meta(p: &[u8], meta: Meta, body: &str) {
-    let (mut s, _) = script(&format!("function process_packet(pkt)\n{body}\nreturn lp.ACCEPT\nend"));
+    let (mut s, _) = script(&format!(
+        "function process_packet(pkt)\n{body}\nreturn lp.ACCEPT\nend"
+    ));
     accept(&mut s, 0, p, meta);
 }
 
@@ -77,7 +84,17 @@ struct V4<'a> {
 
 impl Default for V4<'_> {
     fn default() -> Self {
-        V4 { tos: 0, id: 1, frag: 0, ttl: 64, proto: 6, csum: 0, src: [10, 0, 0, 1], dst: [10, 0, 0, 2], options: &[] }
+        V4 {
+            tos: 0,
+            id: 1,
+            frag: 0,
+            ttl: 64,
+            proto: 6,
+            csum: 0,
+            src: [10, 0, 0, 1],
+            dst: [10, 0, 0, 2],
+            options: &[],
+        }
     }
 }
 
@@ -99,7 +116,9 @@ fn v4(h: V4, l4: &[u8]) -> Vec<u8> {
 }
 
 fn a6(s: &str) -> [u8; 16] {
-    s.parse::<Ipv6Addr>().unwrap_or_else(|e| panic!("{s}: {e}")).octets()
+    s.parse::<Ipv6Addr>()
+        .unwrap_or_else(|e| panic!("{s}: {e}"))
+        .octets()
 }
 
 /// IPv6 fixed header (traffic class, flow label, next header, hop limit) + the rest.
@@ -132,7 +151,17 @@ struct Tcp<'a> {
 
 impl Default for Tcp<'_> {
     fn default() -> Self {
-        Tcp { sport: 40000, dport: 80, seq: 1, ack: 0, flags: 0x02, window: 1024, csum: 0, urg: 0, options: &[] }
+        Tcp {
+            sport: 40000,
+            dport: 80,
+            seq: 1,
+            ack: 0,
+            flags: 0x02,
+            window: 1024,
+            csum: 0,
+            urg: 0,
+            options: &[],
+        }
     }
 }
 
@@ -282,7 +311,17 @@ function process_packet(pkt)
 end"##,
     );
     for flags in 0..=255u8 {
-        let p = v4(V4::default(), &tcp_seg(Tcp { dport: u16::from(flags), flags, ..Tcp::default() }, b""));
+        let p = v4(
+            V4::default(),
+            &tcp_seg(
+                Tcp {
+                    dport: u16::from(flags),
+                    flags,
+                    ..Tcp::default()
+                },
+                b"",
+            ),
+        );
         accept(&mut s, 0, &p, Meta::default());
     }
 }
@@ -290,7 +329,12 @@ end"##,
 #[test]
 fn ipv4_udp_every_field() {
     let p = v4(
-        V4 { proto: 17, src: [0, 0, 0, 0], dst: [255, 255, 255, 255], ..V4::default() },
+        V4 {
+            proto: 17,
+            src: [0, 0, 0, 0],
+            dst: [255, 255, 255, 255],
+            ..V4::default()
+        },
         &udp_csum(5353, 53, 0x1111, b"query"),
     );
     check(
@@ -316,7 +360,13 @@ eq(pkt.meta.l4proto, 17, "l4proto")
 
 #[test]
 fn ipv4_icmp_every_field() {
-    let p = v4(V4 { proto: 1, ..V4::default() }, &icmp_msg(8, 0, 0xf7fe, 0x0102, 0xfffe, b"ping"));
+    let p = v4(
+        V4 {
+            proto: 1,
+            ..V4::default()
+        },
+        &icmp_msg(8, 0, 0xf7fe, 0x0102, 0xfffe, b"ping"),
+    );
     check(
         &p,
         r##"
@@ -333,8 +383,17 @@ eq(pkt.udp, nil, "udp")
 eq(pkt.meta.l4proto, 1, "l4proto")
 "##,
     );
-    let p = v4(V4 { proto: 1, ..V4::default() }, &icmp_msg(3, 13, 0, 0, 0, &[]));
-    check(&p, r##"eq(pkt.icmp.type, 3, "type") eq(pkt.icmp.code, 13, "code")"##);
+    let p = v4(
+        V4 {
+            proto: 1,
+            ..V4::default()
+        },
+        &icmp_msg(3, 13, 0, 0, 0, &[]),
+    );
+    check(
+        &p,
+        r##"eq(pkt.icmp.type, 3, "type") eq(pkt.icmp.code, 13, "code")"##,
+    );
 }
 
 #[test]
@@ -354,7 +413,15 @@ fn ipv6_tcp_every_field() {
         b"v6 data",
     );
     let plen = seg.len();
-    let p = v6(10 << 2 | 2, 0xabcde, 6, 255, "2001:db8::1", "fe80::1:2:3:4", &seg);
+    let p = v6(
+        10 << 2 | 2,
+        0xabcde,
+        6,
+        255,
+        "2001:db8::1",
+        "fe80::1:2:3:4",
+        &seg,
+    );
     let len = p.len();
     check(
         &p,
@@ -393,7 +460,15 @@ eq(pkt.meta.l4proto, 6, "l4proto")
         ),
     );
     // all traffic-class and flow-label bits set
-    let p = v6(0xff, 0xfffff, 6, 1, "::1", "::", &tcp_seg(Tcp::default(), b""));
+    let p = v6(
+        0xff,
+        0xfffff,
+        6,
+        1,
+        "::1",
+        "::",
+        &tcp_seg(Tcp::default(), b""),
+    );
     check(
         &p,
         r##"
@@ -405,7 +480,15 @@ eq(pkt.ip6.hoplimit, 1, "hoplimit") eq(pkt.ip6.version, 6, "version")
 
 #[test]
 fn ipv6_udp_every_field() {
-    let p = v6(0, 1, 17, 64, "fe80::1", "ff02::fb", &udp_csum(5353, 5353, 0xfffe, b"mdns"));
+    let p = v6(
+        0,
+        1,
+        17,
+        64,
+        "fe80::1",
+        "ff02::fb",
+        &udp_csum(5353, 5353, 0xfffe, b"mdns"),
+    );
     check(
         &p,
         r##"
@@ -423,7 +506,15 @@ eq(pkt.meta.l4proto, 17, "l4proto")
 
 #[test]
 fn ipv6_icmp6_every_field() {
-    let p = v6(0, 0, 58, 64, "2001:db8::1", "2001:db8::2", &icmp_msg(128, 0, 0x8001, 0x4242, 7, b"x"));
+    let p = v6(
+        0,
+        0,
+        58,
+        64,
+        "2001:db8::1",
+        "2001:db8::2",
+        &icmp_msg(128, 0, 0x8001, 0x4242, 7, b"x"),
+    );
     check(
         &p,
         r##"
@@ -439,11 +530,29 @@ eq(pkt.meta.l4proto, 58, "l4proto")
 #[test]
 fn protocol_classes_follow_family_and_protocol() {
     // ICMPv6 inside IPv4 and ICMP inside IPv6 are neither class; unknown protocols are nothing.
-    let p = v4(V4 { proto: 58, ..V4::default() }, &icmp_msg(128, 0, 0, 0, 0, &[]));
-    check(&p, r##"eq(pkt.icmp6, nil, "icmp6") eq(pkt.icmp, nil, "icmp") eq(pkt.meta.l4proto, 58, "l4")"##);
+    let p = v4(
+        V4 {
+            proto: 58,
+            ..V4::default()
+        },
+        &icmp_msg(128, 0, 0, 0, 0, &[]),
+    );
+    check(
+        &p,
+        r##"eq(pkt.icmp6, nil, "icmp6") eq(pkt.icmp, nil, "icmp") eq(pkt.meta.l4proto, 58, "l4")"##,
+    );
     let p = v6_simple(1, &icmp_msg(8, 0, 0, 0, 0, &[]));
-    check(&p, r##"eq(pkt.icmp, nil, "icmp") eq(pkt.icmp6, nil, "icmp6") eq(pkt.meta.l4proto, 1, "l4")"##);
-    let p = v4(V4 { proto: 47, ..V4::default() }, &[0; 12]);
+    check(
+        &p,
+        r##"eq(pkt.icmp, nil, "icmp") eq(pkt.icmp6, nil, "icmp6") eq(pkt.meta.l4proto, 1, "l4")"##,
+    );
+    let p = v4(
+        V4 {
+            proto: 47,
+            ..V4::default()
+        },
+        &[0; 12],
+    );
     check(
         &p,
         r##"
@@ -455,8 +564,20 @@ eq(pkt.meta.l4proto, 47, "l4proto") eq(pkt.ip.protocol, 47, "protocol")
 
 #[test]
 fn ipv4_options_move_the_transport_header() {
-    let seg = tcp_seg(Tcp { dport: 8080, ..Tcp::default() }, b"after options");
-    let p = v4(V4 { options: &[1, 1, 1, 0], ..V4::default() }, &seg);
+    let seg = tcp_seg(
+        Tcp {
+            dport: 8080,
+            ..Tcp::default()
+        },
+        b"after options",
+    );
+    let p = v4(
+        V4 {
+            options: &[1, 1, 1, 0],
+            ..V4::default()
+        },
+        &seg,
+    );
     check(
         &p,
         r##"
@@ -502,7 +623,10 @@ function process_packet() end"##,
         ("0:0:1::", "0:0:1::"),
         ("ABCD:EF01::", "abcd:ef01::"),
         ("ff02::1:ff00:42", "ff02::1:ff00:42"),
-        ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+        (
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ),
         ("::1:0:0", "::1:0:0"),
         // inet_ntop's dotted forms: IPv4-mapped and IPv4-compatible addresses
         ("::ffff:0:0", "::ffff:0.0.0.0"),
@@ -520,8 +644,21 @@ function process_packet() end"##,
 
 #[test]
 fn ipv4_first_fragment_has_tcp_later_ones_do_not() {
-    let seg = tcp_seg(Tcp { sport: 1234, dport: 80, ..Tcp::default() }, b"first");
-    let first = v4(V4 { frag: 0x2000, ..V4::default() }, &seg);
+    let seg = tcp_seg(
+        Tcp {
+            sport: 1234,
+            dport: 80,
+            ..Tcp::default()
+        },
+        b"first",
+    );
+    let first = v4(
+        V4 {
+            frag: 0x2000,
+            ..V4::default()
+        },
+        &seg,
+    );
     check(
         &first,
         r##"
@@ -532,7 +669,13 @@ eq(tostring(pkt.tcp.payload), "first", "payload")
     );
     // offset 185 (1480 bytes): the bytes look like a TCP header but are the middle of the data
     for frag in [185u16, 0x2000 | 185, 0x4000 | 1, 0x1fff] {
-        let p = v4(V4 { frag, ..V4::default() }, &seg);
+        let p = v4(
+            V4 {
+                frag,
+                ..V4::default()
+            },
+            &seg,
+        );
         check(
             &p,
             &format!(
@@ -547,12 +690,38 @@ eq(pkt:u16(20), 1234, "raw bytes are still readable")
             ),
         );
     }
-    let p = v4(V4 { proto: 17, frag: 100, ..V4::default() }, &udp(1, 2, b"x"));
-    check(&p, r##"eq(pkt.udp, nil, "udp") eq(pkt.meta.l4proto, 17, "l4proto")"##);
-    let p = v4(V4 { proto: 1, frag: 100, ..V4::default() }, &icmp_msg(8, 0, 0, 0, 0, &[]));
-    check(&p, r##"eq(pkt.icmp, nil, "icmp") eq(pkt.meta.l4proto, 1, "l4proto")"##);
+    let p = v4(
+        V4 {
+            proto: 17,
+            frag: 100,
+            ..V4::default()
+        },
+        &udp(1, 2, b"x"),
+    );
+    check(
+        &p,
+        r##"eq(pkt.udp, nil, "udp") eq(pkt.meta.l4proto, 17, "l4proto")"##,
+    );
+    let p = v4(
+        V4 {
+            proto: 1,
+            frag: 100,
+            ..V4::default()
+        },
+        &icmp_msg(8, 0, 0, 0, 0, &[]),
+    );
+    check(
+        &p,
+        r##"eq(pkt.icmp, nil, "icmp") eq(pkt.meta.l4proto, 1, "l4proto")"##,
+    );
     // DF alone is not a fragment
-    let p = v4(V4 { frag: 0x4000, ..V4::default() }, &seg);
+    let p = v4(
+        V4 {
+            frag: 0x4000,
+            ..V4::default()
+        },
+        &seg,
+    );
     check(&p, r##"eq(pkt.tcp.dport, 80, "dport")"##);
 }
 
@@ -560,7 +729,15 @@ eq(pkt:u16(20), 1234, "raw bytes are still readable")
 fn ipv6_extension_headers_are_walked() {
     let mut rest = ext6(60, 0); // hop-by-hop: 8 bytes, next destination options
     rest.extend(ext6(6, 1)); // destination options: 16 bytes, next TCP
-    rest.extend(tcp_seg(Tcp { sport: 2222, dport: 22, flags: 0x10, ..Tcp::default() }, b"ssh"));
+    rest.extend(tcp_seg(
+        Tcp {
+            sport: 2222,
+            dport: 22,
+            flags: 0x10,
+            ..Tcp::default()
+        },
+        b"ssh",
+    ));
     let plen = rest.len();
     let p = v6_simple(0, &rest);
     check(
@@ -581,7 +758,10 @@ eq(pkt:u16(64), 2222, "tcp at 64")
     let mut rest = ext6(17, 2); // routing, 24 bytes
     rest.extend(udp(53, 1053, b"answer"));
     let p = v6_simple(43, &rest);
-    check(&p, r##"eq(pkt.udp.sport, 53, "sport") eq(tostring(pkt.udp.payload), "answer", "payload")"##);
+    check(
+        &p,
+        r##"eq(pkt.udp.sport, 53, "sport") eq(tostring(pkt.udp.payload), "answer", "payload")"##,
+    );
 }
 
 #[test]
@@ -614,7 +794,10 @@ eq(pkt.meta.l4proto, 17, "l4proto")
     let mut rest = ext6(44, 0);
     rest.extend(frag6(6, 3, true));
     rest.extend([0u8; 24]);
-    check(&v6_simple(0, &rest), r##"eq(pkt.tcp, nil, "tcp") eq(pkt.meta.l4proto, 6, "l4proto")"##);
+    check(
+        &v6_simple(0, &rest),
+        r##"eq(pkt.tcp, nil, "tcp") eq(pkt.meta.l4proto, 6, "l4proto")"##,
+    );
 }
 
 #[test]
@@ -630,16 +813,43 @@ fn truncated_transport_headers_are_absent() {
     // data offset past the end of the packet, and below 5
     let mut long = full.clone();
     long[12] = 15 << 4;
-    check(&v4(V4::default(), &long), r##"eq(pkt.tcp, nil, "doff 15")"##);
+    check(
+        &v4(V4::default(), &long),
+        r##"eq(pkt.tcp, nil, "doff 15")"##,
+    );
     let mut short = full.clone();
     short[12] = 4 << 4;
-    check(&v4(V4::default(), &short), r##"eq(pkt.tcp, nil, "doff 4")"##);
+    check(
+        &v4(V4::default(), &short),
+        r##"eq(pkt.tcp, nil, "doff 4")"##,
+    );
     let p = v6_simple(6, &full[..12]);
-    check(&p, r##"eq(pkt.tcp, nil, "tcp") eq(pkt.meta.l4proto, 6, "l4proto")"##);
+    check(
+        &p,
+        r##"eq(pkt.tcp, nil, "tcp") eq(pkt.meta.l4proto, 6, "l4proto")"##,
+    );
     let u = udp(1, 2, b"");
-    check(&v4(V4 { proto: 17, ..V4::default() }, &u[..7]), r##"eq(pkt.udp, nil, "udp")"##);
+    check(
+        &v4(
+            V4 {
+                proto: 17,
+                ..V4::default()
+            },
+            &u[..7],
+        ),
+        r##"eq(pkt.udp, nil, "udp")"##,
+    );
     let m = icmp_msg(8, 0, 0, 0, 0, &[]);
-    check(&v4(V4 { proto: 1, ..V4::default() }, &m[..4]), r##"eq(pkt.icmp, nil, "icmp")"##);
+    check(
+        &v4(
+            V4 {
+                proto: 1,
+                ..V4::default()
+            },
+            &m[..4],
+        ),
+        r##"eq(pkt.icmp, nil, "icmp")"##,
+    );
     // ICMPv6 needs only its 4-byte header; reading past it is an error
     let p = v6_simple(58, &m[..4]);
     check(
@@ -668,7 +878,10 @@ eq(pkt:u8(0), 0x45, "u8")
     // Nothing at all: the family comes from the metadata.
     check_meta(
         &[],
-        Meta { nfproto: 10, ..Meta::default() },
+        Meta {
+            nfproto: 10,
+            ..Meta::default()
+        },
         r##"
 eq(pkt.len, 0, "len") eq(pkt.meta.nfproto, 10, "nfproto") eq(pkt.ip, nil, "ip")
 fails(function() return pkt.ip6.saddr end, "packet too short", "saddr")
@@ -723,7 +936,16 @@ end
 #[test]
 fn tcp_payload_view_matches_string_semantics() {
     let body = b"GET /index.html HTTP/1.1\r\nHost: a\r\n\r\n123";
-    let p = v4(V4::default(), &tcp_seg(Tcp { options: &[1, 1, 1, 1, 1, 1, 1, 0], ..Tcp::default() }, body));
+    let p = v4(
+        V4::default(),
+        &tcp_seg(
+            Tcp {
+                options: &[1, 1, 1, 1, 1, 1, 1, 0],
+                ..Tcp::default()
+            },
+            body,
+        ),
+    );
     check(
         &p,
         &format!(
@@ -738,8 +960,17 @@ fn tcp_payload_view_matches_string_semantics() {
 
 #[test]
 fn udp_payload_view_and_empty_payloads() {
-    let p = v4(V4 { proto: 17, ..V4::default() }, &udp(1, 2, b"a1b22c333"));
-    check(&p, &format!("{VIEW_VS_STRING}\ncompare(pkt.udp.payload, 'a1b22c333')"));
+    let p = v4(
+        V4 {
+            proto: 17,
+            ..V4::default()
+        },
+        &udp(1, 2, b"a1b22c333"),
+    );
+    check(
+        &p,
+        &format!("{VIEW_VS_STRING}\ncompare(pkt.udp.payload, 'a1b22c333')"),
+    );
     let p = v6_simple(17, &udp(1, 2, b""));
     check(
         &p,
@@ -750,7 +981,10 @@ fn udp_payload_view_and_empty_payloads() {
         ),
     );
     let p = v4(V4::default(), &tcp_seg(Tcp::default(), b""));
-    check(&p, &format!("{VIEW_VS_STRING}\ncompare(pkt.tcp.payload, '')"));
+    check(
+        &p,
+        &format!("{VIEW_VS_STRING}\ncompare(pkt.tcp.payload, '')"),
+    );
 }
 
 #[test]
@@ -781,6 +1015,22 @@ eq(rawequal(pkt.tcp, pkt.tcp), true, "same object")
     );
 }
 
+#[test]
+fn payload_find_does_not_depend_on_the_string_global() {
+    let p = v4(V4::default(), &tcp_seg(Tcp::default(), b"key=value"));
+    check(
+        &p,
+        r##"
+local pl = pkt.tcp.payload
+string.find = function() return 99 end
+same(table.pack(pl:find("(%a+)=")), table.pack(1, 4, "key"), "string.find replaced")
+string = nil
+same(table.pack(pl:find("=(%a+)")), table.pack(4, 9, "value"), "string removed")
+same(table.pack(pl:find("=", 1, true)), table.pack(4, 4), "plain")
+"##,
+    );
+}
+
 /// Payload bytes of the large packet: a filler with a marker near the end.
 fn big_payload(n: usize) -> Vec<u8> {
     let mut b: Vec<u8> = (0..n).map(|k| ((k * 7 + 3) % 256) as u8).collect();
@@ -792,7 +1042,13 @@ fn big_payload(n: usize) -> Vec<u8> {
 fn payload_beyond_the_window() {
     // 3000 bytes: the guest's window holds the first 2048, the rest comes through pkt_read
     let n = 3000 - 28;
-    let p = v4(V4 { proto: 17, ..V4::default() }, &udp(7, 9, &big_payload(n)));
+    let p = v4(
+        V4 {
+            proto: 17,
+            ..V4::default()
+        },
+        &udp(7, 9, &big_payload(n)),
+    );
     assert_eq!(p.len(), 3000);
     check(
         &p,
@@ -844,7 +1100,14 @@ same(table.pack(pl:find(want:sub(2500, 2510), 1, true)), table.pack(want:find(wa
 
 #[test]
 fn raw_reads_and_their_bounds() {
-    let p = v4(V4 { proto: 17, dst: [255, 255, 255, 254], ..V4::default() }, &udp(0x0102, 0x0304, b"\x80\x00\xff"));
+    let p = v4(
+        V4 {
+            proto: 17,
+            dst: [255, 255, 255, 254],
+            ..V4::default()
+        },
+        &udp(0x0102, 0x0304, b"\x80\x00\xff"),
+    );
     let len = p.len();
     check(
         &p,
@@ -892,7 +1155,14 @@ fails(function() return pkt.u8(pkt.tcp or pkt.udp, 0) end, "packet expected", "u
 
 #[test]
 fn cidr_matching() {
-    let p = v4(V4 { src: [10, 1, 2, 3], dst: [192, 168, 0, 1], ..V4::default() }, &tcp_seg(Tcp::default(), b""));
+    let p = v4(
+        V4 {
+            src: [10, 1, 2, 3],
+            dst: [192, 168, 0, 1],
+            ..V4::default()
+        },
+        &tcp_seg(Tcp::default(), b""),
+    );
     check(
         &p,
         r##"
@@ -1011,13 +1281,61 @@ function process_packet(pkt)
   return lp.ACCEPT
 end"##,
     );
-    let keep = v4(V4::default(), &tcp_seg(Tcp { dport: 1, ..Tcp::default() }, b"abc"));
+    let keep = v4(
+        V4::default(),
+        &tcp_seg(
+            Tcp {
+                dport: 1,
+                ..Tcp::default()
+            },
+            b"abc",
+        ),
+    );
     accept(&mut s, 0, &keep, Meta::default());
     // the same protocol again: the very case singleton objects cannot tell apart
-    accept(&mut s, 0, &v4(V4::default(), &tcp_seg(Tcp { dport: 2, ..Tcp::default() }, b"xyz")), Meta::default());
+    accept(
+        &mut s,
+        0,
+        &v4(
+            V4::default(),
+            &tcp_seg(
+                Tcp {
+                    dport: 2,
+                    ..Tcp::default()
+                },
+                b"xyz",
+            ),
+        ),
+        Meta::default(),
+    );
     // another protocol, then another family
-    accept(&mut s, 0, &v4(V4 { proto: 17, ..V4::default() }, &udp(3, 4, b"u")), Meta::default());
-    accept(&mut s, 0, &v6_simple(6, &tcp_seg(Tcp { dport: 5, ..Tcp::default() }, b"")), Meta::default());
+    accept(
+        &mut s,
+        0,
+        &v4(
+            V4 {
+                proto: 17,
+                ..V4::default()
+            },
+            &udp(3, 4, b"u"),
+        ),
+        Meta::default(),
+    );
+    accept(
+        &mut s,
+        0,
+        &v6_simple(
+            6,
+            &tcp_seg(
+                Tcp {
+                    dport: 5,
+                    ..Tcp::default()
+                },
+                b"",
+            ),
+        ),
+        Meta::default(),
+    );
     // after a failed call as well
     let (mut s2, _) = script(
         r##"
@@ -1030,7 +1348,11 @@ end"##,
     );
     let p = tcp4(80);
     let o = s2.run(0, 0, &SlicePacket::new(&p));
-    assert!(s2.message(0).contains("first call fails"), "{o:?} {}", s2.message(0));
+    assert!(
+        s2.message(0).contains("first call fails"),
+        "{o:?} {}",
+        s2.message(0)
+    );
     accept(&mut s2, 0, &p, Meta::default());
 }
 
@@ -1051,7 +1373,21 @@ function process_packet(pkt)
 end"##,
     );
     for port in [10u16, 11, 12] {
-        accept(&mut s, 0, &v4(V4::default(), &tcp_seg(Tcp { dport: port, ..Tcp::default() }, b"data")), Meta::default());
+        accept(
+            &mut s,
+            0,
+            &v4(
+                V4::default(),
+                &tcp_seg(
+                    Tcp {
+                        dport: port,
+                        ..Tcp::default()
+                    },
+                    b"data",
+                ),
+            ),
+            Meta::default(),
+        );
     }
 }
 
@@ -1076,7 +1412,12 @@ function process_packet(pkt)
   return lp.ACCEPT
 end"##,
     );
-    accept(&mut s, 0, &v4(V4::default(), &tcp_seg(Tcp::default(), b"abc")), Meta::default());
+    accept(
+        &mut s,
+        0,
+        &v4(V4::default(), &tcp_seg(Tcp::default(), b"abc")),
+        Meta::default(),
+    );
     let lines = host.lines.lock().unwrap().clone();
     assert_eq!(
         lines,
@@ -1126,7 +1467,11 @@ eq(pkt.ip6, nil, "ip6") eq(pkt.ip.version, 4, "ip")
         r##"eq(pkt.meta.mark, 0, "mark") eq(pkt.meta.hook, 0, "hook") eq(pkt.meta.iifname, "", "iifname") eq(pkt.meta.oifname, "", "oifname")"##,
     );
     // a full 16-byte name without a terminating NUL is read up to its end, not past it
-    let meta = Meta { iifname: [b'x'; 16], oifname: *b"0123456789abcdef", ..Meta::default() };
+    let meta = Meta {
+        iifname: [b'x'; 16],
+        oifname: *b"0123456789abcdef",
+        ..Meta::default()
+    };
     check_meta(
         &p,
         meta,
@@ -1137,7 +1482,24 @@ eq(pkt.ip6, nil, "ip6") eq(pkt.ip.version, 4, "ip")
         "function process_packet(pkt, arg) if pkt.meta.mark == pkt.tcp.dport then return lp.ACCEPT end return lp.DROP end",
     );
     for mark in [0u32, 1, 80, 65535] {
-        let p = v4(V4::default(), &tcp_seg(Tcp { dport: mark as u16, ..Tcp::default() }, b""));
-        accept(&mut s, 0, &p, Meta { mark, ..Meta::default() });
+        let p = v4(
+            V4::default(),
+            &tcp_seg(
+                Tcp {
+                    dport: mark as u16,
+                    ..Tcp::default()
+                },
+                b"",
+            ),
+        );
+        accept(
+            &mut s,
+            0,
+            &p,
+            Meta {
+                mark,
+                ..Meta::default()
+            },
+        );
     }
 }

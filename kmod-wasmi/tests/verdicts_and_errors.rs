@@ -63,7 +63,7 @@ function process_packet(pkt)
   if port == 1 then local t = nil; return t.field end
   if port == 2 then error("boom") end
   if port == 3 then while true do end end
-  if port == 4 then local t, k = {}, string.rep("x", 1000) for i = 1, 1e9 do t[i] = string.rep(k, 100) .. i end end
+  if port == 4 then local s = "x" while true do s = s .. s end end
   if port == 5 then recurse() end
   if port == 6 then nest(40) end
   if port == 7 then return "nonsense" end

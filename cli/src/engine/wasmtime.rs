@@ -24,12 +24,15 @@ use wasmtime::{
 const LOAD_FUEL: u64 = 4_000_000_000;
 /// Longest log line or error message copied out of the guest.
 const MAX_MESSAGE: usize = 1024;
-/// Native stack wasm code may use per `limits.recursion` frame: the default 1024 frames give
-/// 512 KiB.
-const STACK_PER_FRAME: usize = 512;
-/// Bounds of the wasm stack: well inside the 2 MiB of a test thread (wasm runs on the
-/// caller's native stack, and host frames of `try` re-entries come on top).
-const MIN_WASM_STACK: usize = 64 << 10;
+/// wasmi limits the wasm call depth of one entry into the guest to `limits.recursion` frames;
+/// wasmtime limits the native stack all wasm (and host re-entry) frames of a call may use, in
+/// bytes. Measured on the Lua guest, a wasmi frame corresponds to about this much native stack
+/// under wasmtime (nested C calls of Lua: ~6.4 frames and ~1.1 KiB per level).
+const STACK_PER_FRAME: usize = 176;
+/// Native stack of one `try` re-entry (host frames plus Lua's protected-call frames): ~2.8 KiB
+/// in an optimised build, ~7 KiB in a debug build. wasmi gives every entry its own frame budget.
+const STACK_PER_REENTRY: usize = 8 << 10;
+/// Upper bound: wasm runs on the caller's native stack (2 MiB for a test thread).
 const MAX_WASM_STACK: usize = 1 << 20;
 
 /// The host error `lp.throw` returns: a Lua error unwinding to the nearest host frame.
@@ -92,10 +95,12 @@ struct Guest {
     module: Module,
 }
 
+/// The wasm stack limit that approximates `limits.recursion` (see [`STACK_PER_FRAME`]). Within
+/// the default limits the guest's 32 KiB shadow stack runs out first under either engine.
 fn wasm_stack(limits: &Limits) -> usize {
-    (limits.recursion as usize)
-        .saturating_mul(STACK_PER_FRAME)
-        .clamp(MIN_WASM_STACK, MAX_WASM_STACK)
+    let frames = (limits.recursion as usize).saturating_mul(STACK_PER_FRAME);
+    let reentries = (limits.pcall_depth as usize).saturating_mul(STACK_PER_REENTRY);
+    frames.saturating_add(reentries).min(MAX_WASM_STACK)
 }
 
 fn guest(stack: usize) -> Result<Guest, wasmtime::Error> {
@@ -418,7 +423,7 @@ impl Instance {
                     Err(e) => return self.poison(trap_kind(&e)),
                 }
             }
-            Err(e) => { eprintln!("TRAP: {:?} host={} sp={}", e.downcast_ref::<Trap>(), e.is::<DepthExceeded>(), self.stack_pointer()); return self.poison(trap_kind(&e)) },
+            Err(e) => return self.poison(trap_kind(&e)),
         };
         if status < 0 {
             self.fetch_message();
