@@ -88,7 +88,10 @@ fn main() {
     fs::write(&wasm, &with_regions).expect("write lua.wasm");
     fs::write(
         out.join("regions.txt"),
-        format!("{} functions, {} loops inserted\n", report.functions, report.loops),
+        format!(
+            "{} functions, {} loops inserted\n",
+            report.functions, report.loops
+        ),
     )
     .expect("write regions.txt");
 }

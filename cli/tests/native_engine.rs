@@ -560,11 +560,9 @@ fn load_errors_match_the_sandbox() {
     assert_eq!(n, w);
 
     let (n, w) = load_errors(&config("error('at load')", None));
-    assert!(
-        n.starts_with("t.lua: top-level chunk failed: t.lua:1: at load\nstack traceback:"),
-        "{n}"
-    );
-    assert_eq!(n.lines().next(), w.lines().next());
+    // one line: the traceback goes to the log
+    assert_eq!(n, "t.lua: top-level chunk failed: t.lua:1: at load");
+    assert_eq!(n, w);
 
     let (n, w) = load_errors(&config(
         "local t = {} for i = 1, 1e9 do t[i] = {} end",
@@ -636,6 +634,8 @@ fn nested_protected_calls_match_the_sandbox() {
             let cfg = Config {
                 limits: Limits {
                     pcall_depth: depth,
+                    // the "leak" loop is heavy for the sandbox's default fuel; native has none
+                    fuel: 1_000_000_000,
                     ..Limits::default()
                 },
                 ..config(NEST, Some(arg))

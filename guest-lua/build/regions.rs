@@ -15,9 +15,11 @@
 
 use std::collections::HashMap;
 use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
-use wasm_encoder::{BlockType as EncBlockType, CodeSection, Function, Instruction, Module, RawSection};
+use wasm_encoder::{
+    BlockType as EncBlockType, CodeSection, Function, Instruction, Module, RawSection,
+};
 use wasmparser::{
-    BlockType, FuncValidatorAllocations, FrameKind, Operator, Parser, Payload, ValType, Validator,
+    BlockType, FrameKind, FuncValidatorAllocations, Operator, Parser, Payload, ValType, Validator,
     WasmFeatures,
 };
 
@@ -42,7 +44,10 @@ pub fn add_fuel_regions(wasm: &[u8]) -> Result<(Vec<u8>, Report), String> {
     let mut validator = Validator::new_with_features(WasmFeatures::default());
     let mut out = Module::new();
     let mut code = CodeSection::new();
-    let mut report = Report { functions: 0, loops: 0 };
+    let mut report = Report {
+        functions: 0,
+        loops: 0,
+    };
     let mut allocs = FuncValidatorAllocations::default();
     // function index -> result types, for the continuation type of function bodies
     let mut func_results: Vec<Vec<ValType>> = Vec::new();
@@ -106,7 +111,10 @@ pub fn add_fuel_regions(wasm: &[u8]) -> Result<(Vec<u8>, Report), String> {
                         out.section(&code);
                         code_emitted = true;
                     }
-                    out.section(&RawSection { id, data: &wasm[range] });
+                    out.section(&RawSection {
+                        id,
+                        data: &wasm[range],
+                    });
                 }
             }
         }
@@ -155,7 +163,10 @@ fn rewrite(
         let offset = reader.original_position();
         ops.push((offset, reader.read().map_err(|e| e.to_string())?));
     }
-    let mut frames = vec![Frame { inserted: 0, continuation: continuation_type(results) }];
+    let mut frames = vec![Frame {
+        inserted: 0,
+        continuation: continuation_type(results),
+    }];
     for (i, (offset, op)) in ops.iter().enumerate() {
         // close this pass's loops before the construct they live in ends or changes arm
         if matches!(op, Operator::End | Operator::Else) {
@@ -175,11 +186,17 @@ fn rewrite(
         fv.op(*offset, op).map_err(|e| e.to_string())?;
         match op {
             Operator::Block { blockty } | Operator::Loop { blockty } | Operator::If { blockty } => {
-                frames.push(Frame { inserted: 0, continuation: block_continuation(*blockty) });
+                frames.push(Frame {
+                    inserted: 0,
+                    continuation: block_continuation(*blockty),
+                });
             }
             Operator::End => {
                 frames.pop();
-                let next_ends = matches!(ops.get(i + 1), None | Some((_, Operator::End | Operator::Else)));
+                let next_ends = matches!(
+                    ops.get(i + 1),
+                    None | Some((_, Operator::End | Operator::Else))
+                );
                 if closing_block && !next_ends {
                     let settled = fv.get_control_frame(0).is_some_and(|fr| {
                         !fr.unreachable && fr.height == fv.operand_stack_height() as usize
@@ -204,7 +221,12 @@ fn rewrite(
 /// target (a branch to frame `d` leaves the loops open in frames 0..=d).
 fn shift_branches<'a>(op: &Operator<'a>, frames: &[Frame]) -> Result<Instruction<'a>, String> {
     let shift = |d: u32| -> u32 {
-        let extra: u32 = frames.iter().rev().take(d as usize + 1).map(|f| f.inserted).sum();
+        let extra: u32 = frames
+            .iter()
+            .rev()
+            .take(d as usize + 1)
+            .map(|f| f.inserted)
+            .sum();
         d + extra
     };
     Ok(match op {

@@ -12,17 +12,31 @@ fn imports_only_the_lp_module() {
         if let Payload::ImportSection(reader) = payload.expect("valid wasm") {
             for imp in reader {
                 let imp = imp.expect("valid import");
-                assert!(matches!(imp.ty, TypeRef::Func(_)), "{} {} is not a function", imp.module, imp.name);
+                assert!(
+                    matches!(imp.ty, TypeRef::Func(_)),
+                    "{} {} is not a function",
+                    imp.module,
+                    imp.name
+                );
                 imports.push(format!("{}.{}", imp.module, imp.name));
             }
         }
     }
     let outside: Vec<_> = imports.iter().filter(|i| !i.starts_with("lp.")).collect();
-    assert!(outside.is_empty(), "imports outside the lp module (WASI?): {outside:?}");
-    let mut expected: Vec<String> = [g::IMPORT_TRY, g::IMPORT_THROW, g::IMPORT_LOG, g::IMPORT_NOW, g::IMPORT_PKT_READ]
-        .iter()
-        .map(|n| format!("lp.{n}"))
-        .collect();
+    assert!(
+        outside.is_empty(),
+        "imports outside the lp module (WASI?): {outside:?}"
+    );
+    let mut expected: Vec<String> = [
+        g::IMPORT_TRY,
+        g::IMPORT_THROW,
+        g::IMPORT_LOG,
+        g::IMPORT_NOW,
+        g::IMPORT_PKT_READ,
+    ]
+    .iter()
+    .map(|n| format!("lp.{n}"))
+    .collect();
     expected.sort();
     imports.sort();
     assert_eq!(imports, expected);
@@ -113,13 +127,19 @@ fn header_value(header: &str, name: &str) -> i64 {
         .lines()
         .find(|l| l.split_whitespace().nth(1) == Some(name))
         .unwrap_or_else(|| panic!("{name} missing from lp_abi.h"));
-    let raw: String = line.split_whitespace().skip(2).collect::<Vec<_>>().join(" ");
+    let raw: String = line
+        .split_whitespace()
+        .skip(2)
+        .collect::<Vec<_>>()
+        .join(" ");
     let raw = raw.trim_start_matches('(').trim_end_matches(')');
     if raw.contains('+') {
         return raw.split('+').map(|p| header_value(header, p.trim())).sum();
     }
     match raw.strip_prefix("0x") {
         Some(h) => i64::from_str_radix(h, 16).unwrap(),
-        None => raw.parse().unwrap_or_else(|_| panic!("{name}: cannot parse {raw}")),
+        None => raw
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}: cannot parse {raw}")),
     }
 }

@@ -93,7 +93,14 @@ impl fmt::Display for LoadError {
             LoadError::Wasm(e) => write!(f, "guest module rejected: {e}"),
             LoadError::Syntax(m) => write!(f, "syntax error: {m}"),
             LoadError::Init(kind, m) if m.is_empty() => write!(f, "top-level chunk failed: {kind}"),
-            LoadError::Init(_, m) => write!(f, "top-level chunk failed: {m}"),
+            // the message's first line; the traceback that follows goes to the log
+            LoadError::Init(_, m) => {
+                write!(
+                    f,
+                    "top-level chunk failed: {}",
+                    m.lines().next().unwrap_or("")
+                )
+            }
             LoadError::NoFunction(name) => {
                 write!(
                     f,

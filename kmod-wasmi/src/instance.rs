@@ -26,6 +26,8 @@ use wasmi::{
 
 /// Fuel for building an instance: the script's top-level chunk may build large tables.
 const LOAD_FUEL: u64 = 4_000_000_000;
+/// Fuel for finishing a call whose Lua error unwound to the host (it runs `__close` handlers).
+const RECOVER_FUEL: u64 = 1_000_000;
 /// Longest log line or error message copied out of the guest.
 const MAX_MESSAGE: usize = 1024;
 
@@ -99,6 +101,8 @@ pub struct Instance {
     entries: Vec<(i32, i32)>,
     message: String,
     poisoned: bool,
+    /// Fuel the last top-level call used, its recovery included.
+    fuel_used: u64,
 }
 
 fn linker(guest: &Guest) -> Result<Linker<StoreData>, LoadError> {
@@ -288,6 +292,7 @@ impl Instance {
             entries: Vec::new(),
             message: String::new(),
             poisoned: false,
+            fuel_used: 0,
         };
         let ctx_addr = ctx.call(&mut me.store, ()).map_err(LoadError::Wasm)?;
         me.ctx_addr = ctx_addr as u32 as usize;
@@ -353,18 +358,24 @@ impl Instance {
     /// `lp_recover`. Fills `self.message` on errors.
     fn call_top(&mut self, f: impl FnOnce(&mut Store<StoreData>) -> Result<i32, Error>) -> Outcome {
         self.store.data_mut().depth = 0;
+        let budget = self.store.get_fuel().unwrap_or(0);
+        self.fuel_used = 0;
         let saved = self.sp.get(&self.store);
-        let status = match f(&mut self.store) {
+        let result = f(&mut self.store);
+        self.fuel_used = budget.saturating_sub(self.store.get_fuel().unwrap_or(0));
+        let status = match result {
             Ok(st) => st,
             Err(e) if e.downcast_ref::<LuaThrow>().is_some() => {
                 if self.sp.set(&mut self.store, saved).is_err() {
                     return self.poison(ErrorKind::Trap);
                 }
                 // Recovery runs __close handlers: give it a fresh, bounded budget.
-                let fuel = self.store.get_fuel().unwrap_or(0).max(1_000_000);
+                let fuel = self.store.get_fuel().unwrap_or(0).max(RECOVER_FUEL);
                 let _ = self.store.set_fuel(fuel);
                 self.store.data_mut().depth = 0;
-                match self.recover.call(&mut self.store, ()) {
+                let recovered = self.recover.call(&mut self.store, ());
+                self.fuel_used += fuel.saturating_sub(self.store.get_fuel().unwrap_or(0));
+                match recovered {
                     Ok(st) => st,
                     Err(e) => return self.poison(trap_kind(&e)),
                 }
@@ -470,9 +481,7 @@ impl Instance {
         let run = self.run;
         let out = self.call_top(|s| run.call(s, (fref, aref, budget, cap)));
         self.store.data_mut().pkt = None;
-        let used = limits
-            .fuel
-            .saturating_sub(self.store.get_fuel().unwrap_or(0));
+        let used = self.fuel_used;
         let r = match out {
             Outcome::Status(code) if code > 0 => match Verdict::from_code(code) {
                 Some(v) => Ok(v),
@@ -482,10 +491,11 @@ impl Instance {
             Outcome::Trap(k) => Err(k),
         };
         // wasmi charges fuel per block up front: a call that ran out used all of it
+        // wasmi charges fuel per region up front: a call that ran out used all of it
         let used = if r == Err(ErrorKind::Fuel) {
             limits.fuel
         } else {
-            used.min(limits.fuel)
+            used
         };
         (r, used)
     }

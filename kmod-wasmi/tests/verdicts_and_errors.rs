@@ -199,6 +199,9 @@ fn on_error_policies() {
         let p = tcp4(80);
         let o = s.run(0, 0, &SlicePacket::new(&p));
         assert_eq!((o.verdict, o.error), (verdict, Some(ErrorKind::Lua)));
+        // the fuel of a failed call is what it used, recovery included
+        // (a traceback is built: ~150k fuel)
+        assert!(o.fuel > 100 && o.fuel < 1_000_000, "fuel {}", o.fuel);
         assert_eq!(s.stats().verdict_count(verdict), 1);
     }
 }

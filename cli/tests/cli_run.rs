@@ -1,0 +1,257 @@
+//! `lpctl run` and `lpctl bench` as a user runs them: output formats, and one clear error line
+//! with a non-zero exit for every kind of bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn lpctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lpctl"))
+        .args(args)
+        .output()
+        .expect("run lpctl")
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn path(rel: &str) -> String {
+    root().join(rel).display().to_string()
+}
+
+fn tmp(name: &str, contents: &[u8]) -> String {
+    let p = std::env::temp_dir().join(format!("lpctl-cli-{}-{name}", std::process::id()));
+    std::fs::write(&p, contents).unwrap();
+    p.display().to_string()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const PCAP: &str = "tests/data/mixed.pcap";
+
+#[test]
+fn run_prints_a_line_per_packet_and_a_summary() {
+    let o = lpctl(&["run", &path("examples/drop-ssh.lua"), "--pcap", &path(PCAP)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    // 64 IP packets, 1 ARP frame reported as skipped, 1 summary line
+    assert_eq!(lines.len(), 66, "{out}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("skipped") && l.contains("ethertype 0x0806")),
+        "{out}"
+    );
+    let summary = lines.last().unwrap();
+    assert!(
+        summary.starts_with("64 packets: accept 48, drop 16, errors 0, skipped 1"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn run_json_is_one_object_with_packets_and_stats() {
+    let o = lpctl(&[
+        "-j",
+        "run",
+        &path("examples/drop-ssh.lua"),
+        "--pcap",
+        &path(PCAP),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("one JSON object");
+    let packets = v["packets"].as_array().unwrap();
+    assert_eq!(packets.len(), 64);
+    assert_eq!(packets[0]["index"], 0);
+    assert_eq!(packets[0]["verdict"], "drop");
+    assert!(packets[0]["error"].is_null());
+    assert_eq!(v["stats"]["verdicts"]["drop"], 16);
+    assert_eq!(v["stats"]["verdicts"]["accept"], 48);
+    assert_eq!(v["stats"]["errors"]["lua"], 0);
+    assert_eq!(v["skipped"][0]["index"], 9);
+}
+
+#[test]
+fn errors_show_the_applied_verdict_and_the_kind() {
+    let script = tmp(
+        "boom.lua",
+        b"function process_packet(pkt)\n  if pkt.udp then\n    local x = 1\n    error('boom')\n  end\n  return lp.ACCEPT\nend\n",
+    );
+    let o = lpctl(&[
+        "-j",
+        "run",
+        &script,
+        "--pcap",
+        &path(PCAP),
+        "--on-error",
+        "drop",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let udp = &v["packets"][4];
+    assert_eq!(udp["verdict"], "drop");
+    let name = Path::new(&script)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(udp["error"], format!("lua: {name}:4: boom"));
+    assert_eq!(v["stats"]["errors"]["lua"], 16);
+
+    let looping = tmp(
+        "loop.lua",
+        b"function process_packet() while true do end end",
+    );
+    let o = lpctl(&[
+        "-j",
+        "run",
+        &looping,
+        "--pcap",
+        &path(PCAP),
+        "--instructions",
+        "0",
+        "--fuel",
+        "100000",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["packets"][0]["error"], "out of fuel");
+    assert_eq!(v["packets"][0]["verdict"], "break");
+    assert_eq!(v["stats"]["errors"]["fuel"], 64);
+}
+
+fn expect_error(args: &[&str], needle: &str) {
+    let o = lpctl(args);
+    assert!(!o.status.success(), "{args:?} succeeded");
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{args:?}: want one error line, got {err:?}");
+    assert!(lines[0].starts_with("Error: "), "{err}");
+    assert!(
+        lines[0].contains(needle),
+        "{args:?}: {err:?} lacks {needle:?}"
+    );
+    assert!(stdout(&o).is_empty(), "partial output: {}", stdout(&o));
+    // the same error as JSON on stdout
+    let mut j = vec!["-j"];
+    j.extend_from_slice(args);
+    let o = lpctl(&j);
+    assert!(!o.status.success());
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("JSON error");
+    assert!(v["error"].as_str().unwrap().contains(needle), "{v}");
+}
+
+#[test]
+fn bad_input_gets_one_clear_error_line() {
+    let pcap = path(PCAP);
+    let ok = path("examples/drop-ssh.lua");
+    let syntax = tmp(
+        "syntax.lua",
+        b"function process_packet(pkt)\n  return lp.ACCEPT\n",
+    );
+    expect_error(
+        &["run", &syntax, "--pcap", &pcap],
+        "syntax.lua:3: 'end' expected",
+    );
+    let nofn = tmp("nofn.lua", b"x = 1\n");
+    expect_error(
+        &["run", &nofn, "--pcap", &pcap],
+        "entry function 'process_packet' is not defined",
+    );
+    expect_error(
+        &["run", &ok, "--pcap", &pcap, "--function", "nope"],
+        "'nope'",
+    );
+    expect_error(
+        &["run", "/nonexistent/x.lua", "--pcap", &pcap],
+        "cannot read script /nonexistent/x.lua",
+    );
+    expect_error(
+        &["run", &ok, "--pcap", "/nonexistent/x.pcap"],
+        "/nonexistent/x.pcap",
+    );
+    let bytes = std::fs::read(root().join(PCAP)).unwrap();
+    let truncated = tmp("truncated.pcap", &bytes[..bytes.len() - 10]);
+    expect_error(&["run", &ok, "--pcap", &truncated], "truncated.pcap");
+    let mut linktype = bytes.clone();
+    linktype[20..24].copy_from_slice(&105u32.to_le_bytes());
+    let wifi = tmp("wifi.pcap", &linktype);
+    expect_error(&["run", &ok, "--pcap", &wifi], "unsupported link type 105");
+    let garbage = tmp("garbage.pcap", b"this is not a capture file at all");
+    expect_error(&["run", &ok, "--pcap", &garbage], "garbage.pcap");
+    expect_error(
+        &["run", &ok, "--pcap", &pcap, "--fuel", "0"],
+        "fuel 0 is out of range",
+    );
+    expect_error(
+        &["run", &ok, "--pcap", &pcap, "--memory", "0"],
+        "memory 0 is out of range",
+    );
+    expect_error(
+        &["run", &ok, "--pcap", &pcap, "--memory", "64G"],
+        "--memory",
+    );
+    expect_error(
+        &["run", &ok, "--pcap", &pcap, "--memory", "lots"],
+        "--memory lots: not a whole number",
+    );
+    expect_error(
+        &[
+            "run",
+            &ok,
+            "--pcap",
+            &pcap,
+            "--fuel",
+            "99999999999999999999",
+        ],
+        "--fuel",
+    );
+    expect_error(
+        &["run", &ok, "--pcap", &pcap, "--pcall-depth", "1000"],
+        "pcall-depth 1000 is out of range",
+    );
+    let toplevel = tmp(
+        "toplevel.lua",
+        b"error('no config')\nfunction process_packet() end",
+    );
+    expect_error(
+        &["run", &toplevel, "--pcap", &pcap],
+        "toplevel.lua:1: no config",
+    );
+}
+
+#[test]
+fn bench_reports_every_engine() {
+    let o = lpctl(&[
+        "-j",
+        "bench",
+        &path("examples/bench/accept.lua"),
+        "--pcap",
+        &path(PCAP),
+        "--millis",
+        "20",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let engines: Vec<&str> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["engine"].as_str().unwrap())
+        .collect();
+    assert_eq!(engines, ["wasmi", "wasmtime", "native"]);
+    for r in v["results"].as_array().unwrap() {
+        assert!(r["ns_per_packet"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    assert!(v["results"][0]["fuel_per_packet"].as_f64().unwrap() > 100.0);
+    assert!(v["wasmi_instance"]["memory_bytes"].as_u64().unwrap() >= 65536);
+}

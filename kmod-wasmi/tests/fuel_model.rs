@@ -1,0 +1,55 @@
+//! Fuel follows the work done: guards guest-lua's fuel-region pass (without it a trivial call
+//! cost ~27,000 fuel and each Lua instruction ~8,400) and the cost of the entry path.
+mod common;
+use common::*;
+use runtime::{Limits, OnError, SlicePacket};
+
+fn fuel_of(src: &str, instructions: u32) -> u64 {
+    let lim = Limits {
+        fuel: 1_000_000_000,
+        instructions,
+        ..Limits::default()
+    };
+    let (mut s, _) = load_with(src, lim, OnError::Break);
+    let p = tcp4(1);
+    // the cheapest of a few calls: the garbage collector's steps come and go
+    (0..4)
+        .map(|_| {
+            let o = s.run(0, 0, &SlicePacket::new(&p));
+            assert_eq!(o.error, None, "{}", s.message(0));
+            o.fuel
+        })
+        .min()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_trivial_call_costs_about_two_thousand_fuel() {
+    let accept = fuel_of("function process_packet() return lp.ACCEPT end", 0);
+    assert!(
+        (500..=1_800).contains(&accept),
+        "return lp.ACCEPT: {accept} fuel"
+    );
+    let with_budget = fuel_of("function process_packet() return lp.ACCEPT end", 50_000);
+    assert!(
+        with_budget < accept + 600,
+        "instruction budget overhead: {with_budget} vs {accept}"
+    );
+}
+
+#[test]
+fn a_lua_loop_iteration_costs_about_a_hundred_fuel() {
+    let base = fuel_of(
+        "function process_packet() for i = 1, 0 do end return lp.ACCEPT end",
+        0,
+    );
+    let loop1k = fuel_of(
+        "function process_packet() for i = 1, 1000 do end return lp.ACCEPT end",
+        0,
+    );
+    let per_iteration = (loop1k - base) / 1000;
+    assert!(
+        (20..=200).contains(&per_iteration),
+        "{per_iteration} fuel per FORLOOP"
+    );
+}
