@@ -69,18 +69,24 @@ fn main() {
     let objs = compile_all(&clang, &common, &jobs, &obj_dir);
     let wasm = out.join("lua.wasm");
     let mut link = Command::new(&clang);
-    link.args(["--target=wasm32-wasi", "--sysroot=/usr", "-nostartfiles", "-flto", "-Wl,--lto-O2"])
-        .args([
-            "-Wl,--no-entry",
-            "-Wl,--export=__stack_pointer",
-            "-Wl,--stack-first",
-            &format!("-Wl,-z,stack-size={STACK_SIZE}"),
-            "-Wl,--gc-sections",
-            "-Wl,--strip-all",
-        ])
-        .args(&objs)
-        .arg("-o")
-        .arg(&wasm);
+    link.args([
+        "--target=wasm32-wasi",
+        "--sysroot=/usr",
+        "-nostartfiles",
+        "-flto",
+    ])
+    .args([
+        "-Wl,--lto-O2",
+        "-Wl,--no-entry",
+        "-Wl,--export=__stack_pointer",
+        "-Wl,--stack-first",
+        &format!("-Wl,-z,stack-size={STACK_SIZE}"),
+        "-Wl,--gc-sections",
+        "-Wl,--strip-all",
+    ])
+    .args(&objs)
+    .arg("-o")
+    .arg(&wasm);
     run(&mut link, "link lua.wasm");
 
     let linked = fs::read(&wasm).expect("read lua.wasm");
