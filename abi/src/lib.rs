@@ -7,4 +7,6 @@
 
 pub mod guest;
 pub mod limits;
+pub mod netlink;
+pub mod package;
 pub mod verdict;

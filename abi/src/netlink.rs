@@ -1,0 +1,130 @@
+//! Netlink numbers: the nft expression `lua` and the generic netlink family `luapkt`.
+//!
+//! Mirrored for the kernel in `kmod-wasmi/kernel/luapkt_abi.h` (a test checks they agree).
+
+/// Name of the nft expression (`MODULE_ALIAS_NFT_EXPR("lua")`).
+pub const EXPR_NAME: &str = "lua";
+
+/// Attributes of the `lua` expression (`NFTA_LUA_*`).
+pub mod expr {
+    pub const UNSPEC: u16 = 0;
+    /// NLA_NUL_STRING, at most [`super::NAME_MAX`] bytes: the script's name.
+    pub const SCRIPT: u16 = 1;
+    /// NLA_NUL_STRING, at most [`super::NAME_MAX`] bytes: entry function (default `process_packet`).
+    pub const FUNC: u16 = 2;
+    /// NLA_BINARY, at most [`super::ARG_MAX`] bytes: the string passed to the entry function.
+    pub const ARG: u16 = 3;
+    /// NLA_U32 (big endian, as nft's other expressions): [`super::EXPR_F_*`] bits.
+    pub const FLAGS: u16 = 4;
+    pub const MAX: u16 = 4;
+}
+
+/// Longest script or function name, in bytes (without the terminating NUL).
+pub const NAME_MAX: usize = 63;
+/// Longest rule argument, in bytes.
+pub const ARG_MAX: usize = 256;
+/// No expression flag is defined yet: any bit set is refused with EINVAL.
+pub const EXPR_F_ALL: u32 = 0;
+
+/// Generic netlink family name and version.
+pub const GENL_NAME: &str = "luapkt";
+pub const GENL_VERSION: u8 = 1;
+
+/// Commands of the `luapkt` family.
+pub mod cmd {
+    pub const UNSPEC: u8 = 0;
+    /// Starts an upload: NAME, SIZE (package bytes), limits, ON_ERROR, FLAGS. Replies UPLOAD_ID.
+    pub const LOAD_BEGIN: u8 = 1;
+    /// One chunk of an upload: UPLOAD_ID, OFFSET (must equal the bytes received so far), DATA.
+    pub const LOAD_CHUNK: u8 = 2;
+    /// Completes an upload: UPLOAD_ID. Validates, compiles and instantiates, then publishes the
+    /// script (or, with FLAG_REPLACE, swaps it in atomically). Replies like GET.
+    pub const LOAD_COMMIT: u8 = 3;
+    /// NAME. Fails with EBUSY while rules use the script (the extack message names them).
+    pub const UNLOAD: u8 = 4;
+    /// NAME: one script; without NAME (NLM_F_DUMP): every script of the namespace.
+    pub const GET: u8 = 5;
+    /// NAME and the limits / ON_ERROR to change, live.
+    pub const SET_LIMITS: u8 = 6;
+    /// Aborts an upload: UPLOAD_ID (uploads also expire when their socket closes).
+    pub const LOAD_ABORT: u8 = 7;
+}
+
+/// Attributes of the `luapkt` family.
+pub mod attr {
+    pub const UNSPEC: u16 = 0;
+    /// NLA_NUL_STRING, at most NAME_MAX bytes, `[A-Za-z0-9_.-]`.
+    pub const NAME: u16 = 1;
+    /// NLA_U32.
+    pub const UPLOAD_ID: u16 = 2;
+    /// NLA_U32: total package size, at most [`super::PACKAGE_MAX`].
+    pub const SIZE: u16 = 3;
+    /// NLA_U32.
+    pub const OFFSET: u16 = 4;
+    /// NLA_BINARY, at most [`super::CHUNK_MAX`] bytes.
+    pub const DATA: u16 = 5;
+    /// NLA_U64.
+    pub const FUEL: u16 = 6;
+    /// NLA_U32.
+    pub const INSTRUCTIONS: u16 = 7;
+    /// NLA_U64: bytes of linear memory per instance.
+    pub const MEMORY: u16 = 8;
+    /// NLA_U32.
+    pub const RECURSION: u16 = 9;
+    /// NLA_U32.
+    pub const PCALL_DEPTH: u16 = 10;
+    /// NLA_U8: [`super::ON_ERROR_BREAK`], `_ACCEPT`, `_DROP`.
+    pub const ON_ERROR: u16 = 11;
+    /// NLA_U32: [`super::FLAG_REPLACE`].
+    pub const FLAGS: u16 = 12;
+    /// Nested: `stat::*`.
+    pub const STATS: u16 = 13;
+    /// NLA_BINARY, 8 bytes: the first bytes of the package's SHA-256 (like bpftool's tag).
+    pub const TAG: u16 = 14;
+    /// NLA_U32: rules bound to the script.
+    pub const REFS: u16 = 15;
+    /// NLA_U64: linear memory of all instances, in bytes.
+    pub const MEM_BYTES: u16 = 16;
+    /// NLA_U32: instances (one per possible CPU).
+    pub const INSTANCES: u16 = 17;
+    pub const PAD: u16 = 18;
+    pub const MAX: u16 = 18;
+}
+
+/// Counters nested in `attr::STATS`, all NLA_U64.
+pub mod stat {
+    pub const UNSPEC: u16 = 0;
+    pub const RUN_CNT: u16 = 1;
+    pub const RUN_TIME_NS: u16 = 2;
+    pub const ACCEPT: u16 = 3;
+    pub const DROP: u16 = 4;
+    pub const CONTINUE: u16 = 5;
+    pub const BREAK: u16 = 6;
+    pub const QUEUE: u16 = 7;
+    pub const ERR_LUA: u16 = 8;
+    pub const ERR_MEMORY: u16 = 9;
+    pub const ERR_FUEL: u16 = 10;
+    pub const ERR_INSTRUCTIONS: u16 = 11;
+    pub const ERR_STACK: u16 = 12;
+    pub const ERR_RETURN: u16 = 13;
+    pub const ERR_TRAP: u16 = 14;
+    pub const FUEL_TOTAL: u16 = 15;
+    pub const FUEL_MAX: u16 = 16;
+    pub const REBUILDS: u16 = 17;
+    pub const PAD: u16 = 18;
+    pub const MAX: u16 = 18;
+}
+
+pub const ON_ERROR_BREAK: u8 = 0;
+pub const ON_ERROR_ACCEPT: u8 = 1;
+pub const ON_ERROR_DROP: u8 = 2;
+
+/// Replace a loaded script of the same name atomically.
+pub const FLAG_REPLACE: u32 = 1;
+
+/// Largest package the kernel accepts.
+pub const PACKAGE_MAX: u32 = 4 << 20;
+/// Largest DATA attribute of one chunk.
+pub const CHUNK_MAX: u32 = 32 << 10;
+/// Uploads in flight per network namespace.
+pub const UPLOADS_MAX: u32 = 16;
