@@ -75,7 +75,7 @@ pub fn instance_cost(opts: &Options) -> Result<InstanceCost> {
     let host = engine::wasmi::CliHost::new(false);
     let mut cache = GuestCache::new();
     let t = Instant::now();
-    let guest = cache.get(guest_lua::LUA_WASM, cfg.limits.recursion)?;
+    let guest = cache.get(cfg.guest_wasm(), cfg.limits.recursion)?;
     let compile_ms = t.elapsed().as_secs_f64() * 1e3;
     let new = || Instance::new(&guest, &cfg.name, &cfg.source, &cfg.limits, host.clone());
     let mut inst = new()?;

@@ -2,5 +2,6 @@
 pub mod bench;
 pub mod engine;
 pub mod output;
+pub mod pack;
 pub mod pcap;
 pub mod run;

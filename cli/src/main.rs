@@ -7,7 +7,7 @@
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use lpctl::engine::Kind;
-use lpctl::{bench, output, run};
+use lpctl::{bench, output, pack, run};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -41,6 +41,20 @@ enum Command {
     Run(RunArgs),
     /// Measure a script over a pcap's packets on wasmi, wasmtime and native Lua
     Bench(BenchArgs),
+    /// Pack a Lua script and the guest into a .lpk package
+    Pack(PackArgs),
+}
+
+#[derive(Args)]
+struct PackArgs {
+    /// The Lua script
+    script: PathBuf,
+    /// Script name (default: the file name without .lua); [A-Za-z0-9_.-], at most 63 bytes
+    #[arg(long)]
+    name: Option<String>,
+    /// Output file (default: NAME.lpk)
+    #[arg(short, long)]
+    output: Option<PathBuf>,
 }
 
 /// Limits and entry point shared by `run` and `bench`.
@@ -107,6 +121,7 @@ fn main() -> ExitCode {
     let r: Result<()> = match cli.command {
         Command::Run(a) => run::run(&a.script.into_options(), a.engine, a.verbose, mode),
         Command::Bench(a) => bench::bench(&a.script.into_options(), &a.engines, a.millis, mode),
+        Command::Pack(a) => pack::pack(&a.script, a.name.as_deref(), a.output.as_deref(), mode),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

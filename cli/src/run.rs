@@ -69,13 +69,25 @@ impl Options {
     /// Reads the script and builds the engine configuration.
     pub fn config(&self) -> Result<Config> {
         let limits = self.limits()?;
-        let source = std::fs::read(&self.script)
+        let bytes = std::fs::read(&self.script)
             .with_context(|| format!("cannot read script {}", self.script.display()))?;
-        let name = self
-            .script
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "script".into());
+        // a package (.lpk) brings its own name and guest; a .lua file runs in the built-in guest
+        let (name, source, guest) = if bytes.starts_with(b"\0asm") {
+            let p = runtime::package::parse(&bytes)
+                .with_context(|| format!("{}: invalid package", self.script.display()))?;
+            (
+                p.name.to_string(),
+                p.script.to_vec(),
+                Some(p.module.to_vec()),
+            )
+        } else {
+            let name = self
+                .script
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "script".into());
+            (name, bytes, None)
+        };
         let on_error = OnError::from_name(&self.on_error).with_context(|| {
             format!(
                 "--on-error {}: expected break, accept or drop",
@@ -89,6 +101,7 @@ impl Options {
             arg: self.arg.as_ref().map(|a| a.clone().into_bytes()),
             limits,
             on_error,
+            guest,
         })
     }
 }

@@ -255,3 +255,49 @@ fn bench_reports_every_engine() {
     assert!(v["results"][0]["fuel_per_packet"].as_f64().unwrap() > 100.0);
     assert!(v["wasmi_instance"]["memory_bytes"].as_u64().unwrap() >= 65536);
 }
+
+#[test]
+fn a_packed_script_runs_like_its_source() {
+    let out = tmp("ssh.lpk", b"");
+    let o = lpctl(&[
+        "-j",
+        "pack",
+        &path("examples/drop-ssh.lua"),
+        "--name",
+        "ssh",
+        "-o",
+        &out,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["name"], "ssh");
+    assert_eq!(v["tag"].as_str().unwrap().len(), 16);
+    let packed = lpctl(&["-j", "run", &out, "--pcap", &path(PCAP)]);
+    let plain = lpctl(&[
+        "-j",
+        "run",
+        &path("examples/drop-ssh.lua"),
+        "--pcap",
+        &path(PCAP),
+    ]);
+    let a: serde_json::Value = serde_json::from_str(stdout(&packed).trim()).unwrap();
+    let b: serde_json::Value = serde_json::from_str(stdout(&plain).trim()).unwrap();
+    assert_eq!(a["stats"]["verdicts"], b["stats"]["verdicts"]);
+    // a damaged package is refused, naming the file
+    let mut bytes = std::fs::read(&out).unwrap();
+    bytes.truncate(bytes.len() - 3);
+    let bad = tmp("bad.lpk", &bytes);
+    expect_error(
+        &["run", &bad, "--pcap", &path(PCAP)],
+        "invalid package: truncated",
+    );
+    expect_error(
+        &[
+            "pack",
+            &path("examples/drop-ssh.lua"),
+            "--name",
+            "no spaces",
+        ],
+        "script name 'no spaces'",
+    );
+}

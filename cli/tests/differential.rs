@@ -498,6 +498,7 @@ fn config(c: &Case) -> Config {
         arg: c.arg.map(<[u8]>::to_vec),
         limits: c.limits,
         on_error: c.on_error,
+        guest: None,
     }
 }
 

@@ -44,6 +44,7 @@ fn config(src: &str, arg: Option<&str>) -> Config {
         arg: arg.map(|a| a.as_bytes().to_vec()),
         limits: Limits::default(),
         on_error: OnError::Break,
+        guest: None,
     }
 }
 
@@ -242,6 +243,7 @@ fn arg_and_on_error_policy() {
     ] {
         let cfg = Config {
             on_error: policy,
+            guest: None,
             ..config(src, Some("x"))
         };
         let (mut e, h) = native(&cfg);

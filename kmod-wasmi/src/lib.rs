@@ -14,6 +14,7 @@ pub mod headers;
 pub mod host;
 pub mod instance;
 pub mod limits;
+pub mod package;
 pub mod packet;
 pub mod script;
 pub mod stats;

@@ -37,6 +37,15 @@ pub struct Config {
     pub arg: Option<Vec<u8>>,
     pub limits: Limits,
     pub on_error: OnError,
+    /// The guest module, when it comes from a package; `None`: the built-in `lua.wasm`.
+    pub guest: Option<Vec<u8>>,
+}
+
+impl Config {
+    /// The guest module the script runs in.
+    pub fn guest_wasm(&self) -> &[u8] {
+        self.guest.as_deref().unwrap_or(guest_lua::LUA_WASM)
+    }
 }
 
 /// The result of one packet.

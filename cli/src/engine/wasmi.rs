@@ -56,7 +56,7 @@ impl WasmiEngine {
         let mut cache = GuestCache::new();
         let mut script = Script::load(
             &mut cache,
-            guest_lua::LUA_WASM,
+            cfg.guest_wasm(),
             &cfg.name,
             &cfg.source,
             cfg.limits,

@@ -107,18 +107,18 @@ fn wasm_stack(limits: &Limits) -> usize {
     frames.saturating_add(reentries).min(MAX_WASM_STACK)
 }
 
-fn guest(stack: usize) -> Result<Guest, wasmtime::Error> {
-    static CACHE: Mutex<Vec<(usize, Guest)>> = Mutex::new(Vec::new());
+fn guest(stack: usize, wasm: &[u8]) -> Result<Guest, wasmtime::Error> {
+    static CACHE: Mutex<Vec<(usize, Vec<u8>, Guest)>> = Mutex::new(Vec::new());
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, g)) = cache.iter().find(|(s, _)| *s == stack) {
+    if let Some((_, _, g)) = cache.iter().find(|(s, w, _)| *s == stack && w == wasm) {
         return Ok(g.clone());
     }
     let mut config = wasmtime::Config::new();
     config.consume_fuel(true).max_wasm_stack(stack);
     let engine = wasmtime::Engine::new(&config)?;
-    let module = Module::new(&engine, guest_lua::LUA_WASM)?;
+    let module = Module::new(&engine, wasm)?;
     let guest = Guest { engine, module };
-    cache.push((stack, guest.clone()));
+    cache.push((stack, wasm.to_vec(), guest.clone()));
     Ok(guest)
 }
 
@@ -578,7 +578,7 @@ impl WasmtimeEngine {
         cfg.limits
             .validate()
             .map_err(|e| fail(runtime::LoadError::Limit(e).into()))?;
-        let guest = guest(wasm_stack(&cfg.limits)).map_err(|e| fail(e.into()))?;
+        let guest = guest(wasm_stack(&cfg.limits), cfg.guest_wasm()).map_err(|e| fail(e.into()))?;
         let instance = Self::build(&guest, cfg, host.clone()).map_err(fail)?;
         Ok(WasmtimeEngine {
             guest,
