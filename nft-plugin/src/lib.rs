@@ -1,0 +1,35 @@
+//! All of luapkt's netlink, in Rust.
+//!
+//! - [`nft`]: nf_tables over `NETLINK_NETFILTER`. Stock nft and libnftnl cannot build or parse
+//!   a `lua` expression (DESIGN.md, "nft and unknown expressions"), so this crate encodes the few
+//!   messages luapkt needs itself: atomic batches that create tables and chains (with nft's
+//!   chain comment), append rules made of a `lua` expression, delete rules and chains; and
+//!   dumps that list chains and rules, decoding `lua` expressions in full and every other
+//!   expression by name.
+//! - [`luapkt`]: the `luapkt` generic netlink family: load (chunked upload), unload, get, dump,
+//!   set limits.
+//! - [`Transport`]: the seam between both and the kernel. [`Socket`] is the real one;
+//!   [`fake::FakeKernel`] records requests and plays back canned replies for tests.
+//!
+//! Every number shared with the kernel comes from `abi::netlink`; nf_tables' own numbers are
+//! those of `include/uapi/linux/netfilter/nf_tables.h`. Framing and attribute parsing sit on
+//! `netlink-packet-core`, the socket on `netlink-sys`. Replies are untrusted input: a reply
+//! that does not decode is [`Error::Malformed`], never a panic.
+
+mod conn;
+pub mod error;
+pub mod fake;
+pub mod genl;
+pub mod luapkt;
+pub mod nft;
+pub mod transport;
+mod wire;
+
+pub use error::{Error, KernelError, Result};
+pub use genl::{resolve_family, FamilyInfo};
+pub use luapkt::{Limits, LoadRequest, Luapkt, OnError, ScriptInfo, ScriptLimits, Stats, Tag};
+pub use nft::{
+    BaseChain, Batch, Chain, ChainType, Expr, Family, Hook, LuaExpr, LuaRule, Nftables, Policy,
+    Rule,
+};
+pub use transport::{Protocol, Socket, Transport};

@@ -1,0 +1,537 @@
+//! The `luapkt` generic netlink client: load, unload, show and tune scripts.
+
+use std::{fmt, str::FromStr};
+
+use abi::{
+    limits,
+    netlink::{self as nl, attr, cmd, stat},
+};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP};
+use serde::{Serialize, Serializer};
+
+use crate::{
+    conn::{Conn, Expect, Pending, Reply},
+    error::{Error, Result},
+    genl::{self, FamilyInfo, GENL_HDRLEN},
+    nft::check_script_name,
+    transport::{Protocol, Socket, Transport},
+    wire::{self, required, Decoded, Malformed, MessageBuilder},
+};
+
+/// What the kernel does when a script fails on a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// The rule does not match (the default).
+    Break,
+    Accept,
+    Drop,
+}
+
+impl OnError {
+    pub fn number(self) -> u8 {
+        match self {
+            OnError::Break => nl::ON_ERROR_BREAK,
+            OnError::Accept => nl::ON_ERROR_ACCEPT,
+            OnError::Drop => nl::ON_ERROR_DROP,
+        }
+    }
+
+    pub fn from_number(n: u8) -> Option<Self> {
+        [OnError::Break, OnError::Accept, OnError::Drop]
+            .into_iter()
+            .find(|e| e.number() == n)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            OnError::Break => "break",
+            OnError::Accept => "accept",
+            OnError::Drop => "drop",
+        }
+    }
+}
+
+impl fmt::Display for OnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for OnError {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        [OnError::Break, OnError::Accept, OnError::Drop]
+            .into_iter()
+            .find(|e| e.name() == s)
+            .ok_or_else(|| {
+                Error::invalid(format!("on-error {s}"), "not one of break, accept, drop")
+            })
+    }
+}
+
+/// Limits to set; `None` keeps the current value (or the default, at load).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub fuel: Option<u64>,
+    pub instructions: Option<u32>,
+    pub memory: Option<u64>,
+    pub recursion: Option<u32>,
+    pub pcall_depth: Option<u32>,
+}
+
+impl Limits {
+    /// Checks the values against the bounds in `abi::limits`, which the kernel enforces too.
+    pub fn check(&self, what: &str) -> Result<()> {
+        fn within<V: PartialOrd + fmt::Display>(
+            what: &str,
+            name: &str,
+            value: Option<V>,
+            min: V,
+            max: V,
+        ) -> Result<()> {
+            match value {
+                Some(v) if v < min || v > max => Err(Error::invalid(
+                    what,
+                    format!("{name} {v} is outside {min}..={max}"),
+                )),
+                _ => Ok(()),
+            }
+        }
+        within(what, "fuel", self.fuel, 0, limits::MAX_FUEL)?;
+        within(
+            what,
+            "instructions",
+            self.instructions,
+            0,
+            limits::MAX_INSTRUCTIONS,
+        )?;
+        within(
+            what,
+            "memory",
+            self.memory,
+            limits::MIN_MEMORY,
+            limits::MAX_MEMORY,
+        )?;
+        within(what, "recursion", self.recursion, 0, limits::MAX_RECURSION)?;
+        within(
+            what,
+            "pcall depth",
+            self.pcall_depth,
+            0,
+            limits::MAX_PCALL_DEPTH,
+        )
+    }
+
+    fn encode(&self, m: &mut MessageBuilder) {
+        if let Some(fuel) = self.fuel {
+            m.attr_u64(attr::FUEL, fuel);
+        }
+        if let Some(instructions) = self.instructions {
+            m.attr_u32(attr::INSTRUCTIONS, instructions);
+        }
+        if let Some(memory) = self.memory {
+            m.attr_u64(attr::MEMORY, memory);
+        }
+        if let Some(recursion) = self.recursion {
+            m.attr_u32(attr::RECURSION, recursion);
+        }
+        if let Some(pcall_depth) = self.pcall_depth {
+            m.attr_u32(attr::PCALL_DEPTH, pcall_depth);
+        }
+    }
+}
+
+/// A script's limits, as the kernel reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ScriptLimits {
+    pub fuel: u64,
+    pub instructions: u32,
+    pub memory: u64,
+    pub recursion: u32,
+    pub pcall_depth: u32,
+}
+
+/// A script's counters (`LUAPKT_STAT_*`), summed over its instances.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    pub run_cnt: u64,
+    pub run_time_ns: u64,
+    pub accept: u64,
+    pub drop: u64,
+    #[serde(rename = "continue")]
+    pub continue_: u64,
+    #[serde(rename = "break")]
+    pub break_: u64,
+    pub queue: u64,
+    pub err_lua: u64,
+    pub err_memory: u64,
+    pub err_fuel: u64,
+    pub err_instructions: u64,
+    pub err_stack: u64,
+    pub err_return: u64,
+    pub err_trap: u64,
+    pub fuel_total: u64,
+    pub fuel_max: u64,
+    pub rebuilds: u64,
+}
+
+/// The first 8 bytes of the package's SHA-256, shown in hex like bpftool's tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tag(pub [u8; 8]);
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl Serialize for Tag {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A loaded script, as `LUAPKT_CMD_GET` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScriptInfo {
+    pub name: String,
+    pub tag: Tag,
+    /// Rules bound to the script.
+    pub refs: u32,
+    /// Linear memory of all instances, in bytes.
+    pub mem_bytes: u64,
+    /// One per possible CPU.
+    pub instances: u32,
+    pub limits: ScriptLimits,
+    pub on_error: OnError,
+    pub stats: Stats,
+}
+
+/// A package to load.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadRequest<'a> {
+    pub name: &'a str,
+    /// The `.lpk` bytes.
+    pub package: &'a [u8],
+    pub limits: Limits,
+    pub on_error: Option<OnError>,
+    /// Swap a loaded script of the same name atomically instead of failing with EEXIST.
+    pub replace: bool,
+}
+
+impl<'a> LoadRequest<'a> {
+    pub fn new(name: &'a str, package: &'a [u8]) -> Self {
+        Self {
+            name,
+            package,
+            limits: Limits::default(),
+            on_error: None,
+            replace: false,
+        }
+    }
+}
+
+const NOT_LOADED_HINT: &str = " (is nft_lua loaded?)";
+
+/// A client of the `luapkt` family in the caller's network namespace.
+pub struct Luapkt<T = Socket> {
+    conn: Conn<T>,
+    family: FamilyInfo,
+}
+
+impl Luapkt<Socket> {
+    /// Opens a generic netlink socket and looks the family up.
+    pub fn open() -> Result<Self> {
+        let socket =
+            Socket::open(Protocol::Generic).map_err(|e| Error::io("luapkt: netlink socket", e))?;
+        Self::with_transport(socket)
+    }
+}
+
+impl<T: Transport> Luapkt<T> {
+    /// Looks the family up over `transport`; [`Error::FamilyNotFound`] when nft_lua is not
+    /// loaded.
+    pub fn with_transport(transport: T) -> Result<Self> {
+        let mut conn = Conn::new(transport);
+        let family = genl::resolve(&mut conn, nl::GENL_NAME, NOT_LOADED_HINT)?;
+        Ok(Self { conn, family })
+    }
+
+    pub fn family(&self) -> FamilyInfo {
+        self.family
+    }
+
+    pub fn transport(&self) -> &T {
+        &self.conn.transport
+    }
+
+    pub fn into_transport(self) -> T {
+        self.conn.transport
+    }
+
+    /// Uploads and commits a package: LOAD_BEGIN, LOAD_CHUNKs of at most `CHUNK_MAX` bytes,
+    /// LOAD_COMMIT. A failed upload is aborted.
+    pub fn load(&mut self, request: &LoadRequest<'_>) -> Result<ScriptInfo> {
+        let what = format!("script {}", request.name);
+        check_script_name(request.name)?;
+        request.limits.check(&what)?;
+        let size = u32::try_from(request.package.len())
+            .ok()
+            .filter(|&n| n > 0 && n <= nl::PACKAGE_MAX)
+            .ok_or_else(|| {
+                Error::invalid(
+                    &what,
+                    format!(
+                        "package of {} bytes: must be 1 to {} bytes",
+                        request.package.len(),
+                        nl::PACKAGE_MAX
+                    ),
+                )
+            })?;
+
+        let replies = self.call(&what, cmd::LOAD_BEGIN, |m| {
+            m.attr_str(attr::NAME, request.name)
+                .attr_u32(attr::SIZE, size);
+            request.limits.encode(m);
+            if let Some(on_error) = request.on_error {
+                m.attr_u8(attr::ON_ERROR, on_error.number());
+            }
+            let flags = if request.replace { nl::FLAG_REPLACE } else { 0 };
+            m.attr_u32(attr::FLAGS, flags);
+        })?;
+        let upload = self.single(&what, &replies, decode_upload_id)?;
+
+        let result = self.upload(&what, upload, request.package);
+        if result.is_err() {
+            // Best effort: the kernel also drops uploads when the socket closes.
+            let _ = self.abort_upload(upload);
+        }
+        result
+    }
+
+    fn upload(&mut self, what: &str, upload: u32, package: &[u8]) -> Result<ScriptInfo> {
+        let mut offset = 0u32;
+        for chunk in package.chunks(nl::CHUNK_MAX as usize) {
+            let chunk_what = format!("{what}: chunk at offset {offset}");
+            self.call(&chunk_what, cmd::LOAD_CHUNK, |m| {
+                m.attr_u32(attr::UPLOAD_ID, upload)
+                    .attr_u32(attr::OFFSET, offset)
+                    .attr(attr::DATA, chunk);
+            })?;
+            // Chunks are at most CHUNK_MAX and the package at most PACKAGE_MAX bytes.
+            offset += chunk.len() as u32;
+        }
+        let replies = self.call(what, cmd::LOAD_COMMIT, |m| {
+            m.attr_u32(attr::UPLOAD_ID, upload);
+        })?;
+        self.single(what, &replies, decode_script)
+    }
+
+    /// Drops an upload in progress.
+    pub fn abort_upload(&mut self, upload: u32) -> Result<()> {
+        self.call(&format!("upload {upload}"), cmd::LOAD_ABORT, |m| {
+            m.attr_u32(attr::UPLOAD_ID, upload);
+        })?;
+        Ok(())
+    }
+
+    /// Unloads a script; EBUSY (with the kernel's message naming the rules) while rules use it.
+    pub fn unload(&mut self, name: &str) -> Result<()> {
+        check_script_name(name)?;
+        self.call(&format!("script {name}"), cmd::UNLOAD, |m| {
+            m.attr_str(attr::NAME, name);
+        })?;
+        Ok(())
+    }
+
+    /// One script.
+    pub fn get(&mut self, name: &str) -> Result<ScriptInfo> {
+        check_script_name(name)?;
+        let what = format!("script {name}");
+        let replies = self.call(&what, cmd::GET, |m| {
+            m.attr_str(attr::NAME, name);
+        })?;
+        self.single(&what, &replies, decode_script)
+    }
+
+    /// Every script of the namespace.
+    pub fn list(&mut self) -> Result<Vec<ScriptInfo>> {
+        let what = "list scripts";
+        let family = self.family.id;
+        let replies = self.conn.dump(what, |seq| {
+            genl::request(family, NLM_F_DUMP, seq, cmd::GET, nl::GENL_VERSION).finish()
+        })?;
+        replies
+            .iter()
+            .map(|r| self.decode(what, r, decode_script))
+            .collect()
+    }
+
+    /// Changes a script's limits and on-error policy, live.
+    pub fn set_limits(
+        &mut self,
+        name: &str,
+        limits: &Limits,
+        on_error: Option<OnError>,
+    ) -> Result<()> {
+        check_script_name(name)?;
+        let what = format!("script {name}");
+        limits.check(&what)?;
+        self.call(&what, cmd::SET_LIMITS, |m| {
+            m.attr_str(attr::NAME, name);
+            limits.encode(m);
+            if let Some(on_error) = on_error {
+                m.attr_u8(attr::ON_ERROR, on_error.number());
+            }
+        })?;
+        Ok(())
+    }
+
+    /// One request with NLM_F_ACK; returns the messages that came before the ack.
+    fn call(
+        &mut self,
+        what: &str,
+        command: u8,
+        attrs: impl FnOnce(&mut MessageBuilder),
+    ) -> Result<Vec<Reply>> {
+        let seq = self.conn.next_seq();
+        let mut m = genl::request(self.family.id, NLM_F_ACK, seq, command, nl::GENL_VERSION);
+        attrs(&mut m);
+        let answers =
+            self.conn
+                .exchange(&m.finish(), &[Pending::new(seq, what)], None, Expect::Ack)?;
+        Ok(answers.replies)
+    }
+
+    fn decode<V>(&self, what: &str, reply: &Reply, decode: fn(&[u8]) -> Decoded<V>) -> Result<V> {
+        if reply.message_type != self.family.id {
+            return Err(Error::malformed(
+                what,
+                format!(
+                    "message type {} is not the luapkt family",
+                    reply.message_type
+                ),
+            ));
+        }
+        let attrs = reply
+            .payload
+            .get(GENL_HDRLEN..)
+            .ok_or_else(|| Error::malformed(what, "shorter than genlmsghdr"))?;
+        decode(attrs).map_err(|e| Error::malformed(what, e.0))
+    }
+
+    fn single<V>(
+        &self,
+        what: &str,
+        replies: &[Reply],
+        decode: fn(&[u8]) -> Decoded<V>,
+    ) -> Result<V> {
+        match replies {
+            [reply] => self.decode(what, reply, decode),
+            _ => Err(Error::malformed(
+                what,
+                format!("{} messages where one was expected", replies.len()),
+            )),
+        }
+    }
+}
+
+fn decode_upload_id(attrs: &[u8]) -> Decoded<u32> {
+    for attr in wire::attrs(attrs) {
+        let attr = attr?;
+        if attr.kind == attr::UPLOAD_ID {
+            return attr.u32("LUAPKT_ATTR_UPLOAD_ID");
+        }
+    }
+    Err(Malformed::new("LUAPKT_ATTR_UPLOAD_ID missing"))
+}
+
+fn decode_script(attrs: &[u8]) -> Decoded<ScriptInfo> {
+    let mut name = None;
+    let mut tag = None;
+    let (mut refs, mut mem_bytes, mut instances) = (None, None, None);
+    let (mut fuel, mut instructions, mut memory, mut recursion, mut pcall_depth) =
+        (None, None, None, None, None);
+    let mut on_error = None;
+    let mut stats = Stats::default();
+    for a in wire::attrs(attrs) {
+        let a = a?;
+        match a.kind {
+            attr::NAME => name = Some(a.str("LUAPKT_ATTR_NAME")?),
+            attr::TAG => {
+                tag = Some(Tag(a.value.try_into().map_err(|_| {
+                    Malformed::new(format!("LUAPKT_ATTR_TAG: {} bytes, not 8", a.value.len()))
+                })?))
+            }
+            attr::REFS => refs = Some(a.u32("LUAPKT_ATTR_REFS")?),
+            attr::MEM_BYTES => mem_bytes = Some(a.u64("LUAPKT_ATTR_MEM_BYTES")?),
+            attr::INSTANCES => instances = Some(a.u32("LUAPKT_ATTR_INSTANCES")?),
+            attr::FUEL => fuel = Some(a.u64("LUAPKT_ATTR_FUEL")?),
+            attr::INSTRUCTIONS => instructions = Some(a.u32("LUAPKT_ATTR_INSTRUCTIONS")?),
+            attr::MEMORY => memory = Some(a.u64("LUAPKT_ATTR_MEMORY")?),
+            attr::RECURSION => recursion = Some(a.u32("LUAPKT_ATTR_RECURSION")?),
+            attr::PCALL_DEPTH => pcall_depth = Some(a.u32("LUAPKT_ATTR_PCALL_DEPTH")?),
+            attr::ON_ERROR => {
+                let n = a.u8("LUAPKT_ATTR_ON_ERROR")?;
+                on_error = Some(
+                    OnError::from_number(n)
+                        .ok_or_else(|| Malformed::new(format!("LUAPKT_ATTR_ON_ERROR {n}")))?,
+                );
+            }
+            attr::STATS => stats = decode_stats(a.value)?,
+            _ => {}
+        }
+    }
+    Ok(ScriptInfo {
+        name: required(name, "LUAPKT_ATTR_NAME")?,
+        tag: required(tag, "LUAPKT_ATTR_TAG")?,
+        refs: required(refs, "LUAPKT_ATTR_REFS")?,
+        mem_bytes: required(mem_bytes, "LUAPKT_ATTR_MEM_BYTES")?,
+        instances: required(instances, "LUAPKT_ATTR_INSTANCES")?,
+        limits: ScriptLimits {
+            fuel: required(fuel, "LUAPKT_ATTR_FUEL")?,
+            instructions: required(instructions, "LUAPKT_ATTR_INSTRUCTIONS")?,
+            memory: required(memory, "LUAPKT_ATTR_MEMORY")?,
+            recursion: required(recursion, "LUAPKT_ATTR_RECURSION")?,
+            pcall_depth: required(pcall_depth, "LUAPKT_ATTR_PCALL_DEPTH")?,
+        },
+        on_error: required(on_error, "LUAPKT_ATTR_ON_ERROR")?,
+        stats,
+    })
+}
+
+/// Counters the kernel does not send stay 0; unknown ones are skipped.
+fn decode_stats(nested: &[u8]) -> Decoded<Stats> {
+    let mut s = Stats::default();
+    for a in wire::attrs(nested) {
+        let a = a?;
+        let field = match a.kind {
+            stat::RUN_CNT => &mut s.run_cnt,
+            stat::RUN_TIME_NS => &mut s.run_time_ns,
+            stat::ACCEPT => &mut s.accept,
+            stat::DROP => &mut s.drop,
+            stat::CONTINUE => &mut s.continue_,
+            stat::BREAK => &mut s.break_,
+            stat::QUEUE => &mut s.queue,
+            stat::ERR_LUA => &mut s.err_lua,
+            stat::ERR_MEMORY => &mut s.err_memory,
+            stat::ERR_FUEL => &mut s.err_fuel,
+            stat::ERR_INSTRUCTIONS => &mut s.err_instructions,
+            stat::ERR_STACK => &mut s.err_stack,
+            stat::ERR_RETURN => &mut s.err_return,
+            stat::ERR_TRAP => &mut s.err_trap,
+            stat::FUEL_TOTAL => &mut s.fuel_total,
+            stat::FUEL_MAX => &mut s.fuel_max,
+            stat::REBUILDS => &mut s.rebuilds,
+            _ => continue,
+        };
+        *field = a.u64("LUAPKT_ATTR_STATS counter")?;
+    }
+    Ok(s)
+}
+
+// The tests check exact bytes, written for a little-endian host.
+#[cfg(all(test, target_endian = "little"))]
+mod tests;
