@@ -4,4 +4,6 @@ pub mod engine;
 pub mod output;
 pub mod pack;
 pub mod pcap;
+pub mod rule_cmd;
 pub mod run;
+pub mod script_cmd;

@@ -7,7 +7,7 @@
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use lpctl::engine::Kind;
-use lpctl::{bench, output, pack, run};
+use lpctl::{bench, output, pack, rule_cmd, run, script_cmd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -43,6 +43,100 @@ enum Command {
     Bench(BenchArgs),
     /// Pack a Lua script and the guest into a .lpk package
     Pack(PackArgs),
+    /// Scripts loaded into the kernel
+    #[command(subcommand)]
+    Script(ScriptCmd),
+    /// nft rules whose verdict comes from a script
+    #[command(subcommand)]
+    Rule(RuleCmd),
+}
+
+#[derive(Args, Clone)]
+struct LimitOpts {
+    /// Wasm fuel per packet
+    #[arg(long)]
+    fuel: Option<String>,
+    /// Lua instructions per packet (0: no budget)
+    #[arg(long)]
+    instructions: Option<String>,
+    /// Linear memory per instance, bytes (K, M, G suffixes)
+    #[arg(long)]
+    memory: Option<String>,
+    /// wasm call depth
+    #[arg(long)]
+    recursion: Option<String>,
+    /// Nested protected calls (pcall, coroutines)
+    #[arg(long)]
+    pcall_depth: Option<String>,
+    /// What an error resolves to: break, accept or drop
+    #[arg(long)]
+    on_error: Option<String>,
+}
+
+impl LimitOpts {
+    fn args(&self) -> script_cmd::LimitArgs {
+        script_cmd::LimitArgs {
+            fuel: self.fuel.clone(),
+            instructions: self.instructions.clone(),
+            memory: self.memory.clone(),
+            recursion: self.recursion.clone(),
+            pcall_depth: self.pcall_depth.clone(),
+            on_error: self.on_error.clone(),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum ScriptCmd {
+    /// Load a script (.lua, packed on the fly, or .lpk) into this network namespace
+    Load {
+        file: PathBuf,
+        /// Script name (default: from the package, or the file name without .lua)
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        limits: LimitOpts,
+        /// Swap a loaded script of the same name atomically
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Unload a script (refused while rules use it)
+    Unload { name: String },
+    /// Every loaded script with its counters
+    List,
+    /// One script with its counters
+    Show { name: String },
+    /// Change a script's limits or on-error policy, live
+    Limits {
+        name: String,
+        #[command(flatten)]
+        limits: LimitOpts,
+    },
+}
+
+#[derive(Subcommand)]
+enum RuleCmd {
+    /// FAMILY TABLE CHAIN [nft statements...] lua script NAME [function F] [arg S]
+    ///
+    /// The statements before `lua` go to nft as `... jump lua-NAME`; the lua rule goes alone
+    /// into chain lua-NAME (nft cannot display it: `lpctl rule list` does).
+    #[command(trailing_var_arg = true, allow_hyphen_values = true)]
+    Add {
+        #[arg(required = true, num_args = 1..)]
+        words: Vec<String>,
+    },
+    /// Every lua rule: family, table, chain, handle, script, function, argument
+    List,
+    /// Delete the rule FAMILY TABLE CHAIN handle H (and its lua chain when unused)
+    Delete {
+        family: String,
+        table: String,
+        chain: String,
+        /// the word `handle`
+        #[arg(value_parser = ["handle"])]
+        handle_kw: String,
+        handle: u64,
+    },
 }
 
 #[derive(Args)]
@@ -122,6 +216,31 @@ fn main() -> ExitCode {
         Command::Run(a) => run::run(&a.script.into_options(), a.engine, a.verbose, mode),
         Command::Bench(a) => bench::bench(&a.script.into_options(), &a.engines, a.millis, mode),
         Command::Pack(a) => pack::pack(&a.script, a.name.as_deref(), a.output.as_deref(), mode),
+        Command::Script(c) => match c {
+            ScriptCmd::Load {
+                file,
+                name,
+                limits,
+                replace,
+            } => script_cmd::load(&file, name.as_deref(), &limits.args(), replace, mode),
+            ScriptCmd::Unload { name } => script_cmd::unload(&name, mode),
+            ScriptCmd::List => script_cmd::list(mode),
+            ScriptCmd::Show { name } => script_cmd::show_one(&name, mode),
+            ScriptCmd::Limits { name, limits } => {
+                script_cmd::set_limits(&name, &limits.args(), mode)
+            }
+        },
+        Command::Rule(c) => match c {
+            RuleCmd::Add { words } => rule_cmd::add(&words, mode),
+            RuleCmd::List => rule_cmd::list(mode),
+            RuleCmd::Delete {
+                family,
+                table,
+                chain,
+                handle,
+                ..
+            } => rule_cmd::delete(&family, &table, &chain, handle, mode),
+        },
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

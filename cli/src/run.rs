@@ -22,7 +22,8 @@ pub struct Options {
     pub on_error: String,
 }
 
-fn parse_number(flag: &str, s: &str, scaled: bool) -> Result<u64> {
+/// A whole number from an option; `scaled` accepts K, M, G suffixes (powers of 1024).
+pub fn parse_number(flag: &str, s: &str, scaled: bool) -> Result<u64> {
     let t = s.trim().replace('_', "");
     let (digits, mult) = match t.chars().last() {
         Some(c) if scaled && "kKmMgG".contains(c) => {

@@ -1,0 +1,223 @@
+//! `lpctl script ...`: scripts loaded into the kernel (the `luapkt` generic netlink family).
+
+use crate::output::{self, Mode};
+use crate::pack;
+use anyhow::{Context, Result};
+use nft_plugin::luapkt::{Limits, LoadRequest, Luapkt, OnError, ScriptInfo};
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// Limits given on the command line (unset ones keep the kernel's defaults or current values).
+#[derive(Clone, Debug, Default)]
+pub struct LimitArgs {
+    pub fuel: Option<String>,
+    pub instructions: Option<String>,
+    pub memory: Option<String>,
+    pub recursion: Option<String>,
+    pub pcall_depth: Option<String>,
+    pub on_error: Option<String>,
+}
+
+impl LimitArgs {
+    pub fn parse(&self) -> Result<(Limits, Option<OnError>)> {
+        use crate::run::parse_number;
+        let u32_of = |flag: &str, s: &str| -> Result<u32> {
+            u32::try_from(parse_number(flag, s, false)?)
+                .with_context(|| format!("--{flag} {s}: too large"))
+        };
+        let limits = Limits {
+            fuel: self
+                .fuel
+                .as_deref()
+                .map(|s| parse_number("fuel", s, false))
+                .transpose()?,
+            instructions: self
+                .instructions
+                .as_deref()
+                .map(|s| u32_of("instructions", s))
+                .transpose()?,
+            memory: self
+                .memory
+                .as_deref()
+                .map(|s| parse_number("memory", s, true))
+                .transpose()?,
+            recursion: self
+                .recursion
+                .as_deref()
+                .map(|s| u32_of("recursion", s))
+                .transpose()?,
+            pcall_depth: self
+                .pcall_depth
+                .as_deref()
+                .map(|s| u32_of("pcall-depth", s))
+                .transpose()?,
+        };
+        // the same ranges the runtime enforces, checked before anything is sent
+        let mut full = runtime::Limits::default();
+        if let Some(v) = limits.fuel {
+            full.fuel = v;
+        }
+        if let Some(v) = limits.instructions {
+            full.instructions = v;
+        }
+        if let Some(v) = limits.memory {
+            full.memory = v;
+        }
+        if let Some(v) = limits.recursion {
+            full.recursion = v;
+        }
+        if let Some(v) = limits.pcall_depth {
+            full.pcall_depth = v;
+        }
+        if let Err(e) = full.validate() {
+            anyhow::bail!("--{}: {e}", e.field);
+        }
+        let on_error = self.on_error.as_deref().map(str::parse).transpose()?;
+        Ok((limits, on_error))
+    }
+}
+
+/// The package for a script file: a `.lpk` as it is, a `.lua` packed with the built-in guest.
+pub fn package_of(file: &Path, name: Option<&str>) -> Result<(String, Vec<u8>)> {
+    let bytes =
+        std::fs::read(file).with_context(|| format!("cannot read script {}", file.display()))?;
+    if bytes.starts_with(b"\0asm") {
+        let p = runtime::package::parse(&bytes)
+            .with_context(|| format!("{}: invalid package", file.display()))?;
+        let name = name.unwrap_or(p.name).to_string();
+        if name != p.name {
+            // the name travels in the package: repack under the new one
+            let repacked = runtime::package::build(p.module, &name, p.script)
+                .with_context(|| format!("script name '{name}'"))?;
+            return Ok((name, repacked));
+        }
+        return Ok((name, bytes));
+    }
+    let name = name
+        .map(str::to_string)
+        .unwrap_or_else(|| pack::default_name(file));
+    let package = runtime::package::build(guest_lua::LUA_WASM, &name, &bytes)
+        .with_context(|| format!("script name '{name}'"))?;
+    Ok((name, package))
+}
+
+fn info_json(i: &ScriptInfo) -> Value {
+    serde_json::to_value(i).unwrap_or(Value::Null)
+}
+
+/// The versioned envelope of lpctl's JSON listings, in the manner of nft's.
+pub fn envelope(kind: &str, items: Vec<Value>) -> Value {
+    let mut list = vec![json!({"metainfo": {
+        "version": env!("CARGO_PKG_VERSION"),
+        "json_schema_version": 1,
+    }})];
+    list.extend(items.into_iter().map(|v| json!({ kind: v })));
+    json!({ "luapkt": list })
+}
+
+fn kib(b: u64) -> String {
+    if b >= 1 << 20 && b.is_multiple_of(1 << 20) {
+        format!("{}M", b >> 20)
+    } else {
+        format!("{}K", b / 1024)
+    }
+}
+
+/// bpftool-like text: one line of identity, one of limits, one of counters.
+pub fn info_text(i: &ScriptInfo) -> String {
+    let s = &i.stats;
+    let l = &i.limits;
+    let mut out = format!(
+        "{}: tag {}  refs {}  instances {}  memory {}\n",
+        i.name,
+        i.tag,
+        i.refs,
+        i.instances,
+        kib(i.mem_bytes)
+    );
+    out.push_str(&format!(
+        "\tlimits: fuel {}  instructions {}  memory {}  recursion {}  pcall-depth {}  on-error {}\n",
+        l.fuel,
+        l.instructions,
+        kib(l.memory),
+        l.recursion,
+        l.pcall_depth,
+        i.on_error.name()
+    ));
+    out.push_str(&format!(
+        "\trun_cnt {}  run_time_ns {}  accept {}  drop {}  continue {}  break {}  queue {}\n",
+        s.run_cnt, s.run_time_ns, s.accept, s.drop, s.continue_, s.break_, s.queue
+    ));
+    out.push_str(&format!(
+        "\terrors: lua {}  memory {}  fuel {}  instructions {}  stack {}  return {}  trap {}  rebuilds {}\n",
+        s.err_lua, s.err_memory, s.err_fuel, s.err_instructions, s.err_stack, s.err_return, s.err_trap, s.rebuilds
+    ));
+    out.push_str(&format!(
+        "\tfuel: total {}  max {}",
+        s.fuel_total, s.fuel_max
+    ));
+    out
+}
+
+fn show(mode: Mode, infos: &[ScriptInfo]) {
+    if mode.json {
+        output::json(
+            mode,
+            &envelope("script", infos.iter().map(info_json).collect()),
+        );
+    } else {
+        for i in infos {
+            crate::outln!("{}", info_text(i));
+        }
+    }
+}
+
+pub fn load(
+    file: &Path,
+    name: Option<&str>,
+    limits: &LimitArgs,
+    replace: bool,
+    mode: Mode,
+) -> Result<()> {
+    let (name, package) = package_of(file, name)?;
+    let (limits, on_error) = limits.parse()?;
+    let mut lp = Luapkt::open()?;
+    let info = lp.load(&LoadRequest {
+        name: &name,
+        package: &package,
+        limits,
+        on_error,
+        replace,
+    })?;
+    show(mode, std::slice::from_ref(&info));
+    Ok(())
+}
+
+pub fn unload(name: &str, mode: Mode) -> Result<()> {
+    Luapkt::open()?.unload(name)?;
+    if mode.json {
+        output::json(mode, &envelope("unloaded", vec![json!({"name": name})]));
+    }
+    Ok(())
+}
+
+pub fn list(mode: Mode) -> Result<()> {
+    let infos = Luapkt::open()?.list()?;
+    show(mode, &infos);
+    Ok(())
+}
+
+pub fn show_one(name: &str, mode: Mode) -> Result<()> {
+    let info = Luapkt::open()?.get(name)?;
+    show(mode, std::slice::from_ref(&info));
+    Ok(())
+}
+
+pub fn set_limits(name: &str, limits: &LimitArgs, mode: Mode) -> Result<()> {
+    let (limits, on_error) = limits.parse()?;
+    let mut lp = Luapkt::open()?;
+    lp.set_limits(name, &limits, on_error)?;
+    let info = lp.get(name)?;
+    show(mode, std::slice::from_ref(&info));
+    Ok(())
+}
