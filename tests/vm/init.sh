@@ -1,0 +1,65 @@
+#!/bin/sh
+# /init of the test VM (dash, not busybox's ash: see run.sh). Mounts, loads the harness's kernel
+# modules, runs every /vm/scenarios/*.sh in order (each in its own process, under a timeout,
+# from a clean state) and powers off. Lines starting "@@vm " are markers for tests/vm/run.sh;
+# "ok - " and "not ok - " lines are checks.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
+mkdir -p /root /var && ln -s /run /var/run
+. /vm/env
+echo
+echo "@@vm init uptime=$(cut -d' ' -f1 /proc/uptime)"
+
+ip link set lo up
+failed_mods=
+for m in $(cat /vm/modules); do
+  modprobe "$m" 2>/tmp/modprobe.err || failed_mods="$failed_mods $m($(tr '\n' ' ' </tmp/modprobe.err))"
+done
+if [ -z "$failed_mods" ]; then
+  echo "ok - vm: load kernel modules ($(tr '\n' ' ' </vm/modules | sed 's/ $//'))"
+else
+  echo "not ok - vm: load kernel modules: failed:$failed_mods"
+fi
+
+# The kernel log so far belongs to the boot; after each scenario, what it added follows it.
+echo "@@vm dmesg boot"
+dmesg -c | tee -a /run/vm-dmesg.log
+
+# What a scenario leaves behind must not leak into the next one: its processes (namespaces die
+# with them), its interfaces and its ruleset. Kernel modules stay loaded.
+reset_state() {
+  for p in /proc/[0-9]*; do
+    p=${p#/proc/}
+    [ "$p" -eq 1 ] || kill -9 "$p" 2>/dev/null
+  done
+  for l in /sys/class/net/*; do
+    l=${l##*/}
+    [ "$l" = lo ] || ip link del "$l" 2>/dev/null
+  done
+  nft flush ruleset 2>/dev/null
+}
+
+for s in /vm/scenarios/*.sh; do
+  [ -e "$s" ] || continue
+  name=$(basename "$s" .sh)
+  echo "@@vm begin $name"
+  rm -f /tmp/.vm-checks # lib.sh appends a line per check
+  (cd /tmp && exec timeout "$VM_SCENARIO_TIMEOUT" /bin/sh "$s") 2>&1
+  rc=$?
+  n=0
+  [ -f /tmp/.vm-checks ] && n=$(wc -l </tmp/.vm-checks)
+  if [ "$rc" -ne 0 ]; then
+    echo "not ok - $name: scenario exited with status $rc$([ "$rc" -eq 143 ] && echo " (timeout ${VM_SCENARIO_TIMEOUT}s)")"
+  fi
+  echo "@@vm dmesg $name"
+  dmesg -c | tee -a /run/vm-dmesg.log
+  echo "@@vm end $name rc=$rc checks=$n"
+  reset_state
+done
+
+echo "@@vm done uptime=$(cut -d' ' -f1 /proc/uptime)"
+poweroff -f
