@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test: formatting and lints, the unit/integration tests of all crates (guest, runtime,
-# lpctl: verdicts, error kinds, zero-WASI check, packet fields, pcaps, wasmi vs wasmtime), and
-# the no_std runtime built for the kernel target.
+# lpctl: verdicts, error kinds, zero-WASI check, packet fields, pcaps, wasmi vs wasmtime), the
+# no_std runtime built for the kernel target, nft_lua.ko for Debian 6.1 and 6.12, and the VM
+# suite on both kernels (tests/vm: qemu, real nft, traffic between namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -14,3 +15,11 @@ echo "== runtime for the kernel target (x86_64-unknown-none, build-std)"
 ./scripts/build-kernel-runtime.sh
 echo "== cargo test"
 cargo test --workspace
+echo "== nft_lua.ko for Debian 6.1 and 6.12"
+./scripts/build-kmod.sh 6.1
+./scripts/build-kmod.sh 6.12
+echo "== VM suite: the module, lpctl and real traffic in qemu"
+cargo build -q -p lpctl
+for ko in target/kmod/*/nft_lua.ko; do
+  ./tests/vm/run.sh --module "$ko" --lpctl target/debug/lpctl
+done

@@ -22,13 +22,16 @@ impl Guest {
 }
 
 /// Engine configuration every luapkt guest runs under.
-fn engine(recursion: u32) -> Engine {
+fn engine(recursion: u32, cached_stacks: usize) -> Engine {
     let mut config = Config::default();
     config
         .consume_fuel(true)
         // Eager translation: no translation work (or fuel) is charged to the first packets.
         .compilation_mode(CompilationMode::Eager)
         .set_max_recursion_depth(recursion as usize);
+    if cached_stacks > 0 {
+        config.set_max_cached_stacks(cached_stacks);
+    }
     Engine::new(&config)
 }
 
@@ -36,11 +39,24 @@ fn engine(recursion: u32) -> Engine {
 #[derive(Default)]
 pub struct GuestCache {
     entries: Vec<Arc<Guest>>,
+    /// Execution stacks each engine keeps for reuse (0: wasmi's default).
+    cached_stacks: usize,
 }
 
 impl GuestCache {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A cache whose engines keep up to `n` execution stacks for reuse. Every entry into a
+    /// guest (a call, and each re-entry of a protected call) takes one: a pool as large as
+    /// the calls that can run at once (CPUs x nested re-entries) means calls reuse warm stacks
+    /// instead of allocating, which the kernel's packet path wants.
+    pub fn with_cached_stacks(n: usize) -> Self {
+        GuestCache {
+            entries: Vec::new(),
+            cached_stacks: n,
+        }
     }
 
     /// The compiled guest for `bytes`, compiling it on first use.
@@ -53,7 +69,7 @@ impl GuestCache {
         {
             return Ok(g.clone());
         }
-        let engine = engine(recursion);
+        let engine = engine(recursion, self.cached_stacks);
         let module = Module::new(&engine, bytes).map_err(LoadError::Wasm)?;
         let guest = Arc::new(Guest {
             engine,

@@ -16,6 +16,7 @@ pub mod instance;
 pub mod limits;
 pub mod package;
 pub mod packet;
+pub mod percpu;
 pub mod script;
 pub mod stats;
 
@@ -25,5 +26,6 @@ pub use guest::GuestCache;
 pub use host::{Host, LogLevel};
 pub use limits::Limits;
 pub use packet::{Meta, Packet, SlicePacket};
+pub use percpu::{PerCpuScript, RunOutcome, SpareInstance};
 pub use script::{Outcome, Script, DEFAULT_ENTRY};
 pub use stats::Stats;

@@ -23,7 +23,7 @@ pub struct Stats {
 
 pub const VERDICT_NAMES: [&str; 5] = ["accept", "drop", "continue", "break", "queue"];
 
-fn verdict_index(v: Verdict) -> usize {
+pub(crate) fn verdict_index(v: Verdict) -> usize {
     match v {
         Verdict::Accept => 0,
         Verdict::Drop => 1,

@@ -1,0 +1,221 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * What the Rust runtime asks of the kernel (lp_rt.h, "implemented in C"): memory, a panic
+ * that stops, a rate-limited log, a clock, randomness, packet bytes and bottom-half control.
+ *
+ * Allocation context rule: Rust cannot say which context it allocates in, so lp_alloc()
+ * asks the preempt count. The packet path runs with bottom halves disabled (softirq, or
+ * local_bh_disable() around process-context hooks), and so does any code holding one of
+ * Rust's spin locks: preempt_count() != 0, GFP_ATOMIC, kmalloc only. Load, bind
+ * preparation, rebuild and free run in process context from genetlink, nf_tables and
+ * workqueue handlers with no spinlock held and outside rcu_read_lock(): GFP_KERNEL_ACCOUNT
+ * (charged to the loader's memory cgroup), vmalloc for large blocks. Callers of
+ * process-context lp_rt_* functions must keep it that way: under PREEMPT_RCU an RCU read-side
+ * section does not show in the preempt count.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/bottom_half.h>
+#include <linux/bug.h>
+#include <linux/kernel.h>
+#include <linux/log2.h>
+#include <linux/mm.h>
+#include <linux/preempt.h>
+#include <linux/random.h>
+#include <linux/ratelimit.h>
+#include <linux/skbuff.h>
+#include <linux/slab.h>
+#include <linux/timekeeping.h>
+#include <linux/vmalloc.h>
+#include <asm/irq_stack.h>
+
+#include "luapkt_abi.h"
+#include "lp_rt.h"
+
+static bool lp_may_sleep(void)
+{
+	/* without CONFIG_PREEMPT_COUNT preemptible() is 0: always atomic, never wrong */
+	return preemptible();
+}
+
+void *lp_alloc(size_t size, size_t align, bool zero)
+{
+	gfp_t gfp = zero ? __GFP_ZERO : 0;
+
+	if (unlikely(align > PAGE_SIZE || size > INT_MAX))
+		return NULL;
+	/*
+	 * kmalloc aligns to ARCH_KMALLOC_MINALIGN, and power-of-two sizes to their size;
+	 * vmalloc to a page.
+	 */
+	if (align > ARCH_KMALLOC_MINALIGN)
+		size = roundup_pow_of_two(max(size, align));
+
+	if (lp_may_sleep())
+		return kvmalloc(size, GFP_KERNEL_ACCOUNT | __GFP_NOWARN | gfp);
+	return kmalloc(size, GFP_ATOMIC | __GFP_NOWARN | gfp);
+}
+
+void lp_free(void *ptr)
+{
+	kvfree(ptr);
+}
+
+void __noreturn lp_panic(const char *msg, size_t len)
+{
+	pr_emerg("rust panic: %.*s\n", (int)min_t(size_t, len, 256), msg);
+	BUG();
+}
+
+static DEFINE_RATELIMIT_STATE(lp_log_rs, 5 * HZ, 20);
+
+void lp_log(int level, const char *name, size_t name_len, const char *line,
+	    size_t line_len)
+{
+	int nl = min_t(size_t, name_len, LUAPKT_NAME_MAX);
+	int ll = min_t(size_t, line_len, 1024);
+
+	if (!__ratelimit(&lp_log_rs))
+		return;
+	if (level)
+		pr_warn("script %.*s: %.*s\n", nl, name, ll, line);
+	else
+		pr_info("script %.*s: %.*s\n", nl, name, ll, line);
+}
+
+u64 lp_ktime_ns(void)
+{
+	return ktime_get_ns();
+}
+
+u32 lp_random_u32(void)
+{
+	return get_random_u32();
+}
+
+int lp_skb_read(const struct lp_pkt *pkt, u32 off, void *dst, u32 len)
+{
+	if (unlikely(off > pkt->len || len > pkt->len - off))
+		return -EFAULT;
+	return skb_copy_bits(pkt->skb, pkt->noff + (int)off, dst, len);
+}
+
+/*
+ * Compiling a guest and building an instance need more stack than a task has: wasmi's module
+ * parser and function compiler alone have 6-7 KiB frames (the chain from lp_rt_load reaches
+ * ~24 KiB). Process-context calls into those paths switch to a vmalloc'd stack of their own,
+ * the way the kernel runs softirqs on the irq stack (call_on_stack(), which objtool and the
+ * ORC unwinder know). Sleeping there is fine: a context switch saves and restores %rsp
+ * whatever stack it points into, and vmalloc's guard page turns an overflow into a fault.
+ */
+#define LP_CALL_STACK_SIZE	(64 * 1024)
+
+struct lp_stack_call {
+	int	(*fn)(void *arg);
+	void	*arg;
+	int	ret;
+};
+
+static void lp_stack_call_fn(struct lp_stack_call *c)
+{
+	c->ret = c->fn(c->arg);
+}
+
+int lp_call_on_big_stack(int (*fn)(void *arg), void *arg)
+{
+	struct lp_stack_call c = { .fn = fn, .arg = arg };
+	void *stack;
+
+	might_sleep();
+	stack = vmalloc(LP_CALL_STACK_SIZE);
+	if (!stack)
+		return -ENOMEM;
+	/* the previous %rsp goes in the top slot; 16 bytes keep calls ABI-aligned */
+	call_on_stack(stack + LP_CALL_STACK_SIZE - 16, lp_stack_call_fn,
+		      ASM_CALL_ARG1, , [arg1] "r" (&c));
+	vfree(stack);
+	return c.ret;
+}
+
+/*
+ * Packets run their script on a per-CPU stack as well: every nested protected call
+ * (pcall, coroutines) re-enters the interpreter through the host and costs ~1.4 KiB of
+ * native stack, so a script allowed MAX_PCALL_DEPTH (32) levels would need ~46 KiB, more than
+ * the task or irq stack it arrives on. 64 KiB leaves room for hard interrupts, which run on
+ * the current stack when the irq stack is already in use (softirq on the irq stack). The
+ * caller has bottom halves disabled, which pins it to the CPU and keeps other users of the
+ * CPU's stack (softirqs) out.
+ */
+#define LP_CPU_STACK_SIZE	(64 * 1024)
+#define LP_STACK_PATTERN	0x6c75617061636b74ULL	/* "luapackt" */
+
+static DEFINE_PER_CPU(void *, lp_cpu_stack);
+
+int lp_cpu_stacks_init(void)
+{
+	unsigned int cpu;
+	void *stack;
+
+	for_each_possible_cpu(cpu) {
+		stack = vmalloc_node(LP_CPU_STACK_SIZE, cpu_to_node(cpu));
+		if (!stack) {
+			lp_cpu_stacks_free();
+			return -ENOMEM;
+		}
+		per_cpu(lp_cpu_stack, cpu) = stack;
+	}
+	return 0;
+}
+
+void lp_cpu_stacks_free(void)
+{
+	unsigned int cpu;
+
+	for_each_possible_cpu(cpu) {
+		vfree(per_cpu(lp_cpu_stack, cpu));
+		per_cpu(lp_cpu_stack, cpu) = NULL;
+	}
+}
+
+struct lp_void_call {
+	void	(*fn)(void *arg);
+	void	*arg;
+};
+
+static void lp_void_call_fn(struct lp_void_call *c)
+{
+	c->fn(c->arg);
+}
+
+unsigned int lp_call_on_cpu_stack(void (*fn)(void *arg), void *arg, bool probe)
+{
+	struct lp_void_call c = { .fn = fn, .arg = arg };
+	void *stack = this_cpu_read(lp_cpu_stack);
+	void *top = stack + LP_CPU_STACK_SIZE - 16;
+	u64 *w;
+
+	if (WARN_ON_ONCE(!in_softirq()))
+		return 0;
+	if (unlikely(probe))
+		for (w = stack; (void *)w < top; w++)
+			*w = LP_STACK_PATTERN;
+
+	call_on_stack(top, lp_void_call_fn, ASM_CALL_ARG1, , [arg1] "r" (&c));
+
+	if (likely(!probe))
+		return 0;
+	for (w = stack; (void *)w < top; w++)
+		if (*w != LP_STACK_PATTERN)
+			break;
+	return top - (void *)w;
+}
+
+void lp_bh_disable(void)
+{
+	local_bh_disable();
+}
+
+void lp_bh_enable(void)
+{
+	local_bh_enable();
+}

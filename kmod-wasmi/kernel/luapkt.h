@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * luapkt internals shared by the nft expression (nft_lua.c) and the control family
+ * (luapkt_genl.c): the per-netns script registry.
+ *
+ * Lifetimes and locks (docs/contexts.md has the full table):
+ *  - luapkt_net.mutex serializes writers of one netns: the script list, the upload table,
+ *    binds of rules to scripts, limit changes, replacement. Process context.
+ *  - luapkt_load_mutex (global) serializes use of the compiled-guest cache; taken inside
+ *    luapkt_net.mutex, never the other way round. nf_tables' commit mutex may be held
+ *    outside both (expression init/destroy).
+ *  - a script (luapkt_script) is refcounted: one reference for the registry, one per rule.
+ *    Its current version is RCU-published; the packet path reads it under the RCU read
+ *    side nf_hook_slow() holds. A replaced version is freed after synchronize_rcu().
+ */
+#ifndef _LUAPKT_H
+#define _LUAPKT_H
+
+#include <linux/kref.h>
+#include <linux/list.h>
+#include <linux/mutex.h>
+#include <linux/rcupdate.h>
+#include <linux/workqueue.h>
+#include <net/genetlink.h>
+#include <net/net_namespace.h>
+
+#include "luapkt_abi.h"
+#include "lp_rt.h"
+
+/* one loaded version of a script */
+struct luapkt_version {
+	struct lp_script	*rt;
+	/* rebuilds instances that trapped; queued from the packet path */
+	struct delayed_work	rebuild;
+	u8			tag[8];
+};
+
+struct luapkt_script {
+	struct list_head	list;		/* luapkt_net.scripts, under its mutex */
+	struct kref		ref;		/* registry + rules */
+	atomic_t		users;		/* rules bound to the script */
+	bool			registered;	/* still in the registry (under mutex) */
+	struct luapkt_version __rcu *cur;
+	char			name[LUAPKT_NAME_MAX + 1];
+};
+
+struct luapkt_net {
+	struct mutex		mutex;
+	struct list_head	scripts;
+	struct list_head	uploads;
+	u32			nuploads;
+	u32			next_upload_id;
+};
+
+extern struct mutex luapkt_load_mutex;
+extern struct lp_cache *luapkt_cache;
+
+struct luapkt_net *luapkt_pernet(struct net *net);
+/* under ln->mutex */
+struct luapkt_script *luapkt_script_lookup(struct luapkt_net *ln, const char *name);
+void luapkt_script_put(struct luapkt_script *s);
+void luapkt_version_schedule_rebuild(struct luapkt_version *v);
+
+/* registered by the module init in nft_lua.c, defined in luapkt_genl.c */
+extern struct pernet_operations luapkt_net_ops;
+extern struct genl_family luapkt_genl_family;
+extern struct notifier_block luapkt_netlink_notifier;
+
+#endif /* _LUAPKT_H */

@@ -1,0 +1,884 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * luapkt control plane: the per-netns script registry and the "luapkt" generic netlink
+ * family that loads, lists, tunes and unloads scripts.
+ *
+ * A script is uploaded in chunks (LOAD_BEGIN, LOAD_CHUNK..., LOAD_COMMIT) into a buffer
+ * owned by the uploading socket; LOAD_COMMIT compiles it into one instance per CPU and
+ * publishes it, or swaps it in for the loaded script of the same name (FLAG_REPLACE).
+ * Every command needs CAP_NET_ADMIN over the namespace's user namespace.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/cpumask.h>
+#include <linux/ctype.h>
+#include <linux/kernel.h>
+#include <linux/module.h>
+#include <linux/mm.h>
+#include <linux/netlink.h>
+#include <linux/notifier.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <net/genetlink.h>
+#include <net/net_namespace.h>
+#include <net/netns/generic.h>
+#include <net/sock.h>
+
+#include "luapkt.h"
+
+/* 6.1 extack messages must be static; 6.2+ can format one */
+#ifdef NL_SET_ERR_MSG_FMT_MOD
+#define luapkt_set_err(extack, fixed, fmt, args...) \
+	NL_SET_ERR_MSG_FMT_MOD(extack, fmt, ##args)
+#else
+#define luapkt_set_err(extack, fixed, fmt, args...) \
+	NL_SET_ERR_MSG_MOD(extack, fixed)
+#endif
+
+DEFINE_MUTEX(luapkt_load_mutex);
+struct lp_cache *luapkt_cache;
+
+static unsigned int luapkt_net_id __read_mostly;
+
+struct luapkt_upload {
+	struct list_head	list;		/* luapkt_net.uploads */
+	u32			id;
+	u32			portid;		/* owning socket */
+	u32			size;
+	u32			received;
+	u32			flags;
+	struct lp_limits	limits;
+	u8			*buf;		/* kvmalloc'd, @size bytes */
+	char			name[LUAPKT_NAME_MAX + 1];
+};
+
+struct luapkt_net *luapkt_pernet(struct net *net)
+{
+	return net_generic(net, luapkt_net_id);
+}
+
+/* ---- versions and scripts ---- */
+
+struct luapkt_build {
+	const struct lp_script	*rt;
+	struct lp_spare		*spare;
+};
+
+static int luapkt_build_on_stack(void *arg)
+{
+	struct luapkt_build *b = arg;
+
+	return lp_rt_build_instance(b->rt, &b->spare);
+}
+
+static void luapkt_rebuild_work(struct work_struct *work)
+{
+	struct luapkt_version *v = container_of(to_delayed_work(work),
+						struct luapkt_version, rebuild);
+	struct luapkt_build b = { .rt = v->rt };
+	u32 cpu, n = lp_rt_instances(v->rt);
+	struct lp_spare *old;
+	bool failed = false;
+
+	for (cpu = 0; cpu < n; cpu++) {
+		if (!lp_rt_needs_rebuild(v->rt, cpu))
+			continue;
+		if (lp_call_on_big_stack(luapkt_build_on_stack, &b) < 0) {
+			failed = true;
+			continue;
+		}
+		old = lp_rt_install(v->rt, cpu, b.spare);
+		/* a call that started before the install may still hold the old instance */
+		synchronize_rcu();
+		lp_rt_spare_free(old);
+	}
+	if (failed)
+		queue_delayed_work(system_unbound_wq, &v->rebuild, HZ);
+}
+
+/* Softirq or process context. */
+void luapkt_version_schedule_rebuild(struct luapkt_version *v)
+{
+	queue_delayed_work(system_unbound_wq, &v->rebuild, 0);
+}
+
+static struct luapkt_version *luapkt_version_alloc(struct lp_script *rt)
+{
+	struct luapkt_version *v;
+
+	v = kzalloc(sizeof(*v), GFP_KERNEL_ACCOUNT);
+	if (!v)
+		return NULL;
+	v->rt = rt;
+	INIT_DELAYED_WORK(&v->rebuild, luapkt_rebuild_work);
+	lp_rt_tag(rt, v->tag);
+	return v;
+}
+
+/* Process context; no packet may still use @v (unpublished + grace period, or never seen). */
+static void luapkt_version_free(struct luapkt_version *v)
+{
+	if (!v)
+		return;
+	cancel_delayed_work_sync(&v->rebuild);
+	lp_rt_script_free(v->rt);
+	kfree(v);
+
+	mutex_lock(&luapkt_load_mutex);
+	lp_rt_cache_prune(luapkt_cache);
+	mutex_unlock(&luapkt_load_mutex);
+}
+
+static void luapkt_script_release(struct kref *ref)
+{
+	struct luapkt_script *s = container_of(ref, struct luapkt_script, ref);
+
+	/* last reference: no rule uses the script, so no packet can see its version */
+	luapkt_version_free(rcu_dereference_protected(s->cur, 1));
+	kfree(s);
+}
+
+/* Process context. */
+void luapkt_script_put(struct luapkt_script *s)
+{
+	kref_put(&s->ref, luapkt_script_release);
+}
+
+struct luapkt_script *luapkt_script_lookup(struct luapkt_net *ln, const char *name)
+{
+	struct luapkt_script *s;
+
+	lockdep_assert_held(&ln->mutex);
+	list_for_each_entry(s, &ln->scripts, list)
+		if (!strcmp(s->name, name))
+			return s;
+	return NULL;
+}
+
+static bool luapkt_valid_name(const char *name)
+{
+	size_t i, len = strlen(name);
+
+	if (!len || len > LUAPKT_NAME_MAX)
+		return false;
+	for (i = 0; i < len; i++)
+		if (!isalnum(name[i]) && name[i] != '_' && name[i] != '.' && name[i] != '-')
+			return false;
+	return true;
+}
+
+/* ---- uploads ---- */
+
+static struct luapkt_upload *luapkt_upload_find(struct luapkt_net *ln, u32 id, u32 portid)
+{
+	struct luapkt_upload *up;
+
+	lockdep_assert_held(&ln->mutex);
+	list_for_each_entry(up, &ln->uploads, list)
+		if (up->id == id && up->portid == portid)
+			return up;
+	return NULL;
+}
+
+static void luapkt_upload_free(struct luapkt_upload *up)
+{
+	kvfree(up->buf);
+	kfree(up);
+}
+
+static void luapkt_upload_unlink(struct luapkt_net *ln, struct luapkt_upload *up)
+{
+	lockdep_assert_held(&ln->mutex);
+	list_del(&up->list);
+	ln->nuploads--;
+}
+
+static u32 luapkt_upload_next_id(struct luapkt_net *ln)
+{
+	struct luapkt_upload *up;
+	u32 id;
+
+again:
+	id = ++ln->next_upload_id;
+	if (!id)
+		goto again;
+	list_for_each_entry(up, &ln->uploads, list)
+		if (up->id == id)
+			goto again;
+	return id;
+}
+
+/* ---- messages ---- */
+
+static const struct nla_policy luapkt_genl_policy[LUAPKT_A_MAX + 1] = {
+	[LUAPKT_A_NAME]		= { .type = NLA_NUL_STRING, .len = LUAPKT_NAME_MAX },
+	[LUAPKT_A_UPLOAD_ID]	= { .type = NLA_U32 },
+	[LUAPKT_A_SIZE]		= { .type = NLA_U32 },
+	[LUAPKT_A_OFFSET]	= { .type = NLA_U32 },
+	[LUAPKT_A_DATA]		= { .type = NLA_BINARY, .len = LUAPKT_CHUNK_MAX },
+	[LUAPKT_A_FUEL]		= { .type = NLA_U64 },
+	[LUAPKT_A_INSTRUCTIONS]	= { .type = NLA_U32 },
+	[LUAPKT_A_MEMORY]	= { .type = NLA_U64 },
+	[LUAPKT_A_RECURSION]	= { .type = NLA_U32 },
+	[LUAPKT_A_PCALL_DEPTH]	= { .type = NLA_U32 },
+	[LUAPKT_A_ON_ERROR]	= NLA_POLICY_MAX(NLA_U8, LUAPKT_ON_ERROR_DROP),
+	[LUAPKT_A_FLAGS]	= NLA_POLICY_MASK(NLA_U32, LUAPKT_FLAG_REPLACE),
+	/* replies only */
+	[LUAPKT_A_STATS]	= { .type = NLA_REJECT },
+	[LUAPKT_A_TAG]		= { .type = NLA_REJECT },
+	[LUAPKT_A_REFS]		= { .type = NLA_REJECT },
+	[LUAPKT_A_MEM_BYTES]	= { .type = NLA_REJECT },
+	[LUAPKT_A_INSTANCES]	= { .type = NLA_REJECT },
+};
+
+static void luapkt_parse_limits(struct nlattr **tb, struct lp_limits *l)
+{
+	if (tb[LUAPKT_A_FUEL])
+		l->fuel = nla_get_u64(tb[LUAPKT_A_FUEL]);
+	if (tb[LUAPKT_A_INSTRUCTIONS])
+		l->instructions = nla_get_u32(tb[LUAPKT_A_INSTRUCTIONS]);
+	if (tb[LUAPKT_A_MEMORY])
+		l->memory = nla_get_u64(tb[LUAPKT_A_MEMORY]);
+	if (tb[LUAPKT_A_RECURSION])
+		l->recursion = nla_get_u32(tb[LUAPKT_A_RECURSION]);
+	if (tb[LUAPKT_A_PCALL_DEPTH])
+		l->pcall_depth = nla_get_u32(tb[LUAPKT_A_PCALL_DEPTH]);
+	if (tb[LUAPKT_A_ON_ERROR])
+		l->on_error = nla_get_u8(tb[LUAPKT_A_ON_ERROR]);
+}
+
+static int luapkt_put_stats(struct sk_buff *skb, const struct lp_stats *st)
+{
+	static const u16 verdict_attr[5] = {
+		LUAPKT_STAT_ACCEPT, LUAPKT_STAT_DROP, LUAPKT_STAT_CONTINUE,
+		LUAPKT_STAT_BREAK, LUAPKT_STAT_QUEUE,
+	};
+	static const u16 error_attr[7] = {
+		LUAPKT_STAT_ERR_LUA, LUAPKT_STAT_ERR_MEMORY, LUAPKT_STAT_ERR_FUEL,
+		LUAPKT_STAT_ERR_INSTRUCTIONS, LUAPKT_STAT_ERR_STACK,
+		LUAPKT_STAT_ERR_RETURN, LUAPKT_STAT_ERR_TRAP,
+	};
+	struct nlattr *nest;
+	int i;
+
+	nest = nla_nest_start(skb, LUAPKT_A_STATS);
+	if (!nest)
+		return -EMSGSIZE;
+	if (nla_put_u64_64bit(skb, LUAPKT_STAT_RUN_CNT, st->run_cnt, LUAPKT_STAT_PAD) ||
+	    nla_put_u64_64bit(skb, LUAPKT_STAT_RUN_TIME_NS, st->run_time_ns,
+			      LUAPKT_STAT_PAD))
+		goto nla_put_failure;
+	for (i = 0; i < ARRAY_SIZE(verdict_attr); i++)
+		if (nla_put_u64_64bit(skb, verdict_attr[i], st->verdicts[i], LUAPKT_STAT_PAD))
+			goto nla_put_failure;
+	for (i = 0; i < ARRAY_SIZE(error_attr); i++)
+		if (nla_put_u64_64bit(skb, error_attr[i], st->errors[i], LUAPKT_STAT_PAD))
+			goto nla_put_failure;
+	if (nla_put_u64_64bit(skb, LUAPKT_STAT_FUEL_TOTAL, st->fuel_total, LUAPKT_STAT_PAD) ||
+	    nla_put_u64_64bit(skb, LUAPKT_STAT_FUEL_MAX, st->fuel_max, LUAPKT_STAT_PAD) ||
+	    nla_put_u64_64bit(skb, LUAPKT_STAT_REBUILDS, st->rebuilds, LUAPKT_STAT_PAD))
+		goto nla_put_failure;
+	nla_nest_end(skb, nest);
+	return 0;
+
+nla_put_failure:
+	nla_nest_cancel(skb, nest);
+	return -EMSGSIZE;
+}
+
+/* Under ln->mutex (the script's version cannot change). */
+static int luapkt_fill_script(struct sk_buff *skb, const struct luapkt_script *s,
+			      u32 portid, u32 seq, int flags, u8 cmd)
+{
+	const struct luapkt_version *v = rcu_dereference_protected(s->cur, 1);
+	struct lp_limits l;
+	struct lp_stats st;
+	void *hdr;
+
+	hdr = genlmsg_put(skb, portid, seq, &luapkt_genl_family, flags, cmd);
+	if (!hdr)
+		return -EMSGSIZE;
+	lp_rt_get_limits(v->rt, &l);
+	lp_rt_stats(v->rt, &st);
+	if (nla_put_string(skb, LUAPKT_A_NAME, s->name) ||
+	    nla_put(skb, LUAPKT_A_TAG, sizeof(v->tag), v->tag) ||
+	    nla_put_u32(skb, LUAPKT_A_REFS, atomic_read(&s->users)) ||
+	    nla_put_u32(skb, LUAPKT_A_INSTANCES, lp_rt_instances(v->rt)) ||
+	    nla_put_u64_64bit(skb, LUAPKT_A_MEM_BYTES, st.mem_bytes, LUAPKT_A_PAD) ||
+	    nla_put_u64_64bit(skb, LUAPKT_A_FUEL, l.fuel, LUAPKT_A_PAD) ||
+	    nla_put_u32(skb, LUAPKT_A_INSTRUCTIONS, l.instructions) ||
+	    nla_put_u64_64bit(skb, LUAPKT_A_MEMORY, l.memory, LUAPKT_A_PAD) ||
+	    nla_put_u32(skb, LUAPKT_A_RECURSION, l.recursion) ||
+	    nla_put_u32(skb, LUAPKT_A_PCALL_DEPTH, l.pcall_depth) ||
+	    nla_put_u8(skb, LUAPKT_A_ON_ERROR, l.on_error) ||
+	    luapkt_put_stats(skb, &st))
+		goto nla_put_failure;
+	genlmsg_end(skb, hdr);
+	return 0;
+
+nla_put_failure:
+	genlmsg_cancel(skb, hdr);
+	return -EMSGSIZE;
+}
+
+/* A reply like GET's for @s; under ln->mutex. */
+static struct sk_buff *luapkt_script_reply(const struct luapkt_script *s,
+					   struct genl_info *info, u8 cmd)
+{
+	struct sk_buff *msg;
+
+	msg = nlmsg_new(NLMSG_DEFAULT_SIZE, GFP_KERNEL);
+	if (!msg)
+		return ERR_PTR(-ENOMEM);
+	if (luapkt_fill_script(msg, s, info->snd_portid, info->snd_seq, 0, cmd) < 0) {
+		nlmsg_free(msg);
+		return ERR_PTR(-EMSGSIZE);
+	}
+	return msg;
+}
+
+/* ---- commands ---- */
+
+static int luapkt_nl_load_begin(struct sk_buff *skb, struct genl_info *info)
+{
+	struct luapkt_net *ln = luapkt_pernet(genl_info_net(info));
+	struct netlink_ext_ack *extack = info->extack;
+	struct nlattr **tb = info->attrs;
+	struct luapkt_upload *up;
+	struct sk_buff *msg;
+	char err_msg[128];
+	const char *name;
+	void *hdr;
+	int err;
+
+	if (GENL_REQ_ATTR_CHECK(info, LUAPKT_A_NAME) ||
+	    GENL_REQ_ATTR_CHECK(info, LUAPKT_A_SIZE))
+		return -EINVAL;
+	name = nla_data(tb[LUAPKT_A_NAME]);
+	if (!luapkt_valid_name(name)) {
+		NL_SET_ERR_MSG_ATTR(extack, tb[LUAPKT_A_NAME],
+				    "script name must be [A-Za-z0-9_.-]{1,63}");
+		return -EINVAL;
+	}
+
+	up = kzalloc(sizeof(*up), GFP_KERNEL_ACCOUNT);
+	if (!up)
+		return -ENOMEM;
+	strscpy(up->name, name, sizeof(up->name));
+	up->portid = info->snd_portid;
+	up->size = nla_get_u32(tb[LUAPKT_A_SIZE]);
+	if (!up->size || up->size > LUAPKT_PACKAGE_MAX) {
+		NL_SET_ERR_MSG_ATTR(extack, tb[LUAPKT_A_SIZE],
+				    "package size must be 1..4 MiB");
+		err = -EMSGSIZE;
+		goto err_free;
+	}
+	if (tb[LUAPKT_A_FLAGS])
+		up->flags = nla_get_u32(tb[LUAPKT_A_FLAGS]);
+	lp_rt_default_limits(&up->limits);
+	luapkt_parse_limits(tb, &up->limits);
+	err = lp_rt_check_limits(&up->limits, err_msg, sizeof(err_msg));
+	if (err < 0) {
+		luapkt_set_err(extack, "limit out of range", "%s", err_msg);
+		goto err_free;
+	}
+	up->buf = kvmalloc(up->size, GFP_KERNEL_ACCOUNT);
+	if (!up->buf) {
+		err = -ENOMEM;
+		goto err_free;
+	}
+	msg = genlmsg_new(NLMSG_DEFAULT_SIZE, GFP_KERNEL);
+	if (!msg) {
+		err = -ENOMEM;
+		goto err_free;
+	}
+
+	mutex_lock(&ln->mutex);
+	if (!(up->flags & LUAPKT_FLAG_REPLACE) && luapkt_script_lookup(ln, name)) {
+		NL_SET_ERR_MSG_MOD(extack, "a script of that name is loaded (replace it?)");
+		err = -EEXIST;
+		goto err_unlock;
+	}
+	if (ln->nuploads >= LUAPKT_UPLOADS_MAX) {
+		NL_SET_ERR_MSG_MOD(extack, "too many uploads in progress");
+		err = -EBUSY;
+		goto err_unlock;
+	}
+	up->id = luapkt_upload_next_id(ln);
+	hdr = genlmsg_put_reply(msg, info, &luapkt_genl_family, 0, LUAPKT_CMD_LOAD_BEGIN);
+	if (!hdr || nla_put_u32(msg, LUAPKT_A_UPLOAD_ID, up->id)) {
+		err = -EMSGSIZE;
+		goto err_unlock;
+	}
+	genlmsg_end(msg, hdr);
+	list_add_tail(&up->list, &ln->uploads);
+	ln->nuploads++;
+	mutex_unlock(&ln->mutex);
+
+	return genlmsg_reply(msg, info);
+
+err_unlock:
+	mutex_unlock(&ln->mutex);
+	nlmsg_free(msg);
+err_free:
+	luapkt_upload_free(up);
+	return err;
+}
+
+static int luapkt_nl_load_chunk(struct sk_buff *skb, struct genl_info *info)
+{
+	struct luapkt_net *ln = luapkt_pernet(genl_info_net(info));
+	struct netlink_ext_ack *extack = info->extack;
+	struct nlattr **tb = info->attrs;
+	struct luapkt_upload *up;
+	u32 off, len;
+	int err = 0;
+
+	if (GENL_REQ_ATTR_CHECK(info, LUAPKT_A_UPLOAD_ID) ||
+	    GENL_REQ_ATTR_CHECK(info, LUAPKT_A_OFFSET) ||
+	    GENL_REQ_ATTR_CHECK(info, LUAPKT_A_DATA))
+		return -EINVAL;
+	off = nla_get_u32(tb[LUAPKT_A_OFFSET]);
+	len = nla_len(tb[LUAPKT_A_DATA]);
+
+	mutex_lock(&ln->mutex);
+	up = luapkt_upload_find(ln, nla_get_u32(tb[LUAPKT_A_UPLOAD_ID]), info->snd_portid);
+	if (!up) {
+		NL_SET_ERR_MSG_ATTR(extack, tb[LUAPKT_A_UPLOAD_ID], "no such upload");
+		err = -ENOENT;
+		goto out;
+	}
+	if (off != up->received) {
+		NL_SET_ERR_MSG_ATTR(extack, tb[LUAPKT_A_OFFSET],
+				    "offset must equal the bytes received so far");
+		err = -EINVAL;
+		goto out;
+	}
+	if (len > up->size - up->received) {
+		NL_SET_ERR_MSG_ATTR(extack, tb[LUAPKT_A_DATA],
+				    "chunk goes past the announced size");
+		err = -EMSGSIZE;
+		goto out;
+	}
+	memcpy(up->buf + off, nla_data(tb[LUAPKT_A_DATA]), len);
+	up->received += len;
+out:
+	mutex_unlock(&ln->mutex);
+	return err;
+}
+
+static void luapkt_load_error(struct netlink_ext_ack *extack, const char *name, int err,
+			      const char *msg)
+{
+	pr_info("script %s not loaded: %s\n", name, msg);
+	switch (err) {
+	case -ENOEXEC:
+		luapkt_set_err(extack, "guest module rejected", "%s", msg);
+		break;
+	case -ERANGE:
+		luapkt_set_err(extack, "limit out of range", "%s", msg);
+		break;
+	case -ENOENT:
+		luapkt_set_err(extack, "the new script lacks a function rules use", "%s", msg);
+		break;
+	case -ENOMEM:
+		luapkt_set_err(extack, "out of memory", "%s", msg);
+		break;
+	default:
+		luapkt_set_err(extack, "invalid package or script (see the kernel log)",
+			       "%s", msg);
+		break;
+	}
+}
+
+struct luapkt_load {
+	const struct luapkt_upload	*up;
+	const struct lp_script		*replaces;
+	struct lp_script		*rt;
+	char				*msg;
+	size_t				msg_len;
+};
+
+static int luapkt_load_on_stack(void *arg)
+{
+	struct luapkt_load *l = arg;
+
+	/* one instance per possible CPU id (nr_cpu_ids also covers sparse masks) */
+	return lp_rt_load(luapkt_cache, l->up->buf, l->up->size, l->up->name,
+			  strlen(l->up->name), &l->up->limits, nr_cpu_ids, l->replaces,
+			  &l->rt, l->msg, l->msg_len);
+}
+
+static int luapkt_nl_load_commit(struct sk_buff *skb, struct genl_info *info)
+{
+	struct luapkt_net *ln = luapkt_pernet(genl_info_net(info));
+	struct netlink_ext_ack *extack = info->extack;
+	struct luapkt_version *v, *old = NULL;
+	struct luapkt_script *s, *fresh = NULL;
+	struct luapkt_load load = {};
+	struct luapkt_upload *up;
+	struct lp_script *rt;
+	struct sk_buff *msg;
+	char *err_msg;
+	u64 t0;
+	int err;
+
+	if (GENL_REQ_ATTR_CHECK(info, LUAPKT_A_UPLOAD_ID))
+		return -EINVAL;
+	err_msg = kzalloc(256, GFP_KERNEL);
+	if (!err_msg)
+		return -ENOMEM;
+
+	mutex_lock(&ln->mutex);
+	up = luapkt_upload_find(ln, nla_get_u32(info->attrs[LUAPKT_A_UPLOAD_ID]),
+				info->snd_portid);
+	if (!up) {
+		NL_SET_ERR_MSG_ATTR(extack, info->attrs[LUAPKT_A_UPLOAD_ID], "no such upload");
+		err = -ENOENT;
+		goto err_unlock;
+	}
+	if (up->received != up->size) {
+		NL_SET_ERR_MSG_MOD(extack, "upload is incomplete");
+		err = -EINVAL;
+		goto err_unlock;
+	}
+	luapkt_upload_unlink(ln, up);
+
+	s = luapkt_script_lookup(ln, up->name);
+	if (s && !(up->flags & LUAPKT_FLAG_REPLACE)) {
+		NL_SET_ERR_MSG_MOD(extack, "a script of that name is loaded (replace it?)");
+		err = -EEXIST;
+		goto err_upload;
+	}
+	if (s)
+		old = rcu_dereference_protected(s->cur, lockdep_is_held(&ln->mutex));
+	else {
+		fresh = kzalloc(sizeof(*fresh), GFP_KERNEL_ACCOUNT);
+		if (!fresh) {
+			err = -ENOMEM;
+			goto err_upload;
+		}
+	}
+
+	/*
+	 * This can take a while: compiling the guest (once per content, then cached) and
+	 * running the top-level chunk in every instance.
+	 */
+	load.up = up;
+	load.replaces = old ? old->rt : NULL;
+	load.msg = err_msg;
+	load.msg_len = 256;
+	t0 = ktime_get_ns();
+	mutex_lock(&luapkt_load_mutex);
+	err = lp_call_on_big_stack(luapkt_load_on_stack, &load);
+	mutex_unlock(&luapkt_load_mutex);
+	rt = load.rt;
+	if (err == -ENOMEM && !err_msg[0])
+		strscpy(err_msg, "out of memory", 256);
+	if (err < 0) {
+		luapkt_load_error(extack, up->name, err, err_msg);
+		goto err_fresh;
+	}
+	v = luapkt_version_alloc(rt);
+	if (!v) {
+		lp_rt_script_free(rt);
+		err = -ENOMEM;
+		goto err_fresh;
+	}
+	pr_info("script %s %sloaded: %u instances in %llu us\n", up->name,
+		old ? "re" : "", lp_rt_instances(rt),
+		(ktime_get_ns() - t0) / NSEC_PER_USEC);
+
+	if (fresh) {
+		s = fresh;
+		kref_init(&s->ref);
+		atomic_set(&s->users, 0);
+		strscpy(s->name, up->name, sizeof(s->name));
+		RCU_INIT_POINTER(s->cur, v);
+		s->registered = true;
+		list_add_tail(&s->list, &ln->scripts);
+	} else {
+		/* packets see the old version or the new one, never neither */
+		rcu_assign_pointer(s->cur, v);
+	}
+	msg = luapkt_script_reply(s, info, LUAPKT_CMD_LOAD_COMMIT);
+	mutex_unlock(&ln->mutex);
+
+	if (old) {
+		synchronize_rcu();
+		luapkt_version_free(old);
+	}
+	luapkt_upload_free(up);
+	kfree(err_msg);
+	/* the script is loaded whether or not the reply fits */
+	if (IS_ERR(msg))
+		return 0;
+	return genlmsg_reply(msg, info);
+
+err_fresh:
+	kfree(fresh);
+err_upload:
+	mutex_unlock(&ln->mutex);
+	luapkt_upload_free(up);
+	kfree(err_msg);
+	return err;
+err_unlock:
+	mutex_unlock(&ln->mutex);
+	kfree(err_msg);
+	return err;
+}
+
+static int luapkt_nl_load_abort(struct sk_buff *skb, struct genl_info *info)
+{
+	struct luapkt_net *ln = luapkt_pernet(genl_info_net(info));
+	struct luapkt_upload *up;
+
+	if (GENL_REQ_ATTR_CHECK(info, LUAPKT_A_UPLOAD_ID))
+		return -EINVAL;
+	mutex_lock(&ln->mutex);
+	up = luapkt_upload_find(ln, nla_get_u32(info->attrs[LUAPKT_A_UPLOAD_ID]),
+				info->snd_portid);
+	if (up)
+		luapkt_upload_unlink(ln, up);
+	mutex_unlock(&ln->mutex);
+	if (!up) {
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[LUAPKT_A_UPLOAD_ID],
+				    "no such upload");
+		return -ENOENT;
+	}
+	luapkt_upload_free(up);
+	return 0;
+}
+
+static int luapkt_nl_unload(struct sk_buff *skb, struct genl_info *info)
+{
+	struct luapkt_net *ln = luapkt_pernet(genl_info_net(info));
+	struct netlink_ext_ack *extack = info->extack;
+	struct luapkt_script *s;
+	int users;
+
+	if (GENL_REQ_ATTR_CHECK(info, LUAPKT_A_NAME))
+		return -EINVAL;
+	mutex_lock(&ln->mutex);
+	s = luapkt_script_lookup(ln, nla_data(info->attrs[LUAPKT_A_NAME]));
+	if (!s) {
+		mutex_unlock(&ln->mutex);
+		NL_SET_ERR_MSG_ATTR(extack, info->attrs[LUAPKT_A_NAME], "no such script");
+		return -ENOENT;
+	}
+	/* rules take their reference under this mutex: the count cannot grow meanwhile */
+	users = atomic_read(&s->users);
+	if (users) {
+		mutex_unlock(&ln->mutex);
+		luapkt_set_err(extack, "script is in use by rules",
+			       "script %s is in use by %d rule(s)", s->name, users);
+		return -EBUSY;
+	}
+	list_del(&s->list);
+	s->registered = false;
+	mutex_unlock(&ln->mutex);
+
+	luapkt_script_put(s);
+	return 0;
+}
+
+static int luapkt_nl_get(struct sk_buff *skb, struct genl_info *info)
+{
+	struct luapkt_net *ln = luapkt_pernet(genl_info_net(info));
+	struct luapkt_script *s;
+	struct sk_buff *msg;
+
+	if (GENL_REQ_ATTR_CHECK(info, LUAPKT_A_NAME))
+		return -EINVAL;
+	mutex_lock(&ln->mutex);
+	s = luapkt_script_lookup(ln, nla_data(info->attrs[LUAPKT_A_NAME]));
+	if (!s) {
+		mutex_unlock(&ln->mutex);
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[LUAPKT_A_NAME], "no such script");
+		return -ENOENT;
+	}
+	msg = luapkt_script_reply(s, info, LUAPKT_CMD_GET);
+	mutex_unlock(&ln->mutex);
+	if (IS_ERR(msg))
+		return PTR_ERR(msg);
+	return genlmsg_reply(msg, info);
+}
+
+static int luapkt_nl_get_dump(struct sk_buff *skb, struct netlink_callback *cb)
+{
+	struct luapkt_net *ln = luapkt_pernet(sock_net(skb->sk));
+	struct luapkt_script *s;
+	long idx = 0, start = cb->args[0];
+
+	mutex_lock(&ln->mutex);
+	list_for_each_entry(s, &ln->scripts, list) {
+		if (idx < start) {
+			idx++;
+			continue;
+		}
+		if (luapkt_fill_script(skb, s, NETLINK_CB(cb->skb).portid,
+				       cb->nlh->nlmsg_seq, NLM_F_MULTI, LUAPKT_CMD_GET) < 0)
+			break;
+		idx++;
+	}
+	mutex_unlock(&ln->mutex);
+	cb->args[0] = idx;
+	return skb->len;
+}
+
+static int luapkt_nl_set_limits(struct sk_buff *skb, struct genl_info *info)
+{
+	struct luapkt_net *ln = luapkt_pernet(genl_info_net(info));
+	struct netlink_ext_ack *extack = info->extack;
+	const struct luapkt_version *v;
+	struct luapkt_script *s;
+	struct lp_limits l;
+	char err_msg[128];
+	int err;
+
+	if (GENL_REQ_ATTR_CHECK(info, LUAPKT_A_NAME))
+		return -EINVAL;
+	mutex_lock(&ln->mutex);
+	s = luapkt_script_lookup(ln, nla_data(info->attrs[LUAPKT_A_NAME]));
+	if (!s) {
+		mutex_unlock(&ln->mutex);
+		NL_SET_ERR_MSG_ATTR(extack, info->attrs[LUAPKT_A_NAME], "no such script");
+		return -ENOENT;
+	}
+	v = rcu_dereference_protected(s->cur, lockdep_is_held(&ln->mutex));
+	lp_rt_get_limits(v->rt, &l);
+	luapkt_parse_limits(info->attrs, &l);
+	err = lp_rt_set_limits(v->rt, &l, err_msg, sizeof(err_msg));
+	mutex_unlock(&ln->mutex);
+	if (err < 0)
+		luapkt_set_err(extack, "limit out of range", "%s", err_msg);
+	return err;
+}
+
+static const struct genl_ops luapkt_genl_ops[] = {
+	{
+		.cmd	= LUAPKT_CMD_LOAD_BEGIN,
+		.doit	= luapkt_nl_load_begin,
+		.flags	= GENL_UNS_ADMIN_PERM,
+	},
+	{
+		.cmd	= LUAPKT_CMD_LOAD_CHUNK,
+		.doit	= luapkt_nl_load_chunk,
+		.flags	= GENL_UNS_ADMIN_PERM,
+	},
+	{
+		.cmd	= LUAPKT_CMD_LOAD_COMMIT,
+		.doit	= luapkt_nl_load_commit,
+		.flags	= GENL_UNS_ADMIN_PERM,
+	},
+	{
+		.cmd	= LUAPKT_CMD_UNLOAD,
+		.doit	= luapkt_nl_unload,
+		.flags	= GENL_UNS_ADMIN_PERM,
+	},
+	{
+		.cmd	= LUAPKT_CMD_GET,
+		.doit	= luapkt_nl_get,
+		.dumpit	= luapkt_nl_get_dump,
+		.flags	= GENL_UNS_ADMIN_PERM,
+	},
+	{
+		.cmd	= LUAPKT_CMD_SET_LIMITS,
+		.doit	= luapkt_nl_set_limits,
+		.flags	= GENL_UNS_ADMIN_PERM,
+	},
+	{
+		.cmd	= LUAPKT_CMD_LOAD_ABORT,
+		.doit	= luapkt_nl_load_abort,
+		.flags	= GENL_UNS_ADMIN_PERM,
+	},
+};
+
+struct genl_family luapkt_genl_family __ro_after_init = {
+	.name		= LUAPKT_GENL_NAME,
+	.version	= LUAPKT_GENL_VERSION,
+	.maxattr	= LUAPKT_A_MAX,
+	.policy		= luapkt_genl_policy,
+	.netnsok	= true,
+	/* handlers lock per netns; loads can take long */
+	.parallel_ops	= true,
+	.module		= THIS_MODULE,
+	.ops		= luapkt_genl_ops,
+	.n_ops		= ARRAY_SIZE(luapkt_genl_ops),
+};
+
+/* ---- uploads die with their socket ---- */
+
+static int luapkt_netlink_event(struct notifier_block *nb, unsigned long event, void *ptr)
+{
+	struct netlink_notify *n = ptr;
+	struct luapkt_upload *up, *tmp;
+	struct luapkt_net *ln;
+	LIST_HEAD(dead);
+
+	if (event != NETLINK_URELEASE || n->protocol != NETLINK_GENERIC || !n->portid)
+		return NOTIFY_DONE;
+	ln = luapkt_pernet(n->net);
+	mutex_lock(&ln->mutex);
+	list_for_each_entry_safe(up, tmp, &ln->uploads, list) {
+		if (up->portid != n->portid)
+			continue;
+		luapkt_upload_unlink(ln, up);
+		list_add(&up->list, &dead);
+	}
+	mutex_unlock(&ln->mutex);
+	list_for_each_entry_safe(up, tmp, &dead, list)
+		luapkt_upload_free(up);
+	return NOTIFY_DONE;
+}
+
+struct notifier_block luapkt_netlink_notifier = {
+	.notifier_call = luapkt_netlink_event,
+};
+
+/* ---- per netns ---- */
+
+static int __net_init luapkt_net_init(struct net *net)
+{
+	struct luapkt_net *ln = luapkt_pernet(net);
+
+	mutex_init(&ln->mutex);
+	INIT_LIST_HEAD(&ln->scripts);
+	INIT_LIST_HEAD(&ln->uploads);
+	ln->nuploads = 0;
+	ln->next_upload_id = 0;
+	return 0;
+}
+
+static void __net_exit luapkt_net_exit(struct net *net)
+{
+	struct luapkt_net *ln = luapkt_pernet(net);
+	struct luapkt_upload *up, *utmp;
+	struct luapkt_script *s, *stmp;
+	LIST_HEAD(scripts);
+	LIST_HEAD(uploads);
+
+	mutex_lock(&ln->mutex);
+	list_splice_init(&ln->uploads, &uploads);
+	ln->nuploads = 0;
+	list_splice_init(&ln->scripts, &scripts);
+	list_for_each_entry(s, &scripts, list)
+		s->registered = false;
+	mutex_unlock(&ln->mutex);
+
+	list_for_each_entry_safe(up, utmp, &uploads, list)
+		luapkt_upload_free(up);
+	/* scripts that rules still use live on until nf_tables destroys those rules */
+	list_for_each_entry_safe(s, stmp, &scripts, list) {
+		list_del(&s->list);
+		luapkt_script_put(s);
+	}
+	mutex_destroy(&ln->mutex);
+}
+
+struct pernet_operations luapkt_net_ops = {
+	.init	= luapkt_net_init,
+	.exit	= luapkt_net_exit,
+	.id	= &luapkt_net_id,
+	.size	= sizeof(struct luapkt_net),
+};

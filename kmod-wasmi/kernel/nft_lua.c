@@ -1,0 +1,371 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * nft_lua: the nf_tables expression "lua" runs a Lua script, sandboxed in WebAssembly, on
+ * each packet and turns its return value into a verdict.
+ *
+ * Scripts are loaded by name into a per-netns registry through the "luapkt" generic netlink
+ * family (luapkt_genl.c); a rule's expression holds a reference to its script. Each script
+ * has one instance per possible CPU: a packet runs in its CPU's instance with bottom halves
+ * disabled, so the hot path takes no lock.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/bottom_half.h>
+#include <linux/init.h>
+#include <linux/kernel.h>
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/netlink.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netdevice.h>
+#include <linux/skbuff.h>
+#include <linux/slab.h>
+#include <linux/smp.h>
+#include <net/genetlink.h>
+#include <net/netfilter/nf_tables.h>
+#include <net/net_namespace.h>
+
+#include "luapkt.h"
+
+struct nft_lua {
+	struct luapkt_script	*script;
+	u32			entry;
+	u32			flags;
+	u16			arg_len;
+	bool			has_func;
+	bool			has_arg;
+	char			*func;
+	u8			*arg;
+};
+
+/*
+ * Stack probe (measurement only): with stack_probe=1 every call fills its CPU's script stack
+ * (lp_call_on_cpu_stack) with a pattern first; stack_max_bytes keeps the deepest use seen.
+ */
+static bool stack_probe;
+module_param(stack_probe, bool, 0644);
+MODULE_PARM_DESC(stack_probe, "measure the stack used by script calls (slow)");
+static unsigned int stack_max_bytes;
+module_param(stack_max_bytes, uint, 0644);
+MODULE_PARM_DESC(stack_max_bytes,
+		 "deepest stack use of one script call seen by stack_probe (write 0 to reset)");
+
+struct nft_lua_call {
+	const struct luapkt_version	*v;
+	u32				entry;
+	const struct lp_pkt		*pkt;
+	struct lp_outcome		out;
+};
+
+static void nft_lua_call_fn(void *arg)
+{
+	struct nft_lua_call *c = arg;
+
+	lp_rt_run_on_cpu(c->v->rt, smp_processor_id(), c->entry, c->pkt, &c->out);
+}
+
+static void nft_lua_pkt(struct lp_pkt *p, const struct nft_pktinfo *pkt)
+{
+	const struct net_device *in = nft_in(pkt), *out = nft_out(pkt);
+	const struct sk_buff *skb = pkt->skb;
+	int noff = skb_network_offset(skb);
+	int len = (int)skb->len - noff;
+
+	memset(p, 0, sizeof(*p));
+	p->skb = skb;
+	p->noff = noff;
+	p->len = len > 0 ? len : 0;
+	p->mark = skb->mark;
+	p->nfproto = nft_pf(pkt);
+	p->hook = nft_hook(pkt);
+	if (in)
+		strscpy(p->iifname, in->name, sizeof(p->iifname));
+	if (out)
+		strscpy(p->oifname, out->name, sizeof(p->oifname));
+}
+
+static void nft_lua_eval(const struct nft_expr *expr, struct nft_regs *regs,
+			 const struct nft_pktinfo *pkt)
+{
+	const struct nft_lua *priv = nft_expr_priv(expr);
+	struct luapkt_version *v;
+	struct nft_lua_call call;
+	struct lp_pkt p;
+	unsigned int used;
+
+	/* nf_hook_slow() holds the RCU read side: the version lives until we return */
+	v = rcu_dereference(priv->script->cur);
+	if (unlikely(!v)) {
+		regs->verdict.code = NFT_BREAK;
+		return;
+	}
+	nft_lua_pkt(&p, pkt);
+	call.v = v;
+	call.entry = priv->entry;
+	call.pkt = &p;
+
+	/*
+	 * One instance per CPU: disabling bottom halves pins us to this CPU and keeps its
+	 * softirqs (the only other users of the instance and of the CPU's script stack) out
+	 * until the call returns. In softirq context this only nests; hooks that run in
+	 * process context need it.
+	 */
+	local_bh_disable();
+	used = lp_call_on_cpu_stack(nft_lua_call_fn, &call, READ_ONCE(stack_probe));
+	local_bh_enable();
+	if (unlikely(used > READ_ONCE(stack_max_bytes)))
+		WRITE_ONCE(stack_max_bytes, used);
+
+	if (unlikely(call.out.poisoned))
+		luapkt_version_schedule_rebuild(v);
+
+	switch (call.out.verdict) {
+	case LUAPKT_VERDICT_ACCEPT:
+		regs->verdict.code = NF_ACCEPT;
+		break;
+	case LUAPKT_VERDICT_DROP:
+		regs->verdict.code = NF_DROP;
+		break;
+	case LUAPKT_VERDICT_CONTINUE:
+		break;
+	case LUAPKT_VERDICT_QUEUE_BASE ...
+	     LUAPKT_VERDICT_QUEUE_BASE + LUAPKT_VERDICT_QUEUE_MAX:
+		regs->verdict.code = NF_QUEUE_NR(call.out.verdict - LUAPKT_VERDICT_QUEUE_BASE);
+		break;
+	case LUAPKT_VERDICT_BREAK:
+	default:
+		regs->verdict.code = NFT_BREAK;
+		break;
+	}
+}
+
+static const struct nla_policy nft_lua_policy[NFTA_LUA_MAX + 1] = {
+	[NFTA_LUA_SCRIPT]	= { .type = NLA_NUL_STRING, .len = LUAPKT_NAME_MAX },
+	[NFTA_LUA_FUNC]		= { .type = NLA_NUL_STRING, .len = LUAPKT_NAME_MAX },
+	[NFTA_LUA_ARG]		= { .type = NLA_BINARY, .len = LUAPKT_ARG_MAX },
+	[NFTA_LUA_FLAGS]	= { .type = NLA_U32 },
+};
+
+struct nft_lua_bind {
+	struct nft_lua			*priv;
+	struct luapkt_version		*v;
+	char				msg[128];
+};
+
+static int nft_lua_bind_on_stack(void *arg)
+{
+	struct nft_lua_bind *b = arg;
+	struct nft_lua *priv = b->priv;
+	int err;
+
+	/* lp_rt_bind_on_cpu() validates in this CPU's instance: own it like eval does */
+	local_bh_disable();
+	err = lp_rt_bind_on_cpu(b->v->rt, smp_processor_id(), priv->func, strlen(priv->func),
+				priv->has_arg ? priv->arg : NULL, priv->arg_len,
+				&priv->entry, b->msg, sizeof(b->msg));
+	local_bh_enable();
+	return err;
+}
+
+/* Binds (func, arg) in the script's current version; under ln->mutex. */
+static int nft_lua_bind(struct nft_lua *priv)
+{
+	struct nft_lua_bind *b;
+	int err, tries;
+
+	b = kzalloc(sizeof(*b), GFP_KERNEL);
+	if (!b)
+		return -ENOMEM;
+	b->priv = priv;
+	b->v = rcu_dereference_protected(priv->script->cur, 1);
+	for (tries = 0; tries < 2; tries++) {
+		err = lp_call_on_big_stack(nft_lua_bind_on_stack, b);
+		if (err != -EBUSY)
+			break;
+		/* this CPU's instance trapped: let the rebuild finish and try again */
+		flush_delayed_work(&b->v->rebuild);
+	}
+	if (err)
+		pr_info_ratelimited("script %s: cannot bind %s: %s\n",
+				    priv->script->name, priv->func, b->msg);
+	kfree(b);
+	return err;
+}
+
+static int nft_lua_init(const struct nft_ctx *ctx, const struct nft_expr *expr,
+			const struct nlattr * const tb[])
+{
+	struct luapkt_net *ln = luapkt_pernet(ctx->net);
+	struct nft_lua *priv = nft_expr_priv(expr);
+	struct luapkt_script *s;
+	int err;
+
+	if (!tb[NFTA_LUA_SCRIPT])
+		return -EINVAL;
+	if (tb[NFTA_LUA_FLAGS]) {
+		priv->flags = ntohl(nla_get_be32(tb[NFTA_LUA_FLAGS]));
+		if (priv->flags & ~NFT_LUA_F_ALL)
+			return -EOPNOTSUPP;
+	}
+
+	priv->has_func = tb[NFTA_LUA_FUNC] != NULL;
+	priv->func = kstrdup(priv->has_func ? nla_data(tb[NFTA_LUA_FUNC]) :
+			     NFT_LUA_DEFAULT_FUNC, GFP_KERNEL_ACCOUNT);
+	if (!priv->func)
+		return -ENOMEM;
+	if (priv->has_func && !priv->func[0]) {
+		err = -EINVAL;
+		goto err_func;
+	}
+	if (tb[NFTA_LUA_ARG]) {
+		priv->has_arg = true;
+		priv->arg_len = nla_len(tb[NFTA_LUA_ARG]);
+		priv->arg = priv->arg_len ?
+			    kmemdup(nla_data(tb[NFTA_LUA_ARG]), priv->arg_len, GFP_KERNEL_ACCOUNT) :
+			    kzalloc(1, GFP_KERNEL_ACCOUNT);
+		if (!priv->arg) {
+			err = -ENOMEM;
+			goto err_func;
+		}
+	}
+
+	/*
+	 * nft_ctx carries no extack: a missing script fails with ENOENT and nf_tables points
+	 * at this expression in its error.
+	 */
+	mutex_lock(&ln->mutex);
+	s = luapkt_script_lookup(ln, nla_data(tb[NFTA_LUA_SCRIPT]));
+	if (!s) {
+		err = -ENOENT;
+		goto err_unlock;
+	}
+	priv->script = s;
+	err = nft_lua_bind(priv);
+	if (err < 0)
+		goto err_unlock;
+	kref_get(&s->ref);
+	atomic_inc(&s->users);
+	mutex_unlock(&ln->mutex);
+	return 0;
+
+err_unlock:
+	mutex_unlock(&ln->mutex);
+	priv->script = NULL;
+	kfree(priv->arg);
+err_func:
+	kfree(priv->func);
+	return err;
+}
+
+static void nft_lua_destroy(const struct nft_ctx *ctx, const struct nft_expr *expr)
+{
+	struct nft_lua *priv = nft_expr_priv(expr);
+
+	atomic_dec(&priv->script->users);
+	luapkt_script_put(priv->script);
+	kfree(priv->arg);
+	kfree(priv->func);
+}
+
+static int nft_lua_dump(struct sk_buff *skb, const struct nft_expr *expr, bool reset)
+{
+	const struct nft_lua *priv = nft_expr_priv(expr);
+
+	if (nla_put_string(skb, NFTA_LUA_SCRIPT, priv->script->name))
+		goto nla_put_failure;
+	if (priv->has_func && nla_put_string(skb, NFTA_LUA_FUNC, priv->func))
+		goto nla_put_failure;
+	if (priv->has_arg && nla_put(skb, NFTA_LUA_ARG, priv->arg_len, priv->arg))
+		goto nla_put_failure;
+	if (priv->flags && nla_put_be32(skb, NFTA_LUA_FLAGS, htonl(priv->flags)))
+		goto nla_put_failure;
+	return 0;
+
+nla_put_failure:
+	return -1;
+}
+
+static struct nft_expr_type nft_lua_type;
+static const struct nft_expr_ops nft_lua_ops = {
+	.type		= &nft_lua_type,
+	.size		= NFT_EXPR_SIZE(sizeof(struct nft_lua)),
+	.eval		= nft_lua_eval,
+	.init		= nft_lua_init,
+	.destroy	= nft_lua_destroy,
+	.dump		= nft_lua_dump,
+#ifdef NFT_REDUCE_READONLY
+	.reduce		= NFT_REDUCE_READONLY,
+#endif
+};
+
+static struct nft_expr_type nft_lua_type __read_mostly = {
+	.name		= NFT_LUA_EXPR_NAME,
+	.ops		= &nft_lua_ops,
+	.policy		= nft_lua_policy,
+	.maxattr	= NFTA_LUA_MAX,
+	.owner		= THIS_MODULE,
+};
+
+static int __init nft_lua_module_init(void)
+{
+	int err;
+
+	err = lp_cpu_stacks_init();
+	if (err < 0)
+		return err;
+
+	luapkt_cache = lp_rt_cache_new(nr_cpu_ids);
+	if (!luapkt_cache) {
+		err = -ENOMEM;
+		goto err_cache;
+	}
+
+	err = register_pernet_subsys(&luapkt_net_ops);
+	if (err < 0)
+		goto err_pernet;
+
+	err = genl_register_family(&luapkt_genl_family);
+	if (err < 0)
+		goto err_genl;
+
+	err = netlink_register_notifier(&luapkt_netlink_notifier);
+	if (err < 0)
+		goto err_notifier;
+
+	err = nft_register_expr(&nft_lua_type);
+	if (err < 0)
+		goto err_expr;
+
+	return 0;
+
+err_expr:
+	netlink_unregister_notifier(&luapkt_netlink_notifier);
+err_notifier:
+	genl_unregister_family(&luapkt_genl_family);
+err_genl:
+	unregister_pernet_subsys(&luapkt_net_ops);
+err_pernet:
+	lp_rt_cache_free(luapkt_cache);
+err_cache:
+	lp_cpu_stacks_free();
+	return err;
+}
+
+static void __exit nft_lua_module_exit(void)
+{
+	nft_unregister_expr(&nft_lua_type);
+	netlink_unregister_notifier(&luapkt_netlink_notifier);
+	genl_unregister_family(&luapkt_genl_family);
+	unregister_pernet_subsys(&luapkt_net_ops);
+	lp_rt_cache_free(luapkt_cache);
+	lp_cpu_stacks_free();
+}
+
+module_init(nft_lua_module_init);
+module_exit(nft_lua_module_exit);
+
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("nftables expression running Lua scripts sandboxed in WebAssembly");
+MODULE_ALIAS_NFT_EXPR("lua");
+MODULE_ALIAS_GENL_FAMILY(LUAPKT_GENL_NAME);
