@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# The main job, offline: a script that drops SSH runs over a capture through the sandbox, then
-# the same script is measured on wasmi, wasmtime and native Lua.
+# The main job: nft_lua.ko in a real Debian 6.1 kernel (qemu), a Lua script loaded with lpctl
+# dropping and accepting real UDP traffic from a peer namespace, then `lpctl script show`, the
+# lua rules and nft's view with its counters. Then the same engine offline: `lpctl run` over a
+# capture and `lpctl bench` on wasmi, wasmtime and native Lua.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+./scripts/build-kmod.sh 6.1
+cargo build -q -p lpctl
+ko=$(ls target/kmod/6.1.*/nft_lua.ko | head -n 1)
+echo "== in the kernel (tests/vm/demo/00-demo.sh, examples/demo.lua)"
+./tests/vm/run.sh --module "$ko" --lpctl target/debug/lpctl --scenarios tests/vm/demo
 cargo build -q --release -p lpctl
 LPCTL=target/release/lpctl
-echo "== lpctl run examples/drop-ssh.lua --pcap tests/data/mixed.pcap"
-$LPCTL run examples/drop-ssh.lua --pcap tests/data/mixed.pcap | tail -n 6
-echo "== lpctl -p run ... (JSON stats)"
-$LPCTL -p run examples/drop-ssh.lua --pcap tests/data/mixed.pcap | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["stats"], indent=2))'
-echo "== lpctl bench examples/drop-ssh.lua --pcap tests/data/mixed.pcap"
-$LPCTL bench examples/drop-ssh.lua --pcap tests/data/mixed.pcap
+echo "== offline: lpctl run examples/drop-ssh.lua --pcap tests/data/mixed.pcap"
+$LPCTL run examples/drop-ssh.lua --pcap tests/data/mixed.pcap | tail -n 4
+echo "== offline: lpctl bench examples/bench/filter.lua --pcap tests/data/mixed.pcap"
+$LPCTL bench examples/bench/filter.lua --pcap tests/data/mixed.pcap

@@ -1,0 +1,44 @@
+# The demo: a script loaded into nft_lua.ko drops and accepts real traffic from a peer namespace.
+# vm-requires: module lpctl
+. /vm/lib.sh
+
+show() { "$@" 2>&1 | while IFS= read -r line; do note "  $line"; done; }
+
+check "demo: peer namespace over veth" peer_up
+cat >/tmp/demo.lua <<'LUA'
+-- demo.lua: drop UDP to port 5001 and anything from a denied prefix; accept the rest.
+local denied = lp.cidr("10.99.0.128/25")
+local seen = 0
+
+function process_packet(pkt)
+  seen = seen + 1
+  local ip, udp = pkt.ip, pkt.udp
+  if ip and denied:contains(ip.saddr) then
+    return lp.DROP
+  end
+  if udp and udp.dport == 5001 then
+    if seen % 10 == 0 then
+      lp.log("dropped", seen, "packets so far; last from", ip and ip.saddr)
+    end
+    return lp.DROP
+  end
+  return lp.ACCEPT
+end
+LUA
+note "\$ lpctl script load demo.lua"
+show lpctl script load /tmp/demo.lua --name demo
+nft add table inet demo
+nft add chain inet demo input '{ type filter hook input priority 0; }'
+note "\$ lpctl rule add inet demo input iifname v0 udp dport 5000-5001 counter lua script demo"
+check "demo: rule added" lpctl rule add inet demo input iifname v0 udp dport 5000-5001 counter lua script demo
+check_eq "demo: 20 of 20 datagrams to :5000 accepted" 20 "$(udp_transfer 20 5000)"
+check_eq "demo: 0 of 20 datagrams to :5001 (dropped by the script)" 0 "$(udp_transfer 20 5001 0)"
+note "\$ lpctl script show demo"
+show lpctl script show demo
+check_eq "demo: the script ran once per datagram" 40 "$(lpctl -j script show demo | sed -n 's/.*"run_cnt":\([0-9]*\).*/\1/p')"
+note "\$ lpctl rule list"
+show lpctl rule list
+note "\$ nft list table inet demo"
+show nft list table inet demo
+note "script log (dmesg):"
+show sh -c 'dmesg | grep -i "demo" | tail -n 3'
