@@ -213,6 +213,17 @@ check_ge "lua: the replaced script counted them" 50 "$(stat_of fast run_cnt)"
 check_eq "lua: no lua errors or traps across the replacements" "0 0" \
   "$(stat_of fast lua) $(stat_of fast trap)"
 
+# CAP_NET_ADMIN over the network namespace is required: a process in a user namespace of its
+# own (root there, nobody here) can neither list nor load scripts of this namespace
+check "lua: without CAP_NET_ADMIN over the netns, list is refused" \
+  sh -c 'unshare -U -r lpctl script list 2>/tmp/uns.err; test $? -ne 0 && grep -qi "not permitted" /tmp/uns.err'
+check "lua: without CAP_NET_ADMIN over the netns, load is refused" \
+  sh -c '! unshare -U -r lpctl script load /tmp/fast.lua --name intruder 2>/dev/null'
+check "lua: the refused load left nothing behind" sh -c '! lpctl script list | grep -q "^intruder:"'
+check "lua: unprivileged user as nobody is refused too" sh -c '! unshare -U lpctl script list 2>/dev/null'
+check_eq "lua: a user namespace with its own netns may use its own (empty) registry" "" \
+  "$(unshare -U -r -n lpctl script list 2>&1)"
+
 # namespaces: the peer sees none of these scripts, and its own stay its own
 check_eq "lua: another netns lists no script" "" "$(in_peer lpctl script list 2>&1)"
 check "lua: load a script in the peer netns" in_peer lpctl script load /tmp/fast.lua --name peeronly
