@@ -213,6 +213,15 @@ check_ge "lua: the replaced script counted them" 50 "$(stat_of fast run_cnt)"
 check_eq "lua: no lua errors or traps across the replacements" "0 0" \
   "$(stat_of fast lua) $(stat_of fast trap)"
 
+# unload is refused while a rule is bound and allowed after `lpctl rule delete`
+lpctl script load /tmp/fast.lua --name tmpdel >/dev/null
+check "lua: rule add for tmpdel" lpctl rule add inet lptest input udp dport 5050 lua script tmpdel
+check "lua: unload tmpdel refused while bound" sh -c '! lpctl script unload tmpdel 2>/dev/null'
+h=$(nft -a list chain inet lptest input | sed -n 's/.*jump lua-tmpdel # handle \([0-9]*\).*/\1/p')
+check "lua: lpctl rule delete (handle $h)" lpctl rule delete inet lptest input handle "$h"
+check "lua: its lua-tmpdel chain went with it" sh -c '! nft list chain inet lptest lua-tmpdel 2>/dev/null'
+check "lua: unload tmpdel once unbound" lpctl script unload tmpdel
+
 # CAP_NET_ADMIN over the network namespace is required: a process in a user namespace of its
 # own (root there, nobody here) can neither list nor load scripts of this namespace
 check "lua: without CAP_NET_ADMIN over the netns, list is refused" \
