@@ -11,6 +11,8 @@ use lpctl::{bench, output, pack, rule_cmd, run, script_cmd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod selftest;
+
 #[derive(Parser)]
 #[command(
     name = "lpctl",
@@ -49,6 +51,15 @@ enum Command {
     /// nft rules whose verdict comes from a script
     #[command(subcommand)]
     Rule(RuleCmd),
+    /// Checks against the running kernel, for the VM tests
+    #[command(subcommand, hide = true)]
+    Selftest(SelftestCmd),
+}
+
+#[derive(Subcommand)]
+enum SelftestCmd {
+    /// Malformed requests to the luapkt family: each must be refused with an errno
+    Netlink,
 }
 
 #[derive(Args, Clone)]
@@ -240,6 +251,11 @@ fn main() -> ExitCode {
                 handle,
                 ..
             } => rule_cmd::delete(&family, &table, &chain, handle, mode),
+        },
+        Command::Selftest(SelftestCmd::Netlink) => match selftest::netlink() {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
         },
     };
     match r {

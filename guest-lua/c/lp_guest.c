@@ -163,23 +163,7 @@ static int guarded(lua_State *L) {
   return lua_gettop(L);
 }
 
-static void guard(lua_State *L, const char *table, const char *name) {
-  if (table) lua_getglobal(L, table);
-  else lua_pushglobaltable(L);
-  lua_getfield(L, -1, name);
-  lua_pushcclosure(L, guarded, 1);
-  lua_setfield(L, -2, name);
-  lua_pop(L, 1);
-}
 
-/* coroutine.wrap: the function it returns resumes the coroutine, so it is guarded too. */
-static int guarded_wrap(lua_State *L) {
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  lua_call(L, lua_gettop(L) - 1, 1);
-  lua_pushcclosure(L, guarded, 1);
-  return 1;
-}
 
 void lp_throw(struct lua_longjmp *c) {
   if (c == top.lj) {
@@ -191,16 +175,6 @@ void lp_throw(struct lua_longjmp *c) {
   host_throw();
 }
 
-/* The message handler of top-level calls: keeps the message, records a traceback. */
-static int msgh(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
-  if (msg == NULL) {
-    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) msg = lua_tostring(L, -1);
-    else msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-  }
-  luaL_traceback(L, L, msg, 1);
-  return 1;
-}
 
 static void set_error(const char *s, size_t n) {
   if (n > sizeof errbuf) n = sizeof errbuf;
@@ -258,7 +232,7 @@ static int top_pcall_h(lua_State *L, int nargs, int nresults) {
 /* top_pcall_h for a function already on the stack: inserts msgh below it, removes it after. */
 static int top_pcall(lua_State *L, int nargs, int nresults) {
   int status, base = lua_gettop(L) - nargs; /* function index */
-  lua_pushcfunction(L, msgh);
+  lua_pushcfunction(L, lp_msgh);
   lua_insert(L, base);
   status = top_pcall_h(L, nargs, nresults);
   lua_remove(L, base);
@@ -306,47 +280,8 @@ EXPORT("lp_mem_used") int lp_mem_used(void) { return (int)mem_used; }
 
 /* ---- state ---- */
 
-/* `load` takes text chunks only: bytecode could break the VM's invariants. */
-static int l_load_text(lua_State *L) {
-  int n = lua_gettop(L);
-  if (n < 3) lua_settop(L, 3), n = 3;
-  lua_pushliteral(L, "t");
-  lua_replace(L, 3);
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  lua_call(L, n, LUA_MULTRET);
-  return lua_gettop(L);
-}
 
-static int open_all(lua_State *L) {
-  static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},        {LUA_COLIBNAME, luaopen_coroutine},
-                                  {LUA_TABLIBNAME, luaopen_table},  {LUA_STRLIBNAME, luaopen_string},
-                                  {LUA_MATHLIBNAME, luaopen_math},  {LUA_UTF8LIBNAME, luaopen_utf8},
-                                  {NULL, NULL}};
-  const luaL_Reg *lib;
-  for (lib = libs; lib->func; lib++) {
-    luaL_requiref(L, lib->name, lib->func, 1);
-    lua_pop(L, 1);
-  }
-  lua_pushnil(L);
-  lua_setglobal(L, "dofile");
-  lua_pushnil(L);
-  lua_setglobal(L, "loadfile");
-  lua_getglobal(L, "load");
-  lua_pushcclosure(L, l_load_text, 1);
-  lua_setglobal(L, "load");
-  guard(L, NULL, "pcall");
-  guard(L, NULL, "xpcall");
-  guard(L, NULL, "load");
-  guard(L, "coroutine", "resume");
-  lua_getglobal(L, "coroutine");
-  lua_getfield(L, -1, "wrap");
-  lua_pushcclosure(L, guarded_wrap, 1);
-  lua_setfield(L, -2, "wrap");
-  lua_pop(L, 1);
-  lp_openlib(L);
-  return 0;
-}
+static int open_all(lua_State *L) { return lp_open_sandbox(L, guarded); }
 
 EXPORT("lp_init") int lp_init(unsigned seed) {
   lua_State *L;
@@ -432,7 +367,7 @@ EXPORT("lp_run") int lp_run(int fref, int aref, int budget, int cap) {
   depth_cap = cap;
   try_depth = 0;
   lua_settop(L, 0);
-  lua_pushcfunction(L, msgh);
+  lua_pushcfunction(L, lp_msgh);
   lua_rawgeti(L, LUA_REGISTRYINDEX, fref);
   lp_push_packet(L);
   if (aref > 0) lua_rawgeti(L, LUA_REGISTRYINDEX, aref);

@@ -26,6 +26,12 @@ int64_t lp_host_now(struct lp_state *S);
 
 /* lp_lib.c */
 int lp_openlib(lua_State *L);             /* the global `lp`, `print`, the packet object */
+/* The base, coroutine, table, string, math and utf8 libraries without files (no dofile,
+ * loadfile; load takes text only), pcall/xpcall/load/coroutine.resume/coroutine.wrap wrapped
+ * with `guarded` (upvalue 1: the original), then lp_openlib. */
+int lp_open_sandbox(lua_State *L, lua_CFunction guarded);
+/* Message handler for top-level calls: keeps the message and appends a traceback. */
+int lp_msgh(lua_State *L);
 void lp_push_packet(lua_State *L);        /* the packet object of the current call */
 /* Decodes the value at idx as a verdict code (> 0) or returns LP_ERR_RETURN and writes the
  * reason to why[0..n). */

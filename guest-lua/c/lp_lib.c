@@ -786,3 +786,79 @@ int lp_openlib(lua_State *L) {
   lua_setglobal(L, "print");
   return 0;
 }
+
+/* ---- the sandbox's libraries (shared by the wasm guest and the native baseline) ---- */
+
+/* The message handler of top-level calls: keeps the message, records a traceback. */
+int lp_msgh(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) msg = lua_tostring(L, -1);
+    else msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* `load` takes text chunks only: bytecode could break the VM's invariants. */
+static int l_load_text(lua_State *L) {
+  int n = lua_gettop(L);
+  if (n < 3) lua_settop(L, 3), n = 3;
+  lua_pushliteral(L, "t");
+  lua_replace(L, 3);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, n, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+/* Wraps field `name` of global table `table` (NULL: the globals) with `guarded`. */
+static void guard(lua_State *L, const char *table, const char *name, lua_CFunction guarded) {
+  if (table) lua_getglobal(L, table);
+  else lua_pushglobaltable(L);
+  lua_getfield(L, -1, name);
+  lua_pushcclosure(L, guarded, 1);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 1);
+}
+
+/* coroutine.wrap: the function it returns resumes the coroutine, so it is guarded too.
+ * Upvalue 1 is the original wrap, upvalue 2 the guard. */
+static int guarded_wrap(lua_State *L) {
+  lua_CFunction guarded = lua_tocfunction(L, lua_upvalueindex(2));
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  lua_pushcclosure(L, guarded, 1);
+  return 1;
+}
+
+int lp_open_sandbox(lua_State *L, lua_CFunction guarded) {
+  static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},        {LUA_COLIBNAME, luaopen_coroutine},
+                                  {LUA_TABLIBNAME, luaopen_table},  {LUA_STRLIBNAME, luaopen_string},
+                                  {LUA_MATHLIBNAME, luaopen_math},  {LUA_UTF8LIBNAME, luaopen_utf8},
+                                  {NULL, NULL}};
+  const luaL_Reg *lib;
+  for (lib = libs; lib->func; lib++) {
+    luaL_requiref(L, lib->name, lib->func, 1);
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  lua_setglobal(L, "dofile");
+  lua_pushnil(L);
+  lua_setglobal(L, "loadfile");
+  lua_getglobal(L, "load");
+  lua_pushcclosure(L, l_load_text, 1);
+  lua_setglobal(L, "load");
+  guard(L, NULL, "pcall", guarded);
+  guard(L, NULL, "xpcall", guarded);
+  guard(L, NULL, "load", guarded);
+  guard(L, "coroutine", "resume", guarded);
+  lua_getglobal(L, "coroutine");
+  lua_getfield(L, -1, "wrap");
+  lua_pushcfunction(L, guarded);
+  lua_pushcclosure(L, guarded_wrap, 2);
+  lua_setfield(L, -2, "wrap");
+  lua_pop(L, 1);
+  return lp_openlib(L);
+}

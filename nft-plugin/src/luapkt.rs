@@ -329,6 +329,25 @@ impl<T: Transport> Luapkt<T> {
         self.single(what, &replies, decode_script)
     }
 
+    /// Sends one request of the family exactly as given: `command`, then `attrs` (encoded
+    /// attributes, appended unchecked and padded to 4 bytes), with NLM_F_ACK. For tests that
+    /// send malformed requests (`lpctl selftest netlink`); the other methods never need it.
+    /// Returns the attribute bytes (after `genlmsghdr`) of each reply before the ack.
+    pub fn request_raw(&mut self, command: u8, attrs: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let what = format!("luapkt command {command}");
+        let seq = self.conn.next_seq();
+        let m = genl::request(self.family.id, NLM_F_ACK, seq, command, nl::GENL_VERSION)
+            .fixed_header(attrs);
+        let answers =
+            self.conn
+                .exchange(&m.finish(), &[Pending::new(seq, &what)], None, Expect::Ack)?;
+        Ok(answers
+            .replies
+            .into_iter()
+            .map(|r| r.payload.get(GENL_HDRLEN..).unwrap_or_default().to_vec())
+            .collect())
+    }
+
     /// Drops an upload in progress.
     pub fn abort_upload(&mut self, upload: u32) -> Result<()> {
         self.call(&format!("upload {upload}"), cmd::LOAD_ABORT, |m| {

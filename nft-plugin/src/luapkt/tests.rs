@@ -450,3 +450,30 @@ fn truncated_replies_are_errors() {
         );
     }
 }
+
+#[test]
+fn raw_requests_go_out_as_given() {
+    let mut kernel = FakeKernel::new();
+    let mut luapkt = client(&mut kernel);
+    luapkt
+        .conn
+        .transport
+        .reply(vec![upload_id(2, 9)])
+        .reply(vec![fake::error(3, libc::ERANGE, Some("bad"))]);
+    // SIZE with 2 bytes of value: padded, its length left as given
+    let replies = luapkt
+        .request_raw(cmd::LOAD_BEGIN, &[6, 0, 3, 0, 1, 2])
+        .unwrap();
+    assert_eq!(replies, [vec![8, 0, 2, 0, 9, 0, 0, 0]]);
+    let err = luapkt.request_raw(cmd::LOAD_CHUNK, &[]).unwrap_err();
+    assert_eq!(err.errno(), Some(libc::ERANGE));
+    let sent = luapkt.transport().sent();
+    #[rustfmt::skip]
+    let begin: &[u8] = &[
+        28, 0, 0, 0, 0x1d, 0, 0x05, 0, 2, 0, 0, 0, 0, 0, 0, 0,
+        cmd::LOAD_BEGIN, 1, 0, 0,
+        6, 0, 3, 0, 1, 2, 0, 0,
+    ];
+    assert_eq!(sent[1], begin);
+    assert_eq!(sent[2].len(), 20);
+}
