@@ -927,3 +927,56 @@ fn engine_moves_between_threads_and_drops_cleanly() {
     // the finalizer ran when the state closed, and its log line still arrived
     assert!(h.take().iter().any(|l| l == "Info: collected"));
 }
+
+// ---- lp.bytes -------------------------------------------------------------------------------------
+
+#[test]
+fn bytes_match_the_sandbox() {
+    // every operation, results and error messages logged: both engines must log the same lines
+    let src = r#"
+kept = nil
+function process_packet(pkt)
+  local function try(f, ...)
+    local r = table.pack(pcall(f, ...))
+    for i = 1, r.n do
+      if getmetatable(r[i]) == "lp.bytes" then r[i] = "bytes:" .. r[i]:hex() else r[i] = tostring(r[i]) end
+    end
+    lp.log(table.concat(r, " "))
+  end
+  local b = lp.bytes.hex("de ad:be-ef 01 02")
+  try(function() return #b, b[1], b[7], b:u8(6), b:u16(1), b:u16(1, "le"), b:u32(2), b:u32(2, "le") end)
+  try(function() b:set_u16(5, 0x1234, "le") b:set_u32(1, 0xcafef00d) b[6] = 7 return b end)
+  try(function() return b:sub(2, -2), b:find("\xfe\xf0", 1, true), b:find("%z") end)
+  try(function() return b .. "x", "x" .. b, b == lp.bytes(tostring(b)), tostring(lp.bytes("hi")) end)
+  try(lp.bytes.hex, "abc")
+  try(lp.bytes.hex, "0g")
+  try(lp.bytes.new, -1)
+  try(function() b[7] = 1 end)
+  try(function() b[1] = 300 end)
+  try(function() return b:u32(4) end)
+  try(function() b:set_u16(1, 70000) end)
+  try(function() return b:u16(1, "xx") end)
+  try(lp.bytes, pkt)
+  if kept then try(function() return kept, kept == lp.bytes(pkt.tcp.payload) end) end
+  kept = lp.bytes(pkt.tcp.payload)
+  return lp.DROP
+end
+"#;
+    let cfg = config(src, None);
+    let (mut n, nh) = native(&cfg);
+    let (mut w, wh) = wasmi(&cfg);
+    for payload in [&b"one"[..], b"two"] {
+        let p = ipv4(6, [10, 0, 0, 1], [10, 0, 0, 2], &tcp(1, 2, 0x18, payload));
+        assert_eq!(run(&mut n, &p), (Verdict::Drop, None), "{:?}", nh.take());
+        assert_eq!(run(&mut w, &p), (Verdict::Drop, None), "{:?}", wh.take());
+    }
+    let (nl, wl) = (nh.take(), wh.take());
+    assert_eq!(nl.len(), 2 * 13 + 1, "{nl:#?}");
+    assert!(nl.iter().all(|l| l.starts_with("Info: ")), "{nl:#?}");
+    assert_eq!(
+        nl[0],
+        "Info: true 6 222 nil 2 57005 44510 2914971393 32489133"
+    );
+    assert_eq!(nl.last().unwrap(), "Info: true bytes:6f6e65 false");
+    assert_eq!(nl, wl);
+}

@@ -36,5 +36,11 @@ void lp_push_packet(lua_State *L);        /* the packet object of the current ca
 /* Decodes the value at idx as a verdict code (> 0) or returns LP_ERR_RETURN and writes the
  * reason to why[0..n). */
 int lp_verdict(lua_State *L, int idx, char *why, size_t n);
+/* Pushes the bytes of the payload view at idx as a string (error for other values, or a view
+ * of an earlier call: views are valid for their call only). */
+void lp_view_push(lua_State *L, int idx);
+
+/* lp_bytes.c */
+void lp_open_bytes(lua_State *L);         /* sets field `bytes` of the table on top (`lp`) */
 
 #endif

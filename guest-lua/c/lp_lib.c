@@ -372,6 +372,17 @@ static struct lp_state *view_range(lua_State *L, uint32_t *off, uint32_t *len) {
   return S;
 }
 
+/* Pushes the bytes of the payload view at idx (of the running call) as a Lua string; raises
+ * an error for anything else. Views are valid for their call only: lp.bytes(view) copies one
+ * with this (lp_bytes.c), so a script can keep payload bytes past the call. */
+void lp_view_push(lua_State *L, int idx) {
+  struct lp_state *S;
+  uint32_t off, len;
+  int cls = check_obj(L, idx, VIEW_CLASSES, "string, bytes or payload", &S);
+  if (!payload_range(S, cls, &off, &len)) luaL_error(L, "packet too short for its payload");
+  push_range(L, S, off, len);
+}
+
 static int l_view_len(lua_State *L) {
   uint32_t off, len;
   view_range(L, &off, &len);
@@ -779,6 +790,7 @@ int lp_openlib(lua_State *L) {
   lua_setfield(L, -2, "CONTINUE");
   lua_pushinteger(L, LP_BREAK);
   lua_setfield(L, -2, "BREAK");
+  lp_open_bytes(L); /* lp.bytes (lp_bytes.c) */
   lua_setglobal(L, "lp");
 
   /* print goes to the script's log */
