@@ -203,6 +203,12 @@ struct RunArgs {
     /// Print the script's log (lp.log, print) and error reports on stderr
     #[arg(short, long)]
     verbose: bool,
+    /// Write the packets, as the script left them, to this pcap (raw IP); dropped ones omitted
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// With --out: keep the packets the script dropped
+    #[arg(long, requires = "out")]
+    keep_dropped: bool,
 }
 
 #[derive(Args)]
@@ -224,7 +230,13 @@ fn main() -> ExitCode {
         pretty: cli.pretty,
     };
     let r: Result<()> = match cli.command {
-        Command::Run(a) => run::run(&a.script.into_options(), a.engine, a.verbose, mode),
+        Command::Run(a) => {
+            let out = run::Output {
+                path: a.out,
+                keep_dropped: a.keep_dropped,
+            };
+            run::run(&a.script.into_options(), a.engine, a.verbose, &out, mode)
+        }
         Command::Bench(a) => bench::bench(&a.script.into_options(), &a.engines, a.millis, mode),
         Command::Pack(a) => pack::pack(&a.script, a.name.as_deref(), a.output.as_deref(), mode),
         Command::Script(c) => match c {

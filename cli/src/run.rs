@@ -109,21 +109,32 @@ impl Options {
 
 /// The IP packets of a capture (skipped frames reported separately).
 pub struct Capture {
+    /// (frame index, NFPROTO, bytes from the network header)
     pub packets: Vec<(usize, u8, Vec<u8>)>,
+    /// Timestamps of `packets`, nanoseconds.
+    pub times: Vec<u64>,
     pub skipped: Vec<(usize, String)>,
 }
 
 pub fn read_capture(path: &Path) -> Result<Capture> {
     let frames = pcap::read_file(path)?;
     let mut packets = Vec::new();
+    let mut times = Vec::new();
     let mut skipped = Vec::new();
     for f in frames {
         match f.kind {
-            FrameKind::Ip { nfproto, data } => packets.push((f.index, nfproto, data)),
+            FrameKind::Ip { nfproto, data } => {
+                packets.push((f.index, nfproto, data));
+                times.push(f.ts_ns);
+            }
             FrameKind::Skipped { reason } => skipped.push((f.index, reason)),
         }
     }
-    Ok(Capture { packets, skipped })
+    Ok(Capture {
+        packets,
+        times,
+        skipped,
+    })
 }
 
 pub fn packet<'a>(nfproto: u8, data: &'a [u8]) -> SlicePacket<'a> {
@@ -172,7 +183,15 @@ impl Tally {
     }
 }
 
-pub fn run(opts: &Options, kind: Kind, verbose: bool, mode: Mode) -> Result<()> {
+/// Where `run` writes the packets as the script left them (`--out`).
+#[derive(Clone, Debug, Default)]
+pub struct Output {
+    pub path: Option<PathBuf>,
+    /// Keep the packets the verdict dropped.
+    pub keep_dropped: bool,
+}
+
+pub fn run(opts: &Options, kind: Kind, verbose: bool, out: &Output, mode: Mode) -> Result<()> {
     let cfg = opts.config()?;
     let capture = read_capture(&opts.pcap)?;
     let mut eng = if kind == Kind::Wasmi && verbose {
@@ -189,6 +208,16 @@ pub fn run(opts: &Options, kind: Kind, verbose: bool, mode: Mode) -> Result<()> 
         let r = eng.run(&packet(*nfproto, data));
         tally.add(&r);
         rows.push((*index, r));
+    }
+    if let Some(path) = &out.path {
+        let kept: Vec<(u64, &[u8])> = rows
+            .iter()
+            .zip(&capture.packets)
+            .zip(&capture.times)
+            .filter(|((r, _), _)| out.keep_dropped || r.1.verdict != Verdict::Drop)
+            .map(|((_, (_, _, data)), ts)| (*ts, data.as_slice()))
+            .collect();
+        pcap::write_raw_ip(path, &kept)?;
     }
     let n = rows.len() as u64;
     if mode.json {

@@ -301,3 +301,68 @@ fn a_packed_script_runs_like_its_source() {
         "script name 'no spaces'",
     );
 }
+
+#[test]
+fn out_writes_the_packets_the_script_let_through() {
+    let out = tmp("out.pcap", b"");
+    let o = lpctl(&[
+        "run",
+        &path("examples/drop-ssh.lua"),
+        "--pcap",
+        &path(PCAP),
+        "--out",
+        &out,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let again = lpctl(&[
+        "-j",
+        "run",
+        &path("examples/bench/accept.lua"),
+        "--pcap",
+        &out,
+    ]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&again).trim()).unwrap();
+    assert_eq!(
+        v["stats"]["packets"], 48,
+        "the 16 dropped packets are omitted"
+    );
+    let keep = tmp("keep.pcap", b"");
+    let o = lpctl(&[
+        "run",
+        &path("examples/drop-ssh.lua"),
+        "--pcap",
+        &path(PCAP),
+        "--out",
+        &keep,
+        "--keep-dropped",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let frames = lpctl::pcap::read_file(Path::new(&keep)).unwrap();
+    assert_eq!(frames.len(), 64);
+    let original = lpctl::pcap::read_file(&root().join(PCAP)).unwrap();
+    let ip_only: Vec<_> = original
+        .iter()
+        .filter_map(|f| match &f.kind {
+            lpctl::pcap::FrameKind::Ip { data, .. } => Some((f.ts_ns, data.clone())),
+            _ => None,
+        })
+        .collect();
+    for (f, (ts, data)) in frames.iter().zip(&ip_only) {
+        assert_eq!(f.ts_ns, *ts);
+        match &f.kind {
+            lpctl::pcap::FrameKind::Ip { data: d, .. } => assert_eq!(d, data),
+            other => panic!("{other:?}"),
+        }
+    }
+    expect_error(
+        &[
+            "run",
+            &path("examples/drop-ssh.lua"),
+            "--pcap",
+            &path(PCAP),
+            "--out",
+            "/nonexistent/dir/x.pcap",
+        ],
+        "/nonexistent/dir/x.pcap",
+    );
+}
