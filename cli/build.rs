@@ -5,7 +5,7 @@
 use std::env;
 use std::path::PathBuf;
 
-const C_FILES: &[&str] = &["lp_lib.c", "lp_bytes.c", "lp_native.c"];
+const C_FILES: &[&str] = &["lp_lib.c", "lp_bytes.c", "lp_proto.c", "lp_native.c"];
 const HEADERS: &[&str] = &["lp_abi.h", "lp_host.h"];
 
 fn main() {

@@ -62,7 +62,13 @@ fn main() {
     }
     let warn = vec!["-Wall".to_string(), "-Wextra".into(), "-Werror".into()];
     jobs.push((c_dir.join("lauxlib_sandbox.c"), vec!["-w".into()]));
-    for f in ["lp_lib.c", "lp_bytes.c", "lp_guest.c", "libc_sandbox.c"] {
+    for f in [
+        "lp_lib.c",
+        "lp_bytes.c",
+        "lp_proto.c",
+        "lp_guest.c",
+        "libc_sandbox.c",
+    ] {
         jobs.push((c_dir.join(f), warn.clone()));
     }
 

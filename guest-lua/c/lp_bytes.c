@@ -6,7 +6,7 @@
  * lp.bytes.hex("de ad:be-ef") parses hex digits (spaces, ':' and '-' ignored);
  * lp.bytes.new(n [, fill]). Operations: #b, b[i] (1-based byte, nil out of range), b[i] = v,
  * b:sub, b:find, b:u8/u16/u32(off [, "le"]), b:set_u8/set_u16/set_u32(off, v [, "le"]),
- * b:hex(), b .. b2, b .. "s", "s" .. b, b == b2 (contents), tostring(b) (the raw bytes).
+ * b:hex(), b:as(proto) (lp_proto.c), b .. b2, b .. "s", "s" .. b, b == b2 (contents), tostring(b) (the raw bytes).
  *
  * Payload views (pkt.tcp.payload, pkt.udp.payload) are valid for their call only: a view kept
  * past it raises "packet used outside of its call". Copying one with lp.bytes(view) is how a
@@ -59,6 +59,15 @@ static struct bytes *push_copy(lua_State *L, const void *p, size_t n) {
   if (n) memcpy(b->d, p, n);
   return b;
 }
+
+const uint8_t *lp_bytes_data(lua_State *L, int idx, size_t *n) {
+  struct bytes *b = luaL_testudata(L, idx, BYTES_MT);
+  if (!b) return NULL;
+  *n = b->n;
+  return b->d;
+}
+
+void lp_bytes_push(lua_State *L, const void *p, size_t n) { push_copy(L, p, n); }
 
 /* ---- constructors ---------------------------------------------------------------------- */
 
@@ -311,7 +320,7 @@ void lp_open_bytes(lua_State *L) {
   static const luaL_Reg meths[] = {{"sub", l_sub},         {"hex", l_hex},         {"u8", l_u8},
                                    {"u16", l_u16},         {"u32", l_u32},         {"set_u8", l_set_u8},
                                    {"set_u16", l_set_u16}, {"set_u32", l_set_u32}, {"find", NULL},
-                                   {NULL, NULL}};
+                                   {"as", lp_proto_as},    {NULL, NULL}};
   static const luaL_Reg ctors[] = {{"hex", l_bytes_hex_new}, {"new", l_bytes_new}, {NULL, NULL}};
 
   luaL_newmetatable(L, BYTES_MT);

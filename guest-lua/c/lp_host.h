@@ -42,5 +42,12 @@ void lp_view_push(lua_State *L, int idx);
 
 /* lp_bytes.c */
 void lp_open_bytes(lua_State *L);         /* sets field `bytes` of the table on top (`lp`) */
+/* The bytes of the byte array at idx, or NULL when the value is not one. */
+const uint8_t *lp_bytes_data(lua_State *L, int idx, size_t *n);
+void lp_bytes_push(lua_State *L, const void *p, size_t n); /* a new byte array: a copy */
+
+/* lp_proto.c */
+void lp_open_proto(lua_State *L);         /* sets field `proto` of the table on top (`lp`) */
+int lp_proto_as(lua_State *L);            /* data:as(name), bytes and payload views */
 
 #endif

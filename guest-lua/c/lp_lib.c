@@ -23,7 +23,7 @@
   X(ecn) X(frag_off) X(checksum) X(nexthdr) X(hoplimit) X(flowlabel) X(sport) X(dport)  \
   X(flags) X(syn) X(ack) X(fin) X(rst) X(psh) X(urg) X(ece) X(cwr) X(seq) X(ack_seq)     \
   X(doff) X(window) X(urgptr) X(payload) X(type) X(code) X(sequence) X(mark) X(hook)     \
-  X(iifname) X(oifname) X(l4proto) X(nfproto) X(sub) X(find) X(contains)
+  X(iifname) X(oifname) X(l4proto) X(nfproto) X(sub) X(find) X(contains) X(as)
 
 enum lp_key {
 #define X(k) K_##k,
@@ -379,7 +379,10 @@ void lp_view_push(lua_State *L, int idx) {
   struct lp_state *S;
   uint32_t off, len;
   int cls = check_obj(L, idx, VIEW_CLASSES, "string, bytes or payload", &S);
-  if (!payload_range(S, cls, &off, &len)) luaL_error(L, "packet too short for its payload");
+  if (!payload_range(S, cls, &off, &len)) {
+    luaL_error(L, "packet too short for its payload");
+    return; /* not reached: luaL_error does not return */
+  }
   push_range(L, S, off, len);
 }
 
@@ -633,12 +636,13 @@ static int meta_index(lua_State *L, struct lp_state *S) {
   }
 }
 
-static const int view_keys[] = {K_sub, K_find};
+static const int view_keys[] = {K_sub, K_find, K_as};
 
 static int view_index(lua_State *L) {
-  switch (key_of(L, 2, view_keys, 2)) {
+  switch (key_of(L, 2, view_keys, 3)) {
     case K_sub: lua_pushcfunction(L, l_view_sub); return 1;
     case K_find: lua_pushcfunction(L, l_view_find); return 1;
+    case K_as: lua_pushcfunction(L, lp_proto_as); return 1; /* lp_proto.c */
     default: lua_pushnil(L); return 1;
   }
 }
@@ -791,6 +795,7 @@ int lp_openlib(lua_State *L) {
   lua_pushinteger(L, LP_BREAK);
   lua_setfield(L, -2, "BREAK");
   lp_open_bytes(L); /* lp.bytes (lp_bytes.c) */
+  lp_open_proto(L); /* lp.proto (lp_proto.c) */
   lua_setglobal(L, "lp");
 
   /* print goes to the script's log */
