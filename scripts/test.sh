@@ -23,3 +23,5 @@ cargo build -q -p lpctl
 for ko in target/kmod/*/nft_lua.ko; do
   ./tests/vm/run.sh --module "$ko" --lpctl target/debug/lpctl
 done
+echo "== the README demo's VM part"
+./tests/vm/run.sh --module "$(ls target/kmod/6.1.*/nft_lua.ko | head -n 1)" --lpctl target/debug/lpctl --scenarios tests/vm/demo

@@ -294,6 +294,8 @@ cp "$VM_DIR/init.sh" "$root/init"
 cp "$VM_DIR/lib.sh" "$root/vm/lib.sh"
 chmod +x "$root/init"
 for f in "${scen_files[@]}"; do cp "$f" "$root/vm/scenarios/"; done
+# Lua files beside the scenarios (symlinks to examples/ welcome) travel with them.
+for f in "$scenarios"/*.lua; do [[ -e $f ]] && cp -L "$f" "$root/vm/scenarios/"; done
 printf '%s\n' "${preload[@]}" >"$root/vm/modules"
 {
   echo "KVER=$kver"

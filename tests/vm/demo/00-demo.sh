@@ -5,28 +5,8 @@
 show() { "$@" 2>&1 | while IFS= read -r line; do note "  $line"; done; }
 
 check "demo: peer namespace over veth" peer_up
-cat >/tmp/demo.lua <<'LUA'
--- demo.lua: drop UDP to port 5001 and anything from a denied prefix; accept the rest.
-local denied = lp.cidr("10.99.0.128/25")
-local seen = 0
-
-function process_packet(pkt)
-  seen = seen + 1
-  local ip, udp = pkt.ip, pkt.udp
-  if ip and denied:contains(ip.saddr) then
-    return lp.DROP
-  end
-  if udp and udp.dport == 5001 then
-    if seen % 10 == 0 then
-      lp.log("dropped", seen, "packets so far; last from", ip and ip.saddr)
-    end
-    return lp.DROP
-  end
-  return lp.ACCEPT
-end
-LUA
 note "\$ lpctl script load demo.lua"
-show lpctl script load /tmp/demo.lua --name demo
+show lpctl script load /vm/scenarios/demo.lua --name demo
 nft add table inet demo
 nft add chain inet demo input '{ type filter hook input priority 0; }'
 note "\$ lpctl rule add inet demo input iifname v0 udp dport 5000-5001 counter lua script demo"
