@@ -4,36 +4,6 @@
 //! script asserts in Lua and returns `lp.ACCEPT`.
 mod common;
 use common::*;
-use runtime::{Meta, Script, SlicePacket, Verdict};
-
-/// `fails(f, needle)` expects an error whose message contains the plain-text needle.
-const PRELUDE: &str = r##"
-local function fails(f, needle)
-  local ok, err = pcall(f)
-  if ok then error(needle .. ": no error", 2) end
-  if not tostring(err):find(needle, 1, true) then
-    error(string.format("error %q lacks %q", tostring(err), needle), 2)
-  end
-end
-local function eq(got, want, what)
-  if got ~= want or math.type(got) ~= math.type(want) then
-    error(string.format("%s: got %s, want %s", what, tostring(got), tostring(want)), 2)
-  end
-end
-"##;
-
-fn accept(s: &mut Script, p: &[u8]) {
-    let o = s.run(
-        0,
-        0,
-        &SlicePacket {
-            data: p,
-            meta: Meta::default(),
-        },
-    );
-    assert_eq!(o.error, None, "{}", s.message(0));
-    assert_eq!(o.verdict, Verdict::Accept, "{}", s.message(0));
-}
 
 /// `body` becomes process_packet(pkt) (followed by `return lp.ACCEPT`) and runs on a packet.
 fn check(body: &str) {

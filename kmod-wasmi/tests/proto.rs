@@ -5,39 +5,10 @@
 //! `lp.ACCEPT`.
 mod common;
 use common::*;
-use runtime::{Meta, Script, SlicePacket, Verdict};
+use runtime::{Meta, SlicePacket, Verdict};
 
 const TFTP: &str = include_str!("../../examples/proto/tftp.lua");
 const DNS: &str = include_str!("../../examples/proto/dns.lua");
-
-/// `fails(f, needle)` expects an error whose message contains the plain-text needle.
-const PRELUDE: &str = r##"
-local function fails(f, needle)
-  local ok, err = pcall(f)
-  if ok then error(needle .. ": no error", 2) end
-  if not tostring(err):find(needle, 1, true) then
-    error(string.format("error %q lacks %q", tostring(err), needle), 2)
-  end
-end
-local function eq(got, want, what)
-  if got ~= want or math.type(got) ~= math.type(want) then
-    error(string.format("%s: got %s, want %s", what, tostring(got), tostring(want)), 2)
-  end
-end
-"##;
-
-fn accept(s: &mut Script, p: &[u8]) {
-    let o = s.run(
-        0,
-        0,
-        &SlicePacket {
-            data: p,
-            meta: Meta::default(),
-        },
-    );
-    assert_eq!(o.error, None, "{}", s.message(0));
-    assert_eq!(o.verdict, Verdict::Accept, "{}", s.message(0));
-}
 
 /// Loads `defs` (top level), then runs `body` as process_packet(pkt) on each packet.
 fn check(defs: &str, body: &str, packets: &[Vec<u8>]) {

@@ -109,3 +109,27 @@ pub fn tcp4(dport: u16) -> Vec<u8> {
         &tcp(40000, dport, 0x02, b""),
     )
 }
+
+/// Lua helpers for scripts that assert: `fails(f, needle)` expects an error whose message
+/// contains the plain-text needle; `eq(got, want, what)` compares value and number subtype.
+pub const PRELUDE: &str = r##"
+local function fails(f, needle)
+  local ok, err = pcall(f)
+  if ok then error(needle .. ": no error", 2) end
+  if not tostring(err):find(needle, 1, true) then
+    error(string.format("error %q lacks %q", tostring(err), needle), 2)
+  end
+end
+local function eq(got, want, what)
+  if got ~= want or math.type(got) ~= math.type(want) then
+    error(string.format("%s: got %s, want %s", what, tostring(got), tostring(want)), 2)
+  end
+end
+"##;
+
+/// Runs entry 0 on `p` and expects `lp.ACCEPT` without an error (the script's message if not).
+pub fn accept(s: &mut Script, p: &[u8]) {
+    let o = s.run(0, 0, &runtime::SlicePacket::new(p));
+    assert_eq!(o.error, None, "{}", s.message(0));
+    assert_eq!(o.verdict, runtime::Verdict::Accept, "{}", s.message(0));
+}
