@@ -19,6 +19,11 @@ pub const IMPORT_NOW: &str = "now";
 /// `pkt_read(off: i32, dst: i32, len: i32) -> i32`: copy packet bytes `[off, off+len)` (from the
 /// network header) to guest memory at `dst`; returns `len`, or -1 if out of the packet.
 pub const IMPORT_PKT_READ: &str = "pkt_read";
+/// `pkt_write(off: i32, src: i32, len: i32) -> i32`: write guest bytes `[src, src+len)` to the
+/// packet at `[off, off+len)` (from the network header), for writes beyond the window (those
+/// inside it are made in the window and applied after the call, see [`ctx::DIRTY_LO`]).
+/// Returns `len`, or -1 when the range is not in the packet or the packet cannot be written.
+pub const IMPORT_PKT_WRITE: &str = "pkt_write";
 
 pub const TRY_OK: i32 = 0;
 pub const TRY_THREW: i32 = 1;
@@ -70,6 +75,10 @@ pub const ERR_NO_FUNCTION: i32 = -7;
 pub const ERR_HANDLER: i32 = -8;
 
 /// Layout of the packet context at `lp_ctx()`.
+///
+/// The host fills it before every call. The guest may change the window (packet writes), `MARK`
+/// and `CT_MARK`; it says what it changed in `DIRTY_LO`/`DIRTY_HI` and `OUT`, which the host
+/// zeroes before the call and reads (as untrusted input) after it.
 pub mod ctx {
     /// u32: packet length in bytes, from the network header.
     pub const LEN: usize = 0;
@@ -77,7 +86,7 @@ pub mod ctx {
     pub const WIN: usize = 4;
     /// u32: offset of the transport header from the network header (valid with [`FLAG_L4`]).
     pub const L4OFF: usize = 8;
-    /// u32: packet mark.
+    /// u32: packet mark (the guest writes it and sets [`OUT_MARK`]).
     pub const MARK: usize = 12;
     /// u8: NFPROTO_IPV4 (2) or NFPROTO_IPV6 (10).
     pub const NFPROTO: usize = 16;
@@ -87,11 +96,29 @@ pub mod ctx {
     pub const FLAGS: usize = 18;
     /// u8: netfilter hook number.
     pub const HOOK: usize = 19;
+    /// u8: `CSUM_*`: how the transport checksum field is to be kept.
+    pub const CSUM: usize = 20;
+    /// u8: conntrack state bits as nft's `ct state` (`CT_*`), valid with [`FLAG_CT`].
+    pub const CT_STATE: usize = 21;
+    /// u8: `OUT_*` bits the guest sets for what it changed besides packet bytes.
+    pub const OUT: usize = 22;
     /// [u8; 16] each, NUL-padded interface names.
     pub const IIFNAME: usize = 24;
     pub const OIFNAME: usize = 40;
+    /// u32: conntrack mark (valid with [`FLAG_CT`]; the guest writes it and sets [`OUT_CT_MARK`]).
+    pub const CT_MARK: usize = 56;
+    /// u32: conntrack id (valid with [`FLAG_CT`]).
+    pub const CT_ID: usize = 60;
+    /// u32 each: the window bytes `[DIRTY_LO, DIRTY_HI)` were written by the guest; `DIRTY_HI`
+    /// 0 means none. The host copies them to the packet after the call.
+    pub const DIRTY_LO: usize = 64;
+    pub const DIRTY_HI: usize = 68;
+    /// [u8; 14]: the Ethernet header (destination, source, type), valid with [`FLAG_ETH`]; the
+    /// guest writes it in place and sets [`OUT_ETH`].
+    pub const ETH: usize = 72;
+    pub const ETH_LEN: usize = 14;
     /// The first `WIN` bytes of the packet.
-    pub const WINDOW: usize = 64;
+    pub const WINDOW: usize = 128;
     /// Capacity of the window; later bytes are read through `pkt_read`.
     pub const WINDOW_CAP: usize = 2048;
     pub const SIZE: usize = WINDOW + WINDOW_CAP;
@@ -102,6 +129,29 @@ pub mod ctx {
     pub const FLAG_NONFIRST: u8 = 2;
     /// A complete transport header of `L4PROTO` starts at `L4OFF`.
     pub const FLAG_L4: u8 = 4;
+    /// Conntrack information is present (`CT_STATE`, `CT_MARK`, `CT_ID`).
+    pub const FLAG_CT: u8 = 8;
+    /// The packet has an Ethernet header (`ETH`): bridge and netdev hooks, Ethernet captures.
+    pub const FLAG_ETH: u8 = 16;
+
+    /// The transport checksum field is complete: setters update it incrementally.
+    pub const CSUM_COMPLETE: u8 = 0;
+    /// The transport checksum will be finished by the NIC or the stack (Linux
+    /// CHECKSUM_PARTIAL): its field holds the pseudo-header sum, so only pseudo-header changes
+    /// (addresses) update it.
+    pub const CSUM_PARTIAL: u8 = 1;
+
+    /// nft's `ct state` bits.
+    pub const CT_INVALID: u8 = 1;
+    pub const CT_ESTABLISHED: u8 = 2;
+    pub const CT_RELATED: u8 = 4;
+    pub const CT_NEW: u8 = 8;
+    pub const CT_UNTRACKED: u8 = 64;
+
+    /// `OUT` bits.
+    pub const OUT_MARK: u8 = 1;
+    pub const OUT_CT_MARK: u8 = 2;
+    pub const OUT_ETH: u8 = 4;
 
     pub const NFPROTO_IPV4: u8 = 2;
     pub const NFPROTO_IPV6: u8 = 10;

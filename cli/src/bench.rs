@@ -3,8 +3,9 @@
 
 use crate::engine::{self, Kind};
 use crate::output::{self, Mode};
-use crate::run::{packet, read_capture, Options};
+use crate::run::{packets, read_capture, Options};
 use anyhow::{bail, Result};
+use runtime::OwnedPacket;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -21,30 +22,33 @@ pub struct Measurement {
 /// passes), after one warm-up pass. Fuel comes from the warm-up pass.
 pub fn measure(opts: &Options, kind: Kind, min: Duration) -> Result<Measurement> {
     let cfg = opts.config()?;
+    let meta = opts.meta.meta()?;
     let capture = read_capture(&opts.pcap)?;
     if capture.packets.is_empty() {
         bail!("{}: no IP packets to measure", opts.pcap.display());
     }
-    let pkts: Vec<_> = capture
-        .packets
-        .iter()
-        .map(|(_, nf, d)| packet(*nf, d))
-        .collect();
+    let pkts = packets(&capture, meta);
+    // scripts that write packets (NAT) see every pass the capture as it was: each run starts
+    // from the original bytes (a copy of ~100 bytes, the same for every engine)
+    let originals: Vec<Vec<u8>> = capture.packets.iter().map(|(_, _, d)| d.clone()).collect();
+    let restore = |p: &OwnedPacket, orig: &[u8]| p.data.borrow_mut().copy_from_slice(orig);
     let mut eng = engine::load(kind, &cfg)?;
     let mut fuel = 0u64;
     let mut metered = false;
-    for p in &pkts {
+    for (p, o) in pkts.iter().zip(&originals) {
         if let Some(f) = eng.run(p).fuel {
             fuel += f;
             metered = true;
         }
+        restore(p, o);
     }
     let mut runs = 0u64;
     let start = Instant::now();
     let mut passes = 0;
     while passes < 3 || start.elapsed() < min {
-        for p in &pkts {
+        for (p, o) in pkts.iter().zip(&originals) {
             std::hint::black_box(eng.run(std::hint::black_box(p)));
+            restore(p, o);
         }
         runs += pkts.len() as u64;
         passes += 1;
@@ -80,8 +84,8 @@ pub fn instance_cost(opts: &Options) -> Result<InstanceCost> {
     let new = || Instance::new(&guest, &cfg.name, &cfg.source, &cfg.limits, host.clone());
     let mut inst = new()?;
     let entry = inst.bind(&cfg.function, cfg.arg.as_deref())?;
-    for (_, nf, d) in &capture.packets {
-        let _ = inst.run(entry, &packet(*nf, d), &cfg.limits);
+    for p in &packets(&capture, opts.meta.meta()?) {
+        let _ = inst.run(entry, p, &cfg.limits);
     }
     let n = 20;
     let t = Instant::now();

@@ -191,6 +191,36 @@ pub struct ScriptArgs {
     /// What an error resolves to
     #[arg(long, value_parser = ["break", "accept", "drop"], default_value = "break")]
     on_error: String,
+    /// Packet metadata the script sees (pkt.meta, pkt.ct), as the kernel would give it
+    #[command(flatten)]
+    meta: MetaArgs,
+}
+
+/// Metadata of every packet of the capture: what a kernel hook would provide.
+#[derive(Args, Clone, Default)]
+#[command(next_help_heading = "Packet metadata")]
+pub struct MetaArgs {
+    /// pkt.meta.mark
+    #[arg(long, value_name = "N")]
+    mark: Option<String>,
+    /// pkt.meta.iifname
+    #[arg(long, value_name = "NAME")]
+    iifname: Option<String>,
+    /// pkt.meta.oifname
+    #[arg(long, value_name = "NAME")]
+    oifname: Option<String>,
+    /// pkt.meta.hook: prerouting, input, forward, output, postrouting (or 0..4)
+    #[arg(long, value_name = "HOOK")]
+    hook: Option<String>,
+    /// pkt.ct.state (gives the packets conntrack): new, established, related, invalid, untracked
+    #[arg(long, value_name = "STATE")]
+    ct_state: Option<String>,
+    /// pkt.ct.mark (gives the packets conntrack)
+    #[arg(long, value_name = "N")]
+    ct_mark: Option<String>,
+    /// pkt.ct.id (gives the packets conntrack)
+    #[arg(long, value_name = "N")]
+    ct_id: Option<String>,
 }
 
 #[derive(Args)]
@@ -291,6 +321,15 @@ impl ScriptArgs {
             memory: self.memory,
             pcall_depth: self.pcall_depth,
             on_error: self.on_error,
+            meta: run::MetaOptions {
+                mark: self.meta.mark,
+                iifname: self.meta.iifname,
+                oifname: self.meta.oifname,
+                hook: self.meta.hook,
+                ct_state: self.meta.ct_state,
+                ct_mark: self.meta.ct_mark,
+                ct_id: self.meta.ct_id,
+            },
         }
     }
 }

@@ -69,6 +69,9 @@ pub struct Frame {
     pub orig_len: u32,
     /// The decoded contents.
     pub kind: FrameKind,
+    /// The Ethernet header of an IP frame of an Ethernet capture: destination, source and the
+    /// IP ethertype (VLAN tags left out), as `pkt.eth` shows it.
+    pub eth: Option<[u8; 14]>,
 }
 
 /// What a frame holds.
@@ -330,6 +333,7 @@ fn read_classic(
             ts_ns: u64::from(ts_sec) * 1_000_000_000 + frac_ns,
             orig_len,
             kind: decode(linktype, data),
+            eth: eth_header(linktype, data),
         });
         off += PCAP_RECORD_HEADER_LEN + data.len();
     }
@@ -509,6 +513,7 @@ fn read_pcapng(name: &str, bytes: &[u8]) -> Result<Vec<Frame>, PcapError> {
                     ts_ns,
                     orig_len,
                     kind: decode(iface.linktype, data),
+                    eth: eth_header(iface.linktype, data),
                 });
             }
             _ => {} // statistics, name resolution, custom, ...: not needed
@@ -546,6 +551,21 @@ fn skipped(reason: impl Into<String>) -> FrameKind {
     FrameKind::Skipped {
         reason: reason.into(),
     }
+}
+
+/// The Ethernet header of an Ethernet frame carrying IP (after any VLAN tags).
+fn eth_header(linktype: u32, data: &[u8]) -> Option<[u8; 14]> {
+    if linktype != LINKTYPE_ETHERNET || data.len() < 14 {
+        return None;
+    }
+    let FrameKind::Ip { nfproto, .. } = decode(linktype, data) else {
+        return None;
+    };
+    let mut h = [0u8; 14];
+    h[..12].copy_from_slice(&data[..12]);
+    let ethertype: u16 = if nfproto == 2 { 0x0800 } else { 0x86dd };
+    h[12..].copy_from_slice(&ethertype.to_be_bytes());
+    Some(h)
 }
 
 /// Reduces one captured frame of the given (supported) link type.

@@ -4,7 +4,7 @@ use crate::engine::{self, Config, Kind, RunResult};
 use crate::output::{self, Mode};
 use crate::pcap::{self, FrameKind};
 use anyhow::{bail, Context, Result};
-use runtime::{ErrorKind, Limits, Meta, OnError, SlicePacket, Verdict};
+use runtime::{ErrorKind, Limits, Meta, OnError, OwnedPacket, Verdict};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -20,6 +20,88 @@ pub struct Options {
     pub memory: Option<String>,
     pub pcall_depth: Option<String>,
     pub on_error: String,
+    pub meta: MetaOptions,
+}
+
+/// Packet metadata from the command line, unparsed (`--mark`, `--ct-state`, ...).
+#[derive(Clone, Debug, Default)]
+pub struct MetaOptions {
+    pub mark: Option<String>,
+    pub iifname: Option<String>,
+    pub oifname: Option<String>,
+    pub hook: Option<String>,
+    pub ct_state: Option<String>,
+    pub ct_mark: Option<String>,
+    pub ct_id: Option<String>,
+}
+
+impl MetaOptions {
+    /// The metadata every packet gets (its family is set per packet); errors name the option.
+    pub fn meta(&self) -> Result<Meta> {
+        use abi::guest::ctx;
+        let u32_opt = |flag: &str, v: &Option<String>| -> Result<Option<u32>> {
+            v.as_ref()
+                .map(|s| {
+                    let t = s.trim();
+                    let n = match t.strip_prefix("0x") {
+                        Some(h) => u64::from_str_radix(h, 16).ok(),
+                        None => t.parse::<u64>().ok(),
+                    };
+                    n.and_then(|n| u32::try_from(n).ok())
+                        .with_context(|| format!("--{flag} {s}: expected 0..4294967295 (or 0x...)"))
+                })
+                .transpose()
+        };
+        let name = |flag: &str, v: &Option<String>| -> Result<[u8; 16]> {
+            match v {
+                None => Ok([0; 16]),
+                Some(n) if n.is_empty() || n.len() > 15 || n.contains('/') => {
+                    bail!("--{flag} {n}: an interface name is 1..15 bytes without '/'")
+                }
+                Some(n) => Ok(runtime::packet::ifname(n)),
+            }
+        };
+        let hook = match self.hook.as_deref() {
+            None => 0,
+            Some(h) => match h {
+                "prerouting" | "0" => 0,
+                "input" | "1" => 1,
+                "forward" | "2" => 2,
+                "output" | "3" => 3,
+                "postrouting" | "4" => 4,
+                _ => {
+                    bail!("--hook {h}: expected prerouting, input, forward, output or postrouting")
+                }
+            },
+        };
+        let ct_mark = u32_opt("ct-mark", &self.ct_mark)?;
+        let ct_id = u32_opt("ct-id", &self.ct_id)?;
+        let state = match self.ct_state.as_deref() {
+            None => None,
+            Some("new") => Some(ctx::CT_NEW),
+            Some("established") => Some(ctx::CT_ESTABLISHED),
+            Some("related") => Some(ctx::CT_RELATED),
+            Some("invalid") => Some(ctx::CT_INVALID),
+            Some("untracked") => Some(ctx::CT_UNTRACKED),
+            Some(s) => {
+                bail!("--ct-state {s}: expected new, established, related, invalid or untracked")
+            }
+        };
+        let ct =
+            (state.is_some() || ct_mark.is_some() || ct_id.is_some()).then(|| runtime::Conntrack {
+                state: state.unwrap_or(ctx::CT_NEW),
+                mark: ct_mark.unwrap_or(0),
+                id: ct_id.unwrap_or(0),
+            });
+        Ok(Meta {
+            hook,
+            mark: u32_opt("mark", &self.mark)?.unwrap_or(0),
+            iifname: name("iifname", &self.iifname)?,
+            oifname: name("oifname", &self.oifname)?,
+            ct,
+            ..Meta::default()
+        })
+    }
 }
 
 /// A whole number from an option; `scaled` accepts K, M, G suffixes (powers of 1024).
@@ -111,6 +193,8 @@ impl Options {
 pub struct Capture {
     /// (frame index, NFPROTO, bytes from the network header)
     pub packets: Vec<(usize, u8, Vec<u8>)>,
+    /// Ethernet headers of `packets` (Ethernet captures).
+    pub eths: Vec<Option<[u8; 14]>>,
     /// Timestamps of `packets`, nanoseconds.
     pub times: Vec<u64>,
     pub skipped: Vec<(usize, String)>,
@@ -120,31 +204,43 @@ pub fn read_capture(path: &Path) -> Result<Capture> {
     let frames = pcap::read_file(path)?;
     let mut packets = Vec::new();
     let mut times = Vec::new();
+    let mut eths = Vec::new();
     let mut skipped = Vec::new();
     for f in frames {
         match f.kind {
             FrameKind::Ip { nfproto, data } => {
                 packets.push((f.index, nfproto, data));
                 times.push(f.ts_ns);
+                eths.push(f.eth);
             }
             FrameKind::Skipped { reason } => skipped.push((f.index, reason)),
         }
     }
     Ok(Capture {
         packets,
+        eths,
         times,
         skipped,
     })
 }
 
-pub fn packet<'a>(nfproto: u8, data: &'a [u8]) -> SlicePacket<'a> {
-    SlicePacket {
-        data,
-        meta: Meta {
-            nfproto,
-            ..Meta::default()
-        },
-    }
+/// The capture's packets as writable packets with the command line's metadata.
+pub fn packets(capture: &Capture, meta: Meta) -> Vec<OwnedPacket> {
+    capture
+        .packets
+        .iter()
+        .zip(&capture.eths)
+        .map(|((_, nfproto, data), eth)| {
+            OwnedPacket::new(
+                data.clone(),
+                Meta {
+                    nfproto: *nfproto,
+                    eth: *eth,
+                    ..meta
+                },
+            )
+        })
+        .collect()
 }
 
 #[derive(Default)]
@@ -193,6 +289,7 @@ pub struct Output {
 
 pub fn run(opts: &Options, kind: Kind, verbose: bool, out: &Output, mode: Mode) -> Result<()> {
     let cfg = opts.config()?;
+    let meta = opts.meta.meta()?;
     let capture = read_capture(&opts.pcap)?;
     let mut eng = if kind == Kind::Wasmi && verbose {
         Box::new(engine::wasmi::WasmiEngine::load_with_host(
@@ -204,18 +301,20 @@ pub fn run(opts: &Options, kind: Kind, verbose: bool, out: &Output, mode: Mode) 
     };
     let mut tally = Tally::default();
     let mut rows = Vec::with_capacity(capture.packets.len());
-    for (index, nfproto, data) in &capture.packets {
-        let r = eng.run(&packet(*nfproto, data));
+    let pkts = packets(&capture, meta);
+    for ((index, _, _), p) in capture.packets.iter().zip(&pkts) {
+        let r = eng.run(p);
         tally.add(&r);
         rows.push((*index, r));
     }
     if let Some(path) = &out.path {
+        let data: Vec<Vec<u8>> = pkts.into_iter().map(OwnedPacket::into_bytes).collect();
         let kept: Vec<(u64, &[u8])> = rows
             .iter()
-            .zip(&capture.packets)
+            .zip(&data)
             .zip(&capture.times)
             .filter(|((r, _), _)| out.keep_dropped || r.1.verdict != Verdict::Drop)
-            .map(|((_, (_, _, data)), ts)| (*ts, data.as_slice()))
+            .map(|((_, data), ts)| (*ts, data.as_slice()))
             .collect();
         pcap::write_raw_ip(path, &kept)?;
     }

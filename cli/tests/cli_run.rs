@@ -366,3 +366,177 @@ fn out_writes_the_packets_the_script_let_through() {
         "/nonexistent/dir/x.pcap",
     );
 }
+
+#[test]
+fn out_has_the_packets_as_the_script_wrote_them() {
+    // every engine: TTL down by one, the mark from --mark echoed into the IPv4 id, pkt.ct from
+    // the --ct-* options, the hook from --hook
+    let script = tmp(
+        "ttl.lua",
+        br#"
+function process_packet(pkt)
+  assert(pkt.meta.mark == 0x2a and pkt.meta.hook == 2 and pkt.meta.iifname == "eth1")
+  assert(pkt.ct.state == "established" and pkt.ct.mark == 7 and pkt.ct.id == 99)
+  local ip = pkt.ip
+  if ip then ip.ttl = ip.ttl - 1 ip.id = pkt.meta.mark end
+  return lp.ACCEPT
+end
+"#,
+    );
+    let original = lpctl::pcap::read_file(&root().join(PCAP)).unwrap();
+    for engine in ["wasmi", "wasmtime", "native"] {
+        let out = tmp(&format!("ttl-{engine}.pcap"), b"");
+        let o = lpctl(&[
+            "run",
+            &script,
+            "--pcap",
+            &path(PCAP),
+            "--engine",
+            engine,
+            "--out",
+            &out,
+            "--mark",
+            "0x2a",
+            "--hook",
+            "forward",
+            "--iifname",
+            "eth1",
+            "--ct-state",
+            "established",
+            "--ct-mark",
+            "7",
+            "--ct-id",
+            "99",
+            "-j",
+        ]);
+        assert!(o.status.success(), "{engine}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        assert_eq!(v["stats"]["verdicts"]["accept"], 64, "{engine}: {v}");
+        let frames = lpctl::pcap::read_file(Path::new(&out)).unwrap();
+        let before: Vec<_> = original
+            .iter()
+            .filter_map(|f| match &f.kind {
+                lpctl::pcap::FrameKind::Ip { data, .. } => Some(data.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(frames.len(), before.len());
+        let mut v4 = 0;
+        for (f, b) in frames.iter().zip(&before) {
+            let lpctl::pcap::FrameKind::Ip { data: d, .. } = &f.kind else {
+                panic!("{engine}: not IP")
+            };
+            if b[0] >> 4 != 4 {
+                assert_eq!(d, b, "{engine}: IPv6 untouched");
+                continue;
+            }
+            v4 += 1;
+            assert_eq!(d[8], b[8] - 1, "{engine}: ttl");
+            assert_eq!(&d[4..6], &[0, 0x2a], "{engine}: id");
+            // the header checksum still verifies
+            let ihl = usize::from(d[0] & 0xf) * 4;
+            let mut sum: u32 = d[..ihl]
+                .chunks(2)
+                .map(|c| u32::from(c[0]) << 8 | u32::from(c[1]))
+                .sum();
+            while sum >> 16 != 0 {
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            assert_eq!(sum, 0xffff, "{engine}: IPv4 header checksum");
+        }
+        assert!(v4 > 0);
+    }
+    expect_error(
+        &["run", &script, "--pcap", &path(PCAP), "--ct-state", "bogus"],
+        "--ct-state bogus",
+    );
+    expect_error(
+        &[
+            "run",
+            &script,
+            "--pcap",
+            &path(PCAP),
+            "--mark",
+            "4294967296",
+        ],
+        "--mark 4294967296",
+    );
+    expect_error(
+        &["run", &script, "--pcap", &path(PCAP), "--hook", "sideways"],
+        "--hook sideways",
+    );
+    expect_error(
+        &[
+            "run",
+            &script,
+            "--pcap",
+            &path(PCAP),
+            "--iifname",
+            "a-name-longer-than-15",
+        ],
+        "--iifname",
+    );
+}
+
+/// RFC 1071: the one's-complement sum of `b` (with its checksum field) folds to 0xffff.
+fn csum_ok(b: &[u8], mut acc: u32) -> bool {
+    for c in b.chunks(2) {
+        acc += u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0));
+    }
+    while acc >> 16 != 0 {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc == 0xffff
+}
+
+#[test]
+fn nat_example_rewrites_addresses_and_keeps_checksums() {
+    let mut outputs = Vec::new();
+    for engine in ["wasmi", "wasmtime", "native"] {
+        let out = tmp(&format!("nat-{engine}.pcap"), b"");
+        let o = lpctl(&[
+            "run",
+            &path("examples/nat.lua"),
+            "--function",
+            "nat",
+            "--pcap",
+            &path("tests/data/nat.pcap"),
+            "--engine",
+            engine,
+            "--out",
+            &out,
+        ]);
+        assert!(o.status.success(), "{engine}: {}", stderr(&o));
+        let frames = lpctl::pcap::read_file(Path::new(&out)).unwrap();
+        let pkts: Vec<Vec<u8>> = frames
+            .into_iter()
+            .map(|f| match f.kind {
+                lpctl::pcap::FrameKind::Ip { data, .. } => data,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(pkts.len(), 48);
+        let (mut to_server, mut from_public) = (0, 0);
+        for p in &pkts {
+            assert!(p[12..16] != [10, 0, 2, 2], "{engine}: no private source left");
+            assert!(p[16..20] != [10, 0, 3, 2], "{engine}: no public destination left");
+            to_server += usize::from(p[16..20] == [10, 0, 2, 2]);
+            from_public += usize::from(p[12..16] == [10, 0, 3, 2]);
+            assert!(csum_ok(&p[..20], 0), "{engine}: IPv4 header checksum");
+            let pseudo = if p[9] == 1 {
+                0
+            } else {
+                let s: u32 = p[12..20]
+                    .chunks(2)
+                    .map(|c| u32::from(c[0]) << 8 | u32::from(c[1]))
+                    .sum();
+                s + u32::from(p[9]) + (p.len() as u32 - 20)
+            };
+            assert!(csum_ok(&p[20..], pseudo), "{engine}: transport checksum");
+        }
+        assert_eq!((to_server, from_public), (24, 12), "{engine}");
+        outputs.push(pkts);
+    }
+    assert_eq!(outputs[0], outputs[1], "wasmi and wasmtime agree");
+    assert_eq!(outputs[0], outputs[2], "wasmi and native agree");
+}

@@ -101,6 +101,7 @@ fn packets() -> Vec<Pkt> {
         mark: 0x2a,
         iifname: runtime::packet::ifname("eth0"),
         oifname: runtime::packet::ifname("wg-home"),
+        ..Meta::default()
     };
     vec![
         pkt("tcp4 syn :80", ipv4(6, A, B, 0, &tcp(40000, 80, 0x02, b""))),

@@ -747,6 +747,7 @@ fn cases() -> Vec<Case> {
         mark: 0xabcd,
         iifname: ifname("eth0"),
         oifname: ifname("wlan-very-long-name"),
+        ..Meta::default()
     };
     let mut big = vec![b'.'; 3000];
     big[2600..2604].copy_from_slice(b"MARK");

@@ -1,4 +1,4 @@
--- tftp.lua: TFTP (RFC 1350) as a Lua-defined protocol, read side.
+-- tftp.lua: TFTP (RFC 1350) as a Lua-defined protocol (fields read and write by name).
 --
 --   opcode  1 RRQ, 2 WRQ: filename\0 mode\0        (the payload, after the opcode)
 --           3 DATA: block, then up to 512 bytes    (the payload, after the block)

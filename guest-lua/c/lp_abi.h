@@ -32,15 +32,39 @@
 #define LP_CTX_L4PROTO 17
 #define LP_CTX_FLAGS 18
 #define LP_CTX_HOOK 19
+#define LP_CTX_CSUM 20
+#define LP_CTX_CT_STATE 21
+#define LP_CTX_OUT 22
 #define LP_CTX_IIFNAME 24
 #define LP_CTX_OIFNAME 40
-#define LP_CTX_WINDOW 64
+#define LP_CTX_CT_MARK 56
+#define LP_CTX_CT_ID 60
+#define LP_CTX_DIRTY_LO 64
+#define LP_CTX_DIRTY_HI 68
+#define LP_CTX_ETH 72
+#define LP_CTX_ETH_LEN 14
+#define LP_CTX_WINDOW 128
 #define LP_CTX_WINDOW_CAP 2048
 #define LP_CTX_SIZE (LP_CTX_WINDOW + LP_CTX_WINDOW_CAP)
 
 #define LP_FLAG_FRAG 1
 #define LP_FLAG_NONFIRST 2
 #define LP_FLAG_L4 4
+#define LP_FLAG_CT 8
+#define LP_FLAG_ETH 16
+
+#define LP_CSUM_COMPLETE 0
+#define LP_CSUM_PARTIAL 1
+
+#define LP_CT_INVALID 1
+#define LP_CT_ESTABLISHED 2
+#define LP_CT_RELATED 4
+#define LP_CT_NEW 8
+#define LP_CT_UNTRACKED 64
+
+#define LP_OUT_MARK 1
+#define LP_OUT_CT_MARK 2
+#define LP_OUT_ETH 4
 
 #define LP_NFPROTO_IPV4 2
 #define LP_NFPROTO_IPV6 10

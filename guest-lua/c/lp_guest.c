@@ -37,6 +37,7 @@ IMPORT("throw") __attribute__((noreturn)) void host_throw(void);
 IMPORT("log") void host_log(int level, const char *p, int len);
 IMPORT("now") long long host_now(void);
 IMPORT("pkt_read") int host_pkt_read(unsigned off, void *dst, unsigned len);
+IMPORT("pkt_write") int host_pkt_write(unsigned off, const void *src, unsigned len);
 
 /* Must match ldo.c's private struct (luai_jmpbuf is int, lp_conf.h). */
 struct lua_longjmp {
@@ -81,6 +82,10 @@ static struct {
 int lp_host_pkt_read(struct lp_state *S, uint32_t off, void *dst, uint32_t len) {
   (void)S;
   return host_pkt_read(off, dst, len);
+}
+int lp_host_pkt_write(struct lp_state *S, uint32_t off, const void *src, uint32_t len) {
+  (void)S;
+  return host_pkt_write(off, src, len);
 }
 void lp_host_log(struct lp_state *S, int level, const char *s, size_t len) {
   (void)S;

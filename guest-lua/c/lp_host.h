@@ -21,6 +21,8 @@ static inline struct lp_state *lp_state(lua_State *L) {
 
 /* Copies packet bytes [off, off+len) to dst; returns len or -1 when out of the packet. */
 int lp_host_pkt_read(struct lp_state *S, uint32_t off, void *dst, uint32_t len);
+/* Writes src to packet bytes [off, off+len) (beyond the context's window); len or -1. */
+int lp_host_pkt_write(struct lp_state *S, uint32_t off, const void *src, uint32_t len);
 void lp_host_log(struct lp_state *S, int level, const char *s, size_t len);
 int64_t lp_host_now(struct lp_state *S);
 
@@ -39,6 +41,11 @@ int lp_verdict(lua_State *L, int idx, char *why, size_t n);
 /* Pushes the bytes of the payload view at idx as a string (error for other values, or a view
  * of an earlier call: views are valid for their call only). */
 void lp_view_push(lua_State *L, int idx);
+/* The payload view at idx (of the running call): its packet offset and the call's generation. */
+void lp_view_origin(lua_State *L, int idx, uint32_t *off, uintptr_t *gen);
+/* Writes payload bytes [off, off+n) of call `gen` (an error once that call is over), keeping the
+ * transport checksum. */
+void lp_payload_write(lua_State *L, uintptr_t gen, uint32_t off, const uint8_t *src, uint32_t n);
 
 /* lp_bytes.c */
 void lp_open_bytes(lua_State *L);         /* sets field `bytes` of the table on top (`lp`) */

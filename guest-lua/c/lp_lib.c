@@ -23,7 +23,9 @@
   X(ecn) X(frag_off) X(checksum) X(nexthdr) X(hoplimit) X(flowlabel) X(sport) X(dport)  \
   X(flags) X(syn) X(ack) X(fin) X(rst) X(psh) X(urg) X(ece) X(cwr) X(seq) X(ack_seq)     \
   X(doff) X(window) X(urgptr) X(payload) X(type) X(code) X(sequence) X(mark) X(hook)     \
-  X(iifname) X(oifname) X(l4proto) X(nfproto) X(sub) X(find) X(contains) X(as)
+  X(iifname) X(oifname) X(l4proto) X(nfproto) X(sub) X(find) X(contains) X(as) X(eth)  \
+  X(ct) X(dst) X(src) X(state) X(mss) X(wscale) X(sack_perm) X(ts_val) X(ts_ecr)        \
+  X(set_u8) X(set_u16) X(set_u32) X(set_bytes) X(fix_checksums)
 
 enum lp_key {
 #define X(k) K_##k,
@@ -38,7 +40,7 @@ static const char *const key_names[K_COUNT] = {
 #undef X
 };
 
-enum cls { C_PKT, C_IP, C_IP6, C_TCP, C_UDP, C_ICMP, C_ICMP6, C_META, C_TCPPAY, C_UDPPAY, C_NCLS };
+enum cls { C_PKT, C_IP, C_IP6, C_TCP, C_UDP, C_ICMP, C_ICMP6, C_META, C_TCPPAY, C_UDPPAY, C_ETH, C_CT, C_NCLS };
 
 /* The library's per-state data (a userdata anchored in the registry, found via lp_state). */
 struct lp_lib {
@@ -62,8 +64,8 @@ static int key_of(lua_State *L, int idx, const int *cands, int n) {
 
 /* ---- packet bytes --------------------------------------------------------------------- */
 
-static const char *const cls_names[C_NCLS] = {"packet", "ip", "ip6", "tcp", "udp",
-                                              "icmp", "icmp6", "meta", "bytes", "bytes"};
+static const char *const cls_names[C_NCLS] = {"packet", "ip", "ip6", "tcp", "udp", "icmp",
+                                              "icmp6", "meta", "bytes", "bytes", "eth", "ct"};
 
 static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
 static uint32_t rd16(const uint8_t *p) { return (uint32_t)p[0] << 8 | p[1]; }
@@ -128,13 +130,25 @@ static uint32_t ctx32(const struct lp_state *S, int off) {
 #define PKT_L4PROTO(S) ((S)->ctx[LP_CTX_L4PROTO])
 #define PKT_FLAGS(S) ((S)->ctx[LP_CTX_FLAGS])
 
+/* Copies packet bytes [off, off+n) to dst: the window's part from the window (it has the
+ * call's writes), the rest from the host. 0 when out of the packet. */
+static int read_bytes(struct lp_state *S, uint32_t off, uint8_t *dst, uint32_t n) {
+  uint32_t len = PKT_LEN(S), win = PKT_WIN(S), m = 0;
+  if (off > len || n > len - off) return 0;
+  if (off < win) {
+    m = n < win - off ? n : win - off;
+    memcpy(dst, S->ctx + LP_CTX_WINDOW + off, m);
+  }
+  return m == n || lp_host_pkt_read(S, off + m, dst + m, n - m) == (int)(n - m);
+}
+
 /* Pointer to packet bytes [off, off+n), n <= sizeof scratch, or NULL when out of the packet. */
 static const uint8_t *pkt_at(struct lp_state *S, uint32_t off, uint32_t n) {
   uint32_t len = PKT_LEN(S), win = PKT_WIN(S);
   uint8_t *scratch = ((struct lp_lib *)S->lib)->scratch;
   if (off > len || n > len - off) return NULL;
   if (off <= win && n <= win - off) return S->ctx + LP_CTX_WINDOW + off;
-  if (n > sizeof((struct lp_lib *)0)->scratch || lp_host_pkt_read(S, off, scratch, n) != (int)n) return NULL;
+  if (n > sizeof((struct lp_lib *)0)->scratch || !read_bytes(S, off, scratch, n)) return NULL;
   return scratch;
 }
 
@@ -153,9 +167,163 @@ static void push_range(lua_State *L, struct lp_state *S, uint32_t off, uint32_t 
   } else {
     luaL_Buffer b;
     char *dst = luaL_buffinitsize(L, &b, n);
-    if (lp_host_pkt_read(S, off, dst, n) != (int)n) luaL_error(L, "packet read failed");
+    if (!read_bytes(S, off, (uint8_t *)dst, n)) luaL_error(L, "packet read failed");
     luaL_pushresultsize(&b, n);
   }
+}
+
+/* ---- writing the packet -----------------------------------------------------------------
+ *
+ * Writes change the context's window and widen its dirty range, which the host copies to the
+ * packet after the call; bytes beyond the window go to the packet at once (pkt_write). See
+ * docs/packet-writes.md. Checksums are kept by incremental updates (RFC 1624): a write knows
+ * the bytes it replaces, so the cost does not depend on the packet's size.
+ */
+
+static void put32le(struct lp_state *S, int off, uint32_t v) { memcpy(S->ctx + off, &v, 4); }
+
+/* Writes packet bytes [off, off+n); a Lua error when that is not inside the packet. */
+static void pkt_write(lua_State *L, struct lp_state *S, uint32_t off, const uint8_t *src, uint32_t n) {
+  uint32_t len = PKT_LEN(S), win = PKT_WIN(S), m = 0;
+  if (off > len || n > len - off)
+    luaL_error(L, "write of %d bytes at offset %d outside the packet (%d bytes)", (int)n, (int)off, (int)len);
+  if (off < win) {
+    uint32_t lo = ctx32(S, LP_CTX_DIRTY_LO), hi = ctx32(S, LP_CTX_DIRTY_HI);
+    m = n < win - off ? n : win - off;
+    memcpy(S->ctx + LP_CTX_WINDOW + off, src, m);
+    if (m) {
+      if (hi == 0 || off < lo) put32le(S, LP_CTX_DIRTY_LO, off);
+      if (off + m > hi) put32le(S, LP_CTX_DIRTY_HI, off + m);
+    }
+  }
+  if (m < n && lp_host_pkt_write(S, off + m, src + m, n - m) != (int)(n - m))
+    luaL_error(L, "packet write at offset %d failed", (int)(off + m));
+}
+
+/* The one's-complement change of replacing old by new at packet offset off (the parity of off
+ * places each byte in its 16-bit word: every checksummed region starts at an even offset). */
+static uint32_t csum_fold(uint32_t acc);
+static uint32_t csum_delta(const uint8_t *old, const uint8_t *new, uint32_t n, uint32_t off) {
+  uint32_t so = 0, sn = 0, i;
+  for (i = 0; i < n; i++) {
+    int shift = ((off + i) & 1) ? 0 : 8;
+    so += (uint32_t)old[i] << shift;
+    sn += (uint32_t)new[i] << shift;
+  }
+  /* new - old in one's complement: adding the complement of old's folded sum */
+  return sn + (~csum_fold(so) & 0xffff);
+}
+
+static uint32_t csum_fold(uint32_t acc) {
+  while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
+  return acc;
+}
+
+/* Applies `delta` to the 16-bit checksum at packet offset coff. `partial`: the field holds
+ * the uncomplemented pseudo-header sum (CHECKSUM_PARTIAL); `zero_none` (UDP): a computed 0 is
+ * sent as 0xffff, and when it is 2 (UDP over IPv4) a 0 means "no checksum" and stays 0. */
+static void csum_apply(lua_State *L, struct lp_state *S, uint32_t coff, uint32_t delta, int partial, int zero_none) {
+  const uint8_t *p = hdr(L, S, coff, 2);
+  uint32_t c = rd16(p);
+  uint8_t out[2];
+  if (zero_none == 2 && c == 0) return;
+  if (partial) c = csum_fold(c + delta);
+  else {
+    c = ~csum_fold((~c & 0xffff) + delta) & 0xffff;
+    if (zero_none && c == 0) c = 0xffff;
+  }
+  out[0] = (uint8_t)(c >> 8);
+  out[1] = (uint8_t)c;
+  pkt_write(L, S, coff, out, 2);
+}
+
+/* What a field's change must keep valid. */
+#define CK_IP 1     /* the IPv4 header checksum */
+#define CK_L4 2     /* the transport checksum: a field it covers */
+#define CK_PSEUDO 4 /* the transport checksum: an address of its pseudo-header */
+
+/* Offset of the transport checksum, or 0 when the packet has none we keep (no transport
+ * header here, or a protocol without one). *pseudo: it covers a pseudo-header. */
+static uint32_t l4_csum_off(struct lp_state *S, int *pseudo, int *zero_none) {
+  uint32_t l4 = PKT_L4OFF(S);
+  *pseudo = 1;
+  *zero_none = 0;
+  if (!(PKT_FLAGS(S) & LP_FLAG_L4)) return 0;
+  switch (PKT_L4PROTO(S)) {
+    case 6: return l4 + 16;
+    case 17: *zero_none = PKT_NFPROTO(S) == LP_NFPROTO_IPV4 ? 2 : 1; return l4 + 6;
+    case 58: return l4 + 2;
+    case 1: *pseudo = 0; return l4 + 2;
+    default: return 0;
+  }
+}
+
+/* Fixes the transport checksum for a change `delta` of a field it covers (ck: CK_L4 or
+ * CK_PSEUDO). */
+static void l4_fix(lua_State *L, struct lp_state *S, uint32_t delta, int ck) {
+  int pseudo, zero_none, partial = S->ctx[LP_CTX_CSUM] == LP_CSUM_PARTIAL;
+  uint32_t coff = l4_csum_off(S, &pseudo, &zero_none);
+  if (!coff) return;
+  if (ck == CK_PSEUDO && !pseudo) return;
+  /* partial: the NIC sums the segment itself, only the pseudo-header part is in the field */
+  if (partial && ck != CK_PSEUDO) return;
+  csum_apply(L, S, coff, delta, partial, zero_none);
+}
+
+/* Writes field bytes [off, off+n) (n <= 16) and keeps the checksums `ck` names valid. */
+static void set_field(lua_State *L, struct lp_state *S, uint32_t off, const uint8_t *val, uint32_t n, int ck) {
+  uint8_t old[16];
+  uint32_t delta;
+  memcpy(old, hdr(L, S, off, n), n);
+  if (!memcmp(old, val, n)) return;
+  delta = csum_delta(old, val, n, off);
+  pkt_write(L, S, off, val, n);
+  if (ck & CK_IP) csum_apply(L, S, 10, delta, 0, 0);
+  if (ck & (CK_L4 | CK_PSEUDO)) l4_fix(L, S, delta, ck & CK_PSEUDO ? CK_PSEUDO : CK_L4);
+}
+
+static void set_uint(lua_State *L, struct lp_state *S, uint32_t off, uint32_t v, uint32_t n, int ck) {
+  uint8_t b[4];
+  uint32_t i;
+  for (i = 0; i < n; i++) b[i] = (uint8_t)(v >> (8 * (n - 1 - i)));
+  set_field(L, S, off, b, n, ck);
+}
+
+/* Writes bytes of the payload of the call `gen` (lp_proto.c's views): the transport checksum
+ * covers them. */
+void lp_payload_write(lua_State *L, uintptr_t gen, uint32_t off, const uint8_t *src, uint32_t n) {
+  struct lp_state *S = lp_state(L);
+  uint8_t old[64];
+  if (!S->in_call || gen != LIB(L)->gen)
+    luaL_error(L, "the view's packet is gone: views write their packet during its call only");
+  while (n) {
+    uint32_t k = n < sizeof old ? n : (uint32_t)sizeof old;
+    const uint8_t *p = pkt_at(S, off, k);
+    if (!p) luaL_error(L, "payload write at offset %d outside the packet", (int)off);
+    memcpy(old, p, k);
+    {
+      uint32_t delta = csum_delta(old, src, k, off);
+      pkt_write(L, S, off, src, k);
+      l4_fix(L, S, delta, CK_L4);
+    }
+    off += k;
+    src += k;
+    n -= k;
+  }
+}
+
+/* One's-complement sum of packet bytes [off, off+n), off even. */
+static uint32_t sum_range(lua_State *L, struct lp_state *S, uint32_t off, uint32_t n, uint32_t acc) {
+  while (n) {
+    uint32_t k = n < 64 ? n : 64, i;
+    const uint8_t *p = pkt_at(S, off, k);
+    if (!p) luaL_error(L, "packet read failed");
+    for (i = 0; i < k; i++) acc += (i & 1) ? p[i] : (uint32_t)p[i] << 8;
+    acc = csum_fold(acc);
+    off += k;
+    n -= k;
+  }
+  return acc;
 }
 
 /* ---- addresses ------------------------------------------------------------------------ */
@@ -386,6 +554,15 @@ void lp_view_push(lua_State *L, int idx) {
   push_range(L, S, off, len);
 }
 
+/* The payload view at idx (of the running call): its offset in the packet and its call. */
+void lp_view_origin(lua_State *L, int idx, uint32_t *off, uintptr_t *gen) {
+  struct lp_state *S;
+  uint32_t len;
+  int cls = check_obj(L, idx, VIEW_CLASSES, "payload", &S);
+  if (!payload_range(S, cls, off, &len)) luaL_error(L, "packet too short for its payload");
+  *gen = LIB(L)->gen;
+}
+
 static int l_view_len(lua_State *L) {
   uint32_t off, len;
   view_range(L, &off, &len);
@@ -470,7 +647,13 @@ static int has_l4(struct lp_state *S, int proto) {
   return (PKT_FLAGS(S) & LP_FLAG_L4) && PKT_L4PROTO(S) == proto;
 }
 
-static const int pkt_keys[] = {K_ip, K_tcp, K_udp, K_ip6, K_icmp, K_icmp6, K_len, K_meta, K_bytes, K_u8, K_u16, K_u32};
+static const int pkt_keys[] = {K_ip, K_tcp, K_udp, K_ip6, K_icmp, K_icmp6, K_len, K_meta, K_bytes, K_u8, K_u16, K_u32,
+                               K_eth, K_ct, K_set_u8, K_set_u16, K_set_u32, K_set_bytes, K_fix_checksums};
+static int l_pkt_set_u8(lua_State *L);
+static int l_pkt_set_u16(lua_State *L);
+static int l_pkt_set_u32(lua_State *L);
+static int l_pkt_set_bytes(lua_State *L);
+static int l_pkt_fix_checksums(lua_State *L);
 
 static int l_pkt_bytes(lua_State *L) {
   struct lp_state *S;
@@ -514,6 +697,13 @@ static int pkt_index(lua_State *L, struct lp_state *S) {
     case K_u8: lua_pushcfunction(L, l_pkt_u8); return 1;
     case K_u16: lua_pushcfunction(L, l_pkt_u16); return 1;
     case K_u32: lua_pushcfunction(L, l_pkt_u32); return 1;
+    case K_eth: if (PKT_FLAGS(S) & LP_FLAG_ETH) { push_obj(L, C_ETH); return 1; } break;
+    case K_ct: if (PKT_FLAGS(S) & LP_FLAG_CT) { push_obj(L, C_CT); return 1; } break;
+    case K_set_u8: lua_pushcfunction(L, l_pkt_set_u8); return 1;
+    case K_set_u16: lua_pushcfunction(L, l_pkt_set_u16); return 1;
+    case K_set_u32: lua_pushcfunction(L, l_pkt_set_u32); return 1;
+    case K_set_bytes: lua_pushcfunction(L, l_pkt_set_bytes); return 1;
+    case K_fix_checksums: lua_pushcfunction(L, l_pkt_fix_checksums); return 1;
     default: break;
   }
   lua_pushnil(L);
@@ -559,7 +749,8 @@ static int ip6_index(lua_State *L, struct lp_state *S) {
   }
 }
 
-static const int tcp_keys[] = {K_dport, K_sport, K_flags, K_syn, K_ack, K_fin, K_rst, K_psh, K_urg, K_ece, K_cwr, K_seq, K_ack_seq, K_window, K_payload, K_doff, K_checksum, K_urgptr};
+static const int tcp_keys[] = {K_dport, K_sport, K_flags, K_syn, K_ack, K_fin, K_rst, K_psh, K_urg, K_ece, K_cwr, K_seq, K_ack_seq, K_window, K_payload, K_doff, K_checksum, K_urgptr, K_mss, K_wscale, K_sack_perm, K_ts_val, K_ts_ecr};
+static uint32_t tcp_opt(lua_State *L, struct lp_state *S, uint8_t kind, uint8_t olen);
 
 static int tcp_index(lua_State *L, struct lp_state *S) {
   const uint8_t *h = hdr(L, S, PKT_L4OFF(S), 20);
@@ -583,6 +774,16 @@ static int tcp_index(lua_State *L, struct lp_state *S) {
     case K_checksum: lua_pushinteger(L, rd16(h + 16)); return 1;
     case K_urgptr: lua_pushinteger(L, rd16(h + 18)); return 1;
     case K_payload: push_obj(L, C_TCPPAY); return 1;
+    case K_mss: case K_wscale: case K_ts_val: case K_ts_ecr: case K_sack_perm: {
+      uint32_t o = k == K_mss ? tcp_opt(L, S, 2, 4) : k == K_wscale ? tcp_opt(L, S, 3, 3)
+                 : k == K_sack_perm ? tcp_opt(L, S, 4, 2) : tcp_opt(L, S, 8, 10);
+      const uint8_t *p;
+      if (k == K_sack_perm) { lua_pushboolean(L, o != 0); return 1; }
+      if (!o) { lua_pushnil(L); return 1; }
+      p = hdr(L, S, o, k == K_mss ? 4 : k == K_wscale ? 3 : 10);
+      lua_pushinteger(L, k == K_mss ? rd16(p + 2) : k == K_wscale ? p[2] : k == K_ts_val ? rd32(p + 2) : rd32(p + 6));
+      return 1;
+    }
     default: lua_pushnil(L); return 1;
   }
 }
@@ -636,6 +837,9 @@ static int meta_index(lua_State *L, struct lp_state *S) {
   }
 }
 
+static int eth_index(lua_State *L, struct lp_state *S);
+static int ct_index(lua_State *L, struct lp_state *S);
+
 static const int view_keys[] = {K_sub, K_find, K_as};
 
 static int view_index(lua_State *L) {
@@ -657,13 +861,366 @@ static int l_index(lua_State *L) {
     case C_UDP: return udp_index(L, S);
     case C_ICMP: case C_ICMP6: return icmp_index(L, S);
     case C_META: return meta_index(L, S);
+    case C_ETH: return eth_index(L, S);
+    case C_CT: return ct_index(L, S);
     default: return view_index(L);
   }
 }
 
+/* ---- setters -------------------------------------------------------------------------------- */
+
+/* The new value of field `name` of `cls` (at index 3) as an integer in [0, max]. */
+static uint32_t check_uint(lua_State *L, int cls, const char *name, lua_Integer max) {
+  lua_Integer v;
+  int isnum;
+  if (lua_type(L, 3) == LUA_TBOOLEAN) v = lua_toboolean(L, 3);
+  else {
+    v = lua_tointegerx(L, 3, &isnum);
+    if (!isnum)
+      luaL_error(L, "%s.%s: expected an integer, got %s", cls_names[cls], name, luaL_typename(L, 3));
+  }
+  if (v < 0 || v > max)
+    luaL_error(L, "%s.%s: %I out of range 0..%I", cls_names[cls], name, v, max);
+  return (uint32_t)v;
+}
+
+/* The new value of address field `name` (index 3): text of an address of alen bytes. */
+static void check_addr(lua_State *L, int cls, const char *name, int alen, uint8_t *out) {
+  size_t len = 0;
+  const char *s = lua_type(L, 3) == LUA_TSTRING ? lua_tolstring(L, 3, &len) : NULL;
+  if (!s)
+    luaL_error(L, "%s.%s: expected an address string, got %s", cls_names[cls], name, luaL_typename(L, 3));
+  if (parse_addr(s, len, out) != alen)
+    luaL_error(L, "%s.%s: '%s' is not an IPv%d address", cls_names[cls], name, s, alen == 4 ? 4 : 6);
+}
+
+static int read_only(lua_State *L, int cls) {
+  return luaL_error(L, "%s.%s is read-only", cls_names[cls], luaL_tolstring(L, 2, NULL));
+}
+static int no_field(lua_State *L, int cls) {
+  return luaL_error(L, "%s has no field '%s'", cls_names[cls], luaL_tolstring(L, 2, NULL));
+}
+
+static int ip_newindex(lua_State *L, struct lp_state *S) {
+  const uint8_t *h = hdr(L, S, 0, 20);
+  uint8_t a[16];
+  int k = key_of(L, 2, ip_keys, (int)(sizeof ip_keys / sizeof *ip_keys));
+  const char *n = lua_tostring(L, 2);
+  switch (k) {
+    case K_saddr: check_addr(L, C_IP, n, 4, a); set_field(L, S, 12, a, 4, CK_IP | CK_PSEUDO); return 0;
+    case K_daddr: check_addr(L, C_IP, n, 4, a); set_field(L, S, 16, a, 4, CK_IP | CK_PSEUDO); return 0;
+    case K_ttl: set_uint(L, S, 8, check_uint(L, C_IP, n, 255), 1, CK_IP); return 0;
+    case K_id: set_uint(L, S, 4, check_uint(L, C_IP, n, 0xffff), 2, CK_IP); return 0;
+    case K_frag_off: set_uint(L, S, 6, check_uint(L, C_IP, n, 0xffff), 2, CK_IP); return 0;
+    case K_dscp: set_uint(L, S, 1, check_uint(L, C_IP, n, 63) << 2 | (h[1] & 3u), 1, CK_IP); return 0;
+    case K_ecn: set_uint(L, S, 1, (h[1] & 0xfcu) | check_uint(L, C_IP, n, 3), 1, CK_IP); return 0;
+    case K_checksum: set_uint(L, S, 10, check_uint(L, C_IP, n, 0xffff), 2, 0); return 0;
+    case -1: return no_field(L, C_IP);
+    default: return read_only(L, C_IP);
+  }
+}
+
+static int ip6_newindex(lua_State *L, struct lp_state *S) {
+  uint32_t w = rd32(hdr(L, S, 0, 40));
+  uint8_t a[16];
+  int k = key_of(L, 2, ip6_keys, (int)(sizeof ip6_keys / sizeof *ip6_keys));
+  const char *n = lua_tostring(L, 2);
+  switch (k) {
+    case K_saddr: check_addr(L, C_IP6, n, 16, a); set_field(L, S, 8, a, 16, CK_PSEUDO); return 0;
+    case K_daddr: check_addr(L, C_IP6, n, 16, a); set_field(L, S, 24, a, 16, CK_PSEUDO); return 0;
+    case K_hoplimit: set_uint(L, S, 7, check_uint(L, C_IP6, n, 255), 1, 0); return 0;
+    /* version(4) | traffic class: dscp(6) ecn(2) | flow label(20) */
+    case K_dscp: set_uint(L, S, 0, (w & ~(0x3fu << 22)) | check_uint(L, C_IP6, n, 63) << 22, 4, 0); return 0;
+    case K_ecn: set_uint(L, S, 0, (w & ~(3u << 20)) | check_uint(L, C_IP6, n, 3) << 20, 4, 0); return 0;
+    case K_flowlabel: set_uint(L, S, 0, (w & ~0xfffffu) | check_uint(L, C_IP6, n, 0xfffff), 4, 0); return 0;
+    case -1: return no_field(L, C_IP6);
+    default: return read_only(L, C_IP6);
+  }
+}
+
+static int tcp_flag(int k) {
+  switch (k) {
+    case K_fin: return 0x01; case K_syn: return 0x02; case K_rst: return 0x04; case K_psh: return 0x08;
+    case K_ack: return 0x10; case K_urg: return 0x20; case K_ece: return 0x40; case K_cwr: return 0x80;
+    default: return 0;
+  }
+}
+
+/* Offset in the packet of TCP option `kind` with length `olen`, or 0 when the segment does not
+ * carry it (or its options are malformed). */
+static uint32_t tcp_opt(lua_State *L, struct lp_state *S, uint8_t kind, uint8_t olen) {
+  uint32_t l4 = PKT_L4OFF(S), end, i;
+  const uint8_t *h = hdr(L, S, l4, 20);
+  end = l4 + (uint32_t)(h[12] >> 4) * 4;
+  if (end > PKT_LEN(S)) return 0;
+  for (i = l4 + 20; i < end;) {
+    const uint8_t *p = pkt_at(S, i, 1);
+    uint32_t l;
+    if (!p || p[0] == 0) return 0;
+    if (p[0] == 1) { i++; continue; }
+    if (i + 1 >= end || !(p = pkt_at(S, i, 2))) return 0;
+    l = p[1];
+    if (l < 2 || i + l > end) return 0;
+    if (p[0] == kind) return l == olen ? i : 0;
+    i += l;
+  }
+  return 0;
+}
+
+static int tcp_newindex(lua_State *L, struct lp_state *S) {
+  const uint8_t *h = hdr(L, S, PKT_L4OFF(S), 20);
+  uint32_t l4 = PKT_L4OFF(S), o;
+  int k = key_of(L, 2, tcp_keys, (int)(sizeof tcp_keys / sizeof *tcp_keys));
+  const char *n = lua_tostring(L, 2);
+  if (tcp_flag(k)) {
+    uint32_t f = h[13], bit = (uint32_t)tcp_flag(k);
+    f = check_uint(L, C_TCP, n, 1) ? f | bit : f & ~bit;
+    set_uint(L, S, l4 + 13, f, 1, CK_L4);
+    return 0;
+  }
+  switch (k) {
+    case K_sport: set_uint(L, S, l4, check_uint(L, C_TCP, n, 0xffff), 2, CK_L4); return 0;
+    case K_dport: set_uint(L, S, l4 + 2, check_uint(L, C_TCP, n, 0xffff), 2, CK_L4); return 0;
+    case K_seq: set_uint(L, S, l4 + 4, check_uint(L, C_TCP, n, 0xffffffff), 4, CK_L4); return 0;
+    case K_ack_seq: set_uint(L, S, l4 + 8, check_uint(L, C_TCP, n, 0xffffffff), 4, CK_L4); return 0;
+    case K_flags: set_uint(L, S, l4 + 13, check_uint(L, C_TCP, n, 0xff), 1, CK_L4); return 0;
+    case K_window: set_uint(L, S, l4 + 14, check_uint(L, C_TCP, n, 0xffff), 2, CK_L4); return 0;
+    case K_urgptr: set_uint(L, S, l4 + 18, check_uint(L, C_TCP, n, 0xffff), 2, CK_L4); return 0;
+    case K_checksum: set_uint(L, S, l4 + 16, check_uint(L, C_TCP, n, 0xffff), 2, 0); return 0;
+    case K_mss: case K_wscale: case K_ts_val: case K_ts_ecr: {
+      uint32_t v = k == K_mss ? check_uint(L, C_TCP, n, 0xffff)
+                 : k == K_wscale ? check_uint(L, C_TCP, n, 14)
+                 : check_uint(L, C_TCP, n, 0xffffffff);
+      o = k == K_mss ? tcp_opt(L, S, 2, 4) : k == K_wscale ? tcp_opt(L, S, 3, 3) : tcp_opt(L, S, 8, 10);
+      if (!o) return luaL_error(L, "tcp.%s: the segment carries no such option (options are changed, not added)", n);
+      if (k == K_mss) set_uint(L, S, o + 2, v, 2, CK_L4);
+      else if (k == K_wscale) set_uint(L, S, o + 2, v, 1, CK_L4);
+      else set_uint(L, S, o + (k == K_ts_val ? 2 : 6), v, 4, CK_L4);
+      return 0;
+    }
+    case -1: return no_field(L, C_TCP);
+    default: return read_only(L, C_TCP);
+  }
+}
+
+static int udp_newindex(lua_State *L, struct lp_state *S) {
+  uint32_t l4 = PKT_L4OFF(S);
+  int k = key_of(L, 2, udp_keys, (int)(sizeof udp_keys / sizeof *udp_keys));
+  const char *n = lua_tostring(L, 2);
+  (void)hdr(L, S, l4, 8);
+  switch (k) {
+    case K_sport: set_uint(L, S, l4, check_uint(L, C_UDP, n, 0xffff), 2, CK_L4); return 0;
+    case K_dport: set_uint(L, S, l4 + 2, check_uint(L, C_UDP, n, 0xffff), 2, CK_L4); return 0;
+    case K_checksum: set_uint(L, S, l4 + 6, check_uint(L, C_UDP, n, 0xffff), 2, 0); return 0;
+    case -1: return no_field(L, C_UDP);
+    default: return read_only(L, C_UDP);
+  }
+}
+
+static int icmp_newindex(lua_State *L, struct lp_state *S, int cls) {
+  uint32_t l4 = PKT_L4OFF(S);
+  int k = key_of(L, 2, icmp_keys, (int)(sizeof icmp_keys / sizeof *icmp_keys));
+  const char *n = lua_tostring(L, 2);
+  switch (k) {
+    case K_type: set_uint(L, S, l4, check_uint(L, cls, n, 255), 1, CK_L4); return 0;
+    case K_code: set_uint(L, S, l4 + 1, check_uint(L, cls, n, 255), 1, CK_L4); return 0;
+    case K_checksum: set_uint(L, S, l4 + 2, check_uint(L, cls, n, 0xffff), 2, 0); return 0;
+    case K_id: set_uint(L, S, l4 + 4, check_uint(L, cls, n, 0xffff), 2, CK_L4); return 0;
+    case K_sequence: set_uint(L, S, l4 + 6, check_uint(L, cls, n, 0xffff), 2, CK_L4); return 0;
+    default: return no_field(L, cls);
+  }
+}
+
+static int meta_newindex(lua_State *L, struct lp_state *S) {
+  int k = key_of(L, 2, meta_keys, (int)(sizeof meta_keys / sizeof *meta_keys));
+  if (k == K_mark) {
+    put32le(S, LP_CTX_MARK, check_uint(L, C_META, "mark", 0xffffffff));
+    S->ctx[LP_CTX_OUT] |= LP_OUT_MARK;
+    return 0;
+  }
+  return k < 0 ? no_field(L, C_META) : read_only(L, C_META);
+}
+
+static const int ct_keys[] = {K_state, K_mark, K_id};
+
+static int ct_index(lua_State *L, struct lp_state *S) {
+  switch (key_of(L, 2, ct_keys, 3)) {
+    case K_state: {
+      uint8_t st = S->ctx[LP_CTX_CT_STATE];
+      lua_pushstring(L, st & LP_CT_INVALID ? "invalid" : st & LP_CT_ESTABLISHED ? "established"
+                        : st & LP_CT_RELATED ? "related" : st & LP_CT_NEW ? "new"
+                        : st & LP_CT_UNTRACKED ? "untracked" : "invalid");
+      return 1;
+    }
+    case K_mark: lua_pushinteger(L, ctx32(S, LP_CTX_CT_MARK)); return 1;
+    case K_id: lua_pushinteger(L, ctx32(S, LP_CTX_CT_ID)); return 1;
+    default: lua_pushnil(L); return 1;
+  }
+}
+
+static int ct_newindex(lua_State *L, struct lp_state *S) {
+  int k = key_of(L, 2, ct_keys, 3);
+  if (k == K_mark) {
+    put32le(S, LP_CTX_CT_MARK, check_uint(L, C_CT, "mark", 0xffffffff));
+    S->ctx[LP_CTX_OUT] |= LP_OUT_CT_MARK;
+    return 0;
+  }
+  return k < 0 ? no_field(L, C_CT) : read_only(L, C_CT);
+}
+
+static const int eth_keys[] = {K_dst, K_src, K_type};
+
+static void push_mac(lua_State *L, const uint8_t *m) {
+  static const char hex[] = "0123456789abcdef";
+  char b[17];
+  int i;
+  for (i = 0; i < 6; i++) {
+    b[3 * i] = hex[m[i] >> 4];
+    b[3 * i + 1] = hex[m[i] & 15];
+    if (i < 5) b[3 * i + 2] = ':';
+  }
+  lua_pushlstring(L, b, 17);
+}
+
+static int eth_index(lua_State *L, struct lp_state *S) {
+  const uint8_t *e = S->ctx + LP_CTX_ETH;
+  switch (key_of(L, 2, eth_keys, 3)) {
+    case K_dst: push_mac(L, e); return 1;
+    case K_src: push_mac(L, e + 6); return 1;
+    case K_type: lua_pushinteger(L, rd16(e + 12)); return 1;
+    default: lua_pushnil(L); return 1;
+  }
+}
+
+static int eth_newindex(lua_State *L, struct lp_state *S) {
+  uint8_t *e = S->ctx + LP_CTX_ETH;
+  int k = key_of(L, 2, eth_keys, 3);
+  if (k == K_type) {
+    uint32_t v = check_uint(L, C_ETH, "type", 0xffff);
+    e[12] = (uint8_t)(v >> 8);
+    e[13] = (uint8_t)v;
+  } else if (k == K_dst || k == K_src) {
+    size_t len = 0;
+    const char *s = lua_type(L, 3) == LUA_TSTRING ? lua_tolstring(L, 3, &len) : NULL;
+    uint8_t m[6];
+    int i;
+    if (!s || len != 17) goto bad;
+    for (i = 0; i < 6; i++) {
+      int hi = hexval(s[3 * i]), lo = hexval(s[3 * i + 1]);
+      if (hi < 0 || lo < 0 || (i < 5 && s[3 * i + 2] != ':' && s[3 * i + 2] != '-')) goto bad;
+      m[i] = (uint8_t)(hi << 4 | lo);
+    }
+    memcpy(e + (k == K_dst ? 0 : 6), m, 6);
+  } else {
+    return no_field(L, C_ETH);
+  }
+  S->ctx[LP_CTX_OUT] |= LP_OUT_ETH;
+  return 0;
+bad:
+  return luaL_error(L, "eth.%s: expected a MAC address like \"02:00:00:00:00:01\", got %s",
+                    lua_tostring(L, 2), luaL_tolstring(L, 3, NULL));
+}
+
+/* ---- raw writers ------------------------------------------------------------------------------ */
+
+static uint32_t check_off(lua_State *L, const char *fn, uint32_t n, struct lp_state *S) {
+  lua_Integer off = luaL_checkinteger(L, 2), len = PKT_LEN(S);
+  if (off < 0 || off > len || (lua_Integer)n > len - off)
+    luaL_error(L, "%s(%I): %d bytes at that offset are outside the packet (%I bytes)", fn, off, (int)n, len);
+  return (uint32_t)off;
+}
+
+static int pkt_set_uint(lua_State *L, uint32_t n, const char *fn) {
+  struct lp_state *S;
+  uint32_t off;
+  lua_Integer v, max = n == 4 ? 0xffffffffLL : ((lua_Integer)1 << (8 * n)) - 1;
+  uint8_t b[4];
+  uint32_t i;
+  (void)check_obj(L, 1, 1u << C_PKT, "packet", &S);
+  off = check_off(L, fn, n, S);
+  v = luaL_checkinteger(L, 3);
+  if (v < 0 || v > max) return luaL_error(L, "%s: value %I out of range 0..%I", fn, v, max);
+  for (i = 0; i < n; i++) b[i] = (uint8_t)((uint64_t)v >> (8 * (n - 1 - i)));
+  pkt_write(L, S, off, b, n);
+  return 0;
+}
+static int l_pkt_set_u8(lua_State *L) { return pkt_set_uint(L, 1, "set_u8"); }
+static int l_pkt_set_u16(lua_State *L) { return pkt_set_uint(L, 2, "set_u16"); }
+static int l_pkt_set_u32(lua_State *L) { return pkt_set_uint(L, 4, "set_u32"); }
+
+static int l_pkt_set_bytes(lua_State *L) {
+  struct lp_state *S;
+  size_t n;
+  const uint8_t *src;
+  (void)check_obj(L, 1, 1u << C_PKT, "packet", &S);
+  src = lp_bytes_data(L, 3, &n);
+  if (!src) src = (const uint8_t *)luaL_checklstring(L, 3, &n);
+  if (n > 0xffff) return luaL_error(L, "set_bytes: %d bytes is longer than any packet", (int)n);
+  pkt_write(L, S, check_off(L, "set_bytes", (uint32_t)n, S), src, (uint32_t)n);
+  return 0;
+}
+
+/* pkt:fix_checksums(): the IPv4 header checksum and the transport checksum, from scratch. */
+static int l_pkt_fix_checksums(lua_State *L) {
+  struct lp_state *S;
+  uint32_t len, end, coff, l4, seg, acc = 0, c;
+  int pseudo, zero_none, v4;
+  uint8_t b[2] = {0, 0};
+  (void)check_obj(L, 1, 1u << C_PKT, "packet", &S);
+  len = PKT_LEN(S);
+  v4 = PKT_NFPROTO(S) == LP_NFPROTO_IPV4;
+  if (v4) {
+    const uint8_t *h = hdr(L, S, 0, 20);
+    uint32_t ihl = (uint32_t)(h[0] & 0xf) * 4;
+    end = rd16(h + 2);
+    if (ihl < 20 || ihl > len) return luaL_error(L, "fix_checksums: bad IPv4 header length %d", (int)ihl);
+    pkt_write(L, S, 10, b, 2);
+    c = ~sum_range(L, S, 0, ihl, 0) & 0xffff;
+    b[0] = (uint8_t)(c >> 8);
+    b[1] = (uint8_t)c;
+    pkt_write(L, S, 10, b, 2);
+  } else {
+    end = 40 + rd16(hdr(L, S, 0, 40) + 4);
+  }
+  coff = l4_csum_off(S, &pseudo, &zero_none);
+  if (!coff) return 0;
+  if (PKT_FLAGS(S) & LP_FLAG_FRAG)
+    return luaL_error(L, "fix_checksums: the transport checksum of a fragment covers the other fragments");
+  l4 = PKT_L4OFF(S);
+  if (end > len || end < l4) return luaL_error(L, "fix_checksums: the IP length (%d) does not match the packet (%d bytes)", (int)end, (int)len);
+  seg = end - l4;
+  if (pseudo) {
+    acc = v4 ? sum_range(L, S, 12, 8, 0) : sum_range(L, S, 8, 32, 0);
+    acc += PKT_L4PROTO(S) + (seg >> 16) + (seg & 0xffff);
+  }
+  if (S->ctx[LP_CTX_CSUM] == LP_CSUM_PARTIAL) {
+    c = csum_fold(acc); /* the pseudo-header sum: 0 for ICMP, which has none */
+  } else {
+    b[0] = b[1] = 0;
+    pkt_write(L, S, coff, b, 2);
+    c = ~sum_range(L, S, l4, seg, acc) & 0xffff;
+    if (zero_none && c == 0) c = 0xffff;
+  }
+  b[0] = (uint8_t)(c >> 8);
+  b[1] = (uint8_t)c;
+  pkt_write(L, S, coff, b, 2);
+  return 0;
+}
+
 static int l_newindex(lua_State *L) {
-  int cls = obj_cls(L, 1);
-  return luaL_error(L, "%s.%s is read-only", cls >= 0 ? cls_names[cls] : "packet", luaL_tolstring(L, 2, NULL));
+  struct lp_state *S;
+  int cls = check_obj(L, 1, ALL_CLASSES, "packet", &S);
+  switch (cls) {
+    case C_IP: return ip_newindex(L, S);
+    case C_IP6: return ip6_newindex(L, S);
+    case C_TCP: return tcp_newindex(L, S);
+    case C_UDP: return udp_newindex(L, S);
+    case C_ICMP: case C_ICMP6: return icmp_newindex(L, S, cls);
+    case C_META: return meta_newindex(L, S);
+    case C_CT: return ct_newindex(L, S);
+    case C_ETH: return eth_newindex(L, S);
+    default: return read_only(L, cls);
+  }
 }
 
 static int l_obj_tostring(lua_State *L) {

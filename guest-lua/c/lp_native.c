@@ -44,6 +44,8 @@ struct lp_native_host {
   void *ud;
   /* Copies packet bytes [off, off+len) to dst (len initialised bytes); returns len or -1. */
   int (*pkt_read)(void *ud, uint32_t off, void *dst, uint32_t len);
+  /* Writes packet bytes [off, off+len) from src; returns len or -1. */
+  int (*pkt_write)(void *ud, uint32_t off, const void *src, uint32_t len);
   void (*log)(void *ud, int level, const char *s, size_t len);
   int64_t (*now)(void *ud);
 };
@@ -76,6 +78,11 @@ int lp_host_pkt_read(struct lp_state *S, uint32_t off, void *dst, uint32_t len) 
   struct lp_native *N = S->host;
   memset(dst, 0, len); /* the host gets initialised bytes to write into */
   return N->host.pkt_read(N->host.ud, off, dst, len);
+}
+
+int lp_host_pkt_write(struct lp_state *S, uint32_t off, const void *src, uint32_t len) {
+  struct lp_native *N = S->host;
+  return N->host.pkt_write(N->host.ud, off, src, len);
 }
 
 void lp_host_log(struct lp_state *S, int level, const char *s, size_t len) {

@@ -17,7 +17,12 @@
  * view object (metatable "lp.protoview"): v.field reads a field (nil when it lies past the end),
  * #v is the number of bytes viewed, v.payload the bytes after the header as lp.bytes (nil when
  * the header is longer than the data), v.proto the protocol, v:bytes() all the bytes as
- * lp.bytes. Views are read-only. Being copies, views outlive the packet call.
+ * lp.bytes. Being copies, views outlive the packet call.
+ *
+ * v.field = n writes the field (n must fit its bits) in the view and in what the view was made
+ * from: a byte array is changed in place; a packet payload is written in the packet, with its
+ * transport checksum kept, during the packet's call (later, writing is an error; reading goes
+ * on from the copy); a string cannot change, so only the view does.
  *
  * Only Lua's public C API is used: the file builds into the wasm guest and the native baseline.
  */
@@ -46,8 +51,14 @@ struct proto {
   struct pfield f[];
 };
 
+/* Where a view's bytes came from, to write through to. */
+enum { SRC_STRING, SRC_BYTES, SRC_PAYLOAD };
+
 struct pview {
   size_t n;
+  int src;
+  uint32_t pkt_off; /* SRC_PAYLOAD: offset of the payload in the packet */
+  uintptr_t gen;    /* SRC_PAYLOAD: the call the payload belongs to */
   uint8_t d[];
 };
 
@@ -253,11 +264,18 @@ int lp_proto_as(lua_State *L) {
   size_t n;
   const uint8_t *d;
   struct pview *v;
+  int src = SRC_STRING;
+  uint32_t pkt_off = 0;
+  uintptr_t gen = 0;
   lua_settop(L, 2);
   if (lua_type(L, 1) == LUA_TLIGHTUSERDATA) {
     lp_view_push(L, 1); /* 3: the payload's bytes, copied */
     d = (const uint8_t *)lua_tolstring(L, 3, &n);
-  } else if ((d = lp_bytes_data(L, 1, &n)) == NULL) {
+    lp_view_origin(L, 1, &pkt_off, &gen);
+    src = SRC_PAYLOAD;
+  } else if ((d = lp_bytes_data(L, 1, &n)) != NULL) {
+    src = SRC_BYTES;
+  } else {
     if (lua_type(L, 1) != LUA_TSTRING)
       return luaL_error(L, "as: bytes, payload or string expected, got %s", luaL_typename(L, 1));
     d = (const uint8_t *)lua_tolstring(L, 1, &n);
@@ -270,11 +288,18 @@ int lp_proto_as(lua_State *L) {
     if (lua_rawget(L, -2) == LUA_TNIL) return luaL_error(L, "as: unknown protocol '%s'", lua_tostring(L, 2));
     lua_replace(L, 2);
   }
-  v = lua_newuserdatauv(L, offsetof(struct pview, d) + n, 1);
+  v = lua_newuserdatauv(L, offsetof(struct pview, d) + n, 2);
   v->n = n;
+  v->src = src;
+  v->pkt_off = pkt_off;
+  v->gen = gen;
   if (n) memcpy(v->d, d, n);
   lua_pushvalue(L, 2);
   lua_setiuservalue(L, -2, 1);
+  if (src == SRC_BYTES) { /* the byte array written through */
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 2);
+  }
   luaL_setmetatable(L, PVIEW_MT);
   return 1;
 }
@@ -304,12 +329,12 @@ static int call_fn(lua_State *L, int slot, lua_Integer i, const char *what, lua_
   return 1;
 }
 
-/* Pushes field i (1-based) of the view at index 1 (3: its protocol, 4: the definition). */
-static int push_field(lua_State *L, struct pview *v, struct proto *p, lua_Integer i) {
+/* Bit offset and length of field i (1-based) of the view at index 1 (3: its protocol, 4: the
+ * definition); 0 when the field is absent (a function returned nil, or it lies past the end). */
+static int locate(lua_State *L, struct pview *v, struct proto *p, lua_Integer i, uint64_t *offp, uint64_t *bitsp) {
   lua_Integer off = p->f[i - 1].off, bits = p->f[i - 1].bits;
-  uint64_t acc = 0, first, last, k, shift;
-  if (off == FN && !call_fn(L, D_OFFFN, i, "field offset", &off)) goto nil;
-  if (bits == FN && !call_fn(L, D_BITSFN, i, "field bits", &bits)) goto nil;
+  if (off == FN && !call_fn(L, D_OFFFN, i, "field offset", &off)) return 0;
+  if (bits == FN && !call_fn(L, D_BITSFN, i, "field bits", &bits)) return 0;
   if (off < 0 || bits < 1 || bits > 32) {
     lua_rawgeti(L, 4, D_NAME);
     lua_rawgeti(L, 4, D_NAMES);
@@ -317,16 +342,74 @@ static int push_field(lua_State *L, struct pview *v, struct proto *p, lua_Intege
     return luaL_error(L, "%s: field '%s': invalid offset %I or bits %I (bits must be 1..32)", lua_tostring(L, -3),
                       lua_tostring(L, -1), off, bits);
   }
-  if ((uint64_t)off + (uint64_t)bits > (uint64_t)v->n * 8) goto nil;
-  first = (uint64_t)off / 8;
-  last = ((uint64_t)off + (uint64_t)bits - 1) / 8;
+  if ((uint64_t)off + (uint64_t)bits > (uint64_t)v->n * 8) return 0;
+  *offp = (uint64_t)off;
+  *bitsp = (uint64_t)bits;
+  return 1;
+}
+
+/* Pushes field i (1-based) of the view at index 1 (3: its protocol, 4: the definition). */
+static int push_field(lua_State *L, struct pview *v, struct proto *p, lua_Integer i) {
+  uint64_t off, bits, acc = 0, first, last, k, shift;
+  if (!locate(L, v, p, i, &off, &bits)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  first = off / 8;
+  last = (off + bits - 1) / 8;
   for (k = first; k <= last; k++) acc = acc << 8 | v->d[k];
-  shift = (last - first + 1) * 8 - ((uint64_t)off % 8 + (uint64_t)bits);
+  shift = (last - first + 1) * 8 - (off % 8 + bits);
   lua_pushinteger(L, (lua_Integer)((acc >> shift) & ((((uint64_t)1) << bits) - 1)));
   return 1;
-nil:
-  lua_pushnil(L);
-  return 1;
+}
+
+/* Writes field i of the view at index 1 (3: its protocol, 4: the definition) to the integer at
+ * vidx, in the view and in what it was made from. */
+static int set_field(lua_State *L, struct pview *v, struct proto *p, lua_Integer i, int vidx) {
+  uint64_t off, bits, acc = 0, first, last, k, shift, mask;
+  uint8_t nb[5];
+  lua_Integer val;
+  int ok;
+  val = int_at(L, vidx, &ok);
+  lua_rawgeti(L, 4, D_NAMES);
+  lua_rawgeti(L, -1, i); /* the field's name, for errors */
+  if (!ok) {
+    lua_rawgeti(L, 4, D_NAME);
+    return luaL_error(L, "%s view: %s: expected an integer, got %s", lua_tostring(L, -1), lua_tostring(L, -2),
+                      luaL_typename(L, vidx));
+  }
+  if (!locate(L, v, p, i, &off, &bits)) {
+    lua_rawgeti(L, 4, D_NAME);
+    return luaL_error(L, "%s view: %s is absent from these %d bytes", lua_tostring(L, -1), lua_tostring(L, -2),
+                      (int)v->n);
+  }
+  mask = (((uint64_t)1) << bits) - 1;
+  if (val < 0 || (uint64_t)val > mask) {
+    lua_rawgeti(L, 4, D_NAME);
+    return luaL_error(L, "%s view: %s: %I does not fit in %d bits", lua_tostring(L, -1), lua_tostring(L, -2), val,
+                      (int)bits);
+  }
+  first = off / 8;
+  last = (off + bits - 1) / 8;
+  for (k = first; k <= last; k++) acc = acc << 8 | v->d[k];
+  shift = (last - first + 1) * 8 - (off % 8 + bits);
+  acc = (acc & ~(mask << shift)) | ((uint64_t)val << shift);
+  for (k = last + 1; k-- > first;) { /* at most 5 bytes: 32 bits at any bit offset */
+    nb[k - first] = (uint8_t)acc;
+    acc >>= 8;
+  }
+  /* the source first: when it cannot be written (a packet whose call is over), nothing is */
+  if (v->src == SRC_PAYLOAD) {
+    lp_payload_write(L, v->gen, v->pkt_off + (uint32_t)first, nb, (uint32_t)(last - first + 1));
+  } else if (v->src == SRC_BYTES) {
+    size_t n;
+    uint8_t *b;
+    lua_getiuservalue(L, 1, 2);
+    b = (uint8_t *)lp_bytes_data(L, -1, &n);
+    if (b && last < n) memcpy(b + first, nb, (size_t)(last - first + 1));
+  }
+  memcpy(v->d + first, nb, (size_t)(last - first + 1));
+  return 0;
 }
 
 static int l_pview_bytes(lua_State *L) {
@@ -383,11 +466,25 @@ static int l_pview_index(lua_State *L) {
 }
 
 static int l_pview_newindex(lua_State *L) {
-  luaL_checkudata(L, 1, PVIEW_MT);
-  lua_getiuservalue(L, 1, 1);
-  lua_getiuservalue(L, -1, 1);
-  lua_rawgeti(L, -1, D_NAME);
-  return luaL_error(L, "%s view: %s is read-only", lua_tostring(L, -1), luaL_tolstring(L, 2, NULL));
+  struct pview *v = luaL_checkudata(L, 1, PVIEW_MT);
+  struct proto *p;
+  lua_settop(L, 3);
+  lua_getiuservalue(L, 1, 1); /* 4: protocol */
+  p = lua_touserdata(L, 4);
+  lua_getiuservalue(L, 4, 1); /* 5: definition */
+  lua_rotate(L, 3, -1);       /* the helpers' layout: 3 protocol, 4 definition, 5 value */
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    lua_rawgeti(L, 4, D_INDEX);
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, -2) == LUA_TNUMBER) {
+      lua_Integer i = lua_tointeger(L, -1);
+      lua_settop(L, 5);
+      return set_field(L, v, p, i, 5);
+    }
+  }
+  lua_rawgeti(L, 4, D_NAME);
+  return luaL_error(L, "%s view: no field '%s' (payload, proto and bytes are read-only)", lua_tostring(L, -1),
+                    luaL_tolstring(L, 2, NULL));
 }
 
 static int l_pview_len(lua_State *L) {

@@ -11,7 +11,7 @@ use crate::error::{ErrorKind, LoadError};
 use crate::guest::Guest;
 use crate::host::{Host, LogLevel};
 use crate::limits::Limits;
-use crate::packet::{fill_context, Packet};
+use crate::packet::{apply_context, fill_context, ApplyError, Packet};
 use abi::guest as g;
 use abi::verdict::Verdict;
 use alloc::string::String;
@@ -188,6 +188,31 @@ fn linker(guest: &Guest) -> Result<Linker<StoreData>, LoadError> {
             // points to outlives that call (see `run`).
             let pkt = unsafe { pkt.as_ref() };
             if pkt.read(off, out) {
+                len as i32
+            } else {
+                -1
+            }
+        },
+    )
+    .map_err(|e| LoadError::Wasm(Error::from(e)))?;
+    l.func_wrap(
+        g::IMPORT_MODULE,
+        g::IMPORT_PKT_WRITE,
+        |caller: Caller<'_, StoreData>, off: i32, src: i32, len: i32| -> i32 {
+            let (Some(mem), Some(pkt)) = (caller.data().memory, caller.data().pkt) else {
+                return -1;
+            };
+            let (off, src, len) = (
+                off as u32 as usize,
+                src as u32 as usize,
+                len as u32 as usize,
+            );
+            let Some(bytes) = mem.data(&caller).get(src..src.saturating_add(len)) else {
+                return -1;
+            };
+            // SAFETY: as in `pkt_read`.
+            let pkt = unsafe { pkt.as_ref() };
+            if pkt.write(off, bytes) {
                 len as i32
             } else {
                 -1
@@ -482,7 +507,7 @@ impl Instance {
         let out = self.call_top(|s| run.call(s, (fref, aref, budget, cap)));
         self.store.data_mut().pkt = None;
         let used = self.fuel_used;
-        let r = match out {
+        let mut r = match out {
             Outcome::Status(code) if code > 0 => match Verdict::from_code(code) {
                 Some(v) => Ok(v),
                 None => Err(ErrorKind::Return),
@@ -490,6 +515,27 @@ impl Instance {
             Outcome::Status(st) => Err(status_kind(st)),
             Outcome::Trap(k) => Err(k),
         };
+        // Writes take effect as the script makes them, also when it fails afterwards (those
+        // beyond the window already went to the packet): the on-error policy decides the
+        // packet's fate, as it would for a packet the script left half-inspected.
+        let applied = self
+            .memory
+            .data(&self.store)
+            .get(ctx_addr..ctx_addr + g::ctx::SIZE)
+            .map(|buf| apply_context(pkt, buf));
+        if let Some(Err(e)) = applied {
+            if r.is_ok() {
+                self.message.clear();
+                self.message.push_str(match e {
+                    ApplyError::BadRange => "the guest reported writes outside its window",
+                    ApplyError::Refused => "the packet could not be written",
+                });
+                r = Err(match e {
+                    ApplyError::BadRange => ErrorKind::Trap,
+                    ApplyError::Refused => ErrorKind::Memory,
+                });
+            }
+        }
         // wasmi charges fuel per block up front: a call that ran out used all of it
         // wasmi charges fuel per region up front: a call that ran out used all of it
         let used = if r == Err(ErrorKind::Fuel) {

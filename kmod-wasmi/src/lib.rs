@@ -25,7 +25,7 @@ pub use error::{ErrorKind, LoadError};
 pub use guest::GuestCache;
 pub use host::{Host, LogLevel};
 pub use limits::Limits;
-pub use packet::{Meta, Packet, SlicePacket};
+pub use packet::{Conntrack, Meta, MetaWrite, OwnedPacket, Packet, SlicePacket};
 pub use percpu::{PerCpuScript, RunOutcome, SpareInstance};
 pub use script::{Outcome, Script, DEFAULT_ENTRY};
 pub use stats::Stats;

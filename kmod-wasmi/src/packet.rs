@@ -1,8 +1,20 @@
 //! How the runtime sees a packet: a small trait the kernel (skb) and userspace (a byte slice
-//! from a pcap) both implement, and the packet context the guest reads.
+//! from a pcap) both implement, the packet context the guest reads, and how what the guest
+//! changed in that context goes back to the packet.
 
 use crate::headers;
 use abi::guest::ctx;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
+
+/// Conntrack information of a packet (nft's `ct state`, `ct mark`, `ct id`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Conntrack {
+    /// `abi::guest::ctx::CT_*` bits.
+    pub state: u8,
+    pub mark: u32,
+    pub id: u32,
+}
 
 /// Metadata a packet carries besides its bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -13,6 +25,25 @@ pub struct Meta {
     pub mark: u32,
     pub iifname: [u8; 16],
     pub oifname: [u8; 16],
+    /// The transport checksum will be finished later (Linux CHECKSUM_PARTIAL).
+    pub csum_partial: bool,
+    pub ct: Option<Conntrack>,
+    /// The Ethernet header, where the hook has a link layer.
+    pub eth: Option<[u8; ctx::ETH_LEN]>,
+}
+
+/// What a call changed besides packet bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MetaWrite {
+    pub mark: Option<u32>,
+    pub ct_mark: Option<u32>,
+    pub eth: Option<[u8; ctx::ETH_LEN]>,
+}
+
+impl MetaWrite {
+    pub fn is_empty(&self) -> bool {
+        *self == MetaWrite::default()
+    }
 }
 
 /// A packet, from its network header on. Views are valid for one call only.
@@ -25,6 +56,13 @@ pub trait Packet {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Writes `src` at `off` (from the network header); false when the range is not in the
+    /// packet or the packet cannot be written. The packet's length never changes.
+    fn write(&self, _off: usize, _src: &[u8]) -> bool {
+        false
+    }
+    /// Applies metadata the call changed (mark, conntrack mark, Ethernet header).
+    fn write_meta(&self, _w: &MetaWrite) {}
 }
 
 /// A packet held in memory (userspace: pcaps, tests, benchmarks).
@@ -64,6 +102,74 @@ impl Packet for SlicePacket<'_> {
     }
 }
 
+/// A writable packet held in memory (userspace: `lpctl run --out`, tests). Writes go to its
+/// bytes; metadata writes are recorded in [`OwnedPacket::meta`] and [`OwnedPacket::written`].
+#[derive(Debug, Default)]
+pub struct OwnedPacket {
+    pub data: RefCell<Vec<u8>>,
+    pub meta: Cell<Meta>,
+    /// Every metadata write of the calls so far, merged.
+    pub written: Cell<MetaWrite>,
+}
+
+impl OwnedPacket {
+    pub fn new(data: Vec<u8>, meta: Meta) -> Self {
+        OwnedPacket {
+            data: RefCell::new(data),
+            meta: Cell::new(meta),
+            written: Cell::new(MetaWrite::default()),
+        }
+    }
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.data.into_inner()
+    }
+}
+
+impl Packet for OwnedPacket {
+    fn len(&self) -> usize {
+        self.data.borrow().len()
+    }
+    fn read(&self, off: usize, dst: &mut [u8]) -> bool {
+        SlicePacket::new(&self.data.borrow()).read(off, dst)
+    }
+    fn meta(&self) -> Meta {
+        self.meta.get()
+    }
+    fn write(&self, off: usize, src: &[u8]) -> bool {
+        let mut d = self.data.borrow_mut();
+        match off
+            .checked_add(src.len())
+            .and_then(|end| d.get_mut(off..end))
+        {
+            Some(dst) => {
+                dst.copy_from_slice(src);
+                true
+            }
+            None => false,
+        }
+    }
+    fn write_meta(&self, w: &MetaWrite) {
+        let mut m = self.meta.get();
+        let mut all = self.written.get();
+        if let Some(v) = w.mark {
+            m.mark = v;
+            all.mark = Some(v);
+        }
+        if let Some(v) = w.ct_mark {
+            if let Some(ct) = m.ct.as_mut() {
+                ct.mark = v;
+            }
+            all.ct_mark = Some(v);
+        }
+        if let Some(e) = w.eth {
+            m.eth = Some(e);
+            all.eth = Some(e);
+        }
+        self.meta.set(m);
+        self.written.set(all);
+    }
+}
+
 /// Fills `buf` (at least `ctx::SIZE` bytes) with the packet context the guest reads
 /// (`abi::guest::ctx`): lengths, layout, metadata and the first bytes of the packet.
 /// Returns how many bytes of `buf` are meaningful.
@@ -96,7 +202,78 @@ pub fn fill_context(pkt: &dyn Packet, buf: &mut [u8]) -> usize {
     buf[ctx::HOOK] = meta.hook;
     buf[ctx::IIFNAME..ctx::IIFNAME + 16].copy_from_slice(&meta.iifname);
     buf[ctx::OIFNAME..ctx::OIFNAME + 16].copy_from_slice(&meta.oifname);
+    if meta.csum_partial {
+        buf[ctx::CSUM] = ctx::CSUM_PARTIAL;
+    }
+    if let Some(ct) = meta.ct {
+        buf[ctx::FLAGS] |= ctx::FLAG_CT;
+        buf[ctx::CT_STATE] = ct.state;
+        put32(buf, ctx::CT_MARK, ct.mark);
+        put32(buf, ctx::CT_ID, ct.id);
+    }
+    if let Some(eth) = meta.eth {
+        buf[ctx::FLAGS] |= ctx::FLAG_ETH;
+        buf[ctx::ETH..ctx::ETH + ctx::ETH_LEN].copy_from_slice(&eth);
+    }
     ctx::WINDOW + win
+}
+
+/// What went wrong applying a call's changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApplyError {
+    /// The dirty range the guest reported is not inside the window it was given.
+    BadRange,
+    /// The packet refused the write (kernel: the skb could not be made writable).
+    Refused,
+}
+
+/// After a call: copies the window bytes the guest marked dirty to the packet and applies its
+/// metadata writes. `buf` is the context as the guest left it (untrusted: a range outside the
+/// window is refused, not clamped). Returns the number of packet bytes written.
+pub fn apply_context(pkt: &dyn Packet, buf: &[u8]) -> Result<usize, ApplyError> {
+    let Some(head) = buf.get(..ctx::WINDOW) else {
+        return Err(ApplyError::BadRange);
+    };
+    let lo = get32(head, ctx::DIRTY_LO) as usize;
+    let hi = get32(head, ctx::DIRTY_HI) as usize;
+    let win = (get32(head, ctx::WIN) as usize).min(ctx::WINDOW_CAP);
+    let out = head[ctx::OUT];
+    let mut w = MetaWrite::default();
+    let meta = pkt.meta();
+    if out & ctx::OUT_MARK != 0 {
+        w.mark = Some(get32(head, ctx::MARK));
+    }
+    if out & ctx::OUT_CT_MARK != 0 && meta.ct.is_some() {
+        w.ct_mark = Some(get32(head, ctx::CT_MARK));
+    }
+    if out & ctx::OUT_ETH != 0 && meta.eth.is_some() {
+        let mut e = [0u8; ctx::ETH_LEN];
+        e.copy_from_slice(&head[ctx::ETH..ctx::ETH + ctx::ETH_LEN]);
+        w.eth = Some(e);
+    }
+    if !w.is_empty() {
+        pkt.write_meta(&w);
+    }
+    if hi == 0 {
+        return Ok(0);
+    }
+    if lo >= hi || hi > win || hi > pkt.len() {
+        return Err(ApplyError::BadRange);
+    }
+    let Some(src) = buf.get(ctx::WINDOW + lo..ctx::WINDOW + hi) else {
+        return Err(ApplyError::BadRange);
+    };
+    if pkt.write(lo, src) {
+        Ok(hi - lo)
+    } else {
+        Err(ApplyError::Refused)
+    }
+}
+
+fn get32(buf: &[u8], off: usize) -> u32 {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&buf[off..off + 4]);
+    u32::from_le_bytes(b)
 }
 
 fn put32(buf: &mut [u8], off: usize, v: u32) {

@@ -1003,7 +1003,7 @@ fails(function() return sub(lp.cidr("10.0.0.0/8"), 1) end, "bytes expected", "su
 fails(function() return #pkt end, "bytes expected", "#pkt")
 fails(function() return #pkt.tcp end, "bytes expected", "#tcp")
 fails(function() pkt.len = 1 end, "packet.len is read-only", "assign len")
-fails(function() pkt.tcp.sport = 1 end, "tcp.sport is read-only", "assign sport")
+fails(function() pkt.tcp.doff = 1 end, "tcp.doff is read-only", "assign doff")
 fails(function() pl.x = 1 end, "is read-only", "assign to payload")
 eq(pl.nosuch, nil, "unknown view key")
 eq(type(pkt), "userdata", "type")
@@ -1443,6 +1443,7 @@ fn meta_fields_come_from_the_packet_metadata() {
         mark: 0xdead_beef,
         iifname: ifname("eth0"),
         oifname: ifname("a-very-long-interface-name"),
+        ..Meta::default()
     };
     check_meta(
         &p,

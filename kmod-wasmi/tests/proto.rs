@@ -170,7 +170,15 @@ fn unaligned_fields_and_functions() {
         eq(v[1], nil, "integer key")
         eq(tostring(v), "odd view: 8 bytes", "tostring")
         eq(v:bytes(), lp.bytes(table.concat(s)), "bytes")
-        fails(function() v.a = 1 end, "read-only")
+        -- writes at any alignment touch their bits only
+        local before = v:bytes()
+        v.a = 9 eq(v.a, 9, "a written") eq(v.b, tonumber("1100101001011", 2), "b kept")
+        v.c = 0x12345678 eq(v.c, 0x12345678, "c written") eq(v.d, 1, "d kept") eq(v.b, tonumber("1100101001011", 2), "b kept")
+        v.e = 1 eq(v.e, 1, "e written") eq(v.d, 1, "d kept")
+        v.a = 22 v.c = 0xaaaaaaaa v.e = 2
+        eq(v:bytes(), before, "restored bit for bit")
+        fails(function() v.a = 32 end, "does not fit in 5 bits")
+        fails(function() v.payload = 1 end, "no field 'payload'")
 
         local t = lp.bytes.hex("2c ff ff 00 00 00 12 34 ab cd"):as("tlv")
         eq(t.hlen, 2, "hlen") eq(t.kind, 12, "kind")

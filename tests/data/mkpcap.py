@@ -3,6 +3,10 @@
 
 mixed.pcap: Ethernet, 64 packets: TCP to ports 22/80/443/8080, UDP DNS, ICMP echo, IPv6 TCP
 and UDP, an ARP frame (skipped by lpctl), from 16 sources, some with HTTP payloads.
+
+nat.pcap: Ethernet, 48 packets with valid checksums through the router of examples/nat.lua:
+client 10.0.1.2 to the public 10.0.3.2 (TCP with HTTP, UDP, ICMP echo), the server 10.0.2.2's
+answers, and a quarter of traffic NAT leaves alone (client to 10.0.2.1).
 """
 import struct, sys, os
 
@@ -63,6 +67,37 @@ def mixed():
     frames.insert(9, eth(b"\x00\x01\x08\x00\x06\x04\x00\x01" + b"\0" * 20, 0x0806))
     return frames
 
+def with_l4_csum(ip):
+    """Fills the TCP/UDP/ICMP checksum of an IPv4 packet made by ipv4()."""
+    proto, src, dst, l4 = ip[9], ip[12:16], ip[16:20], bytearray(ip[20:])
+    off = {6: 16, 17: 6, 1: 2}[proto]
+    pseudo = b"" if proto == 1 else src + dst + struct.pack("!BBH", 0, proto, len(l4))
+    l4[off:off + 2] = b"\0\0"
+    c = csum(bytes(pseudo) + bytes(l4)) or (0xffff if proto == 17 else 0)
+    l4[off:off + 2] = struct.pack("!H", c)
+    return ip[:20] + bytes(l4)
+
+def nat():
+    client, public, server, router = [10, 0, 1, 2], [10, 0, 3, 2], [10, 0, 2, 2], [10, 0, 2, 1]
+    frames = []
+    for i in range(48):
+        k = i % 8
+        if k in (0, 1):
+            ip = ipv4(client, public, 6, tcp(40000 + i, 80, 0x18, b"GET / HTTP/1.0\r\n\r\n"), i)
+        elif k == 2:
+            ip = ipv4(server, client, 6, tcp(80, 40000 + i, 0x18, b"HTTP/1.0 200 OK\r\n\r\nhello"), i)
+        elif k == 3:
+            ip = ipv4(client, public, 17, udp(5000 + i, 5353, b"query"), i)
+        elif k == 4:
+            ip = ipv4(server, client, 1, icmp_echo(7, i)[:0] + struct.pack("!BBHHH", 0, 0, 0, 7, i) + b"ping" * 8, i)
+        elif k == 5:
+            ip = ipv4(client, public, 1, icmp_echo(7, i), i)
+        else:
+            ip = ipv4(client, router, 17, udp(5000 + i, 53, b"other"), i)
+        frames.append(eth(with_l4_csum(ip), 0x0800))
+    return frames
+
 if __name__ == "__main__":
     out = os.path.dirname(os.path.abspath(__file__))
     write(os.path.join(out, "mixed.pcap"), mixed())
+    write(os.path.join(out, "nat.pcap"), nat())

@@ -15,7 +15,7 @@
 
 use super::{error_message, wasmi::CliHost, Config, Engine, Kind, LoadError, RunResult};
 use abi::guest as g;
-use runtime::packet::fill_context;
+use runtime::packet::{apply_context, fill_context};
 use runtime::{ErrorKind, Host, Limits, LogLevel, OnError, Packet, Verdict};
 use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_void};
@@ -37,6 +37,7 @@ const LOAD_INSTRUCTIONS: c_int = 100_000_000;
 struct HostCallbacks {
     ud: *mut c_void,
     pkt_read: unsafe extern "C" fn(*mut c_void, u32, *mut c_void, u32) -> c_int,
+    pkt_write: unsafe extern "C" fn(*mut c_void, u32, *const c_void, u32) -> c_int,
     log: unsafe extern "C" fn(*mut c_void, c_int, *const c_char, usize),
     now: unsafe extern "C" fn(*mut c_void) -> i64,
 }
@@ -96,6 +97,29 @@ unsafe extern "C" fn cb_pkt_read(ud: *mut c_void, off: u32, dst: *mut c_void, le
     // nothing else uses during this call.
     let out = unsafe { std::slice::from_raw_parts_mut(dst as *mut u8, len as usize) };
     match catch_unwind(AssertUnwindSafe(|| pkt.read(off as usize, out))) {
+        Ok(true) => len as c_int,
+        _ => -1,
+    }
+}
+
+/// `pkt_write`: `src[..len]` to packet bytes `[off, off+len)`; `len`, or -1.
+unsafe extern "C" fn cb_pkt_write(
+    ud: *mut c_void,
+    off: u32,
+    src: *const c_void,
+    len: u32,
+) -> c_int {
+    // SAFETY: as in `cb_pkt_read`.
+    let data = unsafe { &*(ud as *const HostData) };
+    let pkt = data.pkt.get();
+    if pkt.is_null() || src.is_null() {
+        return -1;
+    }
+    // SAFETY: as in `cb_pkt_read`.
+    let pkt: &dyn Packet = unsafe { *(pkt as *const &dyn Packet) };
+    // SAFETY: C passes `len` readable bytes at `src`, valid for this call.
+    let bytes = unsafe { std::slice::from_raw_parts(src as *const u8, len as usize) };
+    match catch_unwind(AssertUnwindSafe(|| pkt.write(off as usize, bytes))) {
         Ok(true) => len as c_int,
         _ => -1,
     }
@@ -172,6 +196,7 @@ impl NativeEngine {
         let callbacks = HostCallbacks {
             ud: data as *mut c_void,
             pkt_read: cb_pkt_read,
+            pkt_write: cb_pkt_write,
             log: cb_log,
             now: cb_now,
         };
@@ -295,11 +320,18 @@ impl Engine for NativeEngine {
         // the call, and `pkt` is reset right after it.
         let code = unsafe { lp_native_run(self.state.as_ptr(), self.fref, self.aref, budget, cap) };
         self.data().pkt.set(ptr::null());
+        // SAFETY: as above; C is done with the context until the next call.
+        let ctx =
+            unsafe { std::slice::from_raw_parts(lp_native_ctx(self.state.as_ptr()), g::ctx::SIZE) };
+        let applied = apply_context(pkt, ctx);
 
-        let res = match code {
+        let mut res = match code {
             c if c > 0 => Verdict::from_code(c).ok_or(ErrorKind::Return),
             st => Err(status_kind(st)),
         };
+        if let (Ok(_), Err(e)) = (&res, applied) {
+            res = Err(super::apply_error_kind(e));
+        }
         match res {
             Ok(verdict) => RunResult {
                 verdict,

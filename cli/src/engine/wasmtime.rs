@@ -132,6 +132,8 @@ struct StoreData {
     /// The running call's packet bytes (`pkt_read` serves from them), copied in per call: a
     /// store's data must be `'static`, so it cannot borrow the packet.
     pkt: Option<Vec<u8>>,
+    /// Ranges `pkt_write` changed in `pkt`, copied to the real packet after the call.
+    written: Vec<(usize, usize)>,
     host: Arc<dyn Host>,
     name: Arc<str>,
 }
@@ -253,6 +255,33 @@ fn linker(engine: &wasmtime::Engine) -> Result<Linker<StoreData>, wasmtime::Erro
             }
         },
     )?;
+    l.func_wrap(
+        g::IMPORT_MODULE,
+        g::IMPORT_PKT_WRITE,
+        |mut caller: Caller<'_, StoreData>, off: i32, src: i32, len: i32| -> i32 {
+            let Some(mem) = caller.data().memory else {
+                return -1;
+            };
+            let (off, src, len) = (
+                off as u32 as usize,
+                src as u32 as usize,
+                len as u32 as usize,
+            );
+            let (data, d) = mem.data_and_store_mut(&mut caller);
+            let (Some(pkt), Some(from)) = (&mut d.pkt, data.get(src..src.saturating_add(len)))
+            else {
+                return -1;
+            };
+            match off.checked_add(len).and_then(|end| pkt.get_mut(off..end)) {
+                Some(dst) => {
+                    dst.copy_from_slice(from);
+                    d.written.push((off, len));
+                    len as i32
+                }
+                None => -1,
+            }
+        },
+    )?;
     Ok(l)
 }
 
@@ -308,6 +337,7 @@ impl Instance {
             tramp: None,
             memory: None,
             pkt: None,
+            written: Vec::new(),
             host: host.clone(),
             name: Arc::from(name),
         };
@@ -527,11 +557,18 @@ impl Instance {
         let cap = limits.pcall_depth as i32;
         let run = self.run.clone();
         let out = self.call_top(|s| run.call(s, (fref, aref, budget, cap)));
+        let mut write_ok = true;
+        let written = std::mem::take(&mut self.store.data_mut().written);
         if let Some(b) = self.store.data_mut().pkt.take() {
+            for &(off, len) in &written {
+                write_ok &= pkt.write(off, &b[off..off + len]);
+            }
             self.pkt_buf = b;
         }
+        self.store.data_mut().written = written;
+        self.store.data_mut().written.clear();
         let used = self.fuel_used;
-        let r = match out {
+        let mut r = match out {
             Outcome::Status(code) if code > 0 => match Verdict::from_code(code) {
                 Some(v) => Ok(v),
                 None => Err(ErrorKind::Return),
@@ -539,6 +576,24 @@ impl Instance {
             Outcome::Status(st) => Err(status_kind(st)),
             Outcome::Trap(k) => Err(k),
         };
+        // as runtime::Instance::run: writes stand even when the call fails afterwards
+        let applied = match self
+            .memory
+            .data(&self.store)
+            .get(ctx_addr..ctx_addr + g::ctx::SIZE)
+        {
+            Some(buf) => runtime::packet::apply_context(pkt, buf),
+            None => Ok(0),
+        };
+        let applied = if write_ok {
+            applied
+        } else {
+            Err(runtime::packet::ApplyError::Refused)
+        };
+        if let (Ok(_), Err(e)) = (&r, applied) {
+            self.message = "the packet could not be written".into();
+            r = Err(super::apply_error_kind(e));
+        }
         // wasmi charges fuel per region up front: a call that ran out used all of it
         let used = if r == Err(ErrorKind::Fuel) {
             limits.fuel
