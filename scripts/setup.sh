@@ -2,13 +2,13 @@
 # Installs what building and testing luapkt needs on a fresh Debian 12 machine (as root):
 # clang/lld 16, wasi-libc and the wasm32 compiler-rt for the Lua guest, binaryen, and the
 # rustup targets/components for the guest and the kernel build, and what the VM harness
-# (tests/vm/run.sh) needs: qemu, static busybox, nft, socat, iproute2, kmod, cpio and the
-# decompressors for Debian's kernel images and modules. Idempotent and quick when everything
+# (tests/vm/run.sh) needs: qemu, static busybox, nft, socat, iproute2, kmod, ethtool, cpio and
+# the decompressors for Debian's kernel images and modules. Idempotent and quick when everything
 # is present.
 set -euo pipefail
 
 APT_PACKAGES=(clang-16 lld-16 llvm-16 wasi-libc libclang-rt-16-dev-wasm32 binaryen python3 libpcap-dev
-  qemu-system-x86 busybox-static nftables socat iproute2 kmod util-linux dash binutils cpio xz-utils zstd gzip)
+  qemu-system-x86 busybox-static nftables socat iproute2 kmod ethtool util-linux dash binutils cpio xz-utils zstd gzip)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -518,8 +518,14 @@ fn nat_example_rewrites_addresses_and_keeps_checksums() {
         assert_eq!(pkts.len(), 48);
         let (mut to_server, mut from_public) = (0, 0);
         for p in &pkts {
-            assert!(p[12..16] != [10, 0, 2, 2], "{engine}: no private source left");
-            assert!(p[16..20] != [10, 0, 3, 2], "{engine}: no public destination left");
+            assert!(
+                p[12..16] != [10, 0, 2, 2],
+                "{engine}: no private source left"
+            );
+            assert!(
+                p[16..20] != [10, 0, 3, 2],
+                "{engine}: no public destination left"
+            );
             to_server += usize::from(p[16..20] == [10, 0, 2, 2]);
             from_public += usize::from(p[12..16] == [10, 0, 3, 2]);
             assert!(csum_ok(&p[..20], 0), "{engine}: IPv4 header checksum");

@@ -1061,7 +1061,10 @@ static int ct_index(lua_State *L, struct lp_state *S) {
 static int ct_newindex(lua_State *L, struct lp_state *S) {
   int k = key_of(L, 2, ct_keys, 3);
   if (k == K_mark) {
-    put32le(S, LP_CTX_CT_MARK, check_uint(L, C_CT, "mark", 0xffffffff));
+    uint32_t v = check_uint(L, C_CT, "mark", 0xffffffff);
+    if (S->ctx[LP_CTX_CT_STATE] & LP_CT_UNTRACKED)
+      return luaL_error(L, "ct.mark: the packet is untracked (no conntrack entry to mark)");
+    put32le(S, LP_CTX_CT_MARK, v);
     S->ctx[LP_CTX_OUT] |= LP_OUT_CT_MARK;
     return 0;
   }

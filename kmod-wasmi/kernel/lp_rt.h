@@ -26,6 +26,7 @@
 
 #include <linux/types.h>
 #include <linux/build_bug.h>
+#include <linux/stddef.h>
 
 struct sk_buff;
 
@@ -59,17 +60,38 @@ struct lp_stats {
 	u64	mem_bytes;	/* linear memory of all instances */
 };
 
-/* the packet of one call; the skb and the names are only used during that call */
+/*
+ * The packet of one call; the skb and the names are only used during that call. The skb is
+ * written through lp_skb_write() and lp_skb_write_meta() (slot context), never kept.
+ */
 struct lp_pkt {
-	const struct sk_buff	*skb;
+	struct sk_buff	*skb;
 	s32	noff;		/* network header offset from skb->data */
 	u32	len;		/* bytes from the network header on */
 	u32	mark;
 	u8	nfproto;
 	u8	hook;
-	u8	__pad[2];
+	u8	csum_partial;	/* skb->ip_summed == CHECKSUM_PARTIAL */
+	u8	has_ct;		/* conntrack built in: ct_* valid (mark, id 0 without entry) */
 	char	iifname[16];
 	char	oifname[16];
+	u32	ct_mark;
+	u32	ct_id;		/* nf_ct_get_id() */
+	u8	ct_state;	/* nft's `ct state`: NF_CT_STATE_BIT(), untracked 64, else 1 */
+	u8	has_eth;	/* eth holds the Ethernet header (bridge, netdev, inet ingress) */
+	u8	eth[14];	/* destination, source, type */
+};
+
+/* metadata a call changed (LP_META_* in flags say which) */
+#define LP_META_MARK	1
+#define LP_META_CT_MARK	2
+#define LP_META_ETH	4
+struct lp_meta_write {
+	u32	mark;
+	u32	ct_mark;
+	u8	flags;
+	u8	eth[14];
+	u8	__pad;
 };
 
 /* the result of one call, after the on-error policy */
@@ -83,7 +105,13 @@ struct lp_outcome {
 
 static_assert(sizeof(struct lp_limits) == 32);
 static_assert(sizeof(struct lp_stats) == 144);
-static_assert(sizeof(struct lp_pkt) == 56);
+static_assert(sizeof(struct lp_pkt) == 80);
+static_assert(offsetof(struct lp_pkt, iifname) == 24);
+static_assert(offsetof(struct lp_pkt, ct_mark) == 56);
+static_assert(offsetof(struct lp_pkt, ct_state) == 64);
+static_assert(offsetof(struct lp_pkt, eth) == 66);
+static_assert(sizeof(struct lp_meta_write) == 24);
+static_assert(offsetof(struct lp_meta_write, eth) == 9);
 static_assert(sizeof(struct lp_outcome) == 16);
 
 /* ---- implemented in Rust (kmod-wasmi/ffi/src/lib.rs) ---- */
@@ -179,6 +207,21 @@ u64 lp_ktime_ns(void);
 u32 lp_random_u32(void);
 /* slot. skb_copy_bits() at @off bytes past the network header; 0 or -EFAULT. */
 int lp_skb_read(const struct lp_pkt *pkt, u32 off, void *dst, u32 len);
+/*
+ * slot. Writes @len bytes at @off past the network header: skb_ensure_writable() (may
+ * reallocate the head or pull paged data into it, GFP_ATOMIC) then skb_store_bits(). A
+ * CHECKSUM_COMPLETE skb becomes CHECKSUM_NONE (the stack then verifies it in software).
+ * 0, -EFAULT (outside the packet) or -ENOMEM.
+ */
+int lp_skb_write(const struct lp_pkt *pkt, u32 off, const void *src, u32 len);
+/*
+ * slot. Applies what @w flags: skb->mark; the conntrack mark (a real entry only, not
+ * untracked or a template; an IPCT_MARK event when it changed); the Ethernet header (made
+ * writable like packet bytes; only when @pkt has one). Returns 0, or the first -errno of the
+ * parts that failed (-ENOENT: no conntrack entry or no Ethernet header, -ENOMEM); the other
+ * parts are still applied.
+ */
+int lp_skb_write_meta(const struct lp_pkt *pkt, const struct lp_meta_write *w);
 /*
  * process. Runs @fn(@arg) on a 64 KiB stack of its own and returns what it returns (or
  * -ENOMEM). Every process-context call that compiles or instantiates (lp_rt_load,

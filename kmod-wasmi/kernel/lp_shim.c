@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * What the Rust runtime asks of the kernel (lp_rt.h, "implemented in C"): memory, a panic
- * that stops, a rate-limited log, a clock, randomness, packet bytes and bottom-half control.
+ * that stops, a rate-limited log, a clock, randomness, packet bytes and metadata (read and
+ * write) and bottom-half control.
  *
  * Allocation context rule: Rust cannot say which context it allocates in, so lp_alloc()
  * asks the preempt count. The packet path runs with bottom halves disabled (softirq, or
@@ -24,10 +25,13 @@
 #include <linux/random.h>
 #include <linux/ratelimit.h>
 #include <linux/skbuff.h>
+#include <linux/if_ether.h>
 #include <linux/slab.h>
 #include <linux/timekeeping.h>
 #include <linux/vmalloc.h>
 #include <asm/irq_stack.h>
+#include <net/netfilter/nf_conntrack.h>
+#include <net/netfilter/nf_conntrack_ecache.h>
 
 #include "luapkt_abi.h"
 #include "lp_rt.h"
@@ -98,6 +102,82 @@ int lp_skb_read(const struct lp_pkt *pkt, u32 off, void *dst, u32 len)
 	if (unlikely(off > pkt->len || len > pkt->len - off))
 		return -EFAULT;
 	return skb_copy_bits(pkt->skb, pkt->noff + (int)off, dst, len);
+}
+
+/*
+ * Packet writes, as nft_payload_set_eval() does them: skb_ensure_writable() unclones the head
+ * (pskb_expand_head) and pulls paged data up to the end of the write into it (GFP_ATOMIC;
+ * both copy at most the packet, no loop of ours), then skb_store_bits(). Offsets, not
+ * pointers, are kept across it: the head may move. A mac header before skb->data (netdev and
+ * bridge ingress) is in the head's headroom, which an uncloned head owns and
+ * pskb_expand_head() copies: an offset below zero needs no pull, only the uncloning.
+ */
+static int lp_skb_store(struct sk_buff *skb, int off, const void *src, u32 len)
+{
+	if (skb_ensure_writable(skb, max_t(int, off + (int)len, 0)))
+		return -ENOMEM;
+	if (skb_store_bits(skb, off, src, len))
+		return -EFAULT;
+	/* the sum the device gave no longer covers the bytes: verify in software */
+	if (skb->ip_summed == CHECKSUM_COMPLETE)
+		skb->ip_summed = CHECKSUM_NONE;
+	return 0;
+}
+
+int lp_skb_write(const struct lp_pkt *pkt, u32 off, const void *src, u32 len)
+{
+	if (unlikely(off > pkt->len || len > pkt->len - off))
+		return -EFAULT;
+	if (unlikely(!len))
+		return 0;
+	return lp_skb_store(pkt->skb, pkt->noff + (int)off, src, len);
+}
+
+static int lp_skb_set_ct_mark(struct sk_buff *skb, u32 mark)
+{
+#if IS_ENABLED(CONFIG_NF_CONNTRACK) && IS_ENABLED(CONFIG_NF_CONNTRACK_MARK)
+	enum ip_conntrack_info ctinfo;
+	struct nf_conn *ct = nf_ct_get(skb, &ctinfo);
+
+	/* as nft_ct_set_eval(): untracked packets have no entry, templates are not entries */
+	if (!ct || nf_ct_is_template(ct))
+		return -ENOENT;
+	if (READ_ONCE(ct->mark) != mark) {
+		WRITE_ONCE(ct->mark, mark);
+		nf_conntrack_event_cache(IPCT_MARK, ct);
+	}
+	return 0;
+#else
+	return -ENOENT;
+#endif
+}
+
+static int lp_skb_set_eth(const struct lp_pkt *pkt, const u8 *eth)
+{
+	struct sk_buff *skb = pkt->skb;
+
+	/* the header nft_lua_pkt() found is still there: nothing between moved it */
+	if (!pkt->has_eth || !skb_mac_header_was_set(skb) ||
+	    skb_mac_header_len(skb) != ETH_HLEN)
+		return -ENOENT;
+	return lp_skb_store(skb, skb_mac_offset(skb), eth, ETH_HLEN);
+}
+
+int lp_skb_write_meta(const struct lp_pkt *pkt, const struct lp_meta_write *w)
+{
+	int err = 0, e;
+
+	if (w->flags & LP_META_MARK)
+		pkt->skb->mark = w->mark;
+	if (w->flags & LP_META_CT_MARK) {
+		e = lp_skb_set_ct_mark(pkt->skb, w->ct_mark);
+		err = err ?: e;
+	}
+	if (w->flags & LP_META_ETH) {
+		e = lp_skb_set_eth(pkt, w->eth);
+		err = err ?: e;
+	}
+	return err;
 }
 
 /*

@@ -19,12 +19,15 @@
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netdevice.h>
+#include <linux/if_arp.h>
+#include <linux/if_ether.h>
 #include <linux/skbuff.h>
 #include <linux/slab.h>
 #include <linux/smp.h>
 #include <net/genetlink.h>
 #include <net/netfilter/nf_tables.h>
 #include <net/net_namespace.h>
+#include <net/netfilter/nf_conntrack.h>
 
 #include "luapkt.h"
 
@@ -65,10 +68,64 @@ static void nft_lua_call_fn(void *arg)
 	lp_rt_run_on_cpu(c->v->rt, smp_processor_id(), c->entry, c->pkt, &c->out);
 }
 
+/*
+ * Conntrack as nft's `ct state`, `ct mark` and `ct id` see it (nft_ct_get_eval()), for packets
+ * conntrack has an entry for, and untracked ones (state only). Without an entry (conntrack does
+ * not run in this netns, or found the packet invalid; a template only carries zone/helper
+ * settings) pkt.ct is nil: nft would say `invalid`.
+ */
+static void nft_lua_pkt_ct(struct lp_pkt *p, const struct sk_buff *skb)
+{
+#if IS_ENABLED(CONFIG_NF_CONNTRACK)
+	enum ip_conntrack_info ctinfo;
+	const struct nf_conn *ct = nf_ct_get(skb, &ctinfo);
+
+	if (ct && !nf_ct_is_template(ct)) {
+		p->has_ct = 1;
+		p->ct_state = NF_CT_STATE_BIT(ctinfo);
+#if IS_ENABLED(CONFIG_NF_CONNTRACK_MARK)
+		p->ct_mark = READ_ONCE(ct->mark);
+#endif
+		p->ct_id = nf_ct_get_id(ct);
+	} else if (!ct && ctinfo == IP_CT_UNTRACKED) {
+		p->has_ct = 1;
+		p->ct_state = NF_CT_STATE_UNTRACKED_BIT;
+	}
+#endif
+}
+
+/*
+ * The Ethernet header of hooks with a link layer: netdev, bridge and inet ingress (where the
+ * mac header lies before skb->data), netdev egress (at skb->data).
+ */
+static void nft_lua_pkt_eth(struct lp_pkt *p, const struct nft_pktinfo *pkt)
+{
+	const struct sk_buff *skb = pkt->skb;
+
+	switch (nft_pf(pkt)) {
+	case NFPROTO_NETDEV:
+	case NFPROTO_BRIDGE:
+		break;
+	case NFPROTO_IPV4:
+	case NFPROTO_IPV6:
+		/* inet ingress runs as the netdev ingress hook does */
+		if (nft_hook(pkt) == NF_INET_INGRESS)
+			break;
+		return;
+	default:
+		return;
+	}
+	if (!skb->dev || skb->dev->type != ARPHRD_ETHER || !skb_mac_header_was_set(skb) ||
+	    skb_mac_header_len(skb) != ETH_HLEN)
+		return;
+	if (skb_copy_bits(skb, skb_mac_offset(skb), p->eth, ETH_HLEN) == 0)
+		p->has_eth = 1;
+}
+
 static void nft_lua_pkt(struct lp_pkt *p, const struct nft_pktinfo *pkt)
 {
 	const struct net_device *in = nft_in(pkt), *out = nft_out(pkt);
-	const struct sk_buff *skb = pkt->skb;
+	struct sk_buff *skb = pkt->skb;
 	int noff = skb_network_offset(skb);
 	int len = (int)skb->len - noff;
 
@@ -79,10 +136,13 @@ static void nft_lua_pkt(struct lp_pkt *p, const struct nft_pktinfo *pkt)
 	p->mark = skb->mark;
 	p->nfproto = nft_pf(pkt);
 	p->hook = nft_hook(pkt);
+	p->csum_partial = skb->ip_summed == CHECKSUM_PARTIAL;
 	if (in)
 		strscpy(p->iifname, in->name, sizeof(p->iifname));
 	if (out)
 		strscpy(p->oifname, out->name, sizeof(p->oifname));
+	nft_lua_pkt_ct(p, skb);
+	nft_lua_pkt_eth(p, pkt);
 }
 
 static void nft_lua_eval(const struct nft_expr *expr, struct nft_regs *regs,
@@ -286,6 +346,21 @@ nla_put_failure:
 	return -1;
 }
 
+#ifdef NFT_REDUCE_READONLY
+/*
+ * Register tracking, where nf_tables has it (6.1; gone by 6.12): a script may change any
+ * packet byte and the marks, so nothing a register held before it is known to hold after it.
+ */
+static bool nft_lua_reduce(struct nft_regs_track *track, const struct nft_expr *expr)
+{
+	unsigned int i;
+
+	for (i = 0; i < NFT_REG32_NUM; i++)
+		__nft_reg_track_cancel(track, i);
+	return false;
+}
+#endif
+
 static struct nft_expr_type nft_lua_type;
 static const struct nft_expr_ops nft_lua_ops = {
 	.type		= &nft_lua_type,
@@ -295,7 +370,7 @@ static const struct nft_expr_ops nft_lua_ops = {
 	.destroy	= nft_lua_destroy,
 	.dump		= nft_lua_dump,
 #ifdef NFT_REDUCE_READONLY
-	.reduce		= NFT_REDUCE_READONLY,
+	.reduce		= nft_lua_reduce,
 #endif
 };
 

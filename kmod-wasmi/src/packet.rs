@@ -61,8 +61,11 @@ pub trait Packet {
     fn write(&self, _off: usize, _src: &[u8]) -> bool {
         false
     }
-    /// Applies metadata the call changed (mark, conntrack mark, Ethernet header).
-    fn write_meta(&self, _w: &MetaWrite) {}
+    /// Applies metadata the call changed (mark, conntrack mark, Ethernet header); false when
+    /// the packet cannot take it (kernel: the Ethernet header could not be made writable).
+    fn write_meta(&self, _w: &MetaWrite) -> bool {
+        false
+    }
 }
 
 /// A packet held in memory (userspace: pcaps, tests, benchmarks).
@@ -148,7 +151,7 @@ impl Packet for OwnedPacket {
             None => false,
         }
     }
-    fn write_meta(&self, w: &MetaWrite) {
+    fn write_meta(&self, w: &MetaWrite) -> bool {
         let mut m = self.meta.get();
         let mut all = self.written.get();
         if let Some(v) = w.mark {
@@ -167,6 +170,7 @@ impl Packet for OwnedPacket {
         }
         self.meta.set(m);
         self.written.set(all);
+        true
     }
 }
 
@@ -251,8 +255,8 @@ pub fn apply_context(pkt: &dyn Packet, buf: &[u8]) -> Result<usize, ApplyError> 
         e.copy_from_slice(&head[ctx::ETH..ctx::ETH + ctx::ETH_LEN]);
         w.eth = Some(e);
     }
-    if !w.is_empty() {
-        pkt.write_meta(&w);
+    if !w.is_empty() && !pkt.write_meta(&w) {
+        return Err(ApplyError::Refused);
     }
     if hi == 0 {
         return Ok(0);

@@ -416,6 +416,22 @@ fn metadata_writes() {
         w.eth,
         Some([0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff, 0, 0x11, 0x22, 0x33, 0x44, 0x55, 8, 0])
     );
+    // untracked: a state, no entry to mark
+    let untracked = Meta {
+        ct: Some(Conntrack {
+            state: abi::guest::ctx::CT_UNTRACKED,
+            mark: 0,
+            id: 0,
+        }),
+        ..Meta::default()
+    };
+    let (_, pkt, _) = run_on(
+        r#"eq(pkt.ct.state, "untracked", "state")
+           fails(function() pkt.ct.mark = 1 end, "ct.mark: the packet is untracked")"#,
+        tcp4_full(b""),
+        untracked,
+    );
+    assert!(pkt.written.get().is_empty());
     // without conntrack or a link layer there is no pkt.ct / pkt.eth
     let (_, pkt, _) = run_on(
         r#"eq(pkt.ct, nil, "ct") eq(pkt.eth, nil, "eth")"#,

@@ -228,6 +228,7 @@ copy_binary "$(command -v unshare)" /usr/bin/unshare
 copy_binary "$(command -v nft)" /usr/sbin/nft
 copy_binary "$(command -v socat)" /usr/bin/socat
 copy_binary /usr/sbin/ip /usr/sbin/ip # iproute2: busybox's ip cannot name a veth peer
+copy_binary "$(command -v ethtool)" /usr/sbin/ethtool # veth offloads (tx off: receivers verify checksums)
 copy_binary "$(command -v kmod)" /usr/bin/kmod
 for t in modprobe insmod rmmod lsmod modinfo depmod; do ln -s ../usr/bin/kmod "$root/sbin/$t"; done
 if [[ -n $lpctl ]]; then # stripped: a release lpctl with debug info is ~200 MB

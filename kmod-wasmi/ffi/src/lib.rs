@@ -24,10 +24,10 @@ use alloc::sync::Arc;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ffi::{c_char, c_int, c_void};
 use core::fmt::{self, Write};
-use core::mem::size_of;
+use core::mem::{offset_of, size_of};
 use runtime::{
-    package, ErrorKind, GuestCache, Host, Limits, LoadError, LogLevel, Meta, Packet, PerCpuScript,
-    SpareInstance,
+    package, Conntrack, ErrorKind, GuestCache, Host, Limits, LoadError, LogLevel, Meta, MetaWrite,
+    Packet, PerCpuScript, SpareInstance,
 };
 use sha2::{Digest, Sha256};
 
@@ -37,8 +37,8 @@ use sha2::{Digest, Sha256};
 /// A packet as the C glue hands it over (`struct lp_pkt`): valid for one call.
 #[repr(C)]
 pub struct LpPkt {
-    /// `struct sk_buff *`, opaque here.
-    pub skb: *const c_void,
+    /// `struct sk_buff *`, opaque here; written only through `lp_skb_write*`.
+    pub skb: *mut c_void,
     /// Offset of the network header from `skb->data` (may be negative).
     pub noff: i32,
     /// Bytes from the network header to the end of the packet.
@@ -46,10 +46,34 @@ pub struct LpPkt {
     pub mark: u32,
     pub nfproto: u8,
     pub hook: u8,
-    pub _pad: [u8; 2],
+    /// `skb->ip_summed == CHECKSUM_PARTIAL`.
+    pub csum_partial: u8,
+    /// Conntrack is built in: `ct_state` is valid (`ct_mark`, `ct_id` 0 without an entry).
+    pub has_ct: u8,
     pub iifname: [u8; 16],
     pub oifname: [u8; 16],
+    pub ct_mark: u32,
+    pub ct_id: u32,
+    /// nft's `ct state` bits (`abi::guest::ctx::CT_*`): invalid (1) without an entry.
+    pub ct_state: u8,
+    /// `eth` holds the Ethernet header.
+    pub has_eth: u8,
+    pub eth: [u8; 14],
 }
+
+/// `struct lp_meta_write`: what a call changed besides packet bytes (`LP_META_*` in `flags`).
+#[repr(C)]
+pub struct LpMetaWrite {
+    pub mark: u32,
+    pub ct_mark: u32,
+    pub flags: u8,
+    pub eth: [u8; 14],
+    pub _pad: u8,
+}
+
+const LP_META_MARK: u8 = 1;
+const LP_META_CT_MARK: u8 = 2;
+const LP_META_ETH: u8 = 4;
 
 extern "C" {
     /// kvmalloc/kmalloc with GFP flags chosen by context; NULL on failure or `align` > PAGE_SIZE.
@@ -66,6 +90,11 @@ extern "C" {
     fn lp_random_u32() -> u32;
     /// skb_copy_bits() from `off` bytes past the network header; 0 or a negative errno.
     fn lp_skb_read(pkt: *const LpPkt, off: u32, dst: *mut u8, len: u32) -> c_int;
+    /// skb_ensure_writable() + skb_store_bits() at `off` bytes past the network header;
+    /// 0 or a negative errno.
+    fn lp_skb_write(pkt: *const LpPkt, off: u32, src: *const u8, len: u32) -> c_int;
+    /// Applies the flagged metadata writes; 0 or the first negative errno.
+    fn lp_skb_write_meta(pkt: *const LpPkt, w: *const LpMetaWrite) -> c_int;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -177,13 +206,61 @@ impl Packet for SkbPacket<'_> {
         unsafe { lp_skb_read(self.0, off32, dst.as_mut_ptr(), len32) == 0 }
     }
     fn meta(&self) -> Meta {
+        let p = self.0;
         Meta {
-            nfproto: self.0.nfproto,
-            hook: self.0.hook,
-            mark: self.0.mark,
-            iifname: self.0.iifname,
-            oifname: self.0.oifname,
+            nfproto: p.nfproto,
+            hook: p.hook,
+            mark: p.mark,
+            iifname: p.iifname,
+            oifname: p.oifname,
+            csum_partial: p.csum_partial != 0,
+            ct: (p.has_ct != 0).then_some(Conntrack {
+                state: p.ct_state,
+                mark: p.ct_mark,
+                id: p.ct_id,
+            }),
+            eth: (p.has_eth != 0).then_some(p.eth),
         }
+    }
+    fn write(&self, off: usize, src: &[u8]) -> bool {
+        let (Ok(off32), Ok(len32)) = (u32::try_from(off), u32::try_from(src.len())) else {
+            return false;
+        };
+        if off32.checked_add(len32).is_none_or(|end| end > self.0.len) {
+            return false;
+        }
+        // SAFETY: `self.0` is the lp_pkt of the running call, whose skb the C caller owns
+        // until the call returns (slot context, as lp_skb_write requires); `src` is readable
+        // for `len32` bytes and not kept.
+        unsafe { lp_skb_write(self.0, off32, src.as_ptr(), len32) == 0 }
+    }
+    fn write_meta(&self, w: &MetaWrite) -> bool {
+        let mut m = LpMetaWrite {
+            mark: 0,
+            ct_mark: 0,
+            flags: 0,
+            eth: [0; 14],
+            _pad: 0,
+        };
+        if let Some(v) = w.mark {
+            m.flags |= LP_META_MARK;
+            m.mark = v;
+        }
+        if let Some(v) = w.ct_mark {
+            m.flags |= LP_META_CT_MARK;
+            m.ct_mark = v;
+        }
+        if let Some(e) = w.eth {
+            m.flags |= LP_META_ETH;
+            m.eth = e;
+        }
+        if m.flags == 0 {
+            return true;
+        }
+        // SAFETY: as in `write`; `m` lives across the call and is only read. A part the
+        // packet cannot take (no memory to unclone the head for the Ethernet header) fails
+        // the call: the on-error policy decides.
+        unsafe { lp_skb_write_meta(self.0, &m) == 0 }
     }
 }
 
@@ -232,7 +309,13 @@ pub struct LpOutcome {
     pub fuel: u64,
 }
 
-const _: () = assert!(size_of::<LpPkt>() == 56);
+const _: () = assert!(size_of::<LpPkt>() == 80);
+const _: () = assert!(offset_of!(LpPkt, iifname) == 24);
+const _: () = assert!(offset_of!(LpPkt, ct_mark) == 56);
+const _: () = assert!(offset_of!(LpPkt, ct_state) == 64);
+const _: () = assert!(offset_of!(LpPkt, eth) == 66);
+const _: () = assert!(size_of::<LpMetaWrite>() == 24);
+const _: () = assert!(offset_of!(LpMetaWrite, eth) == 9);
 const _: () = assert!(size_of::<LpLimits>() == 32);
 const _: () = assert!(size_of::<LpStats>() == 144);
 const _: () = assert!(size_of::<LpOutcome>() == 16);
