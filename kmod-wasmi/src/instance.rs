@@ -7,6 +7,7 @@
 //! stack pointer and reports `TRY_THREW`) or the top-level call (which restores it and runs
 //! `lp_recover`). Any other trap poisons the instance: its owner rebuilds it.
 
+use crate::call::{status_kind, CallState, GuestCalls, Outcome};
 use crate::error::{ErrorKind, LoadError};
 use crate::guest::Guest;
 use crate::host::{Host, LogLevel};
@@ -26,10 +27,8 @@ use wasmi::{
 
 /// Fuel for building an instance: the script's top-level chunk may build large tables.
 const LOAD_FUEL: u64 = 4_000_000_000;
-/// Fuel for finishing a call whose Lua error unwound to the host (it runs `__close` handlers).
-const RECOVER_FUEL: u64 = 1_000_000;
-/// Longest log line or error message copied out of the guest.
-const MAX_MESSAGE: usize = 1024;
+/// Longest log line copied out of the guest.
+const MAX_MESSAGE: usize = crate::call::MAX_MESSAGE;
 
 /// The trap `lp.throw` raises: a Lua error unwinding to the nearest host frame.
 #[derive(Debug)]
@@ -74,15 +73,6 @@ pub(crate) struct StoreData {
 // and the packet borrow; nothing else in StoreData is thread-bound.
 unsafe impl Send for StoreData {}
 
-/// How a top-level guest call ended.
-enum Outcome {
-    /// The guest returned this status (a verdict code or a negative error status), possibly
-    /// after a Lua error unwound to the host and `lp_recover` ran.
-    Status(i32),
-    /// A trap that is not a Lua error: the Lua state may be inconsistent.
-    Trap(ErrorKind),
-}
-
 pub struct Instance {
     store: Store<StoreData>,
     memory: Memory,
@@ -99,10 +89,8 @@ pub struct Instance {
     ref_string: TypedFunc<(i32, i32), i32>,
     /// (function ref, argument ref) per bound entry.
     entries: Vec<(i32, i32)>,
-    message: String,
-    poisoned: bool,
-    /// Fuel the last top-level call used, its recovery included.
-    fuel_used: u64,
+    /// Message, poison and fuel of the last call.
+    calls: CallState,
 }
 
 fn linker(guest: &Guest) -> Result<Linker<StoreData>, LoadError> {
@@ -232,6 +220,55 @@ fn typed<P: wasmi::WasmParams, R: wasmi::WasmResults>(
         .map_err(|_| LoadError::Guest(name))
 }
 
+/// The call protocol's view of an instance: its store and the exports it uses.
+struct Calls<'a> {
+    store: &'a mut Store<StoreData>,
+    sp: Global,
+    memory: Memory,
+    recover: &'a TypedFunc<(), i32>,
+    errmsg: &'a TypedFunc<(), i32>,
+    errlen: &'a TypedFunc<(), i32>,
+}
+
+impl GuestCalls for Calls<'_> {
+    type Error = Error;
+    fn fuel(&self) -> u64 {
+        self.store.get_fuel().unwrap_or(0)
+    }
+    fn set_fuel(&mut self, fuel: u64) {
+        let _ = self.store.set_fuel(fuel);
+    }
+    fn stack_pointer(&mut self) -> i32 {
+        match self.sp.get(&*self.store) {
+            Val::I32(v) => v,
+            _ => 0,
+        }
+    }
+    fn set_stack_pointer(&mut self, sp: i32) -> bool {
+        self.sp.set(&mut *self.store, Val::I32(sp)).is_ok()
+    }
+    fn reset_depth(&mut self) {
+        self.store.data_mut().depth = 0;
+    }
+    fn recover(&mut self) -> Result<i32, Error> {
+        self.recover.call(&mut *self.store, ())
+    }
+    fn error_message(&mut self) -> Option<(i32, i32)> {
+        let ptr = self.errmsg.call(&mut *self.store, ()).ok()?;
+        let len = self.errlen.call(&mut *self.store, ()).ok()?;
+        Some((ptr, len))
+    }
+    fn memory(&self) -> &[u8] {
+        self.memory.data(&*self.store)
+    }
+    fn is_lua_throw(e: &Error) -> bool {
+        e.downcast_ref::<LuaThrow>().is_some()
+    }
+    fn trap_kind(e: &Error) -> ErrorKind {
+        trap_kind(e)
+    }
+}
+
 fn trap_kind(e: &Error) -> ErrorKind {
     if e.downcast_ref::<DepthExceeded>().is_some() {
         return ErrorKind::Stack;
@@ -240,16 +277,6 @@ fn trap_kind(e: &Error) -> ErrorKind {
         Some(TrapCode::OutOfFuel) => ErrorKind::Fuel,
         Some(TrapCode::StackOverflow) => ErrorKind::Stack,
         _ => ErrorKind::Trap,
-    }
-}
-
-fn status_kind(status: i32) -> ErrorKind {
-    match status {
-        g::ERR_MEMORY => ErrorKind::Memory,
-        g::ERR_RETURN => ErrorKind::Return,
-        g::ERR_INSTRUCTIONS => ErrorKind::Instructions,
-        g::ERR_STACK => ErrorKind::Stack,
-        _ => ErrorKind::Lua,
     }
 }
 
@@ -315,9 +342,7 @@ impl Instance {
             sp,
             ctx_addr: 0,
             entries: Vec::new(),
-            message: String::new(),
-            poisoned: false,
-            fuel_used: 0,
+            calls: CallState::default(),
         };
         let ctx_addr = ctx.call(&mut me.store, ()).map_err(LoadError::Wasm)?;
         me.ctx_addr = ctx_addr as u32 as usize;
@@ -333,7 +358,7 @@ impl Instance {
         match me.call_top(|s| init.call(s, seed)) {
             Outcome::Status(0) => {}
             Outcome::Status(st) => {
-                return Err(LoadError::Init(status_kind(st), me.message.clone()))
+                return Err(LoadError::Init(status_kind(st), me.calls.message.clone()))
             }
             Outcome::Trap(k) => return Err(LoadError::Init(k, String::new())),
         }
@@ -345,8 +370,8 @@ impl Instance {
         me.free_bytes(nm);
         match r {
             Outcome::Status(0) => Ok(me),
-            Outcome::Status(g::ERR_SYNTAX) => Err(LoadError::Syntax(me.message.clone())),
-            Outcome::Status(st) => Err(LoadError::Init(status_kind(st), me.message.clone())),
+            Outcome::Status(g::ERR_SYNTAX) => Err(LoadError::Syntax(me.calls.message.clone())),
+            Outcome::Status(st) => Err(LoadError::Init(status_kind(st), me.calls.message.clone())),
             Outcome::Trap(k) => Err(LoadError::Init(k, String::new())),
         }
     }
@@ -379,67 +404,17 @@ impl Instance {
         let _ = self.free.call(&mut self.store, ptr);
     }
 
-    /// Runs a top-level guest call; a Lua error that unwinds to here is finished by
-    /// `lp_recover`. Fills `self.message` on errors.
+    /// Runs a top-level guest call (see [`CallState::call_top`]).
     fn call_top(&mut self, f: impl FnOnce(&mut Store<StoreData>) -> Result<i32, Error>) -> Outcome {
-        self.store.data_mut().depth = 0;
-        let budget = self.store.get_fuel().unwrap_or(0);
-        self.fuel_used = 0;
-        let saved = self.sp.get(&self.store);
-        let result = f(&mut self.store);
-        self.fuel_used = budget.saturating_sub(self.store.get_fuel().unwrap_or(0));
-        let status = match result {
-            Ok(st) => st,
-            Err(e) if e.downcast_ref::<LuaThrow>().is_some() => {
-                if self.sp.set(&mut self.store, saved).is_err() {
-                    return self.poison(ErrorKind::Trap);
-                }
-                // Recovery runs __close handlers: give it a fresh, bounded budget.
-                let fuel = self.store.get_fuel().unwrap_or(0).max(RECOVER_FUEL);
-                let _ = self.store.set_fuel(fuel);
-                self.store.data_mut().depth = 0;
-                let recovered = self.recover.call(&mut self.store, ());
-                self.fuel_used += fuel.saturating_sub(self.store.get_fuel().unwrap_or(0));
-                match recovered {
-                    Ok(st) => st,
-                    Err(e) => return self.poison(trap_kind(&e)),
-                }
-            }
-            Err(e) => return self.poison(trap_kind(&e)),
+        let mut calls = Calls {
+            store: &mut self.store,
+            sp: self.sp,
+            memory: self.memory,
+            recover: &self.recover,
+            errmsg: &self.errmsg,
+            errlen: &self.errlen,
         };
-        if status < 0 {
-            self.fetch_message();
-        }
-        Outcome::Status(status)
-    }
-
-    fn poison(&mut self, kind: ErrorKind) -> Outcome {
-        // With --stack-first the shadow stack sits at the bottom of memory: an overflow
-        // wraps the stack pointer and the access traps out of bounds.
-        let kind = if kind == ErrorKind::Trap && self.stack_pointer() < 1024 {
-            ErrorKind::Stack
-        } else {
-            kind
-        };
-        self.poisoned = true;
-        self.message.clear();
-        self.message.push_str(kind.message());
-        Outcome::Trap(kind)
-    }
-
-    fn fetch_message(&mut self) {
-        self.message.clear();
-        let _ = self.store.set_fuel(1_000_000);
-        let (Ok(ptr), Ok(len)) = (
-            self.errmsg.call(&mut self.store, ()),
-            self.errlen.call(&mut self.store, ()),
-        ) else {
-            return;
-        };
-        let (start, len) = (ptr as u32 as usize, (len.max(0) as usize).min(MAX_MESSAGE));
-        if let Some(bytes) = self.memory.data(&self.store).get(start..start + len) {
-            self.message.push_str(&String::from_utf8_lossy(bytes));
-        }
+        self.calls.call_top(&mut calls, |c| f(c.store))
     }
 
     /// Makes `func` (a global function) callable with `arg`; returns the entry's index.
@@ -479,8 +454,7 @@ impl Instance {
         limits: &Limits,
     ) -> (Result<Verdict, ErrorKind>, u64) {
         let Some(&(fref, aref)) = self.entries.get(entry) else {
-            self.message.clear();
-            self.message.push_str("no such entry");
+            self.calls.set_message("no such entry");
             return (Err(ErrorKind::Trap), 0);
         };
         let ctx_addr = self.ctx_addr;
@@ -506,54 +480,25 @@ impl Instance {
         let run = self.run;
         let out = self.call_top(|s| run.call(s, (fref, aref, budget, cap)));
         self.store.data_mut().pkt = None;
-        let used = self.fuel_used;
-        let mut r = match out {
-            Outcome::Status(code) if code > 0 => match Verdict::from_code(code) {
-                Some(v) => Ok(v),
-                None => Err(ErrorKind::Return),
-            },
-            Outcome::Status(st) => Err(status_kind(st)),
-            Outcome::Trap(k) => Err(k),
-        };
-        // Writes take effect as the script makes them, also when it fails afterwards (those
-        // beyond the window already went to the packet): the on-error policy decides the
-        // packet's fate, as it would for a packet the script left half-inspected.
-        let applied = self
+        let applied = match self
             .memory
             .data(&self.store)
             .get(ctx_addr..ctx_addr + g::ctx::SIZE)
-            .map(|buf| apply_context(pkt, buf));
-        if let Some(Err(e)) = applied {
-            if r.is_ok() {
-                self.message.clear();
-                self.message.push_str(match e {
-                    ApplyError::BadRange => "the guest reported writes outside its window",
-                    ApplyError::Refused => "the packet could not be written",
-                });
-                r = Err(match e {
-                    ApplyError::BadRange => ErrorKind::Trap,
-                    ApplyError::Refused => ErrorKind::Memory,
-                });
-            }
-        }
-        // wasmi charges fuel per block up front: a call that ran out used all of it
-        // wasmi charges fuel per region up front: a call that ran out used all of it
-        let used = if r == Err(ErrorKind::Fuel) {
-            limits.fuel
-        } else {
-            used
+        {
+            Some(buf) => apply_context(pkt, buf),
+            None => Err(ApplyError::BadRange),
         };
-        (r, used)
+        self.calls.finish_run(out, applied, limits.fuel)
     }
 
     /// True after a trap that may have left the Lua state inconsistent: rebuild it.
     pub fn poisoned(&self) -> bool {
-        self.poisoned
+        self.calls.poisoned
     }
 
     /// Message of the last error (Lua message and traceback, or the trap's fixed message).
     pub fn message(&self) -> &str {
-        &self.message
+        &self.calls.message
     }
 
     /// Linear memory of the instance in bytes.

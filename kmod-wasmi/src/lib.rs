@@ -8,6 +8,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod call;
 pub mod error;
 pub mod guest;
 pub mod headers;

@@ -78,14 +78,6 @@ pub fn load(kind: Kind, cfg: &Config) -> Result<Box<dyn Engine>, LoadError> {
     }
 }
 
-/// The error a failed write-back counts as (as the kernel runtime counts it).
-pub fn apply_error_kind(e: runtime::packet::ApplyError) -> ErrorKind {
-    match e {
-        runtime::packet::ApplyError::BadRange => ErrorKind::Trap,
-        runtime::packet::ApplyError::Refused => ErrorKind::Memory,
-    }
-}
-
 /// The message for an error as users see it: Lua errors are prefixed with `lua: `, and only
 /// the first line (the traceback follows in logs) is kept.
 pub fn error_message(kind: ErrorKind, guest_message: &str) -> String {

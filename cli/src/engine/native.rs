@@ -15,6 +15,7 @@
 
 use super::{error_message, wasmi::CliHost, Config, Engine, Kind, LoadError, RunResult};
 use abi::guest as g;
+use runtime::call::status_kind;
 use runtime::packet::{apply_context, fill_context};
 use runtime::{ErrorKind, Host, Limits, LogLevel, OnError, Packet, Verdict};
 use std::cell::Cell;
@@ -149,16 +150,6 @@ unsafe extern "C" fn cb_now(ud: *mut c_void) -> i64 {
     // SAFETY: as in `cb_pkt_read`.
     let data = unsafe { &*(ud as *const HostData) };
     catch_unwind(AssertUnwindSafe(|| data.host.now_ns() as i64)).unwrap_or(0)
-}
-
-fn status_kind(status: c_int) -> ErrorKind {
-    match status {
-        g::ERR_MEMORY => ErrorKind::Memory,
-        g::ERR_RETURN => ErrorKind::Return,
-        g::ERR_INSTRUCTIONS => ErrorKind::Instructions,
-        g::ERR_STACK => ErrorKind::Stack,
-        _ => ErrorKind::Lua,
-    }
 }
 
 pub struct NativeEngine {
@@ -330,7 +321,7 @@ impl Engine for NativeEngine {
             st => Err(status_kind(st)),
         };
         if let (Ok(_), Err(e)) = (&res, applied) {
-            res = Err(super::apply_error_kind(e));
+            res = Err(runtime::call::apply_error_kind(e));
         }
         match res {
             Ok(verdict) => RunResult {

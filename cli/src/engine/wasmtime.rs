@@ -13,6 +13,8 @@
 use super::wasmi::CliHost;
 use super::{error_message, Config, Engine, Kind, LoadError, RunResult};
 use abi::guest as g;
+use runtime::call::{status_kind, CallState, GuestCalls, Outcome};
+use runtime::packet::ApplyError;
 use runtime::{ErrorKind, Host, Limits, LogLevel, Packet, Verdict};
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -23,10 +25,8 @@ use wasmtime::{
 
 /// Fuel for building an instance: the script's top-level chunk may build large tables.
 const LOAD_FUEL: u64 = 4_000_000_000;
-/// Fuel for finishing a call whose Lua error unwound to the host (it runs `__close` handlers).
-const RECOVER_FUEL: u64 = 1_000_000;
-/// Longest log line or error message copied out of the guest.
-const MAX_MESSAGE: usize = 1024;
+/// Longest log line copied out of the guest.
+const MAX_MESSAGE: usize = runtime::call::MAX_MESSAGE;
 /// wasmi limits the wasm call depth of one entry into the guest to `limits.recursion` frames;
 /// wasmtime limits the native stack all wasm (and host re-entry) frames of a call may use, in
 /// bytes. Measured on the Lua guest, a wasmi frame corresponds to about this much native stack
@@ -138,15 +138,6 @@ struct StoreData {
     name: Arc<str>,
 }
 
-/// How a top-level guest call ended.
-enum Outcome {
-    /// The guest returned this status (a verdict code or a negative error status), possibly
-    /// after a Lua error unwound to the host and `lp_recover` ran.
-    Status(i32),
-    /// A trap that is not a Lua error: the Lua state may be inconsistent.
-    Trap(ErrorKind),
-}
-
 /// One instance of the script: a store with the guest instantiated and the script loaded.
 struct Instance {
     store: Store<StoreData>,
@@ -165,10 +156,8 @@ struct Instance {
     entry: Option<(i32, i32)>,
     /// The packet buffer between calls (reused).
     pkt_buf: Vec<u8>,
-    message: String,
-    poisoned: bool,
-    /// Fuel the last top-level call used, its recovery included.
-    fuel_used: u64,
+    /// Message, poison and fuel of the last call.
+    calls: CallState,
 }
 
 fn linker(engine: &wasmtime::Engine) -> Result<Linker<StoreData>, wasmtime::Error> {
@@ -294,6 +283,55 @@ fn typed<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
         .map_err(|_| runtime::LoadError::Guest(name).into())
 }
 
+/// The call protocol's view of an instance: its store and the exports it uses.
+struct Calls<'a> {
+    store: &'a mut Store<StoreData>,
+    sp: Global,
+    memory: Memory,
+    recover: &'a TypedFunc<(), i32>,
+    errmsg: &'a TypedFunc<(), i32>,
+    errlen: &'a TypedFunc<(), i32>,
+}
+
+impl GuestCalls for Calls<'_> {
+    type Error = wasmtime::Error;
+    fn fuel(&self) -> u64 {
+        self.store.get_fuel().unwrap_or(0)
+    }
+    fn set_fuel(&mut self, fuel: u64) {
+        let _ = self.store.set_fuel(fuel);
+    }
+    fn stack_pointer(&mut self) -> i32 {
+        match self.sp.get(&mut *self.store) {
+            Val::I32(v) => v,
+            _ => 0,
+        }
+    }
+    fn set_stack_pointer(&mut self, sp: i32) -> bool {
+        self.sp.set(&mut *self.store, Val::I32(sp)).is_ok()
+    }
+    fn reset_depth(&mut self) {
+        self.store.data_mut().depth = 0;
+    }
+    fn recover(&mut self) -> wasmtime::Result<i32> {
+        self.recover.call(&mut *self.store, ())
+    }
+    fn error_message(&mut self) -> Option<(i32, i32)> {
+        let ptr = self.errmsg.call(&mut *self.store, ()).ok()?;
+        let len = self.errlen.call(&mut *self.store, ()).ok()?;
+        Some((ptr, len))
+    }
+    fn memory(&self) -> &[u8] {
+        self.memory.data(&*self.store)
+    }
+    fn is_lua_throw(e: &wasmtime::Error) -> bool {
+        e.is::<LuaThrow>()
+    }
+    fn trap_kind(e: &wasmtime::Error) -> ErrorKind {
+        trap_kind(e)
+    }
+}
+
 fn trap_kind(e: &wasmtime::Error) -> ErrorKind {
     if e.is::<DepthExceeded>() {
         return ErrorKind::Stack;
@@ -302,16 +340,6 @@ fn trap_kind(e: &wasmtime::Error) -> ErrorKind {
         Some(Trap::OutOfFuel) => ErrorKind::Fuel,
         Some(Trap::StackOverflow) => ErrorKind::Stack,
         _ => ErrorKind::Trap,
-    }
-}
-
-fn status_kind(status: i32) -> ErrorKind {
-    match status {
-        g::ERR_MEMORY => ErrorKind::Memory,
-        g::ERR_RETURN => ErrorKind::Return,
-        g::ERR_INSTRUCTIONS => ErrorKind::Instructions,
-        g::ERR_STACK => ErrorKind::Stack,
-        _ => ErrorKind::Lua,
     }
 }
 
@@ -376,9 +404,7 @@ impl Instance {
             ctx_addr: 0,
             entry: None,
             pkt_buf: Vec::new(),
-            message: String::new(),
-            poisoned: false,
-            fuel_used: 0,
+            calls: CallState::default(),
         };
         let ctx_addr = ctx.call(&mut me.store, ())?;
         me.ctx_addr = ctx_addr as u32 as usize;
@@ -394,7 +420,9 @@ impl Instance {
         match me.call_top(|s| init.call(s, seed)) {
             Outcome::Status(0) => {}
             Outcome::Status(st) => {
-                return Err(runtime::LoadError::Init(status_kind(st), me.message.clone()).into())
+                return Err(
+                    runtime::LoadError::Init(status_kind(st), me.calls.message.clone()).into(),
+                )
             }
             Outcome::Trap(k) => return Err(runtime::LoadError::Init(k, String::new()).into()),
         }
@@ -406,8 +434,10 @@ impl Instance {
         me.free_bytes(nm);
         let e = match r {
             Outcome::Status(0) => return Ok(me),
-            Outcome::Status(g::ERR_SYNTAX) => runtime::LoadError::Syntax(me.message.clone()),
-            Outcome::Status(st) => runtime::LoadError::Init(status_kind(st), me.message.clone()),
+            Outcome::Status(g::ERR_SYNTAX) => runtime::LoadError::Syntax(me.calls.message.clone()),
+            Outcome::Status(st) => {
+                runtime::LoadError::Init(status_kind(st), me.calls.message.clone())
+            }
             Outcome::Trap(k) => runtime::LoadError::Init(k, String::new()),
         };
         Err(e.into())
@@ -437,70 +467,20 @@ impl Instance {
         let _ = self.free.call(&mut self.store, ptr);
     }
 
-    /// Runs a top-level guest call; a Lua error that unwinds to here is finished by
-    /// `lp_recover`. Fills `self.message` on errors.
+    /// Runs a top-level guest call (see [`CallState::call_top`]).
     fn call_top(
         &mut self,
         f: impl FnOnce(&mut Store<StoreData>) -> wasmtime::Result<i32>,
     ) -> Outcome {
-        self.store.data_mut().depth = 0;
-        let budget = self.store.get_fuel().unwrap_or(0);
-        self.fuel_used = 0;
-        let saved = self.sp.get(&mut self.store);
-        let result = f(&mut self.store);
-        self.fuel_used = budget.saturating_sub(self.store.get_fuel().unwrap_or(0));
-        let status = match result {
-            Ok(st) => st,
-            Err(e) if e.is::<LuaThrow>() => {
-                if self.sp.set(&mut self.store, saved).is_err() {
-                    return self.poison(ErrorKind::Trap);
-                }
-                // Recovery runs __close handlers: give it a fresh, bounded budget.
-                let fuel = self.store.get_fuel().unwrap_or(0).max(RECOVER_FUEL);
-                let _ = self.store.set_fuel(fuel);
-                self.store.data_mut().depth = 0;
-                let recovered = self.recover.call(&mut self.store, ());
-                self.fuel_used += fuel.saturating_sub(self.store.get_fuel().unwrap_or(0));
-                match recovered {
-                    Ok(st) => st,
-                    Err(e) => return self.poison(trap_kind(&e)),
-                }
-            }
-            Err(e) => return self.poison(trap_kind(&e)),
+        let mut calls = Calls {
+            store: &mut self.store,
+            sp: self.sp,
+            memory: self.memory,
+            recover: &self.recover,
+            errmsg: &self.errmsg,
+            errlen: &self.errlen,
         };
-        if status < 0 {
-            self.fetch_message();
-        }
-        Outcome::Status(status)
-    }
-
-    fn poison(&mut self, kind: ErrorKind) -> Outcome {
-        // With --stack-first the shadow stack sits at the bottom of memory: an overflow
-        // wraps the stack pointer and the access traps out of bounds.
-        let kind = if kind == ErrorKind::Trap && self.stack_pointer() < 1024 {
-            ErrorKind::Stack
-        } else {
-            kind
-        };
-        self.poisoned = true;
-        self.message.clear();
-        self.message.push_str(kind.message());
-        Outcome::Trap(kind)
-    }
-
-    fn fetch_message(&mut self) {
-        self.message.clear();
-        let _ = self.store.set_fuel(1_000_000);
-        let (Ok(ptr), Ok(len)) = (
-            self.errmsg.call(&mut self.store, ()),
-            self.errlen.call(&mut self.store, ()),
-        ) else {
-            return;
-        };
-        let (start, len) = (ptr as u32 as usize, (len.max(0) as usize).min(MAX_MESSAGE));
-        if let Some(bytes) = self.memory.data(&self.store).get(start..start + len) {
-            self.message.push_str(&String::from_utf8_lossy(bytes));
-        }
+        self.calls.call_top(&mut calls, |c| f(c.store))
     }
 
     /// Makes `func` (a global function) the entry, called with `arg`.
@@ -531,8 +511,7 @@ impl Instance {
     /// Runs the entry on `pkt`. Returns the verdict or the error kind, and the fuel used.
     fn run(&mut self, pkt: &dyn Packet, limits: &Limits) -> (Result<Verdict, ErrorKind>, u64) {
         let Some((fref, aref)) = self.entry else {
-            self.message.clear();
-            self.message.push_str("no such entry");
+            self.calls.set_message("no such entry");
             return (Err(ErrorKind::Trap), 0);
         };
         let ctx_addr = self.ctx_addr;
@@ -558,57 +537,30 @@ impl Instance {
         let run = self.run.clone();
         let out = self.call_top(|s| run.call(s, (fref, aref, budget, cap)));
         let mut write_ok = true;
-        let written = std::mem::take(&mut self.store.data_mut().written);
+        let mut written = std::mem::take(&mut self.store.data_mut().written);
         if let Some(b) = self.store.data_mut().pkt.take() {
             for &(off, len) in &written {
                 write_ok &= pkt.write(off, &b[off..off + len]);
             }
             self.pkt_buf = b;
         }
-        self.store.data_mut().written = written;
-        self.store.data_mut().written.clear();
-        let used = self.fuel_used;
-        let mut r = match out {
-            Outcome::Status(code) if code > 0 => match Verdict::from_code(code) {
-                Some(v) => Ok(v),
-                None => Err(ErrorKind::Return),
-            },
-            Outcome::Status(st) => Err(status_kind(st)),
-            Outcome::Trap(k) => Err(k),
-        };
-        // as runtime::Instance::run: writes stand even when the call fails afterwards
+        written.clear();
+        self.store.data_mut().written = written; // keeps its capacity
+                                                 // as runtime::Instance::run: writes stand even when the call fails afterwards
         let applied = match self
             .memory
             .data(&self.store)
             .get(ctx_addr..ctx_addr + g::ctx::SIZE)
         {
             Some(buf) => runtime::packet::apply_context(pkt, buf),
-            None => Ok(0),
+            None => Err(ApplyError::BadRange),
         };
         let applied = if write_ok {
             applied
         } else {
-            Err(runtime::packet::ApplyError::Refused)
+            Err(ApplyError::Refused)
         };
-        if let (Ok(_), Err(e)) = (&r, applied) {
-            self.message = "the packet could not be written".into();
-            r = Err(super::apply_error_kind(e));
-        }
-        // wasmi charges fuel per region up front: a call that ran out used all of it
-        let used = if r == Err(ErrorKind::Fuel) {
-            limits.fuel
-        } else {
-            used
-        };
-        (r, used)
-    }
-
-    /// Shadow-stack pointer.
-    fn stack_pointer(&mut self) -> i32 {
-        match self.sp.get(&mut self.store) {
-            Val::I32(v) => v,
-            _ => 0,
-        }
+        self.calls.finish_run(out, applied, limits.fuel)
     }
 }
 
@@ -672,14 +624,14 @@ impl Engine for WasmtimeEngine {
         let (verdict, error) = match res {
             Ok(v) => (v, None),
             Err(k) => {
-                let line = &self.instance.message;
+                let line = &self.instance.calls.message;
                 self.host
                     .log(&self.cfg.name, LogLevel::Warn, line.as_bytes());
                 self.message.clone_from(line);
                 (self.cfg.on_error.verdict(), Some(k))
             }
         };
-        if self.instance.poisoned {
+        if self.instance.calls.poisoned {
             match Self::build(&self.guest, &self.cfg, self.host.clone()) {
                 Ok(inst) => {
                     self.instance = inst;

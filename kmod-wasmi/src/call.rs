@@ -1,0 +1,191 @@
+//! The top-level call protocol every engine host follows (wasmi in [`crate::instance`], wasmtime
+//! in `lpctl`): how a call that a Lua error unwound to the host is finished by `lp_recover`,
+//! which failures poison an instance, where the error message comes from, how much fuel a call
+//! used, and how its status and its packet writes become the call's result.
+//!
+//! Engines differ in their store, function and error types only; [`GuestCalls`] is what this
+//! protocol needs from them.
+
+use crate::error::ErrorKind;
+use crate::packet::ApplyError;
+use abi::guest as g;
+use abi::verdict::Verdict;
+use alloc::string::String;
+
+/// Fuel for finishing a call whose Lua error unwound to the host (it runs `__close` handlers).
+pub const RECOVER_FUEL: u64 = 1_000_000;
+/// Longest error message copied out of the guest.
+pub const MAX_MESSAGE: usize = 1024;
+/// Fuel for fetching an error message.
+const MESSAGE_FUEL: u64 = 1_000_000;
+
+/// What the protocol needs from one engine's instance of the guest.
+pub trait GuestCalls {
+    type Error;
+    /// Fuel left.
+    fn fuel(&self) -> u64;
+    fn set_fuel(&mut self, fuel: u64);
+    /// The guest's shadow-stack pointer (`__stack_pointer`).
+    fn stack_pointer(&mut self) -> i32;
+    /// False when the global cannot be set.
+    fn set_stack_pointer(&mut self, sp: i32) -> bool;
+    /// Forgets host re-entries (`try` frames): a top-level call starts at depth 0.
+    fn reset_depth(&mut self);
+    /// `lp_recover()`.
+    fn recover(&mut self) -> Result<i32, Self::Error>;
+    /// `lp_errmsg()` and `lp_errlen()`.
+    fn error_message(&mut self) -> Option<(i32, i32)>;
+    /// The guest's linear memory.
+    fn memory(&self) -> &[u8];
+    /// The error is the `throw` import's: a Lua error unwinding to the host.
+    fn is_lua_throw(e: &Self::Error) -> bool;
+    /// The error kind of any other trap.
+    fn trap_kind(e: &Self::Error) -> ErrorKind;
+}
+
+/// How a top-level guest call ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The guest returned this status (a verdict code or a negative error status), possibly
+    /// after a Lua error unwound to the host and `lp_recover` ran.
+    Status(i32),
+    /// A trap that is not a Lua error: the Lua state may be inconsistent.
+    Trap(ErrorKind),
+}
+
+/// The error kind of a negative guest status.
+pub fn status_kind(status: i32) -> ErrorKind {
+    match status {
+        g::ERR_MEMORY => ErrorKind::Memory,
+        g::ERR_RETURN => ErrorKind::Return,
+        g::ERR_INSTRUCTIONS => ErrorKind::Instructions,
+        g::ERR_STACK => ErrorKind::Stack,
+        _ => ErrorKind::Lua,
+    }
+}
+
+/// An instance's side of the protocol: its last message, whether it is poisoned, and the fuel
+/// its last top-level call used.
+#[derive(Debug, Default)]
+pub struct CallState {
+    /// Message of the last error (Lua message and traceback, or the trap's fixed message).
+    pub message: String,
+    /// A trap may have left the Lua state inconsistent: the owner rebuilds the instance.
+    pub poisoned: bool,
+    /// Fuel the last top-level call used, its recovery included.
+    pub fuel_used: u64,
+}
+
+impl CallState {
+    /// Runs a top-level guest call `f`; a Lua error that unwinds to here is finished by
+    /// `lp_recover`. Fills `message` on errors.
+    pub fn call_top<G: GuestCalls>(
+        &mut self,
+        g: &mut G,
+        f: impl FnOnce(&mut G) -> Result<i32, G::Error>,
+    ) -> Outcome {
+        g.reset_depth();
+        let budget = g.fuel();
+        self.fuel_used = 0;
+        let saved = g.stack_pointer();
+        let result = f(g);
+        self.fuel_used = budget.saturating_sub(g.fuel());
+        let status = match result {
+            Ok(st) => st,
+            Err(e) if G::is_lua_throw(&e) => {
+                if !g.set_stack_pointer(saved) {
+                    return self.poison(g, ErrorKind::Trap);
+                }
+                // Recovery runs __close handlers: give it a fresh, bounded budget.
+                let fuel = g.fuel().max(RECOVER_FUEL);
+                g.set_fuel(fuel);
+                g.reset_depth();
+                let recovered = g.recover();
+                self.fuel_used += fuel.saturating_sub(g.fuel());
+                match recovered {
+                    Ok(st) => st,
+                    Err(e) => return self.poison(g, G::trap_kind(&e)),
+                }
+            }
+            Err(e) => return self.poison(g, G::trap_kind(&e)),
+        };
+        if status < 0 {
+            self.fetch_message(g);
+        }
+        Outcome::Status(status)
+    }
+
+    fn poison<G: GuestCalls>(&mut self, g: &mut G, kind: ErrorKind) -> Outcome {
+        // With --stack-first the shadow stack sits at the bottom of memory: an overflow
+        // wraps the stack pointer and the access traps out of bounds.
+        let kind = if kind == ErrorKind::Trap && g.stack_pointer() < 1024 {
+            ErrorKind::Stack
+        } else {
+            kind
+        };
+        self.poisoned = true;
+        self.set_message(kind.message());
+        Outcome::Trap(kind)
+    }
+
+    fn fetch_message<G: GuestCalls>(&mut self, g: &mut G) {
+        self.message.clear();
+        g.set_fuel(MESSAGE_FUEL);
+        let Some((ptr, len)) = g.error_message() else {
+            return;
+        };
+        let (start, len) = (ptr as u32 as usize, (len.max(0) as usize).min(MAX_MESSAGE));
+        if let Some(bytes) = g.memory().get(start..start + len) {
+            self.message.push_str(&String::from_utf8_lossy(bytes));
+        }
+    }
+
+    pub fn set_message(&mut self, m: &str) {
+        self.message.clear();
+        self.message.push_str(m);
+    }
+
+    /// The result of a packet call (`lp_run`) that ended with `out`, whose writes were applied
+    /// with `applied`, under a fuel limit of `fuel`: the verdict or the error kind, and the fuel
+    /// used.
+    pub fn finish_run(
+        &mut self,
+        out: Outcome,
+        applied: Result<usize, ApplyError>,
+        fuel: u64,
+    ) -> (Result<Verdict, ErrorKind>, u64) {
+        let mut r = match out {
+            Outcome::Status(code) if code > 0 => match Verdict::from_code(code) {
+                Some(v) => Ok(v),
+                None => Err(ErrorKind::Return),
+            },
+            Outcome::Status(st) => Err(status_kind(st)),
+            Outcome::Trap(k) => Err(k),
+        };
+        // Writes take effect as the script makes them, also when it fails afterwards (those
+        // beyond the window already went to the packet): the on-error policy decides the
+        // packet's fate, as it would for a packet the script left half-inspected.
+        if let (Ok(_), Err(e)) = (&r, applied) {
+            self.set_message(match e {
+                ApplyError::BadRange => "the guest reported writes outside its window",
+                ApplyError::Refused => "the packet could not be written",
+            });
+            r = Err(apply_error_kind(e));
+        }
+        // wasmi charges fuel per region up front: a call that ran out used all of it
+        let used = if r == Err(ErrorKind::Fuel) {
+            fuel
+        } else {
+            self.fuel_used
+        };
+        (r, used)
+    }
+}
+
+/// The error a failed write-back counts as.
+pub fn apply_error_kind(e: ApplyError) -> ErrorKind {
+    match e {
+        ApplyError::BadRange => ErrorKind::Trap,
+        ApplyError::Refused => ErrorKind::Memory,
+    }
+}
