@@ -102,11 +102,26 @@ wait_bounded() {
 
 # ---- namespaces and veth --------------------------------------------------------------------
 
+# Process PID lives in a network namespace other than ours.
+own_netns() { [ "$(readlink "/proc/$1/ns/net")" != "$(readlink /proc/self/ns/net)" ]; }
+
+# A sleeping process holding a network namespace of its own, for scenarios that need more than
+# the peer: VAR=$(netns_new) prints its pid once the namespace exists (kill it when done).
+netns_new() {
+  unshare -n sleep 3600 >/dev/null 2>&1 &
+  _ns=$!
+  # unshare execs sleep once the namespace exists: wait for that.
+  wait_until 50 own_netns "$_ns" || { echo "netns_new: namespace of $_ns never appeared" >&2; return 1; }
+  echo "$_ns"
+}
+
+# in_netns PID CMD...: CMD in the network namespace of PID.
+in_netns() { _p=$1; shift; nsenter -t "$_p" -n "$@"; }
+
 peer_up() {
   unshare -n sleep 3600 &
   PEER_PID=$!
-  # unshare execs sleep once the namespace exists: wait for that.
-  wait_until 50 sh -c "[ \"\$(readlink /proc/$PEER_PID/ns/net)\" != \"\$(readlink /proc/self/ns/net)\" ]" ||
+  wait_until 50 own_netns "$PEER_PID" ||
     { echo "peer_up: namespace of $PEER_PID never appeared" >&2; return 1; }
   ip link add v0 type veth peer name v1 || return 1
   ip link set v1 netns "$PEER_PID" || return 1

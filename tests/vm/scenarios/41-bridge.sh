@@ -20,20 +20,15 @@ m=$LUAPKT_MODULE_NAME
 grep -q "^$m " /proc/modules || modprobe "$m"
 check "bridge: $m loaded" grep -q "^$m " /proc/modules
 
-unshare -n sleep 3600 &
-BA=$!
-unshare -n sleep 3600 &
-BB=$!
-unshare -n sleep 3600 &
-BR=$!
-in_ba() { nsenter -t "$BA" -n "$@"; }
-in_bb() { nsenter -t "$BB" -n "$@"; }
-in_br() { nsenter -t "$BR" -n "$@"; }
-own_netns() { [ "$(readlink "/proc/$1/ns/net")" != "$(readlink /proc/self/ns/net)" ]; }
+BA=$(netns_new)
+BB=$(netns_new)
+BR=$(netns_new)
+in_ba() { in_netns "$BA" "$@"; }
+in_bb() { in_netns "$BB" "$@"; }
+in_br() { in_netns "$BR" "$@"; }
 
 topology() {
-  wait_until 50 own_netns "$BA" && wait_until 50 own_netns "$BB" && wait_until 50 own_netns "$BR" ||
-    return 1
+  [ -n "$BA" ] && [ -n "$BB" ] && [ -n "$BR" ] || return 1
   ip link add ba0 type veth peer name pa && ip link set ba0 netns "$BA" && ip link set pa netns "$BR" ||
     return 1
   ip link add bb0 type veth peer name pb && ip link set bb0 netns "$BB" && ip link set pb netns "$BR" ||

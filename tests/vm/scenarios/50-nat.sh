@@ -18,16 +18,13 @@ m=$LUAPKT_MODULE_NAME
 grep -q "^$m " /proc/modules || modprobe "$m"
 check "nat: $m loaded" grep -q "^$m " /proc/modules
 
-unshare -n sleep 3600 &
-CLI=$!
-unshare -n sleep 3600 &
-SRV=$!
-in_cli() { nsenter -t "$CLI" -n "$@"; }
-in_srv() { nsenter -t "$SRV" -n "$@"; }
-own_netns() { [ "$(readlink "/proc/$1/ns/net")" != "$(readlink /proc/self/ns/net)" ]; }
+CLI=$(netns_new)
+SRV=$(netns_new)
+in_cli() { in_netns "$CLI" "$@"; }
+in_srv() { in_netns "$SRV" "$@"; }
 
 topology() {
-  wait_until 50 own_netns "$CLI" && wait_until 50 own_netns "$SRV" || return 1
+  [ -n "$CLI" ] && [ -n "$SRV" ] || return 1
   ip link add r-cli type veth peer name c0 && ip link set c0 netns "$CLI" || return 1
   ip link add r-srv type veth peer name s0 && ip link set s0 netns "$SRV" || return 1
   ip addr add 10.0.1.1/24 dev r-cli && ip link set r-cli up || return 1
@@ -327,3 +324,4 @@ note "measure: NAT packets at the router per transfer: lua $((pk_lua / 2)), nati
 note "measure: NAT script: $runs runs, $(per "$fuel" "$runs") fuel and $(per "$rt_ns" "$runs") ns per packet (TCG)"
 
 nft delete table ip router
+kill "$CLI" "$SRV" 2>/dev/null
