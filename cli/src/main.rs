@@ -198,28 +198,28 @@ pub struct ScriptArgs {
 
 /// Metadata of every packet of the capture: what a kernel hook would provide.
 #[derive(Args, Clone, Default)]
-#[command(next_help_heading = "Packet metadata")]
 pub struct MetaArgs {
     /// pkt.meta.mark
-    #[arg(long, value_name = "N")]
+    #[arg(long, help_heading = "Packet metadata", value_name = "N")]
     mark: Option<String>,
     /// pkt.meta.iifname
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, help_heading = "Packet metadata", value_name = "NAME")]
     iifname: Option<String>,
     /// pkt.meta.oifname
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, help_heading = "Packet metadata", value_name = "NAME")]
     oifname: Option<String>,
     /// pkt.meta.hook: prerouting, input, forward, output, postrouting (or 0..4)
-    #[arg(long, value_name = "HOOK")]
+    #[arg(long, help_heading = "Packet metadata", value_name = "HOOK")]
     hook: Option<String>,
-    /// pkt.ct.state (gives the packets conntrack): new, established, related, invalid, untracked
-    #[arg(long, value_name = "STATE")]
+    /// pkt.ct.state: new, established, related, untracked (without --ct-*: no pkt.ct, as for a
+    /// packet conntrack has no entry for)
+    #[arg(long, help_heading = "Packet metadata", value_name = "STATE")]
     ct_state: Option<String>,
     /// pkt.ct.mark (gives the packets conntrack)
-    #[arg(long, value_name = "N")]
+    #[arg(long, help_heading = "Packet metadata", value_name = "N")]
     ct_mark: Option<String>,
     /// pkt.ct.id (gives the packets conntrack)
-    #[arg(long, value_name = "N")]
+    #[arg(long, help_heading = "Packet metadata", value_name = "N")]
     ct_id: Option<String>,
 }
 

@@ -81,10 +81,9 @@ impl MetaOptions {
             Some("new") => Some(ctx::CT_NEW),
             Some("established") => Some(ctx::CT_ESTABLISHED),
             Some("related") => Some(ctx::CT_RELATED),
-            Some("invalid") => Some(ctx::CT_INVALID),
             Some("untracked") => Some(ctx::CT_UNTRACKED),
             Some(s) => {
-                bail!("--ct-state {s}: expected new, established, related, invalid or untracked")
+                bail!("--ct-state {s}: expected new, established, related or untracked")
             }
         };
         let ct =
