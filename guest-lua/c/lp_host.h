@@ -46,6 +46,8 @@ void lp_view_origin(lua_State *L, int idx, uint32_t *off, uintptr_t *gen);
 /* Writes payload bytes [off, off+n) of call `gen` (an error once that call is over), keeping the
  * transport checksum. */
 void lp_payload_write(lua_State *L, uintptr_t gen, uint32_t off, const uint8_t *src, uint32_t n);
+/* Reads payload bytes [off, off+n) of call `gen` (an error once that call is over). */
+void lp_payload_read(lua_State *L, uintptr_t gen, uint32_t off, uint8_t *dst, uint32_t n);
 
 /* lp_bytes.c */
 void lp_open_bytes(lua_State *L);         /* sets field `bytes` of the table on top (`lp`) */

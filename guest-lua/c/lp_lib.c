@@ -187,17 +187,17 @@ static void pkt_write(lua_State *L, struct lp_state *S, uint32_t off, const uint
   uint32_t len = PKT_LEN(S), win = PKT_WIN(S), m = 0;
   if (off > len || n > len - off)
     luaL_error(L, "write of %d bytes at offset %d outside the packet (%d bytes)", (int)n, (int)off, (int)len);
-  if (off < win) {
-    uint32_t lo = ctx32(S, LP_CTX_DIRTY_LO), hi = ctx32(S, LP_CTX_DIRTY_HI);
-    m = n < win - off ? n : win - off;
-    memcpy(S->ctx + LP_CTX_WINDOW + off, src, m);
-    if (m) {
-      if (hi == 0 || off < lo) put32le(S, LP_CTX_DIRTY_LO, off);
-      if (off + m > hi) put32le(S, LP_CTX_DIRTY_HI, off + m);
-    }
-  }
+  if (off < win) m = n < win - off ? n : win - off;
+  /* the part that can fail first (the kernel may lack memory to make the skb writable): a
+   * failed write changes nothing */
   if (m < n && lp_host_pkt_write(S, off + m, src + m, n - m) != (int)(n - m))
     luaL_error(L, "packet write at offset %d failed", (int)(off + m));
+  if (m) {
+    uint32_t lo = ctx32(S, LP_CTX_DIRTY_LO), hi = ctx32(S, LP_CTX_DIRTY_HI);
+    memcpy(S->ctx + LP_CTX_WINDOW + off, src, m);
+    if (hi == 0 || off < lo) put32le(S, LP_CTX_DIRTY_LO, off);
+    if (off + m > hi) put32le(S, LP_CTX_DIRTY_HI, off + m);
+  }
 }
 
 /* The one's-complement change of replacing old by new at packet offset off (the parity of off
@@ -220,13 +220,14 @@ static uint32_t csum_fold(uint32_t acc) {
 }
 
 /* Applies `delta` to the 16-bit checksum at packet offset coff. `partial`: the field holds
- * the uncomplemented pseudo-header sum (CHECKSUM_PARTIAL); `zero_none` (UDP): a computed 0 is
- * sent as 0xffff, and when it is 2 (UDP over IPv4) a 0 means "no checksum" and stays 0. */
+ * the uncomplemented pseudo-header sum (CHECKSUM_PARTIAL); `zero_none` (UDP): 0 means "no
+ * checksum" and stays 0 (over IPv6 too, as Linux's NAT keeps it: zero-checksum tunnels), and a
+ * computed 0 is sent as 0xffff. */
 static void csum_apply(lua_State *L, struct lp_state *S, uint32_t coff, uint32_t delta, int partial, int zero_none) {
   const uint8_t *p = hdr(L, S, coff, 2);
   uint32_t c = rd16(p);
   uint8_t out[2];
-  if (zero_none == 2 && c == 0) return;
+  if (zero_none && !partial && c == 0) return;
   if (partial) c = csum_fold(c + delta);
   else {
     c = ~csum_fold((~c & 0xffff) + delta) & 0xffff;
@@ -251,7 +252,7 @@ static uint32_t l4_csum_off(struct lp_state *S, int *pseudo, int *zero_none) {
   if (!(PKT_FLAGS(S) & LP_FLAG_L4)) return 0;
   switch (PKT_L4PROTO(S)) {
     case 6: return l4 + 16;
-    case 17: *zero_none = PKT_NFPROTO(S) == LP_NFPROTO_IPV4 ? 2 : 1; return l4 + 6;
+    case 17: *zero_none = 1; return l4 + 6;
     case 58: return l4 + 2;
     case 1: *pseudo = 0; return l4 + 2;
     default: return 0;
@@ -310,6 +311,14 @@ void lp_payload_write(lua_State *L, uintptr_t gen, uint32_t off, const uint8_t *
     src += k;
     n -= k;
   }
+}
+
+/* Reads payload bytes [off, off+n) of the call `gen` (lp_proto.c's views, before a write). */
+void lp_payload_read(lua_State *L, uintptr_t gen, uint32_t off, uint8_t *dst, uint32_t n) {
+  struct lp_state *S = lp_state(L);
+  if (!S->in_call || gen != LIB(L)->gen)
+    luaL_error(L, "the view's packet is gone: views write their packet during its call only");
+  if (!read_bytes(S, off, dst, n)) luaL_error(L, "payload read at offset %d outside the packet", (int)off);
 }
 
 /* One's-complement sum of packet bytes [off, off+n), off even. */
@@ -518,17 +527,23 @@ static int l_cidr_tostring(lua_State *L) {
 
 /* The payload of the current packet's transport header: offset and length. */
 static int payload_range(struct lp_state *S, int cls, uint32_t *off, uint32_t *len) {
-  uint32_t l4 = PKT_L4OFF(S), plen = PKT_LEN(S), hl;
+  uint32_t l4 = PKT_L4OFF(S), end = PKT_LEN(S), hl, n;
+  const uint8_t *p;
+  /* the datagram ends where IP says: link-layer padding (hooks before the IP stack trims it)
+   * is not payload */
+  if (PKT_NFPROTO(S) == LP_NFPROTO_IPV4 && (p = pkt_at(S, 2, 2)) && rd16(p) < end) end = rd16(p);
+  if (PKT_NFPROTO(S) == LP_NFPROTO_IPV6 && (p = pkt_at(S, 4, 2)) && rd16(p) && 40u + rd16(p) < end)
+    end = 40u + rd16(p);
   if (cls == C_TCPPAY) {
-    const uint8_t *p = pkt_at(S, l4 + 12, 1);
-    if (!p) return 0;
+    if (!(p = pkt_at(S, l4 + 12, 1))) return 0;
     hl = (uint32_t)(p[0] >> 4) * 4;
   } else {
     hl = 8;
+    if ((p = pkt_at(S, l4 + 4, 2)) && (n = rd16(p)) >= 8 && l4 + n < end) end = l4 + n;
   }
-  if (l4 + hl > plen) return 0;
+  if (l4 + hl > end) return 0;
   *off = l4 + hl;
-  *len = plen - (l4 + hl);
+  *len = end - (l4 + hl);
   return 1;
 }
 
@@ -872,16 +887,20 @@ static int l_index(lua_State *L) {
 /* The new value of field `name` of `cls` (at index 3) as an integer in [0, max]. */
 static uint32_t check_uint(lua_State *L, int cls, const char *name, lua_Integer max) {
   lua_Integer v;
-  int isnum;
-  if (lua_type(L, 3) == LUA_TBOOLEAN) v = lua_toboolean(L, 3);
-  else {
-    v = lua_tointegerx(L, 3, &isnum);
-    if (!isnum)
-      luaL_error(L, "%s.%s: expected an integer, got %s", cls_names[cls], name, luaL_typename(L, 3));
-  }
+  int isnum = lua_type(L, 3) == LUA_TNUMBER; /* no strings converted, no booleans */
+  v = isnum ? lua_tointegerx(L, 3, &isnum) : 0;
+  if (!isnum)
+    luaL_error(L, "%s.%s: expected an integer, got %s", cls_names[cls], name,
+               lua_type(L, 3) == LUA_TNUMBER ? "a float" : luaL_typename(L, 3));
   if (v < 0 || v > max)
     luaL_error(L, "%s.%s: %I out of range 0..%I", cls_names[cls], name, v, max);
   return (uint32_t)v;
+}
+
+/* The new value of a TCP flag (index 3): a boolean, or 0/1. */
+static int check_flag(lua_State *L, const char *name) {
+  if (lua_type(L, 3) == LUA_TBOOLEAN) return lua_toboolean(L, 3);
+  return (int)check_uint(L, C_TCP, name, 1);
 }
 
 /* The new value of address field `name` (index 3): text of an address of alen bytes. */
@@ -974,7 +993,7 @@ static int tcp_newindex(lua_State *L, struct lp_state *S) {
   const char *n = lua_tostring(L, 2);
   if (tcp_flag(k)) {
     uint32_t f = h[13], bit = (uint32_t)tcp_flag(k);
-    f = check_uint(L, C_TCP, n, 1) ? f | bit : f & ~bit;
+    f = check_flag(L, n) ? f | bit : f & ~bit;
     set_uint(L, S, l4 + 13, f, 1, CK_L4);
     return 0;
   }

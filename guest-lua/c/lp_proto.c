@@ -22,7 +22,9 @@
  * v.field = n writes the field (n must fit its bits) in the view and in what the view was made
  * from: a byte array is changed in place; a packet payload is written in the packet, with its
  * transport checksum kept, during the packet's call (later, writing is an error; reading goes
- * on from the copy); a string cannot change, so only the view does.
+ * on from the copy); a string cannot change, so only the view does. A write merges into the
+ * source's current bytes, so views and raw writes over the same bytes compose. v.payload is a
+ * new lp.bytes: views made from it write that copy, not the packet.
  *
  * Only Lua's public C API is used: the file builds into the wasm guest and the native baseline.
  */
@@ -391,7 +393,20 @@ static int set_field(lua_State *L, struct pview *v, struct proto *p, lua_Integer
   }
   first = off / 8;
   last = (off + bits - 1) / 8;
-  for (k = first; k <= last; k++) acc = acc << 8 | v->d[k];
+  /* merge into the source's bytes as they are now (another view or a raw write may have
+   * changed the bits around this field since the view was made) */
+  memcpy(nb, v->d + first, (size_t)(last - first + 1));
+  if (v->src == SRC_PAYLOAD) {
+    lp_payload_read(L, v->gen, v->pkt_off + (uint32_t)first, nb, (uint32_t)(last - first + 1));
+  } else if (v->src == SRC_BYTES) {
+    size_t n;
+    const uint8_t *b;
+    lua_getiuservalue(L, 1, 2);
+    b = lp_bytes_data(L, -1, &n);
+    if (b && last < n) memcpy(nb, b + first, (size_t)(last - first + 1));
+    lua_pop(L, 1);
+  }
+  for (k = first; k <= last; k++) acc = acc << 8 | nb[k - first];
   shift = (last - first + 1) * 8 - (off % 8 + bits);
   acc = (acc & ~(mask << shift)) | ((uint64_t)val << shift);
   for (k = last + 1; k-- > first;) { /* at most 5 bytes: 32 bits at any bit offset */

@@ -72,7 +72,7 @@ struct lp_pkt {
 	u8	nfproto;
 	u8	hook;
 	u8	csum_partial;	/* skb->ip_summed == CHECKSUM_PARTIAL */
-	u8	has_ct;		/* conntrack built in: ct_* valid (mark, id 0 without entry) */
+	u8	has_ct;		/* a conntrack entry (or untracked: state only): ct_* valid */
 	char	iifname[16];
 	char	oifname[16];
 	u32	ct_mark;

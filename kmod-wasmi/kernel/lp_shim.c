@@ -118,9 +118,15 @@ static int lp_skb_store(struct sk_buff *skb, int off, const void *src, u32 len)
 		return -ENOMEM;
 	if (skb_store_bits(skb, off, src, len))
 		return -EFAULT;
-	/* the sum the device gave no longer covers the bytes: verify in software */
-	if (skb->ip_summed == CHECKSUM_COMPLETE)
+	/*
+	 * The sum the device gave (from skb->data on) no longer covers the bytes: drop it, and
+	 * the "already verified" bit with it, so the stack verifies in software. (Checksums the
+	 * setters keep stay valid; raw writes are the script's to fix.)
+	 */
+	if (skb->ip_summed == CHECKSUM_COMPLETE && off + (int)len > 0) {
 		skb->ip_summed = CHECKSUM_NONE;
+		skb->csum_valid = 0;
+	}
 	return 0;
 }
 

@@ -135,8 +135,25 @@ static void nft_lua_pkt(struct lp_pkt *p, const struct nft_pktinfo *pkt)
 	p->len = len > 0 ? len : 0;
 	p->mark = skb->mark;
 	p->nfproto = nft_pf(pkt);
+	if (p->nfproto != NFPROTO_IPV4 && p->nfproto != NFPROTO_IPV6) {
+		/*
+		 * netdev, bridge: a frame is IP when its protocol says so, not when its first
+		 * nibble looks like a version (VLAN tags, MPLS labels). Anything else keeps the
+		 * hook's family, which the runtime reads as "no IP header".
+		 */
+		if (skb->protocol == htons(ETH_P_IP))
+			p->nfproto = NFPROTO_IPV4;
+		else if (skb->protocol == htons(ETH_P_IPV6))
+			p->nfproto = NFPROTO_IPV6;
+	}
 	p->hook = nft_hook(pkt);
-	p->csum_partial = skb->ip_summed == CHECKSUM_PARTIAL;
+	/*
+	 * The guest leaves the transport checksum to whoever finishes it only when the offload
+	 * starts at this packet's transport header (not at a tunnel's inner one).
+	 */
+	p->csum_partial = skb->ip_summed == CHECKSUM_PARTIAL &&
+			  (!(pkt->flags & NFT_PKTINFO_L4PROTO) ||
+			   skb_checksum_start_offset(skb) == nft_thoff(pkt));
 	if (in)
 		strscpy(p->iifname, in->name, sizeof(p->iifname));
 	if (out)

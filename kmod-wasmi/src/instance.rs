@@ -157,58 +157,70 @@ fn linker(guest: &Guest) -> Result<Linker<StoreData>, LoadError> {
     l.func_wrap(
         g::IMPORT_MODULE,
         g::IMPORT_PKT_READ,
-        |mut caller: Caller<'_, StoreData>, off: i32, dst: i32, len: i32| -> i32 {
+        |mut caller: Caller<'_, StoreData>, off: i32, dst: i32, len: i32| -> Result<i32, Error> {
             let (Some(mem), Some(pkt)) = (caller.data().memory, caller.data().pkt) else {
-                return -1;
+                return Ok(-1);
             };
             let (off, dst, len) = (
                 off as u32 as usize,
                 dst as u32 as usize,
                 len as u32 as usize,
             );
+            charge_copy(&mut caller, len)?;
             let Some(out) = mem
                 .data_mut(&mut caller)
                 .get_mut(dst..dst.saturating_add(len))
             else {
-                return -1;
+                return Ok(-1);
             };
             // SAFETY: `pkt` is set only while `Instance::run` executes, and the packet it
             // points to outlives that call (see `run`).
             let pkt = unsafe { pkt.as_ref() };
-            if pkt.read(off, out) {
-                len as i32
-            } else {
-                -1
-            }
+            Ok(if pkt.read(off, out) { len as i32 } else { -1 })
         },
     )
     .map_err(|e| LoadError::Wasm(Error::from(e)))?;
     l.func_wrap(
         g::IMPORT_MODULE,
         g::IMPORT_PKT_WRITE,
-        |caller: Caller<'_, StoreData>, off: i32, src: i32, len: i32| -> i32 {
+        |mut caller: Caller<'_, StoreData>, off: i32, src: i32, len: i32| -> Result<i32, Error> {
             let (Some(mem), Some(pkt)) = (caller.data().memory, caller.data().pkt) else {
-                return -1;
+                return Ok(-1);
             };
             let (off, src, len) = (
                 off as u32 as usize,
                 src as u32 as usize,
                 len as u32 as usize,
             );
+            charge_copy(&mut caller, len)?;
             let Some(bytes) = mem.data(&caller).get(src..src.saturating_add(len)) else {
-                return -1;
+                return Ok(-1);
             };
             // SAFETY: as in `pkt_read`.
             let pkt = unsafe { pkt.as_ref() };
-            if pkt.write(off, bytes) {
+            Ok(if pkt.write(off, bytes) {
                 len as i32
             } else {
                 -1
-            }
+            })
         },
     )
     .map_err(|e| LoadError::Wasm(Error::from(e)))?;
     Ok(l)
+}
+
+/// Packet bytes a host copy moves per unit of fuel: a copy costs about what the guest would
+/// pay to move the bytes itself, so fuel keeps bounding a call's time.
+const COPY_BYTES_PER_FUEL: usize = 16;
+
+/// Charges the fuel of copying `len` packet bytes; out of fuel is a fuel trap.
+fn charge_copy(caller: &mut Caller<'_, StoreData>, len: usize) -> Result<(), Error> {
+    let cost = (len / COPY_BYTES_PER_FUEL) as u64;
+    let left = caller.get_fuel()?;
+    if left < cost {
+        return Err(Error::from(TrapCode::OutOfFuel));
+    }
+    caller.set_fuel(left - cost)
 }
 
 fn typed<P: wasmi::WasmParams, R: wasmi::WasmResults>(

@@ -19,7 +19,8 @@ pub struct Conntrack {
 /// Metadata a packet carries besides its bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Meta {
-    /// NFPROTO_IPV4 or NFPROTO_IPV6; 0 to guess from the version nibble.
+    /// NFPROTO_IPV4 or NFPROTO_IPV6; 0 to guess from the version nibble; any other value (the
+    /// hook's family, netdev 5 or bridge 7) says the packet is not IP.
     pub nfproto: u8,
     pub hook: u8,
     pub mark: u32,
@@ -188,9 +189,17 @@ pub fn fill_context(pkt: &dyn Packet, buf: &mut [u8]) -> usize {
     let win = if window_ok { win } else { 0 };
     let meta = pkt.meta();
     let data = &buf[ctx::WINDOW..ctx::WINDOW + win];
+    // 0, IPv4, IPv6: an IP packet (its own version nibble decides). Any other family is the
+    // hook's (netdev, bridge) for a frame that is not IP: no IP header, whatever its first
+    // nibble looks like (VLAN tags, MPLS labels).
+    let ip = matches!(meta.nfproto, 0 | ctx::NFPROTO_IPV4 | ctx::NFPROTO_IPV6);
     let layout = match headers::parse(data, len) {
-        Ok(l) => l,
-        Err(_) => headers::Layout {
+        Ok(l) if ip => l,
+        _ if !ip => headers::Layout {
+            nfproto: meta.nfproto,
+            ..Default::default()
+        },
+        _ => headers::Layout {
             nfproto: headers::family(data).unwrap_or(meta.nfproto),
             ..Default::default()
         },

@@ -567,3 +567,93 @@ fn field_access_and_setters_allocate_nothing() {
         tcp4_full(b"x"),
     );
 }
+
+#[test]
+fn values_must_be_numbers_and_payloads_end_with_the_datagram() {
+    // link-layer padding after the IP datagram (hooks before the IP stack) is not payload
+    let mut p = udp4_full(b"abc");
+    p.extend_from_slice(&[0xee; 6]);
+    write(
+        r#"
+        eq(#pkt.udp.payload, 3, "padding is not payload")
+        eq(tostring(pkt.udp.payload), "abc", "payload bytes")
+        fails(function() pkt.ip.ttl = true end, "ip.ttl: expected an integer, got boolean")
+        fails(function() pkt.udp.dport = "80" end, "expected an integer, got string")
+        "#,
+        p.clone(),
+    );
+    let mut t = tcp4_full(b"xy");
+    t.extend_from_slice(&[0; 4]);
+    write(
+        r#"eq(#pkt.tcp.payload, 2, "tcp payload") pkt.tcp.syn = true pkt.tcp.fin = 0
+           fails(function() pkt.tcp.dport = "80" end, "expected an integer, got string")"#,
+        t,
+    );
+    // UDP over IPv6 with checksum 0 (zero-checksum tunnels): kept, as Linux's NAT does
+    let u = ipv6(17, &udp(1000, 4789, b"vxlan"));
+    let out = write(r#"pkt.udp.sport = 1001 pkt.ip6.saddr = "2001:db8::7""#, u);
+    assert_eq!(&out[46..48], &[0, 0]);
+}
+
+#[test]
+fn views_over_the_same_bytes_compose() {
+    let def = r#"lp.proto.define{name = "nib", fields = {{name = "hi", offset = 0, bits = 4}, {name = "lo", offset = 4, bits = 4}}}"#;
+    let body = r#"
+        local b = lp.bytes("\0\0\0")
+        local a, c = b:as("nib"), b:as("nib")
+        a.hi = 0xf c.lo = 1
+        eq(b:hex(), "f10000", "two views of one byte array")
+        local pa, pc = pkt.udp.payload:as("nib"), pkt.udp.payload:as("nib")
+        pa.hi = 0xf pc.lo = 1
+        eq(pkt:u8(28), 0xf1, "two views of one payload")
+        pkt:set_u8(28, 0x20) pa.lo = 3
+        eq(pkt:u8(28), 0x23, "a view after a raw write")
+        pkt:fix_checksums() -- the raw write fixed nothing
+    "#;
+    let src =
+        format!("{def}\n{PRELUDE}\nfunction process_packet(pkt)\n{body}\nreturn lp.ACCEPT\nend");
+    let mut s = load(&src);
+    let pkt = OwnedPacket::new(udp4_full(b"\0\0"), Meta::default());
+    let o = s.run(0, 0, &pkt);
+    assert_eq!(o.error, None, "{}", s.message(0));
+    let p = pkt.into_bytes();
+    assert_eq!(p[28], 0x23);
+    assert_valid(&p, "views compose");
+}
+
+#[test]
+fn host_copies_beyond_the_window_cost_fuel_by_size() {
+    // the same calls, copying 16 or 60,000 bytes beyond the window: the bytes are paid for
+    let fuel = |n: usize| {
+        let src = format!(
+            "local s = string.rep('x', {n})\nfunction process_packet(pkt)\n\
+             pkt:set_bytes(3000, s) local _ = pkt:bytes(3000, {n}) return lp.ACCEPT end"
+        );
+        let mut s = load(&src);
+        let pkt = OwnedPacket::new(udp4_full(&vec![0; 63_500]), Meta::default());
+        let o = s.run(0, 0, &pkt);
+        assert_eq!(o.error, None, "{}", s.message(0));
+        o.fuel
+    };
+    let (small, big) = (fuel(16), fuel(60_000));
+    assert!(
+        big >= small + 2 * 60_000 / 16 - 10,
+        "60,000-byte copies cost {big} fuel, 16-byte ones {small}"
+    );
+}
+
+#[test]
+fn frames_the_hook_says_are_not_ip_have_no_ip_header() {
+    // a netdev/bridge hook's frame with another protocol (say an MPLS label starting with 4):
+    // no pkt.ip to read or write, whatever the first nibble
+    let meta = Meta {
+        nfproto: 5,
+        ..Meta::default()
+    };
+    let (out, _, _) = run_on(
+        r#"eq(pkt.ip, nil, "ip") eq(pkt.ip6, nil, "ip6") eq(pkt.meta.nfproto, 5, "nfproto")"#,
+        tcp4_full(b"looks like IPv4"),
+        meta,
+    );
+    assert_eq!(out, tcp4_full(b"looks like IPv4"));
+}

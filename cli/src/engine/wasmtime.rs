@@ -25,6 +25,8 @@ use wasmtime::{
 
 /// Fuel for building an instance: the script's top-level chunk may build large tables.
 const LOAD_FUEL: u64 = 4_000_000_000;
+/// Ranges `pkt_write` keeps apart before merging them into one (a call may write any number).
+const MAX_WRITTEN_RANGES: usize = 64;
 /// Longest log line copied out of the guest.
 const MAX_MESSAGE: usize = runtime::call::MAX_MESSAGE;
 /// wasmi limits the wasm call depth of one entry into the guest to `limits.recursion` frames;
@@ -264,7 +266,15 @@ fn linker(engine: &wasmtime::Engine) -> Result<Linker<StoreData>, wasmtime::Erro
             match off.checked_add(len).and_then(|end| pkt.get_mut(off..end)) {
                 Some(dst) => {
                     dst.copy_from_slice(from);
-                    d.written.push((off, len));
+                    if d.written.len() == MAX_WRITTEN_RANGES {
+                        // one range over them all: copying unchanged bytes back is harmless
+                        let lo = d.written.iter().map(|r| r.0).min().unwrap_or(off).min(off);
+                        let hi = d.written.iter().map(|r| r.0 + r.1).max().unwrap_or(0);
+                        d.written.clear();
+                        d.written.push((lo, hi.max(off + len) - lo));
+                    } else {
+                        d.written.push((off, len));
+                    }
                     len as i32
                 }
                 None => -1,

@@ -46,9 +46,9 @@ pub struct LpPkt {
     pub mark: u32,
     pub nfproto: u8,
     pub hook: u8,
-    /// `skb->ip_summed == CHECKSUM_PARTIAL`.
+    /// `CHECKSUM_PARTIAL` with the offload at this packet's transport header.
     pub csum_partial: u8,
-    /// Conntrack is built in: `ct_state` is valid (`ct_mark`, `ct_id` 0 without an entry).
+    /// A conntrack entry (or an untracked packet: state only): `ct_*` are valid.
     pub has_ct: u8,
     pub iifname: [u8; 16],
     pub oifname: [u8; 16],
