@@ -1,4 +1,6 @@
 -- demo.lua: drop UDP to port 5001 and anything from a denied prefix; accept the rest.
+-- redirect (bound by its own rule on prerouting): UDP to port 5002 goes to 5000 instead; the
+-- setter keeps the UDP checksum valid.
 local denied = lp.cidr("10.99.0.128/25")
 local seen = 0
 
@@ -15,4 +17,10 @@ function process_packet(pkt)
     return lp.DROP
   end
   return lp.ACCEPT
+end
+
+function redirect(pkt)
+  local udp = pkt.udp
+  if udp and udp.dport == 5002 then udp.dport = 5000 end
+  return lp.CONTINUE
 end

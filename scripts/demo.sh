@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job: nft_lua.ko in a real Debian 6.1 kernel (qemu), a Lua script loaded with lpctl
-# dropping and accepting real UDP traffic from a peer namespace, then `lpctl script show`, the
-# lua rules and nft's view with its counters. Then the same engine offline: `lpctl run` over a
-# capture and `lpctl bench` on wasmi, wasmtime and native Lua.
+# dropping and accepting real UDP traffic from a peer namespace and rewriting a port, then
+# `lpctl script show`, the lua rules and nft's view with its counters. Then the same engine
+# offline: `lpctl run` over a capture (and examples/nat.lua rewriting one) and `lpctl bench` on
+# wasmi, wasmtime and native Lua.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -15,5 +16,7 @@ cargo build -q --release -p lpctl
 LPCTL=target/release/lpctl
 echo "== offline: lpctl run examples/drop-ssh.lua --pcap tests/data/mixed.pcap"
 $LPCTL run examples/drop-ssh.lua --pcap tests/data/mixed.pcap | tail -n 4
+echo "== offline: lpctl run examples/nat.lua --function nat --pcap tests/data/nat.pcap --out target/nat-out.pcap"
+$LPCTL run examples/nat.lua --function nat --pcap tests/data/nat.pcap --out target/nat-out.pcap | tail -n 2
 echo "== offline: lpctl bench examples/bench/filter.lua --pcap tests/data/mixed.pcap"
 $LPCTL bench examples/bench/filter.lua --pcap tests/data/mixed.pcap

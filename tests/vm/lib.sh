@@ -165,12 +165,14 @@ udp_send() { udp_records "$1" | socat -b 8 -u - "UDP-SENDTO:$2:$3"; }
 
 _lines_ge() { [ "$(wc -l <"$1")" -ge "$2" ]; }
 
+# udp_transfer N PORT [EXPECT [RXPORT]]: the peer sends N datagrams to PORT here, received on
+# RXPORT (default PORT: a script may rewrite the port on the way); prints how many arrived.
 udp_transfer() {
-  local n=$1 port=$2 expect=${3:-$1} out=/tmp/udp-$2.out rx
+  local n=$1 port=$2 expect=${3:-$1} rxport=${4:-$2} out=/tmp/udp-$2.out rx
   : >"$out"
-  socat -u "UDP-RECV:$port" - >"$out" &
+  socat -u "UDP-RECV:$rxport" - >"$out" &
   rx=$!
-  wait_until 50 udp_bound "$port" || echo "udp_transfer: receiver never bound port $port" >&2
+  wait_until 50 udp_bound "$rxport" || echo "udp_transfer: receiver never bound port $rxport" >&2
   in_peer sh -c ". /vm/lib.sh; udp_send $n $VM_HOST_IP $port"
   # Wait for the expected ones (3 s at most), then 0.2 s of grace for any that should not come.
   wait_until 30 _lines_ge "$out" "$expect"
