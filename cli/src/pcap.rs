@@ -328,13 +328,13 @@ fn read_classic(
         } else {
             u64::from(ts_frac) * 1000
         };
-        frames.push(Frame {
+        frames.push(Frame::decode(
             index,
-            ts_ns: u64::from(ts_sec) * 1_000_000_000 + frac_ns,
+            u64::from(ts_sec) * 1_000_000_000 + frac_ns,
             orig_len,
-            kind: decode(linktype, data),
-            eth: eth_header(linktype, data),
-        });
+            linktype,
+            data,
+        ));
         off += PCAP_RECORD_HEADER_LEN + data.len();
     }
     Ok(frames)
@@ -508,13 +508,7 @@ fn read_pcapng(name: &str, bytes: &[u8]) -> Result<Vec<Frame>, PcapError> {
                     }
                 };
                 let ts_ns = ts.map_or(0, |ts| pcapng_ts_ns(ts, iface.tsresol, iface.tsoffset_s));
-                frames.push(Frame {
-                    index,
-                    ts_ns,
-                    orig_len,
-                    kind: decode(iface.linktype, data),
-                    eth: eth_header(iface.linktype, data),
-                });
+                frames.push(Frame::decode(index, ts_ns, orig_len, iface.linktype, data));
             }
             _ => {} // statistics, name resolution, custom, ...: not needed
         }
@@ -553,17 +547,32 @@ fn skipped(reason: impl Into<String>) -> FrameKind {
     }
 }
 
-/// The Ethernet header of an Ethernet frame carrying IP (after any VLAN tags).
-fn eth_header(linktype: u32, data: &[u8]) -> Option<[u8; 14]> {
+impl Frame {
+    /// A captured frame of the given (supported) link type, decoded once.
+    fn decode(index: usize, ts_ns: u64, orig_len: u32, linktype: u32, data: &[u8]) -> Frame {
+        let kind = decode(linktype, data);
+        let eth = eth_header(linktype, data, &kind);
+        Frame {
+            index,
+            ts_ns,
+            orig_len,
+            kind,
+            eth,
+        }
+    }
+}
+
+/// The Ethernet header of an Ethernet frame that decoded to IP (after any VLAN tags).
+fn eth_header(linktype: u32, data: &[u8], kind: &FrameKind) -> Option<[u8; 14]> {
+    let FrameKind::Ip { nfproto, .. } = kind else {
+        return None;
+    };
     if linktype != LINKTYPE_ETHERNET || data.len() < 14 {
         return None;
     }
-    let FrameKind::Ip { nfproto, .. } = decode(linktype, data) else {
-        return None;
-    };
     let mut h = [0u8; 14];
     h[..12].copy_from_slice(&data[..12]);
-    let ethertype: u16 = if nfproto == 2 { 0x0800 } else { 0x86dd };
+    let ethertype: u16 = if *nfproto == 2 { 0x0800 } else { 0x86dd };
     h[12..].copy_from_slice(&ethertype.to_be_bytes());
     Some(h)
 }
