@@ -7,6 +7,7 @@
 
 pub mod guest;
 pub mod limits;
+pub mod module_caps;
 pub mod netlink;
 pub mod package;
 pub mod verdict;

@@ -3,13 +3,38 @@
 /// Wasm fuel granted to every call (refilled before each packet). One unit is roughly one wasm
 /// instruction (guest-lua's fuel-region pass makes wasmi charge only the code that runs): a Lua
 /// VM instruction costs ~90-160 fuel, a trivial `return lp.ACCEPT` ~2,000 (BENCHMARKS.md).
-pub const DEFAULT_FUEL: u64 = 10_000_000;
-/// Upper bound for `fuel`.
-pub const MAX_FUEL: u64 = 10_000_000_000;
+pub const DEFAULT_FUEL: u64 = 200_000;
+/// Upper bound for `fuel`: with the fuel of an error's recovery and message it is the hard
+/// per-call ceiling ([`CALL_FUEL_CEILING`]) that no setting lifts.
+pub const MAX_FUEL: u64 = CALL_FUEL_CEILING - RECOVER_FUEL - MESSAGE_FUEL - BIND_FUEL;
+/// The most fuel one packet's call can consume, everything included: the script's fuel, the
+/// recovery of a Lua error that unwound to the host, fetching its message and a lazy bind.
+/// Sized so that a call stays under 1 ms in the kernel on the machines luapkt targets: the
+/// slowest fuel measured (`cargo bench -p luapkt-runtime --bench fuel_ceiling`, wasmi's
+/// portable dispatch as in the kernel) and the figure are in docs/security.md.
+pub const CALL_FUEL_CEILING: u64 = 300_000;
+/// Fuel for finishing a call whose Lua error unwound to the host (`__close` handlers).
+pub const RECOVER_FUEL: u64 = 20_000;
+/// Fuel for fetching an error message from the guest.
+pub const MESSAGE_FUEL: u64 = 5_000;
+/// Fuel for binding one entry (a rule's function and argument) in an instance; a lazy bind on
+/// the packet path runs before the call.
+pub const BIND_FUEL: u64 = 25_000;
+/// Fuel for building an instance: the Lua state's setup and the script's top-level chunk,
+/// per instance, in process context. A load that needs more fails ("top-level chunk used its
+/// N fuel"). Changeable per script like the other limits.
+pub const DEFAULT_LOAD_FUEL: u64 = 200_000_000;
+/// Bounds for `load_fuel`. The largest keeps one instance's build to seconds; it runs in
+/// slices of [`LOAD_SLICE_FUEL`] between which the kernel reschedules and checks for a fatal
+/// signal, so it never holds a CPU.
+pub const MIN_LOAD_FUEL: u64 = 1_000_000;
+pub const MAX_LOAD_FUEL: u64 = 10_000_000_000;
+/// Fuel of one slice of a load.
+pub const LOAD_SLICE_FUEL: u64 = 5_000_000;
 /// Lua VM instructions one call may execute before it fails with "out of instructions", a clean
 /// Lua error that keeps the instance (running out of fuel is a trap: the instance is rebuilt).
 /// Sized to trip before the default fuel does. 0 disables the budget (fuel still bounds the call).
-pub const DEFAULT_INSTRUCTIONS: u32 = 50_000;
+pub const DEFAULT_INSTRUCTIONS: u32 = 1_000;
 /// Upper bound for `instructions`.
 pub const MAX_INSTRUCTIONS: u32 = 1_000_000_000;
 /// Linear memory of one instance, in bytes.
@@ -19,7 +44,8 @@ pub const MIN_MEMORY: u64 = 64 * 1024;
 pub const MAX_MEMORY: u64 = 256 << 20;
 /// wasm call-stack depth (frames) inside one entry into the guest.
 pub const DEFAULT_RECURSION: u32 = 1024;
-pub const MAX_RECURSION: u32 = 16_384;
+/// 2,048 frames keep wasmi's call-frame vector within the kernel's 64 KiB reserve block.
+pub const MAX_RECURSION: u32 = 2_048;
 /// Nested host re-entries (each protected call — `pcall`, `load`, ... — is one).
 /// Each costs host stack: the cap keeps a hostile script from exhausting it.
 pub const DEFAULT_PCALL_DEPTH: u32 = 8;

@@ -88,7 +88,9 @@ pub mod attr {
     /// NLA_U32: instances (one per possible CPU).
     pub const INSTANCES: u16 = 17;
     pub const PAD: u16 = 18;
-    pub const MAX: u16 = 18;
+    /// NLA_U64: fuel for building one instance (Lua setup and the top-level chunk).
+    pub const LOAD_FUEL: u16 = 19;
+    pub const MAX: u16 = 19;
 }
 
 /// Counters nested in `attr::STATS`, all NLA_U64.
@@ -112,7 +114,11 @@ pub mod stat {
     pub const FUEL_MAX: u16 = 16;
     pub const REBUILDS: u16 = 17;
     pub const PAD: u16 = 18;
-    pub const MAX: u16 = 18;
+    /// Instance rebuilds that failed (retried with a growing delay, then given up).
+    pub const REBUILD_FAILURES: u16 = 19;
+    /// The longest single call, in nanoseconds.
+    pub const RUN_TIME_MAX_NS: u16 = 20;
+    pub const MAX: u16 = 20;
 }
 
 pub const ON_ERROR_BREAK: u8 = 0;

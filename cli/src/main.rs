@@ -60,6 +60,19 @@ enum Command {
 enum SelftestCmd {
     /// Malformed requests to the luapkt family: each must be refused with an errno
     Netlink,
+    /// Random and mutated requests to the luapkt family and the lua nf_tables expression;
+    /// prints the kernel's answers by errno
+    FuzzNetlink {
+        /// Requests to send (luapkt messages and nf_tables batches together)
+        #[arg(long, default_value_t = 100_000)]
+        count: u64,
+        /// PRNG seed (decimal or 0x-hex): the same seed sends the same requests
+        #[arg(long, default_value = "0x6c70667a7a", value_parser = selftest::parse_seed)]
+        seed: u64,
+        /// Print every request (hex) and its answer
+        #[arg(long)]
+        trace: bool,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -79,6 +92,9 @@ struct LimitOpts {
     /// Nested protected calls (pcall, coroutines)
     #[arg(long)]
     pcall_depth: Option<String>,
+    /// Fuel for building one instance: Lua setup and the script's top-level chunk
+    #[arg(long)]
+    load_fuel: Option<String>,
     /// What an error resolves to: break, accept or drop
     #[arg(long)]
     on_error: Option<String>,
@@ -92,6 +108,7 @@ impl LimitOpts {
             memory: self.memory.clone(),
             recursion: self.recursion.clone(),
             pcall_depth: self.pcall_depth.clone(),
+            load_fuel: self.load_fuel.clone(),
             on_error: self.on_error.clone(),
         }
     }
@@ -188,6 +205,9 @@ pub struct ScriptArgs {
     /// Nested protected calls (pcall, coroutines) per packet
     #[arg(long)]
     pcall_depth: Option<String>,
+    /// Fuel for building an instance: Lua setup and the script's top-level chunk
+    #[arg(long)]
+    load_fuel: Option<String>,
     /// What an error resolves to
     #[arg(long, value_parser = ["break", "accept", "drop"], default_value = "break")]
     on_error: String,
@@ -299,6 +319,9 @@ fn main() -> ExitCode {
             Ok(false) => return ExitCode::FAILURE,
             Err(e) => Err(e),
         },
+        Command::Selftest(SelftestCmd::FuzzNetlink { count, seed, trace }) => {
+            selftest::fuzz_netlink(count, seed, trace)
+        }
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -320,6 +343,7 @@ impl ScriptArgs {
             instructions: self.instructions,
             memory: self.memory,
             pcall_depth: self.pcall_depth,
+            load_fuel: self.load_fuel,
             on_error: self.on_error,
             meta: run::MetaOptions {
                 mark: self.meta.mark,

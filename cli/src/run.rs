@@ -19,6 +19,7 @@ pub struct Options {
     pub instructions: Option<String>,
     pub memory: Option<String>,
     pub pcall_depth: Option<String>,
+    pub load_fuel: Option<String>,
     pub on_error: String,
     pub meta: MetaOptions,
 }
@@ -141,6 +142,9 @@ impl Options {
         if let Some(s) = &self.pcall_depth {
             l.pcall_depth = u32::try_from(parse_number("pcall-depth", s, false)?)
                 .with_context(|| format!("--pcall-depth {s}: too large"))?;
+        }
+        if let Some(s) = &self.load_fuel {
+            l.load_fuel = parse_number("load-fuel", s, false)?;
         }
         if let Err(e) = l.validate() {
             bail!("--{}: {e}", e.field);

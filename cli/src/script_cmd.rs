@@ -15,6 +15,7 @@ pub struct LimitArgs {
     pub memory: Option<String>,
     pub recursion: Option<String>,
     pub pcall_depth: Option<String>,
+    pub load_fuel: Option<String>,
     pub on_error: Option<String>,
 }
 
@@ -51,6 +52,11 @@ impl LimitArgs {
                 .as_deref()
                 .map(|s| u32_of("pcall-depth", s))
                 .transpose()?,
+            load_fuel: self
+                .load_fuel
+                .as_deref()
+                .map(|s| parse_number("load-fuel", s, false))
+                .transpose()?,
         };
         // the same ranges the runtime enforces, checked before anything is sent
         let mut full = runtime::Limits::default();
@@ -68,6 +74,9 @@ impl LimitArgs {
         }
         if let Some(v) = limits.pcall_depth {
             full.pcall_depth = v;
+        }
+        if let Some(v) = limits.load_fuel {
+            full.load_fuel = v;
         }
         if let Err(e) = full.validate() {
             anyhow::bail!("--{}: {e}", e.field);
@@ -136,12 +145,13 @@ pub fn info_text(i: &ScriptInfo) -> String {
         kib(i.mem_bytes)
     );
     out.push_str(&format!(
-        "\tlimits: fuel {}  instructions {}  memory {}  recursion {}  pcall-depth {}  on-error {}\n",
+        "\tlimits: fuel {}  instructions {}  memory {}  recursion {}  pcall-depth {}  load-fuel {}  on-error {}\n",
         l.fuel,
         l.instructions,
         kib(l.memory),
         l.recursion,
         l.pcall_depth,
+        l.load_fuel,
         i.on_error.name()
     ));
     out.push_str(&format!(
@@ -149,12 +159,12 @@ pub fn info_text(i: &ScriptInfo) -> String {
         s.run_cnt, s.run_time_ns, s.accept, s.drop, s.continue_, s.break_, s.queue
     ));
     out.push_str(&format!(
-        "\terrors: lua {}  memory {}  fuel {}  instructions {}  stack {}  return {}  trap {}  rebuilds {}\n",
-        s.err_lua, s.err_memory, s.err_fuel, s.err_instructions, s.err_stack, s.err_return, s.err_trap, s.rebuilds
+        "\terrors: lua {}  memory {}  fuel {}  instructions {}  stack {}  return {}  trap {}  rebuilds {}  rebuild_failures {}\n",
+        s.err_lua, s.err_memory, s.err_fuel, s.err_instructions, s.err_stack, s.err_return, s.err_trap, s.rebuilds, s.rebuild_failures
     ));
     out.push_str(&format!(
-        "\tfuel: total {}  max {}",
-        s.fuel_total, s.fuel_max
+        "\tfuel: total {}  max {}  run_time_max_ns {}",
+        s.fuel_total, s.fuel_max, s.run_time_max_ns
     ));
     out
 }

@@ -337,7 +337,7 @@ end"#,
             // no instruction budget: fuel cuts the loop, the instance is rebuilt, `n` restarts
             limits: Limits {
                 instructions: 0,
-                fuel: 5_000_000,
+                fuel: abi::limits::MAX_FUEL,
                 ..Limits::default()
             },
             on_error: OnError::Accept,
@@ -663,7 +663,7 @@ fn both_engines_refuse_bad_scripts_alike() {
 fn a_rebuilt_instance_serves_the_next_packet() {
     let limits = Limits {
         instructions: 0,
-        fuel: 2_000_000,
+        fuel: abi::limits::MAX_FUEL,
         ..Limits::default()
     };
     let c = Case {

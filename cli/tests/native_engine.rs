@@ -637,7 +637,7 @@ fn nested_protected_calls_match_the_sandbox() {
                 limits: Limits {
                     pcall_depth: depth,
                     // the "leak" loop is heavy for the sandbox's default fuel; native has none
-                    fuel: 1_000_000_000,
+                    fuel: abi::limits::MAX_FUEL,
                     ..Limits::default()
                 },
                 ..config(NEST, Some(arg))

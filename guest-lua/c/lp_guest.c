@@ -160,8 +160,12 @@ void lp_try(lua_State *L, struct lua_longjmp *c, void (*f)(lua_State *, void *),
 /* pcall, xpcall, load, coroutine.resume and wrapped coroutines: refused with a Lua error
  * before the host's re-entry cap is reached. Upvalue 1 is the original function. */
 static int guarded(lua_State *L) {
-  if (try_depth + 2 > depth_cap)
-    return luaL_error(L, "too many nested protected calls (limit %d)", depth_cap - 1);
+  if (try_depth + 2 > depth_cap) {
+    luaL_where(L, 1);
+    lua_pushfstring(L, "too many nested protected calls (limit %d)", depth_cap - 1);
+    lua_concat(L, 2);
+    return lp_raise_top(L, LP_ERR_STACK);
+  }
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
   lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
@@ -209,16 +213,14 @@ static int classify(lua_State *L, int status) {
     n = strlen(msg);
   }
   set_error(msg, n);
-  if (status == LUA_ERRERR) return LP_ERR_HANDLER;
-  if (!strncmp(msg, "out of instructions", 19)) return LP_ERR_INSTRUCTIONS;
-  if (strstr(msg, "stack overflow") || strstr(msg, "too many nested protected calls")) return LP_ERR_STACK;
-  return LP_ERR_RUNTIME;
+  return lp_error_kind(L, status);
 }
 
 /* lua_pcall whose outermost try runs inline (the host call is the catch frame); the message
  * handler msgh must already sit just below the function. */
 static int top_pcall_h(lua_State *L, int nargs, int nresults) {
   int status, base = lua_gettop(L) - nargs - 1; /* msgh index */
+  lp_kind_reset(L);
   top.old_ci = L->ci;
   top.old_allowhook = L->allowhook;
   top.old_errfunc = L->errfunc;
@@ -359,8 +361,7 @@ EXPORT("lp_ref_string") int lp_ref_string(const char *s, int len) {
 
 static void budget_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  lua_pushliteral(L, "out of instructions");
-  lua_error(L);
+  lp_raise_kind(L, LP_ERR_INSTRUCTIONS, "out of instructions");
 }
 
 /* The instruction budget the count hook is set for (0: no hook). */

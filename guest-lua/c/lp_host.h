@@ -13,6 +13,13 @@ struct lp_state {
   void *host;            /* the host's own pointer */
   void *lib;             /* lp_lib.c's per-state data */
   int in_call;           /* a packet call is running: packet views are valid */
+  /* Error kinds travel as codes, never read back from message text (a script can raise any
+   * text): the sandbox notes the kind of an error it raises (LP_ERR_INSTRUCTIONS from the
+   * budget hook, LP_ERR_STACK from the nesting cap) in `pending` with the error value;
+   * lp_msgh turns it into `err_kind` when the top-level error is that value (or sees a Lua
+   * stack overflow). */
+  int pending;
+  int err_kind;
 };
 
 static inline struct lp_state *lp_state(lua_State *L) {
@@ -32,8 +39,19 @@ int lp_openlib(lua_State *L);             /* the global `lp`, `print`, the packe
  * loadfile; load takes text only), pcall/xpcall/load/coroutine.resume/coroutine.wrap wrapped
  * with `guarded` (upvalue 1: the original), then lp_openlib. */
 int lp_open_sandbox(lua_State *L, lua_CFunction guarded);
-/* Message handler for top-level calls: keeps the message and appends a traceback. */
+/* Message handler for top-level calls: keeps the message and appends a traceback; records
+ * the error's kind (see lp_state.pending). */
 int lp_msgh(lua_State *L);
+/* Raises `msg` (or the value on top) as an error of kind `kind` (LP_ERR_INSTRUCTIONS,
+ * LP_ERR_STACK): that value, rethrown as it is, keeps the kind; any other error value is a
+ * Lua error whatever its text. */
+int lp_raise_kind(lua_State *L, int kind, const char *msg);
+int lp_raise_top(lua_State *L, int kind);
+/* Before a top-level call. */
+static inline void lp_kind_reset(lua_State *L) { lp_state(L)->pending = 0; lp_state(L)->err_kind = 0; }
+/* After a top-level call failed with status LUA_ERRRUN or LUA_ERRERR: LP_ERR_INSTRUCTIONS,
+ * LP_ERR_STACK or LP_ERR_RUNTIME (LP_ERR_HANDLER for LUA_ERRERR). */
+int lp_error_kind(lua_State *L, int status);
 void lp_push_packet(lua_State *L);        /* the packet object of the current call */
 /* Decodes the value at idx as a verdict code (> 0) or returns LP_ERR_RETURN and writes the
  * reason to why[0..n). */

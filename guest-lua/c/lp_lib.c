@@ -1386,8 +1386,46 @@ int lp_openlib(lua_State *L) {
 /* ---- the sandbox's libraries (shared by the wasm guest and the native baseline) ---- */
 
 /* The message handler of top-level calls: keeps the message, records a traceback. */
+/* The Lua stack is at its limit (a "stack overflow" error: luaD_growstack left only the
+ * error-handling slots). Public API only: the native engine links a Lua built elsewhere. */
+static int core_overflow(lua_State *L) {
+  return !lua_checkstack(L, 300); /* more than the 200 slots kept for error handling */
+}
+
+/* The error value raised with a kind: lp_msgh compares the final error with it. */
+static const char pending_key = 'k';
+
+int lp_raise_top(lua_State *L, int kind) {
+  lp_state(L)->pending = kind;
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &pending_key);
+  return lua_error(L);
+}
+
+int lp_raise_kind(lua_State *L, int kind, const char *msg) {
+  lua_pushstring(L, msg);
+  return lp_raise_top(L, kind);
+}
+
+int lp_error_kind(lua_State *L, int status) {
+  int k = lp_state(L)->err_kind;
+  if (status == LUA_ERRERR) return LP_ERR_HANDLER;
+  return k ? k : LP_ERR_RUNTIME;
+}
+
 int lp_msgh(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
+  struct lp_state *S = lp_state(L);
+  const char *msg;
+  S->err_kind = 0;
+  if (S->pending) {
+    /* the error raised with a kind, or the same value rethrown (strings compare by value) */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &pending_key);
+    if (lua_rawequal(L, 1, -1)) S->err_kind = S->pending;
+    lua_pop(L, 1);
+  }
+  if (!S->err_kind && core_overflow(L)) S->err_kind = LP_ERR_STACK;
+  S->pending = 0;
+  msg = lua_tostring(L, 1);
   if (msg == NULL) {
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) msg = lua_tostring(L, -1);
     else msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));

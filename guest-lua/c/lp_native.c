@@ -183,15 +183,13 @@ static int classify(struct lp_native *N, int status) {
     n = strlen(msg);
   }
   set_error(N, msg, n);
-  if (status == LUA_ERRERR) return LP_ERR_HANDLER;
-  if (!strncmp(msg, "out of instructions", 19)) return LP_ERR_INSTRUCTIONS;
-  if (strstr(msg, "stack overflow") || strstr(msg, "too many nested protected calls")) return LP_ERR_STACK;
-  return LP_ERR_RUNTIME;
+  return lp_error_kind(L, status);
 }
 
 /* lua_pcall with msgh. */
 static int top_pcall(lua_State *L, int nargs, int nresults) {
   int status, base = lua_gettop(L) - nargs; /* function index */
+  lp_kind_reset(L);
   lua_pushcfunction(L, lp_msgh);
   lua_insert(L, base);
   status = lua_pcall(L, nargs, nresults, base);
@@ -201,8 +199,7 @@ static int top_pcall(lua_State *L, int nargs, int nresults) {
 
 static void budget_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  lua_pushliteral(L, "out of instructions");
-  lua_error(L);
+  lp_raise_kind(L, LP_ERR_INSTRUCTIONS, "out of instructions");
 }
 
 /* Starts a per-call instruction budget (lua_sethook restarts the count), or removes it. */
@@ -217,8 +214,12 @@ static void set_budget(lua_State *L, int budget) {
 static int guarded(lua_State *L) {
   struct lp_native *N = native(L);
   int depth = N->depth;
-  if (depth + 2 > N->depth_cap)
-    return luaL_error(L, "too many nested protected calls (limit %d)", N->depth_cap - 1);
+  if (depth + 2 > N->depth_cap) {
+    luaL_where(L, 1);
+    lua_pushfstring(L, "too many nested protected calls (limit %d)", N->depth_cap - 1);
+    lua_concat(L, 2);
+    return lp_raise_top(L, LP_ERR_STACK);
+  }
   N->depth = depth + 1;
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);

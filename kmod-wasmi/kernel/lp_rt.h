@@ -46,6 +46,7 @@ struct lp_limits {
 	u32	pcall_depth;
 	u8	on_error;
 	u8	__pad[3];
+	u64	load_fuel;	/* building one instance: Lua setup + top-level chunk */
 };
 
 /* counters, summed over the instances */
@@ -58,6 +59,7 @@ struct lp_stats {
 	u64	fuel_max;
 	u64	rebuilds;
 	u64	mem_bytes;	/* linear memory of all instances */
+	u64	run_time_max_ns;	/* the longest single call */
 };
 
 /*
@@ -103,8 +105,8 @@ struct lp_outcome {
 	u64	fuel;
 };
 
-static_assert(sizeof(struct lp_limits) == 32);
-static_assert(sizeof(struct lp_stats) == 144);
+static_assert(sizeof(struct lp_limits) == 40);
+static_assert(sizeof(struct lp_stats) == 152);
 static_assert(sizeof(struct lp_pkt) == 80);
 static_assert(offsetof(struct lp_pkt, iifname) == 24);
 static_assert(offsetof(struct lp_pkt, ct_mark) == 56);
@@ -136,13 +138,18 @@ int lp_rt_check_limits(const struct lp_limits *limits, char *msg, size_t msg_len
  * the package, compiles or reuses its guest, builds @instances instances, each running the
  * script's top-level chunk. With @replaces (a live script, read only), its entries are bound
  * in the new instances at the same indices; a function missing in the new script fails the
- * load. Returns 0 and *@out, or -EINVAL (package, syntax, top-level error), -ENOEXEC (guest
- * rejected), -ERANGE (limits), -ENOENT (bound function missing), -ENOMEM.
+ * load. The top-level chunk runs in slices of fuel with lp_load_pause() between them. Unless
+ * @foreign_ok, a package whose guest is not the built-in one is refused (-EPERM). Returns 0
+ * and *@out, or -EINVAL (package, syntax, top-level error), -ENOEXEC (guest rejected),
+ * -ERANGE (limits), -ENOENT (bound function missing), -ETIME (the load budget ran out),
+ * -EINTR (a fatal signal), -EPERM, -ENOMEM.
  */
 int lp_rt_load(struct lp_cache *cache, const u8 *pkg, size_t pkg_len,
 	       const char *name, size_t name_len, const struct lp_limits *limits,
-	       u32 instances, const struct lp_script *replaces,
+	       u32 instances, const struct lp_script *replaces, bool foreign_ok,
 	       struct lp_script **out, char *msg, size_t msg_len);
+/* any. SHA-256 of the built-in guest (the Lua VM the module was built with). */
+void lp_rt_builtin_guest(u8 out[32]);
 /* process. No call may be running: unpublished, RCU grace period over, rebuild work done. */
 void lp_rt_script_free(struct lp_script *s);
 
@@ -170,6 +177,13 @@ int lp_rt_bind_on_cpu(const struct lp_script *s, u32 cpu, const char *func,
 void lp_rt_run_on_cpu(const struct lp_script *s, u32 cpu, u32 entry,
 		      const struct lp_pkt *pkt, struct lp_outcome *out);
 
+/*
+ * slot @cpu, right after lp_rt_run_on_cpu() filled @out: the verdict cannot be applied where
+ * the packet is (lp.QUEUE at a hook nf_queue cannot reinject from). Recounts the call as an
+ * error of kind "return" and puts the on-error policy's verdict in @out.
+ */
+void lp_rt_refuse_verdict(const struct lp_script *s, u32 cpu, struct lp_outcome *out);
+
 /* any. Instance @cpu trapped and waits for a fresh one. */
 bool lp_rt_needs_rebuild(const struct lp_script *s, u32 cpu);
 /* process. Builds a fresh instance with every entry bound; 0 and *@out or -errno. */
@@ -193,14 +207,22 @@ int lp_rt_set_limits(const struct lp_script *s, const struct lp_limits *limits,
 
 /* ---- implemented in C (lp_shim.c), called by Rust ---- */
 
-/* any. kmalloc/kvmalloc, GFP by context (see lp_shim.c); NULL if @align > PAGE_SIZE. */
+/*
+ * any. kmalloc/kvmalloc, GFP by context (see lp_shim.c), falling back on the reserve; NULL
+ * if @align > PAGE_SIZE or nothing could serve it.
+ */
 void *lp_alloc(size_t size, size_t align, bool zero);
-/* any. kvfree(); NULL is ignored. */
+/* any. kvfree() (or gives a reserve block back); NULL is ignored. */
 void lp_free(void *ptr);
+/* process, module init/exit: the reserve that serves allocations the allocator fails. */
+int lp_reserve_init(void);
+void lp_reserve_free(void);
 /* any. Logs @msg and BUG()s. */
 void __noreturn lp_panic(const char *msg, size_t len);
 /* any. Rate-limited: "luapkt: <name>: <line>"; @level 0 info, 1 warning. */
 void lp_log(int level, const char *name, size_t name_len, const char *line, size_t line_len);
+/* process (building an instance). cond_resched(); false when a fatal signal is pending. */
+bool lp_load_pause(void);
 /* any. */
 u64 lp_ktime_ns(void);
 /* any. */

@@ -21,9 +21,13 @@
 #include <linux/kernel.h>
 #include <linux/log2.h>
 #include <linux/mm.h>
+#include <linux/moduleparam.h>
+#include <linux/overflow.h>
 #include <linux/preempt.h>
 #include <linux/random.h>
 #include <linux/ratelimit.h>
+#include <linux/sched.h>
+#include <linux/sched/signal.h>
 #include <linux/skbuff.h>
 #include <linux/if_ether.h>
 #include <linux/slab.h>
@@ -42,26 +46,148 @@ static bool lp_may_sleep(void)
 	return preemptible();
 }
 
+/*
+ * The reserve. wasmi allocates infallibly in a few places the packet path reaches (the box of
+ * a trap or of a Lua error unwinding, the call-frame vector when a call nests deeper than ever
+ * before on this CPU); in the kernel a failed infallible allocation is a panic. When the
+ * allocator fails, blocks set aside at module load serve such requests instead: per CPU, 32 of
+ * 256 bytes, 4 of 4 KiB and one of 64 KiB (a frame vector for 2,048 frames; MAX_RECURSION is
+ * 2,048). Blocks are taken and given back with atomic bit operations, so any CPU may free one;
+ * a request first tries its own CPU's blocks, then the others'. reserve_hits counts the
+ * requests served, reserve_misses those that found no block (then Rust panics: the reserve was
+ * sized too small).
+ */
+struct lp_reserve_class {
+	unsigned int	size;
+	unsigned int	count;
+	unsigned int	offset;		/* within a CPU's share */
+};
+
+static const struct lp_reserve_class lp_reserve_classes[] = {
+	{ .size = 256,		.count = 32,	.offset = 0 },
+	{ .size = 4096,		.count = 4,	.offset = 32 * 256 },
+	{ .size = 65536,	.count = 1,	.offset = 32 * 256 + 4 * 4096 },
+};
+#define LP_RESERVE_CLASSES	ARRAY_SIZE(lp_reserve_classes)
+#define LP_RESERVE_PER_CPU	(32 * 256 + 4 * 4096 + 65536)
+
+static u8 *lp_reserve_base;		/* nr_cpu_ids shares, vmalloc'd (page aligned) */
+static unsigned long *lp_reserve_used;	/* one word per (CPU, class): bit i = block i taken */
+static atomic_long_t lp_reserve_hits, lp_reserve_misses;
+
+static int lp_reserve_get(char *buf, const struct kernel_param *kp)
+{
+	return sysfs_emit(buf, "%ld\n", atomic_long_read(kp->arg));
+}
+
+static const struct kernel_param_ops lp_reserve_ops = { .get = lp_reserve_get };
+module_param_cb(reserve_hits, &lp_reserve_ops, &lp_reserve_hits, 0444);
+MODULE_PARM_DESC(reserve_hits, "allocations the reserve served when the allocator failed");
+module_param_cb(reserve_misses, &lp_reserve_ops, &lp_reserve_misses, 0444);
+MODULE_PARM_DESC(reserve_misses, "allocations neither the allocator nor the reserve could serve");
+
+int lp_reserve_init(void)
+{
+	lp_reserve_base = vzalloc(array_size(nr_cpu_ids, LP_RESERVE_PER_CPU));
+	lp_reserve_used = kcalloc(array_size(nr_cpu_ids, LP_RESERVE_CLASSES),
+				  sizeof(*lp_reserve_used), GFP_KERNEL);
+	if (!lp_reserve_base || !lp_reserve_used) {
+		lp_reserve_free();
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void lp_reserve_free(void)
+{
+	vfree(lp_reserve_base);
+	kfree(lp_reserve_used);
+	lp_reserve_base = NULL;
+	lp_reserve_used = NULL;
+}
+
+static void *lp_reserve_take(size_t size, bool zero)
+{
+	unsigned int first = raw_smp_processor_id(), n, c, i;
+	const struct lp_reserve_class *k;
+	unsigned long *used;
+	u8 *p;
+
+	for (c = 0; c < LP_RESERVE_CLASSES; c++) {
+		k = &lp_reserve_classes[c];
+		if (size > k->size)
+			continue;
+		for (n = 0; n < nr_cpu_ids; n++) {
+			unsigned int cpu = (first + n) % nr_cpu_ids;
+
+			used = &lp_reserve_used[cpu * LP_RESERVE_CLASSES + c];
+			for (i = 0; i < k->count; i++) {
+				if (test_and_set_bit(i, used))
+					continue;
+				p = lp_reserve_base + (size_t)cpu * LP_RESERVE_PER_CPU +
+				    k->offset + (size_t)i * k->size;
+				if (zero)
+					memset(p, 0, size);
+				atomic_long_inc(&lp_reserve_hits);
+				return p;
+			}
+		}
+	}
+	atomic_long_inc(&lp_reserve_misses);
+	return NULL;
+}
+
+/* True when @ptr was a reserve block (now given back). */
+static bool lp_reserve_give(void *ptr)
+{
+	size_t off, in_cpu;
+	unsigned int cpu, c;
+
+	if (!lp_reserve_base || (u8 *)ptr < lp_reserve_base ||
+	    (u8 *)ptr >= lp_reserve_base + (size_t)nr_cpu_ids * LP_RESERVE_PER_CPU)
+		return false;
+	off = (u8 *)ptr - lp_reserve_base;
+	cpu = off / LP_RESERVE_PER_CPU;
+	in_cpu = off % LP_RESERVE_PER_CPU;
+	for (c = LP_RESERVE_CLASSES; c-- > 0;) {
+		const struct lp_reserve_class *k = &lp_reserve_classes[c];
+
+		if (in_cpu >= k->offset) {
+			clear_bit((in_cpu - k->offset) / k->size,
+				  &lp_reserve_used[cpu * LP_RESERVE_CLASSES + c]);
+			return true;
+		}
+	}
+	return true;
+}
+
 void *lp_alloc(size_t size, size_t align, bool zero)
 {
 	gfp_t gfp = zero ? __GFP_ZERO : 0;
+	void *p;
 
 	if (unlikely(align > PAGE_SIZE || size > INT_MAX))
 		return NULL;
 	/*
 	 * kmalloc aligns to ARCH_KMALLOC_MINALIGN, and power-of-two sizes to their size;
-	 * vmalloc to a page.
+	 * vmalloc to a page. Reserve blocks are aligned to their (power-of-two) size.
 	 */
 	if (align > ARCH_KMALLOC_MINALIGN)
 		size = roundup_pow_of_two(max(size, align));
 
 	if (lp_may_sleep())
-		return kvmalloc(size, GFP_KERNEL_ACCOUNT | __GFP_NOWARN | gfp);
-	return kmalloc(size, GFP_ATOMIC | __GFP_NOWARN | gfp);
+		p = kvmalloc(size, GFP_KERNEL_ACCOUNT | __GFP_NOWARN | gfp);
+	else
+		p = kmalloc(size, GFP_ATOMIC | __GFP_NOWARN | gfp);
+	if (unlikely(!p))
+		p = lp_reserve_take(size, zero);
+	return p;
 }
 
 void lp_free(void *ptr)
 {
+	if (unlikely(lp_reserve_give(ptr)))
+		return;
 	kvfree(ptr);
 }
 
@@ -73,18 +199,32 @@ void __noreturn lp_panic(const char *msg, size_t len)
 
 static DEFINE_RATELIMIT_STATE(lp_log_rs, 5 * HZ, 20);
 
+/*
+ * A script's line is one kernel log line whatever it holds: %pE escapes every byte that is not
+ * printable (newlines that would forge further lines, escape sequences, a level prefix).
+ */
+#define LP_LOG_LINE_MAX	512
+
 void lp_log(int level, const char *name, size_t name_len, const char *line,
 	    size_t line_len)
 {
 	int nl = min_t(size_t, name_len, LUAPKT_NAME_MAX);
-	int ll = min_t(size_t, line_len, 1024);
+	int ll = min_t(size_t, line_len, LP_LOG_LINE_MAX);
 
 	if (!__ratelimit(&lp_log_rs))
 		return;
 	if (level)
-		pr_warn("script %.*s: %.*s\n", nl, name, ll, line);
+		pr_warn("script %.*s: %*pE\n", nl, name, ll, line);
 	else
-		pr_info("script %.*s: %.*s\n", nl, name, ll, line);
+		pr_info("script %.*s: %*pE\n", nl, name, ll, line);
+}
+
+bool lp_load_pause(void)
+{
+	if (!lp_may_sleep())
+		return true;
+	cond_resched();
+	return !fatal_signal_pending(current);
 }
 
 u64 lp_ktime_ns(void)

@@ -32,6 +32,9 @@ struct luapkt_version {
 	struct lp_script	*rt;
 	/* rebuilds instances that trapped; queued from the packet path */
 	struct delayed_work	rebuild;
+	/* rebuilds that failed, and the failures in a row (the retry delay grows with them) */
+	atomic_t		rebuild_failures;
+	unsigned int		rebuild_streak;
 	u8			tag[8];
 };
 
@@ -49,6 +52,7 @@ struct luapkt_net {
 	struct list_head	scripts;
 	struct list_head	uploads;
 	u32			nuploads;
+	u32			nscripts;
 	u32			next_upload_id;
 };
 

@@ -6,7 +6,10 @@
  * A script is uploaded in chunks (LOAD_BEGIN, LOAD_CHUNK..., LOAD_COMMIT) into a buffer
  * owned by the uploading socket; LOAD_COMMIT compiles it into one instance per CPU and
  * publishes it, or swaps it in for the loaded script of the same name (FLAG_REPLACE).
- * Every command needs CAP_NET_ADMIN over the namespace's user namespace.
+ * Reading (GET) needs CAP_NET_ADMIN over the namespace's user namespace; changing anything
+ * (load, unload, limits) needs CAP_NET_ADMIN in the initial user namespace unless the
+ * allow_userns parameter lets namespaced admins in, and a package whose guest is not the
+ * built-in Lua VM needs CAP_SYS_ADMIN in the initial user namespace (docs/security.md).
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -34,6 +37,29 @@
 #define luapkt_set_err(extack, fixed, fmt, args...) \
 	NL_SET_ERR_MSG_MOD(extack, fixed)
 #endif
+
+/*
+ * Who may change scripts. Off (the default), as Debian's unprivileged_bpf_disabled: only
+ * CAP_NET_ADMIN in the initial user namespace. On: also an admin of the network namespace's
+ * own user namespace (containers); their scripts' memory is charged to their memory cgroup
+ * and bounded by the per-namespace caps below.
+ */
+static bool allow_userns;
+module_param(allow_userns, bool, 0644);
+MODULE_PARM_DESC(allow_userns,
+		 "let CAP_NET_ADMIN over a network namespace's user namespace load scripts (default: initial namespace only)");
+
+static unsigned int max_scripts = 64;
+module_param(max_scripts, uint, 0644);
+MODULE_PARM_DESC(max_scripts, "scripts per network namespace (default 64)");
+
+static unsigned int max_netns_mbytes = 1024;
+module_param(max_netns_mbytes, uint, 0644);
+MODULE_PARM_DESC(max_netns_mbytes,
+		 "linear memory all scripts of a network namespace may reserve, in MiB: each script counts its memory limit times its instances (default 1024)");
+
+/* retries of a failed instance rebuild: 1 s, 2 s, 4 s, ... then given up (counted) */
+#define LUAPKT_REBUILD_TRIES	8
 
 DEFINE_MUTEX(luapkt_load_mutex);
 struct lp_cache *luapkt_cache;
@@ -92,8 +118,18 @@ static void luapkt_rebuild_work(struct work_struct *work)
 		synchronize_rcu();
 		lp_rt_spare_free(old);
 	}
-	if (failed)
-		queue_delayed_work(system_unbound_wq, &v->rebuild, HZ);
+	if (!failed) {
+		v->rebuild_streak = 0;
+		return;
+	}
+	atomic_inc(&v->rebuild_failures);
+	if (++v->rebuild_streak >= LUAPKT_REBUILD_TRIES) {
+		/* the slots stay poisoned: their packets get the on-error policy's verdict */
+		pr_warn_ratelimited("instance rebuild failed %u times: giving up\n",
+				    v->rebuild_streak);
+		return;
+	}
+	queue_delayed_work(system_unbound_wq, &v->rebuild, HZ << min(v->rebuild_streak, 6u));
 }
 
 /* Softirq or process context. */
@@ -229,6 +265,7 @@ static const struct nla_policy luapkt_genl_policy[LUAPKT_A_MAX + 1] = {
 	[LUAPKT_A_REFS]		= { .type = NLA_REJECT },
 	[LUAPKT_A_MEM_BYTES]	= { .type = NLA_REJECT },
 	[LUAPKT_A_INSTANCES]	= { .type = NLA_REJECT },
+	[LUAPKT_A_LOAD_FUEL]	= { .type = NLA_U64 },
 };
 
 static void luapkt_parse_limits(struct nlattr **tb, struct lp_limits *l)
@@ -245,9 +282,62 @@ static void luapkt_parse_limits(struct nlattr **tb, struct lp_limits *l)
 		l->pcall_depth = nla_get_u32(tb[LUAPKT_A_PCALL_DEPTH]);
 	if (tb[LUAPKT_A_ON_ERROR])
 		l->on_error = nla_get_u8(tb[LUAPKT_A_ON_ERROR]);
+	if (tb[LUAPKT_A_LOAD_FUEL])
+		l->load_fuel = nla_get_u64(tb[LUAPKT_A_LOAD_FUEL]);
 }
 
-static int luapkt_put_stats(struct sk_buff *skb, const struct lp_stats *st)
+/* Changing scripts: CAP_NET_ADMIN in the initial user namespace, or (allow_userns) over the
+ * network namespace's own. */
+static int luapkt_may_change(const struct sk_buff *skb, struct genl_info *info)
+{
+	if (netlink_capable(skb, CAP_NET_ADMIN))
+		return 0;
+	if (READ_ONCE(allow_userns) &&
+	    netlink_ns_capable(skb, genl_info_net(info)->user_ns, CAP_NET_ADMIN))
+		return 0;
+	NL_SET_ERR_MSG_MOD(info->extack,
+			   "needs CAP_NET_ADMIN in the initial user namespace (module parameter allow_userns)");
+	return -EPERM;
+}
+
+/* Bytes of linear memory the scripts of @ln may use (limit x instances), but @skip's; under
+ * ln->mutex. */
+static u64 luapkt_netns_bytes(struct luapkt_net *ln, const struct luapkt_script *skip)
+{
+	const struct luapkt_version *v;
+	struct luapkt_script *s;
+	struct lp_limits l;
+	u64 sum = 0;
+
+	lockdep_assert_held(&ln->mutex);
+	list_for_each_entry(s, &ln->scripts, list) {
+		if (s == skip)
+			continue;
+		v = rcu_dereference_protected(s->cur, lockdep_is_held(&ln->mutex));
+		lp_rt_get_limits(v->rt, &l);
+		sum += l.memory * lp_rt_instances(v->rt);
+	}
+	return sum;
+}
+
+/* 0, or -ENOSPC with a message when @memory per instance would take @ln past its cap. */
+static int luapkt_netns_room(struct luapkt_net *ln, const struct luapkt_script *replacing,
+			     u64 memory, struct netlink_ext_ack *extack)
+{
+	u64 cap = (u64)READ_ONCE(max_netns_mbytes) << 20;
+	u64 used = luapkt_netns_bytes(ln, replacing);
+	u64 want = memory * nr_cpu_ids;
+
+	if (used + want <= cap)
+		return 0;
+	luapkt_set_err(extack, "the network namespace's script memory cap is reached",
+		       "scripts of this network namespace would reserve %llu MiB (memory limit x %u instances), more than max_netns_mbytes=%u",
+		       (used + want) >> 20, nr_cpu_ids, READ_ONCE(max_netns_mbytes));
+	return -ENOSPC;
+}
+
+static int luapkt_put_stats(struct sk_buff *skb, const struct lp_stats *st,
+			    u64 rebuild_failures)
 {
 	static const u16 verdict_attr[5] = {
 		LUAPKT_STAT_ACCEPT, LUAPKT_STAT_DROP, LUAPKT_STAT_CONTINUE,
@@ -276,7 +366,11 @@ static int luapkt_put_stats(struct sk_buff *skb, const struct lp_stats *st)
 			goto nla_put_failure;
 	if (nla_put_u64_64bit(skb, LUAPKT_STAT_FUEL_TOTAL, st->fuel_total, LUAPKT_STAT_PAD) ||
 	    nla_put_u64_64bit(skb, LUAPKT_STAT_FUEL_MAX, st->fuel_max, LUAPKT_STAT_PAD) ||
-	    nla_put_u64_64bit(skb, LUAPKT_STAT_REBUILDS, st->rebuilds, LUAPKT_STAT_PAD))
+	    nla_put_u64_64bit(skb, LUAPKT_STAT_REBUILDS, st->rebuilds, LUAPKT_STAT_PAD) ||
+	    nla_put_u64_64bit(skb, LUAPKT_STAT_REBUILD_FAILURES, rebuild_failures,
+			      LUAPKT_STAT_PAD) ||
+	    nla_put_u64_64bit(skb, LUAPKT_STAT_RUN_TIME_MAX_NS, st->run_time_max_ns,
+			      LUAPKT_STAT_PAD))
 		goto nla_put_failure;
 	nla_nest_end(skb, nest);
 	return 0;
@@ -311,7 +405,8 @@ static int luapkt_fill_script(struct sk_buff *skb, const struct luapkt_script *s
 	    nla_put_u32(skb, LUAPKT_A_RECURSION, l.recursion) ||
 	    nla_put_u32(skb, LUAPKT_A_PCALL_DEPTH, l.pcall_depth) ||
 	    nla_put_u8(skb, LUAPKT_A_ON_ERROR, l.on_error) ||
-	    luapkt_put_stats(skb, &st))
+	    nla_put_u64_64bit(skb, LUAPKT_A_LOAD_FUEL, l.load_fuel, LUAPKT_A_PAD) ||
+	    luapkt_put_stats(skb, &st, atomic_read(&v->rebuild_failures)))
 		goto nla_put_failure;
 	genlmsg_end(skb, hdr);
 	return 0;
@@ -351,6 +446,9 @@ static int luapkt_nl_load_begin(struct sk_buff *skb, struct genl_info *info)
 	void *hdr;
 	int err;
 
+	err = luapkt_may_change(skb, info);
+	if (err)
+		return err;
 	if (GENL_REQ_ATTR_CHECK(info, LUAPKT_A_NAME) ||
 	    GENL_REQ_ATTR_CHECK(info, LUAPKT_A_SIZE))
 		return -EINVAL;
@@ -432,8 +530,11 @@ static int luapkt_nl_load_chunk(struct sk_buff *skb, struct genl_info *info)
 	struct nlattr **tb = info->attrs;
 	struct luapkt_upload *up;
 	u32 off, len;
-	int err = 0;
+	int err;
 
+	err = luapkt_may_change(skb, info);
+	if (err)
+		return err;
 	if (GENL_REQ_ATTR_CHECK(info, LUAPKT_A_UPLOAD_ID) ||
 	    GENL_REQ_ATTR_CHECK(info, LUAPKT_A_OFFSET) ||
 	    GENL_REQ_ATTR_CHECK(info, LUAPKT_A_DATA))
@@ -470,8 +571,19 @@ out:
 static void luapkt_load_error(struct netlink_ext_ack *extack, const char *name, int err,
 			      const char *msg)
 {
-	pr_info("script %s not loaded: %s\n", name, msg);
+	pr_info_ratelimited("script %s not loaded: %s\n", name, msg);
 	switch (err) {
+	case -ETIME:
+		luapkt_set_err(extack, "top-level chunk used its whole load fuel", "%s", msg);
+		break;
+	case -EINTR:
+		luapkt_set_err(extack, "load interrupted by a signal", "%s", msg);
+		break;
+	case -EPERM:
+		luapkt_set_err(extack,
+			       "another guest than the built-in one needs CAP_SYS_ADMIN",
+			       "%s", msg);
+		break;
 	case -ENOEXEC:
 		luapkt_set_err(extack, "guest module rejected", "%s", msg);
 		break;
@@ -494,6 +606,7 @@ static void luapkt_load_error(struct netlink_ext_ack *extack, const char *name, 
 struct luapkt_load {
 	const struct luapkt_upload	*up;
 	const struct lp_script		*replaces;
+	bool				foreign_ok;
 	struct lp_script		*rt;
 	char				*msg;
 	size_t				msg_len;
@@ -506,7 +619,7 @@ static int luapkt_load_on_stack(void *arg)
 	/* one instance per possible CPU id (nr_cpu_ids also covers sparse masks) */
 	return lp_rt_load(luapkt_cache, l->up->buf, l->up->size, l->up->name,
 			  strlen(l->up->name), &l->up->limits, nr_cpu_ids, l->replaces,
-			  &l->rt, l->msg, l->msg_len);
+			  l->foreign_ok, &l->rt, l->msg, l->msg_len);
 }
 
 static int luapkt_nl_load_commit(struct sk_buff *skb, struct genl_info *info)
@@ -523,6 +636,9 @@ static int luapkt_nl_load_commit(struct sk_buff *skb, struct genl_info *info)
 	u64 t0;
 	int err;
 
+	err = luapkt_may_change(skb, info);
+	if (err)
+		return err;
 	if (GENL_REQ_ATTR_CHECK(info, LUAPKT_A_UPLOAD_ID))
 		return -EINVAL;
 	err_msg = kzalloc(256, GFP_KERNEL);
@@ -550,6 +666,16 @@ static int luapkt_nl_load_commit(struct sk_buff *skb, struct genl_info *info)
 		err = -EEXIST;
 		goto err_upload;
 	}
+	if (!s && ln->nscripts >= READ_ONCE(max_scripts)) {
+		luapkt_set_err(extack, "too many scripts in this network namespace",
+			       "this network namespace has %u scripts (max_scripts=%u)",
+			       ln->nscripts, READ_ONCE(max_scripts));
+		err = -ENOSPC;
+		goto err_upload;
+	}
+	err = luapkt_netns_room(ln, s, up->limits.memory, extack);
+	if (err)
+		goto err_upload;
 	if (s)
 		old = rcu_dereference_protected(s->cur, lockdep_is_held(&ln->mutex));
 	else {
@@ -566,10 +692,15 @@ static int luapkt_nl_load_commit(struct sk_buff *skb, struct genl_info *info)
 	 */
 	load.up = up;
 	load.replaces = old ? old->rt : NULL;
+	load.foreign_ok = netlink_capable(skb, CAP_SYS_ADMIN);
 	load.msg = err_msg;
 	load.msg_len = 256;
 	t0 = ktime_get_ns();
-	mutex_lock(&luapkt_load_mutex);
+	err = mutex_lock_killable(&luapkt_load_mutex);
+	if (err) {
+		err = -EINTR;
+		goto err_fresh;
+	}
 	err = lp_call_on_big_stack(luapkt_load_on_stack, &load);
 	mutex_unlock(&luapkt_load_mutex);
 	rt = load.rt;
@@ -585,7 +716,7 @@ static int luapkt_nl_load_commit(struct sk_buff *skb, struct genl_info *info)
 		err = -ENOMEM;
 		goto err_fresh;
 	}
-	pr_info("script %s %sloaded: %u instances in %llu us\n", up->name,
+	pr_info_ratelimited("script %s %sloaded: %u instances in %llu us\n", up->name,
 		old ? "re" : "", lp_rt_instances(rt),
 		(ktime_get_ns() - t0) / NSEC_PER_USEC);
 
@@ -597,6 +728,7 @@ static int luapkt_nl_load_commit(struct sk_buff *skb, struct genl_info *info)
 		RCU_INIT_POINTER(s->cur, v);
 		s->registered = true;
 		list_add_tail(&s->list, &ln->scripts);
+		ln->nscripts++;
 	} else {
 		/* packets see the old version or the new one, never neither */
 		rcu_assign_pointer(s->cur, v);
@@ -632,7 +764,11 @@ static int luapkt_nl_load_abort(struct sk_buff *skb, struct genl_info *info)
 {
 	struct luapkt_net *ln = luapkt_pernet(genl_info_net(info));
 	struct luapkt_upload *up;
+	int err;
 
+	err = luapkt_may_change(skb, info);
+	if (err)
+		return err;
 	if (GENL_REQ_ATTR_CHECK(info, LUAPKT_A_UPLOAD_ID))
 		return -EINVAL;
 	mutex_lock(&ln->mutex);
@@ -655,8 +791,11 @@ static int luapkt_nl_unload(struct sk_buff *skb, struct genl_info *info)
 	struct luapkt_net *ln = luapkt_pernet(genl_info_net(info));
 	struct netlink_ext_ack *extack = info->extack;
 	struct luapkt_script *s;
-	int users;
+	int users, err;
 
+	err = luapkt_may_change(skb, info);
+	if (err)
+		return err;
 	if (GENL_REQ_ATTR_CHECK(info, LUAPKT_A_NAME))
 		return -EINVAL;
 	mutex_lock(&ln->mutex);
@@ -676,6 +815,7 @@ static int luapkt_nl_unload(struct sk_buff *skb, struct genl_info *info)
 	}
 	list_del(&s->list);
 	s->registered = false;
+	ln->nscripts--;
 	mutex_unlock(&ln->mutex);
 
 	luapkt_script_put(s);
@@ -736,6 +876,9 @@ static int luapkt_nl_set_limits(struct sk_buff *skb, struct genl_info *info)
 	char err_msg[128];
 	int err;
 
+	err = luapkt_may_change(skb, info);
+	if (err)
+		return err;
 	if (GENL_REQ_ATTR_CHECK(info, LUAPKT_A_NAME))
 		return -EINVAL;
 	mutex_lock(&ln->mutex);
@@ -748,6 +891,11 @@ static int luapkt_nl_set_limits(struct sk_buff *skb, struct genl_info *info)
 	v = rcu_dereference_protected(s->cur, lockdep_is_held(&ln->mutex));
 	lp_rt_get_limits(v->rt, &l);
 	luapkt_parse_limits(info->attrs, &l);
+	err = luapkt_netns_room(ln, s, l.memory, extack);
+	if (err) {
+		mutex_unlock(&ln->mutex);
+		return err;
+	}
 	err = lp_rt_set_limits(v->rt, &l, err_msg, sizeof(err_msg));
 	mutex_unlock(&ln->mutex);
 	if (err < 0)
@@ -846,6 +994,7 @@ static int __net_init luapkt_net_init(struct net *net)
 	INIT_LIST_HEAD(&ln->scripts);
 	INIT_LIST_HEAD(&ln->uploads);
 	ln->nuploads = 0;
+	ln->nscripts = 0;
 	ln->next_upload_id = 0;
 	return 0;
 }
@@ -862,6 +1011,7 @@ static void __net_exit luapkt_net_exit(struct net *net)
 	list_splice_init(&ln->uploads, &uploads);
 	ln->nuploads = 0;
 	list_splice_init(&ln->scripts, &scripts);
+	ln->nscripts = 0;
 	list_for_each_entry(s, &scripts, list)
 		s->registered = false;
 	mutex_unlock(&ln->mutex);

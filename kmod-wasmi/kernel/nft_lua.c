@@ -57,6 +57,7 @@ MODULE_PARM_DESC(stack_max_bytes,
 struct nft_lua_call {
 	const struct luapkt_version	*v;
 	u32				entry;
+	bool				queue_ok;
 	const struct lp_pkt		*pkt;
 	struct lp_outcome		out;
 };
@@ -64,8 +65,29 @@ struct nft_lua_call {
 static void nft_lua_call_fn(void *arg)
 {
 	struct nft_lua_call *c = arg;
+	u32 cpu = smp_processor_id();
 
-	lp_rt_run_on_cpu(c->v->rt, smp_processor_id(), c->entry, c->pkt, &c->out);
+	lp_rt_run_on_cpu(c->v->rt, cpu, c->entry, c->pkt, &c->out);
+	/* an error like any invalid return value: counted, resolved by the on-error policy */
+	if (unlikely(c->out.verdict >= LUAPKT_VERDICT_QUEUE_BASE && !c->queue_ok))
+		lp_rt_refuse_verdict(c->v->rt, cpu, &c->out);
+}
+
+/*
+ * Where nf_queue can reinject a packet, as nft_queue_validate(): not at netdev hooks (no okfn)
+ * nor at inet ingress, which runs as a netdev hook.
+ */
+static bool nft_lua_can_queue(const struct nft_pktinfo *pkt)
+{
+	switch (nft_pf(pkt)) {
+	case NFPROTO_IPV4:
+	case NFPROTO_IPV6:
+	case NFPROTO_INET:
+	case NFPROTO_BRIDGE:
+		return nft_hook(pkt) <= NF_INET_POST_ROUTING;
+	default:
+		return false;
+	}
 }
 
 /*
@@ -180,7 +202,11 @@ static void nft_lua_eval(const struct nft_expr *expr, struct nft_regs *regs,
 	nft_lua_pkt(&p, pkt);
 	call.v = v;
 	call.entry = priv->entry;
+	call.queue_ok = nft_lua_can_queue(pkt);
 	call.pkt = &p;
+	/* what a call that never ran (lp_call_on_cpu_stack refused it) leaves: no match */
+	memset(&call.out, 0, sizeof(call.out));
+	call.out.verdict = LUAPKT_VERDICT_BREAK;
 
 	/*
 	 * One instance per CPU: disabling bottom halves pins us to this CPU and keeps its
@@ -263,9 +289,12 @@ static int nft_lua_bind(struct nft_lua *priv)
 		/* this CPU's instance trapped: let the rebuild finish and try again */
 		flush_delayed_work(&b->v->rebuild);
 	}
-	if (err)
+	if (err) {
+		/* a trap while binding poisoned this CPU's instance: rebuild it */
+		luapkt_version_schedule_rebuild(b->v);
 		pr_info_ratelimited("script %s: cannot bind %s: %s\n",
 				    priv->script->name, priv->func, b->msg);
+	}
 	kfree(b);
 	return err;
 }
@@ -406,6 +435,9 @@ static int __init nft_lua_module_init(void)
 	err = lp_cpu_stacks_init();
 	if (err < 0)
 		return err;
+	err = lp_reserve_init();
+	if (err < 0)
+		goto err_reserve;
 
 	luapkt_cache = lp_rt_cache_new(nr_cpu_ids);
 	if (!luapkt_cache) {
@@ -440,6 +472,8 @@ err_genl:
 err_pernet:
 	lp_rt_cache_free(luapkt_cache);
 err_cache:
+	lp_reserve_free();
+err_reserve:
 	lp_cpu_stacks_free();
 	return err;
 }
@@ -451,6 +485,7 @@ static void __exit nft_lua_module_exit(void)
 	genl_unregister_family(&luapkt_genl_family);
 	unregister_pernet_subsys(&luapkt_net_ops);
 	lp_rt_cache_free(luapkt_cache);
+	lp_reserve_free();
 	lp_cpu_stacks_free();
 }
 

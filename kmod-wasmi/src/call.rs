@@ -12,12 +12,13 @@ use abi::guest as g;
 use abi::verdict::Verdict;
 use alloc::string::String;
 
-/// Fuel for finishing a call whose Lua error unwound to the host (it runs `__close` handlers).
-pub const RECOVER_FUEL: u64 = 1_000_000;
+/// Fuel for finishing a call whose Lua error unwound to the host (it runs `__close` handlers):
+/// part of the per-call ceiling (`abi::limits::CALL_FUEL_CEILING`).
+pub const RECOVER_FUEL: u64 = abi::limits::RECOVER_FUEL;
 /// Longest error message copied out of the guest.
 pub const MAX_MESSAGE: usize = 1024;
-/// Fuel for fetching an error message.
-const MESSAGE_FUEL: u64 = 1_000_000;
+/// Fuel for fetching an error message (two exports that return a pointer and a length).
+const MESSAGE_FUEL: u64 = abi::limits::MESSAGE_FUEL;
 
 /// What the protocol needs from one engine's instance of the guest.
 pub trait GuestCalls {
@@ -77,6 +78,16 @@ pub struct CallState {
 }
 
 impl CallState {
+    /// A call state whose message never allocates on the packet path: `cap` bytes are
+    /// reserved up front (a message is at most [`MAX_MESSAGE`] guest bytes, each of which
+    /// becomes at most 3 bytes of UTF-8).
+    pub fn with_capacity(cap: usize) -> Self {
+        CallState {
+            message: String::with_capacity(cap),
+            ..CallState::default()
+        }
+    }
+
     /// Runs a top-level guest call `f`; a Lua error that unwinds to here is finished by
     /// `lp_recover`. Fills `message` on errors.
     pub fn call_top<G: GuestCalls>(
@@ -135,14 +146,20 @@ impl CallState {
             return;
         };
         let (start, len) = (ptr as u32 as usize, (len.max(0) as usize).min(MAX_MESSAGE));
-        if let Some(bytes) = g.memory().get(start..start + len) {
-            self.message.push_str(&String::from_utf8_lossy(bytes));
+        if let Some(bytes) = g.memory().get(start..start.saturating_add(len)) {
+            // as from_utf8_lossy, but into the reserved buffer: no allocation per error
+            for chunk in bytes.utf8_chunks() {
+                push_bounded(&mut self.message, chunk.valid());
+                if !chunk.invalid().is_empty() {
+                    push_bounded(&mut self.message, "\u{FFFD}");
+                }
+            }
         }
     }
 
     pub fn set_message(&mut self, m: &str) {
         self.message.clear();
-        self.message.push_str(m);
+        push_bounded(&mut self.message, m);
     }
 
     /// The result of a packet call (`lp_run`) that ended with `out`, whose writes were applied
@@ -180,6 +197,21 @@ impl CallState {
         };
         (r, used)
     }
+}
+
+/// Appends what fits in the string's reserved capacity (whole characters): never allocates
+/// once the capacity is reserved; a string without capacity grows as usual.
+fn push_bounded(s: &mut String, add: &str) {
+    if s.capacity() == 0 {
+        s.push_str(add);
+        return;
+    }
+    let room = s.capacity() - s.len();
+    let mut n = add.len().min(room);
+    while !add.is_char_boundary(n) {
+        n -= 1;
+    }
+    s.push_str(&add[..n]);
 }
 
 /// The error a failed write-back counts as.

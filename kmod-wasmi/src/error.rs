@@ -76,6 +76,9 @@ pub enum LoadError {
     Guest(&'static str),
     /// wasmi rejected the module or the instantiation.
     Wasm(wasmi::Error),
+    /// The module declares more than a cap allows (`abi::module_caps`), or cannot be read:
+    /// refused before wasmi parses it.
+    Module(crate::precheck::PrecheckError),
     /// The script does not compile; the message names the chunk and line.
     Syntax(alloc::string::String),
     /// The script's top-level chunk failed.
@@ -84,6 +87,14 @@ pub enum LoadError {
     NoFunction(alloc::string::String),
     /// A limit is out of range.
     Limit(crate::limits::LimitError),
+    /// Building an instance (Lua setup and the top-level chunk) used its whole load budget.
+    Budget(u64),
+    /// The host stopped a load between two slices (a fatal signal reached the loader).
+    Interrupted,
+    /// The script has `percpu::ENTRIES_MAX` distinct (function, argument) entries bound.
+    TooManyEntries,
+    /// The instance is poisoned (waiting for its rebuild) or busy.
+    Unavailable,
 }
 
 impl fmt::Display for LoadError {
@@ -91,6 +102,7 @@ impl fmt::Display for LoadError {
         match self {
             LoadError::Guest(what) => write!(f, "invalid guest module: {what}"),
             LoadError::Wasm(e) => write!(f, "guest module rejected: {e}"),
+            LoadError::Module(e) => write!(f, "guest module refused: {e}"),
             LoadError::Syntax(m) => write!(f, "syntax error: {m}"),
             LoadError::Init(kind, m) if m.is_empty() => write!(f, "top-level chunk failed: {kind}"),
             // the message's first line; the traceback that follows goes to the log
@@ -108,6 +120,14 @@ impl fmt::Display for LoadError {
                 )
             }
             LoadError::Limit(e) => write!(f, "invalid limit: {e}"),
+            LoadError::Budget(n) => write!(
+                f,
+                "top-level chunk used its {n} fuel (raise it with --load-fuel, at most {})",
+                abi::limits::MAX_LOAD_FUEL
+            ),
+            LoadError::Interrupted => f.write_str("load interrupted by a signal"),
+            LoadError::TooManyEntries => f.write_str("too many distinct entries"),
+            LoadError::Unavailable => f.write_str("instance is being rebuilt"),
         }
     }
 }

@@ -69,6 +69,9 @@ impl GuestCache {
         {
             return Ok(g.clone());
         }
+        // Before wasmi sees the module: it allocates per declared item, and in the kernel a
+        // failed allocation is fatal. Cache hits were checked when they were compiled.
+        crate::precheck::check(bytes).map_err(LoadError::Module)?;
         let engine = engine(recursion, self.cached_stacks);
         let module = Module::new(&engine, bytes).map_err(LoadError::Wasm)?;
         let guest = Arc::new(Guest {

@@ -16,4 +16,10 @@ pub trait Host: Send + Sync {
     fn log(&self, script: &str, level: LogLevel, line: &[u8]);
     /// Seed for a new Lua state's string hashing.
     fn seed(&self) -> u32;
+    /// Called between slices of a long process-context run (building an instance runs the
+    /// top-level chunk in slices of `abi::limits::LOAD_SLICE_FUEL`): the kernel reschedules
+    /// here. `false` stops the run (the loader got a fatal signal).
+    fn pause(&self) -> bool {
+        true
+    }
 }

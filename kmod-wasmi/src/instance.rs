@@ -21,12 +21,19 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::ptr::NonNull;
 use wasmi::{
-    errors::HostError, Caller, Error, Global, Linker, Memory, Store, StoreLimits,
-    StoreLimitsBuilder, TrapCode, TypedFunc, Val,
+    errors::HostError, AsContextMut, Caller, Error, Func, Global, Linker, Memory, ResumableCall,
+    Store, StoreLimits, StoreLimitsBuilder, TrapCode, TypedFunc, Val,
 };
 
-/// Fuel for building an instance: the script's top-level chunk may build large tables.
-const LOAD_FUEL: u64 = 4_000_000_000;
+/// Fuel for one setup step of an instance (instantiation, the guest's allocator, looking a
+/// function up): far more than the built-in guest needs, and bounded whatever a guest does.
+const SETUP_FUEL: u64 = 10_000_000;
+/// Fuel for binding an entry (copy its name in, look it up, keep a reference): it may run on
+/// the packet path (an entry bound on another CPU), so it stays under the per-call ceiling.
+pub const BIND_FUEL: u64 = abi::limits::BIND_FUEL;
+/// The top-level chunk runs in slices of this much fuel; between slices the host may
+/// reschedule and abort ([`Host::pause`]).
+pub const SLICE_FUEL: u64 = abi::limits::LOAD_SLICE_FUEL;
 /// Longest log line copied out of the guest.
 const MAX_MESSAGE: usize = crate::call::MAX_MESSAGE;
 
@@ -57,12 +64,24 @@ impl HostError for DepthExceeded {}
 /// The packet of the running call, with its lifetime erased (see [`Instance::run`]).
 type PacketPtr = NonNull<dyn Packet + 'static>;
 
+/// The budget of a sliced run (the top-level chunk): fuel not yet handed out, and why the
+/// run stopped early.
+#[derive(Default)]
+struct Slices {
+    left: u64,
+    exhausted: bool,
+    interrupted: bool,
+}
+
 pub(crate) struct StoreData {
     limits: StoreLimits,
     depth: u32,
     max_depth: u32,
     sp: Option<Global>,
     tramp: Option<TypedFunc<i32, ()>>,
+    tramp_func: Option<Func>,
+    /// Set while a process-context run (the top-level chunk) takes its fuel in slices.
+    slices: Option<Slices>,
     memory: Option<Memory>,
     pkt: Option<PacketPtr>,
     host: Arc<dyn Host>,
@@ -108,9 +127,16 @@ fn linker(guest: &Guest) -> Result<Linker<StoreData>, LoadError> {
             let (Some(sp), Some(tramp)) = (d.sp, d.tramp) else {
                 return Err(Error::new("guest not initialised"));
             };
+            let sliced = d.slices.is_some();
+            let func = d.tramp_func;
             d.depth += 1;
             let saved = sp.get(&caller);
-            let r = tramp.call(&mut caller, ud);
+            // the sliced path stays out of line: this frame is on the stack once per nested
+            // protected call, and the packet path's stack is 64 KiB for 32 of them
+            let r = match (sliced, func) {
+                (true, Some(f)) => try_sliced(&mut caller, f, ud),
+                _ => tramp.call(&mut caller, ud),
+            };
             caller.data_mut().depth -= 1;
             match r {
                 Ok(()) => Ok(g::TRY_OK),
@@ -223,6 +249,62 @@ fn charge_copy(caller: &mut Caller<'_, StoreData>, len: usize) -> Result<(), Err
     caller.set_fuel(left - cost)
 }
 
+/// Calls `func` taking fuel in slices from the store's [`Slices`] budget: each time the call
+/// runs dry the host may reschedule ([`Host::pause`]) and the call resumes with the next slice.
+/// Host errors end the call (they are not resumed).
+fn call_sliced(
+    mut ctx: impl AsContextMut<Data = StoreData>,
+    func: Func,
+    inputs: &[Val],
+    outputs: &mut [Val],
+) -> Result<(), Error> {
+    let mut call = func.call_resumable(&mut ctx, inputs, outputs)?;
+    loop {
+        match call {
+            ResumableCall::Finished => return Ok(()),
+            ResumableCall::HostTrap(t) => return Err(t.into_host_error()),
+            ResumableCall::OutOfFuel(t) => {
+                refill(&mut ctx, t.required_fuel())?;
+                call = t.resume(&mut ctx, outputs)?;
+            }
+        }
+    }
+}
+
+/// A nested protected call of a sliced run (the top-level chunk at load).
+#[cold]
+#[inline(never)]
+fn try_sliced(caller: &mut Caller<'_, StoreData>, tramp: Func, ud: i32) -> Result<(), Error> {
+    call_sliced(caller, tramp, &[Val::I32(ud)], &mut [])
+}
+
+/// Hands the next slice of a sliced run's budget to the store, after letting the host pause.
+fn refill(mut ctx: impl AsContextMut<Data = StoreData>, required: u64) -> Result<(), Error> {
+    let mut c = ctx.as_context_mut();
+    let host = c.data().host.clone();
+    let Some(s) = c.data_mut().slices.as_mut() else {
+        return Err(Error::from(TrapCode::OutOfFuel));
+    };
+    if s.left < required.max(1) {
+        s.left = 0;
+        s.exhausted = true;
+        return Err(Error::from(TrapCode::OutOfFuel));
+    }
+    if !host.pause() {
+        if let Some(s) = c.data_mut().slices.as_mut() {
+            s.interrupted = true;
+        }
+        return Err(Error::from(TrapCode::OutOfFuel));
+    }
+    let Some(s) = c.data_mut().slices.as_mut() else {
+        return Err(Error::from(TrapCode::OutOfFuel));
+    };
+    let give = s.left.min(SLICE_FUEL.max(required));
+    s.left -= give;
+    let now = c.get_fuel()?;
+    c.set_fuel(now.saturating_add(give))
+}
+
 fn typed<P: wasmi::WasmParams, R: wasmi::WasmResults>(
     inst: &wasmi::Instance,
     store: &Store<StoreData>,
@@ -294,6 +376,8 @@ fn trap_kind(e: &Error) -> ErrorKind {
 
 impl Instance {
     /// Instantiates the guest, creates the Lua state and runs the script's top-level chunk.
+    /// Process context: the Lua state's setup and the chunk share `limits.load_fuel`, taken
+    /// in slices between which the host may reschedule or abort ([`Host::pause`]).
     pub fn new(
         guest: &Guest,
         name: &str,
@@ -312,6 +396,8 @@ impl Instance {
             max_depth: limits.pcall_depth,
             sp: None,
             tramp: None,
+            tramp_func: None,
+            slices: None,
             memory: None,
             pkt: None,
             host: host.clone(),
@@ -319,7 +405,7 @@ impl Instance {
         };
         let mut store = Store::new(&guest.engine, data);
         store.limiter(|d| &mut d.limits);
-        store.set_fuel(LOAD_FUEL).map_err(LoadError::Wasm)?;
+        store.set_fuel(SETUP_FUEL).map_err(LoadError::Wasm)?;
         let inst = linker(guest)?
             .instantiate_and_start(&mut store, &guest.module)
             .map_err(LoadError::Wasm)?;
@@ -337,6 +423,7 @@ impl Instance {
             let d = store.data_mut();
             d.sp = Some(sp);
             d.tramp = Some(tramp);
+            d.tramp_func = Some(*tramp.func());
             d.memory = Some(memory);
         }
         let mut me = Instance {
@@ -354,32 +441,61 @@ impl Instance {
             sp,
             ctx_addr: 0,
             entries: Vec::new(),
-            calls: CallState::default(),
+            calls: CallState::with_capacity(MAX_MESSAGE * 3),
         };
+        let _ = me.store.set_fuel(SETUP_FUEL);
         let ctx_addr = ctx.call(&mut me.store, ()).map_err(LoadError::Wasm)?;
         me.ctx_addr = ctx_addr as u32 as usize;
         if me
             .memory
             .data(&me.store)
-            .get(me.ctx_addr..me.ctx_addr + g::ctx::SIZE)
+            .get(me.ctx_addr..me.ctx_addr.saturating_add(g::ctx::SIZE))
             .is_none()
         {
             return Err(LoadError::Guest("packet context outside memory"));
         }
+        // the Lua state's setup and the top-level chunk share the load budget
+        let first = limits.load_fuel.min(SLICE_FUEL);
+        me.store.data_mut().slices = Some(Slices {
+            left: limits.load_fuel - first,
+            ..Slices::default()
+        });
+        let _ = me.store.set_fuel(first);
         let seed = host.seed() as i32;
-        match me.call_top(|s| init.call(s, seed)) {
+        let init_func = *init.func();
+        let r = me.call_top(|s| {
+            let mut out = [Val::I32(0)];
+            call_sliced(s, init_func, &[Val::I32(seed)], &mut out)?;
+            Ok(out[0].i32().unwrap_or(g::ERR_RUNTIME))
+        });
+        me.check_budget(limits)?;
+        match r {
             Outcome::Status(0) => {}
             Outcome::Status(st) => {
                 return Err(LoadError::Init(status_kind(st), me.calls.message.clone()))
             }
             Outcome::Trap(k) => return Err(LoadError::Init(k, String::new())),
         }
-        let src = me.put_bytes(source)?;
-        let nm = me.put_bytes(name.as_bytes())?;
+        let left = me.store.get_fuel().unwrap_or(0);
+        let src = me.put_bytes(source, SETUP_FUEL)?;
+        let nm = me.put_bytes(name.as_bytes(), SETUP_FUEL)?;
+        let _ = me.store.set_fuel(left);
         let (slen, nlen) = (source.len() as i32, name.len() as i32);
-        let r = me.call_top(|s| load.call(s, (src, slen, nm, nlen)));
-        me.free_bytes(src);
-        me.free_bytes(nm);
+        let load_func = *load.func();
+        let r = me.call_top(|s| {
+            let mut out = [Val::I32(0)];
+            call_sliced(
+                s,
+                load_func,
+                &[Val::I32(src), Val::I32(slen), Val::I32(nm), Val::I32(nlen)],
+                &mut out,
+            )?;
+            Ok(out[0].i32().unwrap_or(g::ERR_RUNTIME))
+        });
+        me.check_budget(limits)?;
+        me.store.data_mut().slices = None;
+        me.free_bytes(src, SETUP_FUEL);
+        me.free_bytes(nm, SETUP_FUEL);
         match r {
             Outcome::Status(0) => Ok(me),
             Outcome::Status(g::ERR_SYNTAX) => Err(LoadError::Syntax(me.calls.message.clone())),
@@ -388,14 +504,23 @@ impl Instance {
         }
     }
 
+    /// The load budget's verdict on a sliced run that just ended.
+    fn check_budget(&mut self, limits: &Limits) -> Result<(), LoadError> {
+        match self.store.data().slices.as_ref() {
+            Some(s) if s.interrupted => Err(LoadError::Interrupted),
+            Some(s) if s.exhausted => Err(LoadError::Budget(limits.load_fuel)),
+            _ => Ok(()),
+        }
+    }
+
     /// Copies bytes into guest memory (guest heap), returning their address.
-    fn put_bytes(&mut self, bytes: &[u8]) -> Result<i32, LoadError> {
+    fn put_bytes(&mut self, bytes: &[u8], fuel: u64) -> Result<i32, LoadError> {
         let len = i32::try_from(bytes.len()).map_err(|_| LoadError::Guest("input too large"))?;
-        let _ = self.store.set_fuel(LOAD_FUEL);
+        let _ = self.store.set_fuel(fuel);
         let ptr = self
             .alloc
             .call(&mut self.store, len)
-            .map_err(LoadError::Wasm)?;
+            .map_err(|e| self.trapped(e))?;
         if ptr == 0 {
             return Err(LoadError::Init(
                 ErrorKind::Memory,
@@ -405,15 +530,23 @@ impl Instance {
         let start = ptr as u32 as usize;
         self.memory
             .data_mut(&mut self.store)
-            .get_mut(start..start + bytes.len())
+            .get_mut(start..start.saturating_add(bytes.len()))
             .ok_or(LoadError::Guest("allocation outside memory"))?
             .copy_from_slice(bytes);
         Ok(ptr)
     }
 
-    fn free_bytes(&mut self, ptr: i32) {
-        let _ = self.store.set_fuel(LOAD_FUEL);
-        let _ = self.free.call(&mut self.store, ptr);
+    fn free_bytes(&mut self, ptr: i32, fuel: u64) {
+        let _ = self.store.set_fuel(fuel);
+        if let Err(e) = self.free.call(&mut self.store, ptr) {
+            let _ = self.trapped(e);
+        }
+    }
+
+    /// A trap outside the call protocol (setup, bind): the Lua state may be inconsistent.
+    fn trapped(&mut self, e: Error) -> LoadError {
+        self.calls.poisoned = true;
+        LoadError::Wasm(e)
     }
 
     /// Runs a top-level guest call (see [`CallState::call_top`]).
@@ -430,26 +563,26 @@ impl Instance {
     }
 
     /// Makes `func` (a global function) callable with `arg`; returns the entry's index.
+    /// Runs on [`BIND_FUEL`] in all (the packet path may bind); a trap poisons the instance.
     pub fn bind(&mut self, func: &str, arg: Option<&[u8]>) -> Result<usize, LoadError> {
-        let name = self.put_bytes(func.as_bytes())?;
-        let _ = self.store.set_fuel(LOAD_FUEL);
+        let name = self.put_bytes(func.as_bytes(), BIND_FUEL)?;
+        let _ = self.store.set_fuel(BIND_FUEL);
         let fref = self
             .ref_global
-            .call(&mut self.store, (name, func.len() as i32))
-            .map_err(LoadError::Wasm);
-        self.free_bytes(name);
+            .call(&mut self.store, (name, func.len() as i32));
+        let fref = fref.map_err(|e| self.trapped(e));
+        self.free_bytes(name, BIND_FUEL);
         let fref = fref?;
         if fref < 0 {
             return Err(LoadError::NoFunction(String::from(func)));
         }
         let aref = match arg {
             Some(a) => {
-                let p = self.put_bytes(a)?;
-                let r = self
-                    .ref_string
-                    .call(&mut self.store, (p, a.len() as i32))
-                    .map_err(LoadError::Wasm);
-                self.free_bytes(p);
+                let p = self.put_bytes(a, BIND_FUEL)?;
+                let _ = self.store.set_fuel(BIND_FUEL);
+                let r = self.ref_string.call(&mut self.store, (p, a.len() as i32));
+                let r = r.map_err(|e| self.trapped(e));
+                self.free_bytes(p, BIND_FUEL);
                 r?
             }
             None => 0,

@@ -18,6 +18,7 @@ pub mod limits;
 pub mod package;
 pub mod packet;
 pub mod percpu;
+pub mod precheck;
 pub mod script;
 pub mod stats;
 

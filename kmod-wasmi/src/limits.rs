@@ -16,6 +16,8 @@ pub struct Limits {
     pub recursion: u32,
     /// Nested protected calls (`pcall`, `coroutine.resume`, ...): each re-enters the host.
     pub pcall_depth: u32,
+    /// Fuel for building one instance (Lua setup and the top-level chunk), process context.
+    pub load_fuel: u64,
 }
 
 impl Default for Limits {
@@ -26,6 +28,7 @@ impl Default for Limits {
             memory: DEFAULT_MEMORY,
             recursion: DEFAULT_RECURSION,
             pcall_depth: DEFAULT_PCALL_DEPTH,
+            load_fuel: DEFAULT_LOAD_FUEL,
         }
     }
 }
@@ -82,6 +85,7 @@ impl Limits {
             1,
             MAX_PCALL_DEPTH.into(),
         )?;
+        check("load-fuel", self.load_fuel, MIN_LOAD_FUEL, MAX_LOAD_FUEL)?;
         Ok(())
     }
 }

@@ -79,6 +79,7 @@ struct SlotStats {
     errors: [AtomicU64; 7],
     fuel_total: AtomicU64,
     fuel_max: AtomicU64,
+    run_time_max_ns: AtomicU64,
     mem_bytes: AtomicU64,
 }
 
@@ -97,6 +98,9 @@ impl SlotStats {
         bump(&self.fuel_total, fuel);
         if fuel > self.fuel_max.load(Ordering::Relaxed) {
             self.fuel_max.store(fuel, Ordering::Relaxed);
+        }
+        if ns > self.run_time_max_ns.load(Ordering::Relaxed) {
+            self.run_time_max_ns.store(ns, Ordering::Relaxed);
         }
     }
 }
@@ -122,6 +126,7 @@ struct AtomicLimits {
     memory: AtomicU64,
     recursion: AtomicU32,
     pcall_depth: AtomicU32,
+    load_fuel: AtomicU64,
 }
 
 impl AtomicLimits {
@@ -132,6 +137,7 @@ impl AtomicLimits {
             memory: AtomicU64::new(l.memory),
             recursion: AtomicU32::new(l.recursion),
             pcall_depth: AtomicU32::new(l.pcall_depth),
+            load_fuel: AtomicU64::new(l.load_fuel),
         }
     }
     fn get(&self) -> Limits {
@@ -141,6 +147,7 @@ impl AtomicLimits {
             memory: self.memory.load(Ordering::Relaxed),
             recursion: self.recursion.load(Ordering::Relaxed),
             pcall_depth: self.pcall_depth.load(Ordering::Relaxed),
+            load_fuel: self.load_fuel.load(Ordering::Relaxed),
         }
     }
     fn set(&self, l: &Limits) {
@@ -149,6 +156,7 @@ impl AtomicLimits {
         self.memory.store(l.memory, Ordering::Relaxed);
         self.recursion.store(l.recursion, Ordering::Relaxed);
         self.pcall_depth.store(l.pcall_depth, Ordering::Relaxed);
+        self.load_fuel.store(l.load_fuel, Ordering::Relaxed);
     }
 }
 
@@ -225,9 +233,20 @@ impl PerCpuScript {
             rebuilds: AtomicU64::new(0),
         };
         let n = instances.max(1);
-        let mut slots = Vec::with_capacity(n);
+        // instances are built before any slot owns one: a failure at instance k drops the
+        // k built so far with the Vec (no slot, no raw pointer yet)
+        let mut built = Vec::new();
+        built
+            .try_reserve_exact(n)
+            .map_err(|_| LoadError::Init(ErrorKind::Memory, String::new()))?;
         for _ in 0..n {
-            let spare = me.build_instance()?;
+            built.push(me.build_instance()?);
+        }
+        let mut slots = Vec::new();
+        slots
+            .try_reserve_exact(n)
+            .map_err(|_| LoadError::Init(ErrorKind::Memory, String::new()))?;
+        for spare in built {
             slots.push(Slot {
                 inst: AtomicPtr::new(Box::into_raw(Box::new(spare))),
                 poisoned: AtomicBool::new(false),
@@ -304,7 +323,7 @@ impl PerCpuScript {
             .get(cpu)
             .ok_or(LoadError::Guest("no such instance"))?;
         if slot.poisoned.load(Ordering::Acquire) || slot.busy.swap(true, Ordering::Acquire) {
-            return Err(LoadError::Guest("instance unavailable"));
+            return Err(LoadError::Unavailable);
         }
         // SAFETY: the caller guarantees nothing else uses slot `cpu` now (contract above);
         // the pointer is a live Box until `install` swaps it, which never frees it itself.
@@ -312,7 +331,7 @@ impl PerCpuScript {
         let r = self.catch_up(spare).and_then(|()| {
             // binders are serialized: only this call appends to the table
             if self.entries.lock().len() >= ENTRIES_MAX {
-                return Err(LoadError::Guest("too many entries"));
+                return Err(LoadError::TooManyEntries);
             }
             let i = spare.inst.bind(func, arg)?;
             let mut entries = self.entries.lock();
@@ -326,6 +345,11 @@ impl PerCpuScript {
             spare.bound += 1;
             Ok(i)
         });
+        if spare.inst.poisoned() {
+            // a trap while binding: the owner's next call sees the poison, the caller
+            // schedules the rebuild (needs_rebuild)
+            slot.poisoned.store(true, Ordering::Release);
+        }
         slot.busy.store(false, Ordering::Release);
         r
     }
@@ -419,6 +443,36 @@ impl PerCpuScript {
         }
     }
 
+    /// Turns the outcome of a call on slot `cpu` that the embedder cannot apply (a queue
+    /// verdict where packets cannot be queued) into an error of kind [`ErrorKind::Return`]
+    /// resolved by the on-error policy, and recounts it.
+    ///
+    /// # Safety
+    /// Same contract as [`run_on_cpu`](Self::run_on_cpu) for slot `cpu`, called right after
+    /// the call that produced `out`.
+    pub unsafe fn refuse_verdict(&self, cpu: usize, out: &mut RunOutcome) {
+        let policy = self.on_error().verdict();
+        if let Some(slot) = self.slots.get(cpu) {
+            let t = &slot.stats;
+            let was = &t.verdicts[verdict_index(out.verdict)];
+            was.store(
+                was.load(Ordering::Relaxed).saturating_sub(1),
+                Ordering::Relaxed,
+            );
+            bump(&t.verdicts[verdict_index(policy)], 1);
+            if out.error.is_none() {
+                bump(&t.errors[ErrorKind::Return.index()], 1);
+            }
+        }
+        self.host.log(
+            &self.name,
+            LogLevel::Warn,
+            b"lp.QUEUE at a hook where packets cannot be queued (netdev, ingress)",
+        );
+        out.verdict = policy;
+        out.error = Some(ErrorKind::Return);
+    }
+
     /// True when slot `cpu` trapped and waits for a fresh instance.
     pub fn needs_rebuild(&self, cpu: usize) -> bool {
         self.slots
@@ -465,6 +519,7 @@ impl PerCpuScript {
             }
             s.fuel_total += r(&t.fuel_total);
             s.fuel_max = s.fuel_max.max(r(&t.fuel_max));
+            s.run_time_max_ns = s.run_time_max_ns.max(r(&t.run_time_max_ns));
         }
         s.rebuilds = self.rebuilds.load(Ordering::Relaxed);
         s

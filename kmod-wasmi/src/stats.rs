@@ -19,6 +19,8 @@ pub struct Stats {
     pub fuel_max: u64,
     /// Instances rebuilt after a trap.
     pub rebuilds: u64,
+    /// The longest single call, in nanoseconds.
+    pub run_time_max_ns: u64,
 }
 
 pub const VERDICT_NAMES: [&str; 5] = ["accept", "drop", "continue", "break", "queue"];
@@ -43,6 +45,7 @@ impl Stats {
     ) {
         self.run_cnt += 1;
         self.run_time_ns += ns;
+        self.run_time_max_ns = self.run_time_max_ns.max(ns);
         self.verdicts[verdict_index(applied)] += 1;
         if let Some(k) = error {
             self.errors[k.index()] += 1;

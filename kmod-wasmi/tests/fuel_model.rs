@@ -6,7 +6,7 @@ use runtime::{Limits, OnError, SlicePacket};
 
 fn fuel_of(src: &str, instructions: u32) -> u64 {
     let lim = Limits {
-        fuel: 1_000_000_000,
+        fuel: abi::limits::MAX_FUEL,
         instructions,
         ..Limits::default()
     };

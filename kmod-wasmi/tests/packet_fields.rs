@@ -42,18 +42,23 @@ end
 fn script(src: &str) -> (Script, std::sync::Arc<TestHost>) {
     let limits = Limits {
         instructions: 0,
-        fuel: 2_000_000_000,
+        fuel: abi::limits::MAX_FUEL,
         memory: 8 << 20,
         ..Limits::default()
     };
     load_with(&format!("{PRELUDE}\n{src}"), limits, OnError::Break)
 }
 
-/// Runs `s` on `p` and requires `lp.ACCEPT` without error.
+/// Runs `s` on `p` with [`TEST_FUEL`] (more than a script may have: the instance is run
+/// directly) and requires `lp.ACCEPT` without error.
 fn accept(s: &mut Script, entry: usize, p: &[u8], meta: Meta) {
-    let o = s.run(0, entry, &SlicePacket { data: p, meta });
-    assert_eq!(o.error, None, "{}", s.message(0));
-    assert_eq!(o.verdict, Verdict::Accept, "{}", s.message(0));
+    let limits = Limits {
+        fuel: TEST_FUEL,
+        ..*s.limits()
+    };
+    let inst = s.instance(0);
+    let (r, _) = inst.run(entry, &SlicePacket { data: p, meta }, &limits);
+    assert_eq!(r, Ok(Verdict::Accept), "{}", inst.message());
 }
 
 /// `body` becomes process_packet(pkt) (followed by `return lp.ACCEPT`) and runs on `p`.

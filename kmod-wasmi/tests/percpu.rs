@@ -107,7 +107,7 @@ fn entries_bind_lazily_with_the_same_index_everywhere() {
 fn a_poisoned_slot_applies_the_policy_until_a_fresh_instance_is_installed() {
     let limits = Limits {
         instructions: 0,
-        fuel: 2_000_000,
+        fuel: abi::limits::MAX_FUEL,
         ..Limits::default()
     };
     let s = load(COUNTER, 2, limits, OnError::Drop);
@@ -169,7 +169,7 @@ fn limits_and_policy_change_live_and_a_replacement_keeps_entries() {
         })
         .is_err());
     let tight = Limits {
-        fuel: 1_000_000,
+        fuel: 100_000,
         instructions: 0,
         ..Limits::default()
     };
@@ -182,7 +182,7 @@ fn limits_and_policy_change_live_and_a_replacement_keeps_entries() {
         (o.verdict, o.error),
         (Verdict::Accept, Some(ErrorKind::Fuel))
     );
-    assert_eq!(o.fuel, 1_000_000);
+    assert_eq!(o.fuel, 100_000);
 
     let mut cache = GuestCache::new();
     let v2 = "function process_packet() return lp.BREAK end

@@ -79,6 +79,7 @@ pub struct Limits {
     pub memory: Option<u64>,
     pub recursion: Option<u32>,
     pub pcall_depth: Option<u32>,
+    pub load_fuel: Option<u64>,
 }
 
 impl Limits {
@@ -121,6 +122,13 @@ impl Limits {
             self.pcall_depth,
             0,
             limits::MAX_PCALL_DEPTH,
+        )?;
+        within(
+            what,
+            "load fuel",
+            self.load_fuel,
+            limits::MIN_LOAD_FUEL,
+            limits::MAX_LOAD_FUEL,
         )
     }
 
@@ -140,6 +148,9 @@ impl Limits {
         if let Some(pcall_depth) = self.pcall_depth {
             m.attr_u32(attr::PCALL_DEPTH, pcall_depth);
         }
+        if let Some(load_fuel) = self.load_fuel {
+            m.attr_u64(attr::LOAD_FUEL, load_fuel);
+        }
     }
 }
 
@@ -151,6 +162,8 @@ pub struct ScriptLimits {
     pub memory: u64,
     pub recursion: u32,
     pub pcall_depth: u32,
+    /// Fuel for building one instance (0 from a kernel that does not report it).
+    pub load_fuel: u64,
 }
 
 /// A script's counters (`LUAPKT_STAT_*`), summed over its instances.
@@ -175,6 +188,8 @@ pub struct Stats {
     pub fuel_total: u64,
     pub fuel_max: u64,
     pub rebuilds: u64,
+    pub rebuild_failures: u64,
+    pub run_time_max_ns: u64,
 }
 
 /// The first 8 bytes of the package's SHA-256, shown in hex like bpftool's tag.
@@ -474,6 +489,7 @@ fn decode_script(attrs: &[u8]) -> Decoded<ScriptInfo> {
     let (mut fuel, mut instructions, mut memory, mut recursion, mut pcall_depth) =
         (None, None, None, None, None);
     let mut on_error = None;
+    let mut load_fuel = 0;
     let mut stats = Stats::default();
     for a in wire::attrs(attrs) {
         let a = a?;
@@ -499,6 +515,7 @@ fn decode_script(attrs: &[u8]) -> Decoded<ScriptInfo> {
                         .ok_or_else(|| Malformed::new(format!("LUAPKT_ATTR_ON_ERROR {n}")))?,
                 );
             }
+            attr::LOAD_FUEL => load_fuel = a.u64("LUAPKT_ATTR_LOAD_FUEL")?,
             attr::STATS => stats = decode_stats(a.value)?,
             _ => {}
         }
@@ -515,6 +532,7 @@ fn decode_script(attrs: &[u8]) -> Decoded<ScriptInfo> {
             memory: required(memory, "LUAPKT_ATTR_MEMORY")?,
             recursion: required(recursion, "LUAPKT_ATTR_RECURSION")?,
             pcall_depth: required(pcall_depth, "LUAPKT_ATTR_PCALL_DEPTH")?,
+            load_fuel,
         },
         on_error: required(on_error, "LUAPKT_ATTR_ON_ERROR")?,
         stats,
@@ -544,6 +562,8 @@ fn decode_stats(nested: &[u8]) -> Decoded<Stats> {
             stat::FUEL_TOTAL => &mut s.fuel_total,
             stat::FUEL_MAX => &mut s.fuel_max,
             stat::REBUILDS => &mut s.rebuilds,
+            stat::REBUILD_FAILURES => &mut s.rebuild_failures,
+            stat::RUN_TIME_MAX_NS => &mut s.run_time_max_ns,
             _ => continue,
         };
         *field = a.u64("LUAPKT_ATTR_STATS counter")?;

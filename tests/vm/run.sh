@@ -3,17 +3,20 @@
 # and kmod, runs every scenario in tests/vm/scenarios inside it and reports one line per check.
 #
 #   tests/vm/run.sh [--kernel 6.1|6.12|KVER] [--module PATH/nft_lua.ko] [--lpctl PATH]
-#                   [--scenarios DIR] [--timeout SECONDS] [--keep]
+#                   [--scenarios DIR] [--data DIR] [--timeout SECONDS] [--keep]
 #
 #   --kernel     series (newest ABI apt knows) or exact version; default: the one the module
 #                was built for (its vermagic), else 6.1
 #   --module     nft_lua.ko for that kernel: enables scenarios marked "# vm-requires: module"
 #   --lpctl      an lpctl binary (copied stripped, with its libraries): "# vm-requires: lpctl"
+#   --data       files the scenarios read, copied to /vm/data (hostile packages, ...)
 #   --timeout    wall-clock limit for qemu (default 300 s, or $VM_TIMEOUT)
 #   --keep       keep target/vm/work-KVER.* (initramfs tree, qemu stderr, serial log)
 #   environment: VM_SCENARIO_TIMEOUT (per scenario in the guest, default 120 s),
 #                VM_APPEND (extra kernel command line, e.g. loglevel=7)
 #
+# The guest boots with softlockup_panic=1: a CPU held too long by anything (a script) panics
+# the run, which then fails.
 # Exits non-zero when a check failed, when a scenario did not finish (the guest died or hung),
 # or when the kernel log shows BUG:, WARNING:, Oops, Call Trace or a panic.
 # Caches kernels under target/vm/cache/; the serial log of the last run is
@@ -42,6 +45,7 @@ while (($#)); do
     --module) module=${2:?}; shift 2 ;;
     --lpctl) lpctl=${2:?}; shift 2 ;;
     --scenarios) scenarios=${2:?}; shift 2 ;;
+    --data) data=${2:?}; shift 2 ;;
     --timeout) timeout=${2:?}; shift 2 ;;
     --keep) keep=1; shift ;;
     -h|--help) usage 0 ;;
@@ -51,6 +55,7 @@ done
 [[ -z $module || -f $module ]] || die "--module: no such file: $module"
 [[ -z $lpctl || -x $lpctl ]] || die "--lpctl: not an executable file: $lpctl"
 [[ -d $scenarios ]] || die "--scenarios: no such directory: $scenarios"
+[[ -z ${data:-} || -d $data ]] || die "--data: no such directory: $data"
 [[ -n $module ]] && module=$(realpath "$module")
 [[ -n $lpctl ]] && lpctl=$(realpath "$lpctl")
 scenarios=$(realpath "$scenarios")
@@ -297,6 +302,8 @@ chmod +x "$root/init"
 for f in "${scen_files[@]}"; do cp "$f" "$root/vm/scenarios/"; done
 # Lua files beside the scenarios (symlinks to examples/ welcome) travel with them.
 for f in "$scenarios"/*.lua; do [[ -e $f ]] && cp -L "$f" "$root/vm/scenarios/"; done
+# Test data (hostile packages, ...) under /vm/data.
+if [[ -n ${data:-} ]]; then mkdir -p "$root/vm/data" && cp -rL "$data"/. "$root/vm/data/"; fi
 printf '%s\n' "${preload[@]}" >"$root/vm/modules"
 {
   echo "KVER=$kver"
@@ -324,7 +331,7 @@ timeout -k 5 "$timeout" qemu-system-x86_64 \
   -machine q35,accel=tcg -cpu max -smp 2 -m 512M \
   -nographic -no-reboot -nic none \
   -kernel "$kimage" -initrd "$initrd" \
-  -append "console=ttyS0 panic=-1 oops=panic quiet ${VM_APPEND:-}" \
+  -append "console=ttyS0 panic=-1 oops=panic softlockup_panic=1 quiet ${VM_APPEND:-}" \
   </dev/null >"$serial" 2>"$work/qemu.stderr" || qemu_rc=$?
 boot_wall=$(elapsed "$t_boot")
 sed -i 's/\r$//' "$serial"

@@ -80,6 +80,8 @@ extern "C" {
     fn lp_alloc(size: usize, align: usize, zero: bool) -> *mut u8;
     /// kvfree; NULL is ignored.
     fn lp_free(ptr: *mut u8);
+    /// Between slices of a load: cond_resched(); false when a fatal signal is pending.
+    fn lp_load_pause() -> bool;
     /// Logs the message and BUG()s: never returns.
     fn lp_panic(msg: *const u8, len: usize) -> !;
     /// Rate-limited printk: `luapkt: <name>: <line>`; `level` 0 info, 1 warning.
@@ -185,6 +187,11 @@ impl Host for KernelHost {
         // SAFETY: no arguments; callable in any context.
         unsafe { lp_random_u32() }
     }
+    fn pause(&self) -> bool {
+        // SAFETY: no arguments; only building an instance pauses, which runs in process
+        // context without spin locks held (lp_load_pause checks and only then reschedules).
+        unsafe { lp_load_pause() }
+    }
 }
 
 /// An skb seen from its network header.
@@ -279,6 +286,7 @@ pub struct LpLimits {
     /// `LUAPKT_ON_ERROR_*`.
     pub on_error: u8,
     pub _pad: [u8; 3],
+    pub load_fuel: u64,
 }
 
 /// `struct lp_stats`.
@@ -294,6 +302,7 @@ pub struct LpStats {
     pub fuel_max: u64,
     pub rebuilds: u64,
     pub mem_bytes: u64,
+    pub run_time_max_ns: u64,
 }
 
 /// `struct lp_outcome`.
@@ -316,8 +325,8 @@ const _: () = assert!(offset_of!(LpPkt, ct_state) == 64);
 const _: () = assert!(offset_of!(LpPkt, eth) == 66);
 const _: () = assert!(size_of::<LpMetaWrite>() == 24);
 const _: () = assert!(offset_of!(LpMetaWrite, eth) == 9);
-const _: () = assert!(size_of::<LpLimits>() == 32);
-const _: () = assert!(size_of::<LpStats>() == 144);
+const _: () = assert!(size_of::<LpLimits>() == 40);
+const _: () = assert!(size_of::<LpStats>() == 152);
 const _: () = assert!(size_of::<LpOutcome>() == 16);
 
 /// Compiled guests shared by every script (`struct lp_cache`).
@@ -333,13 +342,16 @@ pub struct LpScript {
 pub type LpSpare = SpareInstance;
 
 // errno values (include/uapi/asm-generic/errno-base.h, errno.h)
+const EPERM: c_int = 1;
 const ENOENT: c_int = 2;
+const EINTR: c_int = 4;
 const ENOEXEC: c_int = 8;
 const ENOMEM: c_int = 12;
 const EBUSY: c_int = 16;
 const EINVAL: c_int = 22;
 const ERANGE: c_int = 34;
 const ENOSPC: c_int = 28;
+const ETIME: c_int = 62;
 
 /// Writes `args` into `msg[..len]`, NUL-terminated and truncated (nothing when `msg` is NULL).
 fn put_msg(msg: *mut c_char, len: usize, args: fmt::Arguments<'_>) {
@@ -359,11 +371,16 @@ fn put_msg(msg: *mut c_char, len: usize, args: fmt::Arguments<'_>) {
 fn load_errno(e: &LoadError) -> c_int {
     match e {
         LoadError::Guest(_) | LoadError::Wasm(_) => ENOEXEC,
+        LoadError::Module(_) => ENOEXEC,
         LoadError::Syntax(_) => EINVAL,
         LoadError::Init(ErrorKind::Memory, _) => ENOMEM,
         LoadError::Init(..) => EINVAL,
         LoadError::NoFunction(_) => ENOENT,
         LoadError::Limit(_) => ERANGE,
+        LoadError::Budget(_) => ETIME,
+        LoadError::Interrupted => EINTR,
+        LoadError::TooManyEntries => ENOSPC,
+        LoadError::Unavailable => EBUSY,
     }
 }
 
@@ -381,6 +398,7 @@ fn limits_from(l: &LpLimits) -> Result<(Limits, OnError), c_int> {
             memory: l.memory,
             recursion: l.recursion,
             pcall_depth: l.pcall_depth,
+            load_fuel: l.load_fuel,
         },
         on_error,
     ))
@@ -399,6 +417,7 @@ fn limits_to(l: &Limits, on_error: OnError) -> LpLimits {
             OnError::Drop => abi::netlink::ON_ERROR_DROP,
         },
         _pad: [0; 3],
+        load_fuel: l.load_fuel,
     }
 }
 
@@ -413,6 +432,22 @@ unsafe fn bytes<'a>(p: *const u8, len: usize) -> &'a [u8] {
         // SAFETY: the caller's contract.
         unsafe { core::slice::from_raw_parts(p, len) }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The built-in guest: the Lua VM this module was built with (build.rs hashes guest-lua's
+// lua.wasm). Packages carrying any other guest need CAP_SYS_ADMIN (lp_rt_load's `foreign_ok`).
+
+include!(concat!(env!("OUT_DIR"), "/builtin_guest.rs"));
+
+/// Copies the SHA-256 of the built-in guest to `out`.
+///
+/// # Safety
+/// `out` is writable for 32 bytes.
+#[no_mangle]
+pub unsafe extern "C" fn lp_rt_builtin_guest(out: *mut u8) {
+    // SAFETY: the caller's contract.
+    unsafe { core::ptr::copy_nonoverlapping(BUILTIN_GUEST_SHA256.as_ptr(), out, 32) }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -509,6 +544,7 @@ pub unsafe extern "C" fn lp_rt_load(
     limits: *const LpLimits,
     instances: u32,
     replaces: *const LpScript,
+    foreign_ok: bool,
     out: *mut *mut LpScript,
     msg: *mut c_char,
     msg_len: usize,
@@ -541,6 +577,16 @@ pub unsafe extern "C" fn lp_rt_load(
             return -EINVAL;
         }
     };
+    if !foreign_ok && Sha256::digest(p.module).as_slice() != BUILTIN_GUEST_SHA256 {
+        put_msg(
+            msg,
+            msg_len,
+            format_args!(
+                "the package's guest is not the built-in Lua guest: loading another guest needs CAP_SYS_ADMIN in the initial user namespace"
+            ),
+        );
+        return -EPERM;
+    }
     let host: Arc<dyn Host> = Arc::new(KernelHost);
     let rt = match PerCpuScript::load(
         cache,
@@ -642,14 +688,6 @@ pub unsafe extern "C" fn lp_rt_bind_on_cpu(
             unsafe { entry.write(i as u32) };
             0
         }
-        Err(LoadError::Guest("too many entries")) => {
-            put_msg(msg, msg_len, format_args!("too many distinct entries"));
-            -ENOSPC
-        }
-        Err(LoadError::Guest("instance unavailable")) => {
-            put_msg(msg, msg_len, format_args!("instance is being rebuilt"));
-            -EBUSY
-        }
         Err(e) => {
             put_msg(msg, msg_len, format_args!("{e}"));
             -load_errno(&e)
@@ -685,6 +723,33 @@ pub unsafe extern "C" fn lp_rt_run_on_cpu(
     };
     // SAFETY: the caller's contract.
     unsafe { out.write(r) };
+}
+
+/// Recounts the call that filled `out` as an error (its verdict cannot be applied here) and
+/// puts the on-error policy's verdict in `out`. Slot context, right after the call.
+///
+/// # Safety
+/// `s` is live; `out` was filled by `lp_rt_run_on_cpu` for slot `cpu`; run_on_cpu's context.
+#[no_mangle]
+pub unsafe extern "C" fn lp_rt_refuse_verdict(s: *const LpScript, cpu: u32, out: *mut LpOutcome) {
+    // SAFETY: the caller's contract.
+    let (s, o) = unsafe { (&(*s).rt, &mut *out) };
+    let mut r = runtime::RunOutcome {
+        verdict: runtime::Verdict::from_code(o.verdict).unwrap_or(runtime::Verdict::Break),
+        error: None,
+        fuel: o.fuel,
+        poisoned: o.poisoned != 0,
+    };
+    if o.error != 0 {
+        r.error = ErrorKind::ALL.get(usize::from(o.error) - 1).copied();
+    }
+    // SAFETY: slot `cpu`'s owner, right after its call: run_on_cpu's contract.
+    unsafe { s.refuse_verdict(cpu as usize, &mut r) };
+    o.verdict = r.verdict.code();
+    o.error = 1 + ErrorKind::ALL
+        .iter()
+        .position(|x| *x == ErrorKind::Return)
+        .unwrap_or(5) as u8;
 }
 
 /// True when slot `cpu` waits for a fresh instance. Any context.
@@ -768,6 +833,7 @@ pub unsafe extern "C" fn lp_rt_stats(s: *const LpScript, out: *mut LpStats) {
         fuel_max: st.fuel_max,
         rebuilds: st.rebuilds,
         mem_bytes: s.memory_bytes(),
+        run_time_max_ns: st.run_time_max_ns,
     };
     // SAFETY: the caller's contract.
     unsafe { out.write(r) };

@@ -51,8 +51,18 @@ pub fn load_with(src: &str, limits: Limits, on_error: OnError) -> (Script, Arc<T
     (s, h)
 }
 
+/// Test scripts check many things in one call: they get the most fuel a call may have and
+/// no instruction budget (tests of the defaults use `load_with`).
 pub fn load(src: &str) -> Script {
-    load_with(src, Limits::default(), OnError::Break).0
+    load_with(src, roomy(), OnError::Break).0
+}
+
+pub fn roomy() -> Limits {
+    Limits {
+        fuel: abi::limits::MAX_FUEL,
+        instructions: 0,
+        ..Limits::default()
+    }
 }
 
 /// IPv4 header + transport header + payload, checksums zero.
@@ -127,9 +137,18 @@ local function eq(got, want, what)
 end
 "##;
 
-/// Runs entry 0 on `p` and expects `lp.ACCEPT` without an error (the script's message if not).
+/// Fuel for test scripts that check many things in one call: more than a script may have
+/// (`abi::limits::MAX_FUEL`), given by running the instance directly with these limits.
+pub const TEST_FUEL: u64 = 100_000_000;
+
+/// Runs entry 0 on `p` with [`TEST_FUEL`] and expects `lp.ACCEPT` without an error (the
+/// script's message if not).
 pub fn accept(s: &mut Script, p: &[u8]) {
-    let o = s.run(0, 0, &runtime::SlicePacket::new(p));
-    assert_eq!(o.error, None, "{}", s.message(0));
-    assert_eq!(o.verdict, runtime::Verdict::Accept, "{}", s.message(0));
+    let limits = Limits {
+        fuel: TEST_FUEL,
+        ..*s.limits()
+    };
+    let inst = s.instance(0);
+    let (r, _) = inst.run(0, &runtime::SlicePacket::new(p), &limits);
+    assert_eq!(r, Ok(runtime::Verdict::Accept), "{}", inst.message());
 }

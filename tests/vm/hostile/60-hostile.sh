@@ -1,0 +1,179 @@
+# The sandbox's promise under attack: crafted packages (huge declared counts, a guest that is
+# not the built-in one, a guest that spins, random modules), privilege (user namespaces),
+# hostile scripts at the largest limits (looping per packet, looping and eating memory at load,
+# a load killed mid-way), lp.QUEUE where packets cannot be queued, forged log lines, error kinds
+# by code, and load/replace/unload cycles with slab and vmalloc figures. The VM boots with
+# softlockup_panic=1: a CPU held too long fails the run. Packages come from
+# tests/src/bin/hostile-packages.rs (run.sh --data).
+# vm-requires: module lpctl
+. /vm/lib.sh
+
+m=$LUAPKT_MODULE_NAME
+grep -q "^$m " /proc/modules || modprobe "$m"
+check "hostile: $m loaded" grep -q "^$m " /proc/modules
+D=/vm/data
+check "hostile: test packages present" test -f $D/funcs300k.lpk
+
+uptime_ms() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }
+stat_of() { # NAME FIELD: a number from `lpctl -j script show`
+  lpctl -j script show "$1" | sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p" | head -n 1
+}
+refused() { # NAME FILE ERRNO NEEDLE [LOAD OPTIONS]: refused with ERRNO, a message with NEEDLE
+  _n=$1 _f=$2 _e=$3 _w=$4
+  shift 4
+  if lpctl script load "$_f" --name "$_n" "$@" >/tmp/out 2>/tmp/err; then
+    echo "loaded!"; lpctl script unload "$_n"; return 1
+  fi
+  grep -q "os error $_e)" /tmp/err && grep -q "$_w" /tmp/err || { cat /tmp/err; return 1; }
+}
+peer_udp() { in_peer sh -c ". /vm/lib.sh; udp_send $1 $VM_HOST_IP $2"; }
+
+# ---- crafted packages: refused before wasmi sees them, with the count and the cap --------
+for f in funcs300k types globals tables datacount locals memory; do
+  check "hostile: $f.lpk refused (ENOEXEC, names the cap)" refused "h-$f" "$D/$f.lpk" 8 "cap"
+done
+check "hostile: funcs300k.lpk from a user namespace: EPERM" \
+  sh -c "! unshare -U -r -n lpctl script load $D/funcs300k.lpk --name h 2>/tmp/err && grep -q 'os error 1)' /tmp/err"
+
+n=0; bad=0
+for f in $D/smith*.lpk; do
+  [ -e "$f" ] || continue
+  n=$((n + 1))
+  if lpctl script load "$f" --name smith >/dev/null 2>&1; then
+    lpctl script unload smith; bad=$((bad + 1))
+  fi
+done
+check_ge "hostile: random wasm-smith packages tried" "$n" 100
+check_eq "hostile: random packages all refused" 0 "$bad"
+
+# a guest that is not the built-in one: root (CAP_SYS_ADMIN) may, nobody else
+check "hostile: foreign guest loads for CAP_SYS_ADMIN" lpctl script load $D/foreign.lpk --name foreign
+check "hostile: foreign guest unloads" lpctl script unload foreign
+t0=$(uptime_ms)
+check "hostile: a guest that spins at start is stopped by the load budget (ETIME)" \
+  refused spin "$D/spin.lpk" 62 "fuel"
+note "measure: spinning guest refused after $(( $(uptime_ms) - t0 )) ms (TCG)"
+
+# ---- privilege: the initial namespace only, unless allow_userns ---------------------------
+printf 'function process_packet(p) return lp.ACCEPT end\n' >/tmp/ok.lua
+check "hostile: load from a user namespace: EPERM" \
+  sh -c "! unshare -U -r -n lpctl script load /tmp/ok.lua --name u 2>/tmp/err && grep -q 'os error 1)' /tmp/err"
+check "hostile: unload from a user namespace: EPERM" \
+  sh -c "! unshare -U -r -n lpctl script unload u 2>/tmp/err && grep -q 'os error 1)' /tmp/err"
+check "hostile: limits from a user namespace: EPERM" \
+  sh -c "! unshare -U -r -n lpctl script limits u --fuel 1000 2>/tmp/err && grep -q 'os error 1)' /tmp/err"
+echo 1 >/sys/module/$m/parameters/allow_userns
+check "hostile: allow_userns=1: a namespaced admin loads in its own netns" \
+  unshare -U -r -n sh -c 'lpctl script load /tmp/ok.lua --name u && lpctl script list | grep -q "^u:"'
+check "hostile: allow_userns=1: a foreign guest still needs CAP_SYS_ADMIN (EPERM)" \
+  unshare -U -r -n sh -c "! lpctl script load $D/foreign.lpk --name f 2>/tmp/err && grep -q 'os error 1)' /tmp/err"
+echo 0 >/sys/module/$m/parameters/allow_userns
+
+# ---- hostile scripts -----------------------------------------------------------------------
+printf 'while true do end\n' >/tmp/spin.lua
+t0=$(uptime_ms)
+check "hostile: top-level infinite loop refused by its load fuel (ETIME)" \
+  refused spin /tmp/spin.lua 62 "top-level chunk used its 20000000 fuel" --load-fuel 20000000
+note "measure: top-level loop with 20M load fuel refused after $(( $(uptime_ms) - t0 )) ms (TCG)"
+t0=$(uptime_ms)
+check "hostile: top-level infinite loop, default budget" \
+  sh -c "! lpctl script load /tmp/spin.lua --name spin 2>/tmp/err && grep -q 'top-level chunk used its' /tmp/err"
+note "measure: top-level loop with the default load fuel refused after $(( $(uptime_ms) - t0 )) ms (TCG)"
+printf 'local t = {} while true do t[#t + 1] = string.rep("x", 4096) .. #t end\n' >/tmp/bomb.lua
+check "hostile: top-level memory bomb refused (ENOMEM)" refused bomb /tmp/bomb.lua 12 "memory"
+lpctl script load /tmp/spin.lua --name killed --load-fuel 10000000000 >/dev/null 2>&1 &
+kp=$!
+sleep 2
+kill -9 $kp 2>/dev/null
+t0=$(uptime_ms)
+wait $kp 2>/dev/null
+note "measure: a killed load ended $(( $(uptime_ms) - t0 )) ms after SIGKILL (TCG)"
+check "hostile: a killed load leaves nothing" sh -c '! lpctl script list | grep -q "^killed:"'
+check "hostile: loads work after it" lpctl script load /tmp/ok.lua --name ok
+
+check "hostile: fuel above the ceiling is refused" sh -c '! lpctl script limits ok --fuel 10000000000'
+check "hostile: peer namespace" peer_up
+cat >/tmp/loop.lua <<'LUA'
+function process_packet(p)
+  if p.udp and p.udp.dport == 6001 then while true do end end
+  if p.udp and p.udp.dport == 6002 then error("out of instructions") end
+  if p.udp and p.udp.dport == 6003 then lp.log("x\nFORGED-LINE") return lp.ACCEPT end
+  if p.udp and p.udp.dport == 6004 then return lp.QUEUE(3) end
+  return lp.ACCEPT
+end
+LUA
+check "hostile: loop script at the largest limits (fuel max, no instruction budget, on-error accept)" \
+  lpctl script load /tmp/loop.lua --name loop --instructions 0 --fuel 250000 --on-error accept
+nft -f - <<'NFT'
+table inet hostile {
+  chain input {
+    type filter hook input priority filter; policy accept;
+  }
+}
+table netdev hostile {
+  chain ingress {
+    type filter hook ingress device v0 priority 0; policy accept;
+  }
+}
+NFT
+check "hostile: rule with the looping script" \
+  lpctl rule add inet hostile input iifname v0 udp dport 6001-6003 lua script loop
+nft add rule inet hostile input iifname v0 udp dport 6001 counter comment passed
+t0=$(uptime_ms)
+peer_udp 200 6001
+wait_until 20 sh -c "[ \"\$(nft_rule_packets inet hostile input passed)\" -ge 200 ]"
+note "measure: 200 packets each burning 250000 fuel took $(( $(uptime_ms) - t0 )) ms (TCG)"
+check_eq "hostile: every looping packet resolved by the policy (accept) and passed" 200 \
+  "$(nft_rule_packets inet hostile input passed)"
+check_ge "hostile: counted as fuel errors" "$(stat_of loop err_fuel)" 200
+note "measure: longest call $(stat_of loop run_time_max_ns) ns at 250000 fuel under TCG"
+peer_udp 1 6002
+peer_udp 1 6003
+wait_until 10 sh -c "[ \"\$(lpctl -j script show loop | sed -n 's/.*\"err_lua\":\([0-9]*\).*/\1/p')\" -ge 1 ]"
+check_eq "hostile: error(\"out of instructions\") is a Lua error, not a budget error" 0 \
+  "$(lpctl -j script show loop | sed -n 's/.*"err_instructions":\([0-9]*\).*/\1/p')"
+check "hostile: a logged newline cannot forge a kernel log line" \
+  sh -c 'dmesg | grep -q "x\\\\nFORGED-LINE" && ! dmesg | grep -q "\] FORGED-LINE"'
+check "hostile: lua rule at netdev ingress" \
+  lpctl rule add netdev hostile ingress udp dport 6004 lua script loop
+peer_udp 3 6004
+wait_until 10 sh -c "[ \"\$(lpctl -j script show loop | sed -n 's/.*\"err_return\":\([0-9]*\).*/\1/p')\" -ge 3 ]"
+check_ge "hostile: lp.QUEUE at netdev ingress is an error (kind return), not a queue verdict" \
+  "$(lpctl -j script show loop | sed -n 's/.*"err_return":\([0-9]*\).*/\1/p')" 3
+nft delete table netdev hostile
+nft delete table inet hostile
+check "hostile: scripts unload" sh -c 'lpctl script unload loop; lpctl script unload ok'
+
+# ---- lifecycle: load/replace/unload cycles, some failing at a later instance ---------------
+cat >/tmp/flaky.lua <<'LUA'
+local big = string.rep("y", 100000)
+if math.random(3) == 1 then error("unlucky instance") end
+function process_packet(p) return lp.ACCEPT end
+LUA
+sync; echo 3 >/proc/sys/vm/drop_caches
+slab0=$(awk '/^Slab:/ {print $2}' /proc/meminfo)
+vm0=$(awk '/^VmallocUsed:/ {print $2}' /proc/meminfo)
+ok=0; failed=0
+t0=$(uptime_ms)
+i=0
+while [ $i -lt 100 ]; do
+  if lpctl script load /tmp/flaky.lua --name cyc >/dev/null 2>&1; then
+    ok=$((ok + 1))
+    lpctl script load /tmp/ok.lua --name cyc --replace >/dev/null 2>&1
+    lpctl script unload cyc >/dev/null 2>&1
+  else
+    failed=$((failed + 1))
+  fi
+  i=$((i + 1))
+done
+note "measure: 100 load/replace/unload cycles ($ok loaded, $failed failed at some instance) in $(( $(uptime_ms) - t0 )) ms (TCG)"
+sleep 2; sync; echo 3 >/proc/sys/vm/drop_caches
+slab1=$(awk '/^Slab:/ {print $2}' /proc/meminfo)
+vm1=$(awk '/^VmallocUsed:/ {print $2}' /proc/meminfo)
+note "measure: Slab ${slab0} -> ${slab1} kB, VmallocUsed ${vm0} -> ${vm1} kB after the cycles"
+check_ge "hostile: some loads failed at an instance" "$failed" 1
+check "hostile: vmalloc back within 1 MiB of the start" [ $((vm1 - vm0)) -lt 1024 ]
+check "hostile: slab back within 2 MiB of the start" [ $((slab1 - slab0)) -lt 2048 ]
+check "hostile: nothing left loaded" sh -c '[ -z "$(lpctl script list)" ]'
+peer_down
+check "hostile: rmmod $m" rmmod "$m"
