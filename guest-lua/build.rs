@@ -41,6 +41,10 @@ fn main() {
         // whole-program LTO: Lua's API functions inline across files, which matters under an
         // interpreter where every wasm call costs a frame (~25% fewer ns per packet)
         "-flto".into(),
+        // memcpy/memset become memory.copy/memory.fill: wasmi charges a copy by its size
+        // (kmod-wasmi/src/guest.rs) instead of ~35 fuel per byte of a byte loop, which the
+        // per-call fuel ceiling (abi::limits::CALL_FUEL_CEILING) could not afford
+        "-mbulk-memory".into(),
         "-ffunction-sections".into(),
         "-fdata-sections".into(),
         "-DLUA_COMPAT_5_3".into(),
@@ -80,6 +84,7 @@ fn main() {
         "--sysroot=/usr",
         "-nostartfiles",
         "-flto",
+        "-mbulk-memory",
     ])
     .args([
         "-Wl,--lto-O2",

@@ -14,15 +14,32 @@
 #   5. checks the result: every undefined symbol is a kernel export, no GOTPCREL relocation,
 #      no vector register in the Rust code.
 # Output: target/kmod/<KVER>/nft_lua.ko (and target/kmod/<KVER>/build.log).
+#
+# Against a kernel tree built here instead of Debian's headers (the debug kernel of
+# scripts/debug-kernel.sh): LUAPKT_KDIR=DIR scripts/build-kmod.sh, or scripts/build-kmod.sh debug
+# for LUAPKT_KDIR=target/vm/debug-kernel. DIR is the built tree (make modules_prepare and
+# Module.symvers) or a directory whose build/ is one; KVER is its kernel.release, the series
+# its first two numbers; no headers package is installed and the Rust objects go to
+# target/kmod/rust-<KVER>.
 set -euo pipefail
+[[ -z "${LUAPKT_KDIR:-}" ]] || LUAPKT_KDIR=$(realpath -m -- "$LUAPKT_KDIR") # relative to the caller
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 SERIES=${1:-6.1}
+[[ $SERIES == debug ]] && { LUAPKT_KDIR=${LUAPKT_KDIR:-$ROOT/target/vm/debug-kernel}; SERIES=; }
+if [[ -n "${LUAPKT_KDIR:-}" ]]; then # a built kernel tree: its release names the series
+  for d in "$LUAPKT_KDIR" "$LUAPKT_KDIR/build"; do
+    [[ -f $d/include/config/kernel.release ]] && { LUAPKT_KDIR=$(realpath "$d"); break; }
+  done
+  [[ -f $LUAPKT_KDIR/include/config/kernel.release && -f $LUAPKT_KDIR/Module.symvers ]] ||
+    { echo "build-kmod: error: LUAPKT_KDIR=$LUAPKT_KDIR is not a built kernel tree (include/config/kernel.release, Module.symvers)" >&2; exit 1; }
+  SERIES=$(cut -d. -f1,2 "$LUAPKT_KDIR/include/config/kernel.release")
+fi
 case "$SERIES" in
   6.1) HEADERS_RE='^linux-headers-6\.1\.0-[0-9]+-amd64$' ;;
   6.12) HEADERS_RE='^linux-headers-6\.12\.[0-9]+\+deb12-amd64$' ;;
-  *) echo "usage: $0 [6.1|6.12]" >&2; exit 2 ;;
+  *) [[ -n "${LUAPKT_KDIR:-}" ]] || { echo "usage: $0 [6.1|6.12|debug]" >&2; exit 2; } ;;
 esac
 
 log() { echo "build-kmod: $*"; }
@@ -41,7 +58,9 @@ apt_install() {
 
 apt_install build-essential bc flex bison libelf-dev kmod binutils
 
-if [[ -n "${LUAPKT_KVER:-}" ]]; then
+if [[ -n "${LUAPKT_KDIR:-}" ]]; then
+  KVER=$(cat "$LUAPKT_KDIR/include/config/kernel.release")
+elif [[ -n "${LUAPKT_KVER:-}" ]]; then
   KVER=$LUAPKT_KVER
 else
   pkg=$(apt-cache search --names-only "$HEADERS_RE" 2>/dev/null | awk '{print $1}' | sort -V | tail -n1)
@@ -52,8 +71,12 @@ else
   [[ -n "$pkg" ]] || die "no linux-headers package for $SERIES (apt-get update?)"
   KVER=${pkg#linux-headers-}
 fi
-apt_install "linux-headers-$KVER"
-KDIR=/usr/src/linux-headers-$KVER
+if [[ -n "${LUAPKT_KDIR:-}" ]]; then
+  KDIR=$LUAPKT_KDIR
+else
+  apt_install "linux-headers-$KVER"
+  KDIR=/usr/src/linux-headers-$KVER
+fi
 [[ -f "$KDIR/Makefile" ]] || die "$KDIR is missing"
 log "kernel $KVER ($KDIR)"
 
@@ -72,6 +95,7 @@ log "rustflags: $RUSTFLAGS"
 
 FFI=kmod-wasmi/ffi
 RUST_TARGET_DIR=$ROOT/target/kmod/rust-$SERIES
+[[ -n "${LUAPKT_KDIR:-}" ]] && RUST_TARGET_DIR=$ROOT/target/kmod/rust-$KVER
 # the ffi crate is a workspace of its own: seed its lockfile from the root one so both
 # builds use the same versions of shared dependencies
 [[ -f $FFI/Cargo.lock ]] || cp Cargo.lock "$FFI/Cargo.lock"

@@ -69,7 +69,10 @@ enum SelftestCmd {
         /// PRNG seed (decimal or 0x-hex): the same seed sends the same requests
         #[arg(long, default_value = "0x6c70667a7a", value_parser = selftest::parse_seed)]
         seed: u64,
-        /// Print every request (hex) and its answer
+        /// Percentage of the requests that are nf_tables rules with a lua expression
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=100))]
+        nft_share: u64,
+        /// Print every request (hex), its answer and its time
         #[arg(long)]
         trace: bool,
     },
@@ -319,9 +322,12 @@ fn main() -> ExitCode {
             Ok(false) => return ExitCode::FAILURE,
             Err(e) => Err(e),
         },
-        Command::Selftest(SelftestCmd::FuzzNetlink { count, seed, trace }) => {
-            selftest::fuzz_netlink(count, seed, trace)
-        }
+        Command::Selftest(SelftestCmd::FuzzNetlink {
+            count,
+            seed,
+            nft_share,
+            trace,
+        }) => selftest::fuzz_netlink(count, seed, nft_share, trace),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -559,6 +559,8 @@ const SOCKET_BUF: usize = 1 << 20;
 /// Largest luapkt request payload, and largest batch of rules.
 const PAYLOAD_MAX: usize = 96 << 10;
 const BATCH_MAX: usize = 512 << 10;
+/// Send errors that mean the socket itself is gone: EBADF, EPIPE, ENOTCONN, ECONNREFUSED.
+const SOCKET_GONE: [i32; 4] = [9, 32, 107, 111];
 /// Socket failures tolerated before the fuzzer gives up.
 const REOPENS_MAX: u32 = 20;
 
@@ -839,6 +841,14 @@ struct Answer {
     multi: bool,
 }
 
+/// How an exchange failed: sending the request (the kernel refused it at sendmsg(), or the
+/// socket is broken), or after it was sent.
+#[derive(Debug)]
+enum Fail {
+    Send(io::Error),
+    Recv(io::Error),
+}
+
 /// One socket of one family, with its sequence numbers.
 struct Chan {
     protocol: Protocol,
@@ -891,10 +901,11 @@ impl Chan {
         seqs: &[u32],
         sentinel: Option<u32>,
         batch: Option<u32>,
-    ) -> io::Result<Vec<Answer>> {
-        self.socket.send(datagram)?;
+    ) -> Result<Vec<Answer>, Fail> {
+        // The kernel refuses some datagrams at sendmsg() (an empty one: ENODATA).
+        self.socket.send(datagram).map_err(Fail::Send)?;
         if let Some(extra) = extra {
-            self.socket.send(extra)?;
+            self.socket.send(extra).map_err(Fail::Recv)?;
         }
         let mut answers: Vec<Answer> = seqs.iter().map(|_| Answer::default()).collect();
         let mut sentinel_acked = false;
@@ -906,7 +917,7 @@ impl Chan {
             if done {
                 return Ok(answers);
             }
-            let datagram = self.socket.recv()?;
+            let datagram = self.socket.recv().map_err(Fail::Recv)?;
             for (kind, flags, seq, payload) in messages(&datagram) {
                 if Some(seq) == sentinel && kind == NLMSG_ERROR {
                     sentinel_acked = true;
@@ -940,7 +951,10 @@ impl Chan {
     fn resync(&mut self) -> io::Result<()> {
         let s = self.next_sentinel();
         let datagram = nlmsg(NLMSG_NOOP, NLM_F_REQUEST | NLM_F_ACK, s, &[]);
-        self.transact(&datagram, None, &[], Some(s), None).map(drop)
+        match self.transact(&datagram, None, &[], Some(s), None) {
+            Ok(_) => Ok(()),
+            Err(Fail::Send(e) | Fail::Recv(e)) => Err(e),
+        }
     }
 }
 
@@ -1263,8 +1277,16 @@ impl Fuzz {
     /// answers dropped for lack of room, a dump that failed half-way) or a wait that timed out
     /// is the request's outcome, once the socket is back in step. Anything else, or a socket
     /// that cannot get back in step, is reopened (at most REOPENS_MAX times).
-    fn socket_trouble(&mut self, nft: bool, e: io::Error) -> Got {
+    fn socket_trouble(&mut self, nft: bool, fail: Fail) -> Got {
         let family = if nft { "nf_tables" } else { "luapkt" };
+        let e = match fail {
+            Fail::Send(e) => match e.raw_os_error() {
+                // refused before anything was sent: the socket is as it was
+                Some(errno) if !SOCKET_GONE.contains(&errno) => return Got::Refused(errno),
+                _ => e,
+            },
+            Fail::Recv(e) => e,
+        };
         let timed_out = matches!(
             e.kind(),
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
@@ -1339,7 +1361,8 @@ impl Fuzz {
         let r = self
             .gen
             .transact(&datagram, extra.as_deref(), &[seq], sentinel, None);
-        self.lp.busy += t.elapsed();
+        let took = t.elapsed();
+        self.lp.busy += took;
         let answer = match r {
             Ok(mut a) => a.pop().unwrap_or_default(),
             Err(e) => {
@@ -1361,9 +1384,10 @@ impl Fuzz {
         self.lp.record(outcome);
         if self.trace {
             println!(
-                "trace {} luapkt {} -> {outcome}",
+                "trace {} luapkt {} -> {outcome} ({} us)",
                 self.total(),
-                hex(&datagram)
+                hex(&datagram),
+                took.as_micros()
             );
         }
         self.apply(effect, &answer);
@@ -2025,9 +2049,15 @@ impl Fuzz {
         d.extend(nlmsg(NFNL_MSG_BATCH_END, NLM_F_REQUEST, end, &batch_hdr));
         let t = Instant::now();
         let r = chan.transact(&d, None, &seqs, None, Some(begin));
-        self.nf.busy += t.elapsed();
+        let took = t.elapsed();
+        self.nf.busy += took;
         if self.trace {
-            println!("trace {} nf_tables {}", self.total(), hex(&d));
+            println!(
+                "trace {} nf_tables {} ({} us)",
+                self.total(),
+                hex(&d),
+                took.as_micros()
+            );
         }
         match r {
             Ok(answers) => Ok(answers.into_iter().map(|a| a.fin).collect()),
@@ -2171,8 +2201,13 @@ impl Fuzz {
                 5 => rng.range(max + 2, 4000),
                 _ => 4,
             };
+            // Every new (function, argument) pair is bound by a call into the script, the
+            // slow part of a rule (milliseconds under TCG), and the script keeps at most
+            // ENTRIES_MAX pairs: mostly contents from a few seeds, so pairs repeat.
             let arg = if len == 4 && rng.chance(50) {
                 b"drop".to_vec()
+            } else if rng.chance(85) {
+                Rng::new(rng.below(4) as u64).bytes(len)
             } else {
                 rng.bytes(len)
             };
@@ -2318,8 +2353,10 @@ fn unload_all(names: &[String]) -> (Vec<String>, Vec<String>) {
 }
 
 /// `lpctl selftest fuzz-netlink`: Err only when the socket layer itself fails.
-pub fn fuzz_netlink(count: u64, seed: u64, trace: bool) -> Result<()> {
-    println!("fuzz-netlink: seed {seed:#x}, {count} requests");
+pub fn fuzz_netlink(count: u64, seed: u64, nft_share: u64, trace: bool) -> Result<()> {
+    println!(
+        "fuzz-netlink: seed {seed:#x}, {count} requests, {nft_share}% of them nf_tables rules"
+    );
     let mut probe = Socket::open(Protocol::Generic).context("generic netlink socket")?;
     let family = match nft_plugin::resolve_family(&mut probe, abi::netlink::GENL_NAME) {
         Ok(f) => f.id,
@@ -2393,8 +2430,8 @@ pub fn fuzz_netlink(count: u64, seed: u64, trace: bool) -> Result<()> {
             f.real_package_event(kind, n);
             next_event += 1;
         }
-        // a fifth of the requests are rules
-        if f.nft.is_some() && f.nf.sent * 4 < f.lp.sent {
+        // nft_share percent of the requests are rules
+        if f.nft.is_some() && f.nf.sent * 100 < nft_share.min(100) * f.total().max(1) {
             f.one_nft(count - f.total());
         } else {
             f.one_gen();

@@ -1413,6 +1413,35 @@ int lp_error_kind(lua_State *L, int status) {
   return k ? k : LP_ERR_RUNTIME;
 }
 
+/* luaL_traceback's format without its search of package.loaded for each function's global
+ * name, which costs ~100,000 fuel per error (a call's whole budget is 250,000): names come
+ * from the call sites only, and at most 12 levels are listed. */
+#define TRACEBACK_LEVELS 12
+static void traceback(lua_State *L, const char *msg) {
+  luaL_Buffer b;
+  lua_Debug ar;
+  int level = 1;
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, msg);
+  luaL_addstring(&b, "\nstack traceback:");
+  while (lua_getstack(L, level, &ar)) {
+    if (level++ > TRACEBACK_LEVELS) {
+      luaL_addstring(&b, "\n\t...");
+      break;
+    }
+    lua_getinfo(L, "Sln", &ar);
+    if (ar.currentline > 0) lua_pushfstring(L, "\n\t%s:%d:", ar.short_src, ar.currentline);
+    else lua_pushfstring(L, "\n\t%s:", ar.short_src);
+    luaL_addvalue(&b);
+    if (*ar.namewhat) lua_pushfstring(L, " in %s '%s'", ar.namewhat, ar.name);
+    else if (*ar.what == 'm') lua_pushliteral(L, " in main chunk");
+    else if (*ar.what == 'C') lua_pushliteral(L, " in ?");
+    else lua_pushfstring(L, " in function <%s:%d>", ar.short_src, ar.linedefined);
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+}
+
 int lp_msgh(lua_State *L) {
   struct lp_state *S = lp_state(L);
   const char *msg;
@@ -1430,7 +1459,7 @@ int lp_msgh(lua_State *L) {
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) msg = lua_tostring(L, -1);
     else msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
   }
-  luaL_traceback(L, L, msg, 1);
+  traceback(L, msg);
   return 1;
 }
 

@@ -167,8 +167,9 @@ static int classify(struct lp_native *N, int status) {
   switch (status) {
     case LUA_ERRMEM:
       set_error(N, "not enough memory", 17);
+      /* no full collection here: it could cost more than the fuel an error's recovery has;
+       * Lua's allocator collects (emergency GC) before it fails again */
       lua_settop(L, 0);
-      lua_gc(L, LUA_GCCOLLECT);
       return LP_ERR_MEMORY;
     case LUA_ERRSYNTAX:
       msg = lua_tolstring(L, -1, &n);

@@ -345,7 +345,13 @@ impl GuestCalls for Calls<'_> {
         self.store.data_mut().depth = 0;
     }
     fn recover(&mut self) -> Result<i32, Error> {
-        self.recover.call(&mut *self.store, ())
+        if self.store.data().slices.is_none() {
+            return self.recover.call(&mut *self.store, ());
+        }
+        // at load, recovery shares the load budget
+        let mut out = [Val::I32(0)];
+        call_sliced(&mut *self.store, *self.recover.func(), &[], &mut out)?;
+        Ok(out[0].i32().unwrap_or(g::ERR_RUNTIME))
     }
     fn error_message(&mut self) -> Option<(i32, i32)> {
         let ptr = self.errmsg.call(&mut *self.store, ()).ok()?;

@@ -4,6 +4,7 @@
 #
 #   tests/vm/run.sh [--kernel 6.1|6.12|KVER] [--module PATH/nft_lua.ko] [--lpctl PATH]
 #                   [--scenarios DIR] [--data DIR] [--timeout SECONDS] [--keep]
+#                   [--kernel-dir DIR] [--memory SIZE]
 #
 #   --kernel     series (newest ABI apt knows) or exact version; default: the one the module
 #                was built for (its vermagic), else 6.1
@@ -12,6 +13,12 @@
 #   --data       files the scenarios read, copied to /vm/data (hostile packages, ...)
 #   --timeout    wall-clock limit for qemu (default 300 s, or $VM_TIMEOUT)
 #   --keep       keep target/vm/work-KVER.* (initramfs tree, qemu stderr, serial log)
+#   --kernel-dir a kernel built here instead of a Debian package (scripts/debug-kernel.sh:
+#                target/vm/debug-kernel): DIR/kernelrelease, DIR/vmlinux or DIR/bzImage,
+#                DIR/root/lib/modules/KVER, DIR/config. A debug kernel (KASAN, lockdep or
+#                kmemleak in DIR/config) gets -m 1G, a 1800 s timeout and 600 s per scenario
+#                unless --memory, --timeout/$VM_TIMEOUT, $VM_SCENARIO_TIMEOUT say otherwise
+#   --memory     guest memory (qemu -m; default 512M, 1G for a debug kernel)
 #   environment: VM_SCENARIO_TIMEOUT (per scenario in the guest, default 120 s),
 #                VM_APPEND (extra kernel command line, e.g. loglevel=7)
 #
@@ -34,6 +41,9 @@ lpctl=
 scenarios=$VM_DIR/scenarios
 keep=0
 timeout=${VM_TIMEOUT:-300}
+timeout_given=${VM_TIMEOUT:+1}
+kernel_dir=
+memory=
 
 usage() { sed -n '2,/^set -e/{/^#/s/^# \{0,1\}//p}' "$0"; exit "${1:-0}"; }
 die() { echo "vm: error: $*" >&2; exit 2; }
@@ -46,7 +56,9 @@ while (($#)); do
     --lpctl) lpctl=${2:?}; shift 2 ;;
     --scenarios) scenarios=${2:?}; shift 2 ;;
     --data) data=${2:?}; shift 2 ;;
-    --timeout) timeout=${2:?}; shift 2 ;;
+    --timeout) timeout=${2:?}; timeout_given=1; shift 2 ;;
+    --kernel-dir) kernel_dir=${2:?}; shift 2 ;;
+    --memory) memory=${2:?}; shift 2 ;;
     --keep) keep=1; shift ;;
     -h|--help) usage 0 ;;
     *) echo "vm: unknown argument: $1" >&2; usage 2 >&2 ;;
@@ -59,6 +71,21 @@ done
 [[ -n $module ]] && module=$(realpath "$module")
 [[ -n $lpctl ]] && lpctl=$(realpath "$lpctl")
 scenarios=$(realpath "$scenarios")
+if [[ -n $kernel_dir ]]; then
+  [[ -d $kernel_dir ]] || die "--kernel-dir: no such directory: $kernel_dir"
+  kernel_dir=$(realpath "$kernel_dir")
+  [[ -z $kernel ]] || die "--kernel and --kernel-dir exclude each other"
+  [[ -f $kernel_dir/kernelrelease ]] || die "--kernel-dir: $kernel_dir/kernelrelease is missing (scripts/debug-kernel.sh writes it)"
+  kernel=$(cat "$kernel_dir/kernelrelease")
+  [[ -d $kernel_dir/root/lib/modules/$kernel ]] || die "--kernel-dir: $kernel_dir/root/lib/modules/$kernel is missing"
+  if grep -qE '^CONFIG_(KASAN|PROVE_LOCKING|DEBUG_KMEMLEAK)=y' "$kernel_dir/config" 2>/dev/null; then
+    # KASAN, lockdep and kmemleak under TCG: more memory (KASAN's shadow is 1/8 of it), more time
+    memory=${memory:-1G}
+    [[ -n $timeout_given ]] || timeout=1800
+    export VM_SCENARIO_TIMEOUT=${VM_SCENARIO_TIMEOUT:-600}
+  fi
+fi
+memory=${memory:-512M}
 
 t_start=$(date +%s.%N)
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -111,13 +138,16 @@ case $kernel in
       kver=$(newest_in_series "$kernel")
     fi ;;
   [0-9]*-amd64) kver=$kernel ;;
-  *) die "--kernel: expected 6.1, 6.12 or a full version such as 6.1.0-56-amd64, got $kernel" ;;
+  *) [[ -n $kernel_dir ]] || # (--kernel-dir: its own release, whatever it looks like)
+       die "--kernel: expected 6.1, 6.12 or a full version such as 6.1.0-56-amd64, got $kernel"
+     kver=$kernel ;;
 esac
 if [[ -n $mod_kver && $mod_kver != "$kver" ]]; then
   die "$module was built for $mod_kver but the kernel is $kver: rebuild it against linux-headers-$kver or pass --kernel $mod_kver"
 fi
 
 kroot=$CACHE/$kver
+[[ -z $kernel_dir ]] || kroot=$kernel_dir # its modules are in root/ too: nothing to fetch
 fetch_kernel() {
   local pkg=linux-image-$kver deb
   mkdir -p "$CACHE/debs"
@@ -166,11 +196,15 @@ extract_vmlinux() { # BZIMAGE OUT
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.lock" # one extraction at a time when runs overlap
 flock 9
-[[ -f $CACHE/$kver.ready && -d $kroot/root/lib/modules/$kver ]] || fetch_kernel
+[[ -n $kernel_dir ]] || [[ -f $CACHE/$kver.ready && -d $kroot/root/lib/modules/$kver ]] || fetch_kernel
 flock -u 9
 kimage=$kroot/vmlinux
 [[ -f $kimage ]] || kimage=$kroot/root/boot/vmlinuz-$kver
-log "kernel $kver ($(basename "$kimage")) prepared in $(elapsed "$t_start") s"
+if [[ -n $kernel_dir ]]; then # the ELF boots through its PVH note when it has one
+  readelf -n "$kimage" 2>/dev/null | grep -q Xen || kimage=$kernel_dir/bzImage
+  [[ -f $kimage ]] || die "--kernel-dir: neither $kernel_dir/vmlinux (with a PVH note) nor $kernel_dir/bzImage"
+fi
+log "kernel $kver ($(basename "$kimage")${kernel_dir:+ from $kernel_dir, -m $memory, timeout $timeout s}) prepared in $(elapsed "$t_start") s"
 
 # ---------------------------------------------------------------------------------------------
 # Scenarios: every *.sh of the directory, minus those whose "# vm-requires:" names something
@@ -328,7 +362,7 @@ serial=$work/serial.log
 t_boot=$(date +%s.%N)
 qemu_rc=0
 timeout -k 5 "$timeout" qemu-system-x86_64 \
-  -machine q35,accel=tcg -cpu max -smp 2 -m 512M \
+  -machine q35,accel=tcg -cpu max -smp 2 -m "$memory" \
   -nographic -no-reboot -nic none \
   -kernel "$kimage" -initrd "$initrd" \
   -append "console=ttyS0 panic=-1 oops=panic softlockup_panic=1 quiet ${VM_APPEND:-}" \

@@ -1,0 +1,363 @@
+//! The sandbox's bounds, offline: a load runs on its own budget in slices the host may pause or
+//! stop, limits have ceilings no setting lifts, error kinds travel as codes (not as message
+//! text), messages never allocate on the packet path, a load that fails at a later instance
+//! frees the instances built before it, and a queue verdict the host cannot apply is an error.
+
+mod common;
+
+use common::{host, load_with, roomy, tcp4};
+use runtime::{
+    ErrorKind, GuestCache, Host, Limits, LoadError, LogLevel, OnError, PerCpuScript, SlicePacket,
+    Verdict,
+};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Counts live heap bytes of the threads that ask for it (the leak test).
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    static COUNTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+// SAFETY: forwards to the system allocator; the counter is only arithmetic.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract, forwarded.
+        let p = unsafe { System.alloc(l) };
+        if !p.is_null() && COUNTED.with(|c| c.get()) {
+            LIVE.fetch_add(l.size(), Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        if COUNTED.with(|c| c.get()) {
+            LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        }
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+/// A host that counts pauses, can refuse to go on, and gives each instance a clock of its own
+/// (the n-th instance built sees `lp.now() == n`).
+#[derive(Default)]
+struct PausingHost {
+    pauses: AtomicU64,
+    stop: AtomicBool,
+    built: AtomicU64,
+    lines: Mutex<Vec<String>>,
+}
+
+impl Host for PausingHost {
+    fn now_ns(&self) -> u64 {
+        self.built.load(Ordering::Relaxed)
+    }
+    fn log(&self, _: &str, _: LogLevel, line: &[u8]) {
+        self.lines
+            .lock()
+            .unwrap()
+            .push(String::from_utf8_lossy(line).into_owned());
+    }
+    fn seed(&self) -> u32 {
+        // called once per instance, before its top-level chunk runs
+        self.built.fetch_add(1, Ordering::Relaxed) as u32
+    }
+    fn pause(&self) -> bool {
+        self.pauses.fetch_add(1, Ordering::Relaxed);
+        !self.stop.load(Ordering::Relaxed)
+    }
+}
+
+fn load_percpu(
+    src: &str,
+    n: usize,
+    limits: Limits,
+    h: Arc<PausingHost>,
+) -> Result<PerCpuScript, LoadError> {
+    let mut cache = GuestCache::new();
+    PerCpuScript::load(
+        &mut cache,
+        guest_lua::LUA_WASM,
+        "sandbox",
+        src.as_bytes(),
+        limits,
+        OnError::Break,
+        n,
+        h,
+        None,
+    )
+}
+
+const ACCEPT: &str = "function process_packet(p) return lp.ACCEPT end";
+
+#[test]
+fn a_top_level_infinite_loop_uses_its_load_fuel_in_slices_and_fails_clearly() {
+    let h = Arc::new(PausingHost::default());
+    let limits = Limits {
+        load_fuel: 50_000_000,
+        ..Limits::default()
+    };
+    let e = load_percpu("while true do end", 1, limits, h.clone())
+        .err()
+        .expect("an endless top-level chunk must not load");
+    assert!(matches!(e, LoadError::Budget(50_000_000)), "{e}");
+    assert!(
+        e.to_string()
+            .contains("top-level chunk used its 50000000 fuel"),
+        "{e}"
+    );
+    let slices = abi::limits::LOAD_SLICE_FUEL;
+    let pauses = h.pauses.load(Ordering::Relaxed);
+    assert!(
+        pauses >= 50_000_000 / slices - 1,
+        "the host was asked to pause between slices only {pauses} times"
+    );
+}
+
+#[test]
+fn a_chunk_within_its_budget_loads_across_slices() {
+    let h = Arc::new(PausingHost::default());
+    // ~30 million fuel of work: several slices
+    let src = "local x = 0 for i = 1, 300000 do x = x + i end\n".to_string() + ACCEPT;
+    let s = load_percpu(&src, 1, Limits::default(), h.clone()).expect("load");
+    assert!(h.pauses.load(Ordering::Relaxed) >= 2);
+    let p = tcp4(80);
+    // SAFETY: single-threaded.
+    let o = unsafe {
+        s.run_on_cpu(
+            0,
+            s.bind_on_cpu(0, "process_packet", None).unwrap(),
+            &SlicePacket::new(&p),
+        )
+    };
+    assert_eq!((o.verdict, o.error), (Verdict::Accept, None));
+}
+
+#[test]
+fn the_host_can_stop_a_load_between_slices() {
+    let h = Arc::new(PausingHost::default());
+    h.stop.store(true, Ordering::Relaxed);
+    let e = load_percpu("while true do end", 1, Limits::default(), h)
+        .err()
+        .expect("a stopped load must fail");
+    assert!(matches!(e, LoadError::Interrupted), "{e}");
+}
+
+#[test]
+fn a_top_level_memory_bomb_fails_with_memory() {
+    let h = Arc::new(PausingHost::default());
+    let e = load_percpu(
+        "local t = {} while true do t[#t + 1] = string.rep('xxxxxxxxxxxxxxxx', 256) .. #t end",
+        1,
+        Limits::default(),
+        h,
+    )
+    .err()
+    .expect("must not load");
+    assert!(matches!(e, LoadError::Init(ErrorKind::Memory, _)), "{e}");
+}
+
+#[test]
+fn limits_have_ceilings_that_no_setting_lifts() {
+    use abi::limits::*;
+    const { assert!(MAX_FUEL + RECOVER_FUEL + MESSAGE_FUEL + BIND_FUEL <= CALL_FUEL_CEILING) };
+    const { assert!(DEFAULT_FUEL <= MAX_FUEL) };
+    for (l, field) in [
+        (
+            Limits {
+                fuel: MAX_FUEL + 1,
+                ..Limits::default()
+            },
+            "fuel",
+        ),
+        (
+            Limits {
+                load_fuel: MAX_LOAD_FUEL + 1,
+                ..Limits::default()
+            },
+            "load-fuel",
+        ),
+        (
+            Limits {
+                load_fuel: 0,
+                ..Limits::default()
+            },
+            "load-fuel",
+        ),
+        (
+            Limits {
+                recursion: MAX_RECURSION + 1,
+                ..Limits::default()
+            },
+            "recursion",
+        ),
+    ] {
+        assert_eq!(l.validate().unwrap_err().field, field);
+    }
+    // with the budget off, fuel still ends an endless call at the ceiling
+    let lim = Limits {
+        fuel: MAX_FUEL,
+        instructions: 0,
+        ..Limits::default()
+    };
+    let (mut s, _) = load_with(
+        "function process_packet(p) while true do end end",
+        lim,
+        OnError::Accept,
+    );
+    let o = s.run(0, 0, &SlicePacket::new(&tcp4(1)));
+    assert_eq!(o.error, Some(ErrorKind::Fuel));
+    assert!(o.fuel <= abi::limits::CALL_FUEL_CEILING);
+}
+
+const KINDS: &str = r#"
+function process_packet(p)
+  local port = p.tcp.dport
+  if port == 1 then error("out of instructions") end
+  if port == 2 then error("stack overflow") end
+  if port == 3 then error("too many nested protected calls (limit 7)") end
+  if port == 4 then while true do end end
+  if port == 5 then
+    -- the budget's own error, caught and thrown again: still the budget's
+    local ok, e = pcall(function() while true do end end)
+    error(e, 0)
+  end
+  if port == 6 then
+    -- caught, and a new error raised afterwards: a Lua error
+    pcall(function() while true do end end)
+    error("something else")
+  end
+  return lp.ACCEPT
+end
+"#;
+
+#[test]
+fn error_kinds_travel_as_codes_not_as_message_text() {
+    let lim = Limits {
+        fuel: abi::limits::MAX_FUEL,
+        instructions: 500,
+        ..Limits::default()
+    };
+    let (mut s, _) = load_with(KINDS, lim, OnError::Break);
+    let kind = |s: &mut runtime::Script, port| s.run(0, 0, &SlicePacket::new(&tcp4(port))).error;
+    assert_eq!(kind(&mut s, 1), Some(ErrorKind::Lua), "forged budget error");
+    assert_eq!(kind(&mut s, 2), Some(ErrorKind::Lua), "forged stack error");
+    assert_eq!(
+        kind(&mut s, 3),
+        Some(ErrorKind::Lua),
+        "forged nesting error"
+    );
+    assert_eq!(kind(&mut s, 4), Some(ErrorKind::Instructions));
+    assert_eq!(kind(&mut s, 5), Some(ErrorKind::Instructions));
+    assert_eq!(kind(&mut s, 6), Some(ErrorKind::Lua));
+}
+
+#[test]
+fn error_messages_do_not_allocate_and_invalid_utf8_is_replaced() {
+    let (mut s, _) = load_with(
+        "function process_packet(p) error('\\255\\254' .. string.rep('mmmmmmmmmm', 150)) end",
+        roomy(),
+        OnError::Break,
+    );
+    let p = tcp4(80);
+    let inst = s.instance(0);
+    let (r, _) = inst.run(0, &SlicePacket::new(&p), &roomy());
+    assert_eq!(r, Err(ErrorKind::Lua));
+    let first = inst.message().to_string();
+    assert!(first.contains('\u{FFFD}'), "{first:?}");
+    assert!(first.len() <= runtime::call::MAX_MESSAGE * 3);
+    // the Lua heap settles first (garbage grows linear memory up to a point)
+    for _ in 0..400 {
+        let _ = inst.run(0, &SlicePacket::new(&p), &roomy());
+    }
+    COUNTED.with(|c| c.set(true));
+    let (before, mem_before) = (LIVE.load(Ordering::Relaxed), inst.memory_size());
+    for _ in 0..100 {
+        let _ = inst.run(0, &SlicePacket::new(&p), &roomy());
+    }
+    let (after, mem_after) = (LIVE.load(Ordering::Relaxed), inst.memory_size());
+    COUNTED.with(|c| c.set(false));
+    // the guest's linear memory may still grow (Lua's garbage): nothing else may
+    let grown = (after as i64 - before as i64) - (mem_after as i64 - mem_before as i64);
+    assert!(
+        grown.abs() <= 64 * 1024,
+        "100 errors grew the host heap by {grown} bytes besides linear memory"
+    );
+}
+
+#[test]
+fn a_load_failing_at_a_later_instance_frees_the_earlier_ones() {
+    // the third instance built fails its top-level chunk: the first two must be freed
+    let src =
+        "local keep = string.rep('k', 200000)\nif lp.now() >= 3 then error('third instance') end\n"
+            .to_string()
+            + ACCEPT;
+    // warm up once (one-time allocations of the engine and of this thread)
+    let h = Arc::new(PausingHost::default());
+    let _ = load_percpu(&src, 4, Limits::default(), h);
+    let fail = || {
+        let h = Arc::new(PausingHost::default());
+        let e = load_percpu(&src, 4, Limits::default(), h.clone())
+            .err()
+            .expect("the third instance fails");
+        assert!(e.to_string().contains("third instance"), "{e}");
+        assert_eq!(h.built.load(Ordering::Relaxed), 3);
+    };
+    COUNTED.with(|c| c.set(true));
+    for _ in 0..3 {
+        fail();
+    }
+    // what stays after the first failures is the engine's one-time state; each further
+    // failed load must leave nothing (two instances of ~300 KiB each were built and dropped)
+    let before = LIVE.load(Ordering::Relaxed);
+    for _ in 0..10 {
+        fail();
+    }
+    let after = LIVE.load(Ordering::Relaxed);
+    COUNTED.with(|c| c.set(false));
+    assert!(
+        after <= before + 4096,
+        "10 failed loads leaked {} bytes",
+        after as i64 - before as i64
+    );
+}
+
+#[test]
+fn a_queue_verdict_the_host_cannot_apply_is_an_error_of_the_policy() {
+    let h = host();
+    let mut cache = GuestCache::new();
+    let s = PerCpuScript::load(
+        &mut cache,
+        guest_lua::LUA_WASM,
+        "q",
+        b"function process_packet(p) return lp.QUEUE(3) end",
+        Limits::default(),
+        OnError::Drop,
+        1,
+        h,
+        None,
+    )
+    .unwrap();
+    let p = tcp4(80);
+    // SAFETY: single-threaded.
+    let mut o = unsafe {
+        let e = s.bind_on_cpu(0, "process_packet", None).unwrap();
+        s.run_on_cpu(0, e, &SlicePacket::new(&p))
+    };
+    assert_eq!(o.verdict, Verdict::Queue(3));
+    // SAFETY: right after the call, same slot.
+    unsafe { s.refuse_verdict(0, &mut o) };
+    assert_eq!(
+        (o.verdict, o.error),
+        (Verdict::Drop, Some(ErrorKind::Return))
+    );
+    let st = s.stats();
+    assert_eq!(st.verdicts, [0, 1, 0, 0, 0]);
+    assert_eq!(st.errors[5], 1, "counted as kind return");
+}
