@@ -144,6 +144,7 @@ fn kernel_header_matches_the_abi() {
         ("LUAPKT_A_MEM_BYTES", int(attr::MEM_BYTES.into())),
         ("LUAPKT_A_INSTANCES", int(attr::INSTANCES.into())),
         ("LUAPKT_A_PAD", int(attr::PAD.into())),
+        ("LUAPKT_A_LOAD_FUEL", int(attr::LOAD_FUEL.into())),
         ("LUAPKT_A_MAX", int(attr::MAX.into())),
         ("LUAPKT_STAT_UNSPEC", int(stat::UNSPEC.into())),
         ("LUAPKT_STAT_RUN_CNT", int(stat::RUN_CNT.into())),
@@ -167,6 +168,14 @@ fn kernel_header_matches_the_abi() {
         ("LUAPKT_STAT_FUEL_MAX", int(stat::FUEL_MAX.into())),
         ("LUAPKT_STAT_REBUILDS", int(stat::REBUILDS.into())),
         ("LUAPKT_STAT_PAD", int(stat::PAD.into())),
+        (
+            "LUAPKT_STAT_REBUILD_FAILURES",
+            int(stat::REBUILD_FAILURES.into()),
+        ),
+        (
+            "LUAPKT_STAT_RUN_TIME_MAX_NS",
+            int(stat::RUN_TIME_MAX_NS.into()),
+        ),
         ("LUAPKT_STAT_MAX", int(stat::MAX.into())),
         ("LUAPKT_ON_ERROR_BREAK", int(netlink::ON_ERROR_BREAK.into())),
         (

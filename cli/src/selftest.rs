@@ -532,10 +532,15 @@ const NFTA_EXPR_DATA: u16 = 2;
 const FUZZ_PREFIX: &str = "lpfuzz";
 /// A valid script the fuzzer loads, so that rules can bind and SET_LIMITS/GET/UNLOAD find it.
 const BASE: &str = "lpfuzz-base";
+/// A second valid script, the main target of SET_LIMITS: hostile limits on BASE would make
+/// every bind trap and rebuild its instances (a fraction of a second each under TCG), so BASE
+/// gets its limits back after every SET_LIMITS the kernel accepts, and LIM keeps whatever it is
+/// given (a few rules bind to it).
+const LIM: &str = "lpfuzz-lim";
 const TABLE: &str = "lpfuzz";
 /// Where the fuzzed rules go (a regular chain: no packet ever reaches it); flushed now and then.
 const CHAIN: &str = "lpfuzz";
-/// One rule bound to BASE for the whole run: UNLOAD of BASE must keep failing with EBUSY.
+/// One rule bound to BASE and one to LIM for the whole run: UNLOADs must fail with EBUSY.
 const KEEP_CHAIN: &str = "lpfuzz-keep";
 const BASE_SCRIPT: &[u8] = b"function process_packet(pkt) return lp.ACCEPT end\n\
 function f1(pkt, arg) return lp.CONTINUE end\n\
@@ -638,11 +643,11 @@ impl Rng {
     }
 
     fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(n + 8);
-        while out.len() < n {
-            out.extend_from_slice(&self.next().to_le_bytes());
+        let mut out = vec![0; n];
+        for c in out.chunks_mut(8) {
+            let x = self.next().to_le_bytes();
+            c.copy_from_slice(&x[..c.len()]);
         }
-        out.truncate(n);
         out
     }
 }
@@ -702,7 +707,8 @@ impl Tally {
         }
     }
 
-    fn summary(&self, what: &str) -> String {
+    /// `what`: the family; `more`: family-specific counts, after the accepted ones.
+    fn summary(&self, what: &str, more: &str) -> String {
         let refused: u64 = self.refused.values().sum();
         let mut by: Vec<(i32, u64)> = self.refused.iter().map(|(e, n)| (*e, *n)).collect();
         by.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -711,7 +717,7 @@ impl Tally {
             .map(|(e, n)| format!("{} {n}", errno_label(*e)))
             .collect();
         let mut line = format!(
-            "fuzz {what}: {} sent, {refused} refused ({}), {} accepted",
+            "fuzz {what}: {} sent, {refused} refused ({}), {} accepted{more}",
             self.sent,
             by.join(", "),
             self.accepted
@@ -781,6 +787,11 @@ fn nlmsg(message_type: u16, flags: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&0u32.to_ne_bytes());
     out.extend_from_slice(payload);
     out
+}
+
+/// `n` bytes whose values do not matter (a size the kernel must refuse).
+fn filler(n: usize) -> Vec<u8> {
+    vec![0x5a; n]
 }
 
 fn pad4(buf: &mut Vec<u8>) {
@@ -1181,7 +1192,8 @@ fn random_attr(rng: &mut Rng, depth: usize) -> Vec<u8> {
         6 => name_value(rng),
         7 => rng.bytes_in(5, 64),
         8 => rng.bytes_in(64, 1024),
-        9 => rng.bytes_in(4000, 65000),
+        // huge: only its size matters (and random bytes cost time under TCG)
+        9 => filler(rng.range(4000, 65000)),
         10 if depth < 3 => {
             kind |= NLA_F_NESTED;
             let mut v = (0..rng.range(0, 4))
@@ -1265,6 +1277,12 @@ struct Fuzz {
     package: Vec<u8>,
     /// Failures of the socket layer itself, for the report.
     socket_errors: Vec<String>,
+    /// One line per real-package case, for the report.
+    events: Vec<String>,
+    /// SET_LIMITS with BASE's limits as loaded (restores them).
+    base_limits: Option<Vec<u8>>,
+    /// The kernel accepted a SET_LIMITS since BASE's limits were last restored.
+    limits_touched: bool,
     broken: Option<String>,
 }
 
@@ -1382,6 +1400,9 @@ impl Fuzz {
             (Some(_), None) => Got::Unanswered,
         };
         self.lp.record(outcome);
+        if outcome == Got::Accepted && datagram.get(NLMSG_HDRLEN) == Some(&cmd::SET_LIMITS) {
+            self.limits_touched = true;
+        }
         if self.trace {
             println!(
                 "trace {} luapkt {} -> {outcome} ({} us)",
@@ -1590,14 +1611,18 @@ impl Fuzz {
             },
         };
         let len = match self.rng.weighted(&[70, 10, 6, 2, 12]) {
-            0 => self.rng.range(1, left.clamp(1, 2048) as usize) as u32,
+            0 => self.rng.range(1, left.clamp(1, 512) as usize) as u32,
             // one past the announced size (a chunk holds at most CHUNK_MAX, the policy's limit)
             1 => left.saturating_add(1).min(CHUNK_MAX + 1),
             2 => 0,
             3 => CHUNK_MAX + 1,
             _ => self.rng.range(0, 512) as u32,
         };
-        let data = self.rng.bytes(len as usize);
+        let data = if len > 512 {
+            filler(len as usize)
+        } else {
+            self.rng.bytes(len as usize)
+        };
         let mut parts = Vec::new();
         let mut clean = true;
         if self.rng.chance(95) {
@@ -1671,14 +1696,16 @@ impl Fuzz {
     /// UNLOAD, GET (sometimes a dump) or SET_LIMITS of a name.
     fn gen_named(&mut self, command: u8) -> GenReq {
         let mut parts = Vec::new();
-        let base_share = if command == cmd::SET_LIMITS { 60 } else { 35 };
+        let weights: &[usize] = if command == cmd::SET_LIMITS {
+            &[5, 55, 40]
+        } else {
+            &[20, 15, 65]
+        };
         if self.rng.chance(92) {
-            let name = if self.rng.chance(base_share) {
-                let mut v = BASE.as_bytes().to_vec();
-                v.push(0);
-                v
-            } else {
-                name_value(&mut self.rng)
+            let name = match self.rng.weighted(weights) {
+                0 => format!("{BASE}\0").into_bytes(),
+                1 => format!("{LIM}\0").into_bytes(),
+                _ => name_value(&mut self.rng),
             };
             parts.push(nla(attr::NAME, &name));
         }
@@ -1885,6 +1912,15 @@ impl Fuzz {
         }
     }
 
+    /// BASE's limits back as they were at the start (they may have been changed).
+    fn restore_base(&mut self) {
+        self.limits_touched = false;
+        if let Some(attrs) = self.base_limits.clone() {
+            self.send_gen(GenReq::new(cmd::SET_LIMITS, attrs, Effect::None));
+            self.limits_touched = false;
+        }
+    }
+
     /// One fuzzed luapkt request (or a short sequence).
     fn one_gen(&mut self) {
         match self.rng.weighted(&[14, 45, 26, 5, 3]) {
@@ -1981,24 +2017,22 @@ impl Fuzz {
     /// to it; the real package with its script mutated (the compiled guest is reused); the real
     /// package with its module mutated (compiled from scratch).
     fn real_package_event(&mut self, kind: usize, n: usize) {
-        match kind {
+        let t = Instant::now();
+        let (what, name, result) = match kind {
             0 => {
                 let package = self.package.clone();
-                self.upload_package(BASE, &package, true);
+                let r = self.upload_package(BASE, &package, true);
+                ("replace (rules bound)", BASE.to_string(), r)
             }
             1 => {
                 let name = format!("{FUZZ_PREFIX}-mut{n}");
                 let mut script = BASE_SCRIPT.to_vec();
                 mutate(&mut self.rng, &mut script);
-                if let Ok(p) = runtime::package::build(guest_lua::LUA_WASM, &name, &script) {
-                    if self.upload_package(&name, &p, false) == Some(0) {
-                        self.send_gen(GenReq::new(
-                            cmd::UNLOAD,
-                            nla_str(attr::NAME, &name),
-                            Effect::None,
-                        ));
-                    }
-                }
+                let r = match runtime::package::build(guest_lua::LUA_WASM, &name, &script) {
+                    Ok(p) => self.upload_package(&name, &p, false),
+                    Err(_) => None,
+                };
+                ("mutated script", name, r)
             }
             _ => {
                 let name = format!("{FUZZ_PREFIX}-modmut{n}");
@@ -2007,17 +2041,29 @@ impl Fuzz {
                     let i = self.rng.range(8, module.len() - 1);
                     module[i] ^= 1 << self.rng.below(8);
                 }
-                if let Ok(p) = runtime::package::build(&module, &name, BASE_SCRIPT) {
-                    if self.upload_package(&name, &p, false) == Some(0) {
-                        self.send_gen(GenReq::new(
-                            cmd::UNLOAD,
-                            nla_str(attr::NAME, &name),
-                            Effect::None,
-                        ));
-                    }
-                }
+                let r = match runtime::package::build(&module, &name, BASE_SCRIPT) {
+                    Ok(p) => self.upload_package(&name, &p, false),
+                    Err(_) => None,
+                };
+                ("mutated guest module", name, r)
             }
+        };
+        if kind != 0 && result == Some(0) {
+            self.send_gen(GenReq::new(
+                cmd::UNLOAD,
+                nla_str(attr::NAME, &name),
+                Effect::None,
+            ));
         }
+        let result = match result {
+            Some(0) => "loaded".to_string(),
+            Some(e) => errno_label(e),
+            None => "not uploaded".to_string(),
+        };
+        self.events.push(format!(
+            "fuzz package: {what} {name}: {result} ({:.1} s)",
+            t.elapsed().as_secs_f64()
+        ));
     }
 
     // ---- nf_tables --------------------------------------------------------------------------
@@ -2086,6 +2132,7 @@ impl Fuzz {
     fn nft_setup(&mut self) -> bool {
         let create = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE;
         let keep = nla_str(lua_attr::SCRIPT, BASE);
+        let keep_lim = nla_str(lua_attr::SCRIPT, LIM);
         let msgs = vec![
             (NFT_MSG_NEWTABLE, create, nla_str(NFTA_TABLE_NAME, TABLE)),
             (
@@ -2110,6 +2157,11 @@ impl Fuzz {
                 NFT_MSG_NEWRULE,
                 create | NLM_F_APPEND,
                 Self::rule_attrs(KEEP_CHAIN, &keep),
+            ),
+            (
+                NFT_MSG_NEWRULE,
+                create | NLM_F_APPEND,
+                Self::rule_attrs(KEEP_CHAIN, &keep_lim),
             ),
         ];
         match self.nft_batch(&msgs) {
@@ -2150,8 +2202,10 @@ impl Fuzz {
             v.resize(rng.range(lo, hi), b'f');
             v
         };
-        let script: Option<Vec<u8>> = match rng.weighted(&[45, 8, 8, 4, 5, 5, 5, 5, 4, 4, 4, 3]) {
+        let script: Option<Vec<u8>> = match rng.weighted(&[45, 8, 8, 4, 5, 5, 5, 5, 4, 4, 4, 3, 1])
+        {
             0 => Some(format!("{BASE}\0").into_bytes()),
+            12 => Some(format!("{LIM}\0").into_bytes()),
             1 => None,
             2 => Some(format!("{FUZZ_PREFIX}-nope\0").into_bytes()),
             3 => Some(b"\0".to_vec()),
@@ -2172,7 +2226,8 @@ impl Fuzz {
             parts.push(nla(lua_attr::SCRIPT, &s));
         }
         if rng.chance(60) {
-            let func: Vec<u8> = match rng.weighted(&[20, 12, 12, 4, 4, 6, 6, 6, 5, 5, 5, 5]) {
+            // (a function the script lacks is looked up in it all the same: a call each time)
+            let func: Vec<u8> = match rng.weighted(&[24, 14, 14, 2, 2, 3, 6, 6, 5, 5, 3, 5]) {
                 0 => b"process_packet\0".to_vec(),
                 1 => b"f1\0".to_vec(),
                 2 => b"f2\0".to_vec(),
@@ -2191,25 +2246,22 @@ impl Fuzz {
             parts.push(nla(lua_attr::FUNC, &func));
         }
         if rng.chance(50) {
+            // Every new (function, argument) pair is bound by a call into the script and kept
+            // for the script's lifetime. Binds run on a small fixed fuel budget, and past a few
+            // dozen pairs the Lua heap's collector step no longer fits in it: every new pair
+            // then traps, poisons the instance and costs a rebuild (a fraction of a second
+            // under TCG; see the report of the first VM runs). So the arguments the kernel
+            // accepts come from a small set and rarely something new and short; the lengths
+            // around ARG_MAX are all there.
             let max = abi::netlink::ARG_MAX;
-            let len = match rng.weighted(&[10, 30, 25, 8, 8, 10, 5]) {
-                0 => 0,
-                1 => rng.range(1, 16),
-                2 => rng.range(17, max - 1),
-                3 => max,
-                4 => max + 1,
-                5 => rng.range(max + 2, 4000),
-                _ => 4,
-            };
-            // Every new (function, argument) pair is bound by a call into the script, the
-            // slow part of a rule (milliseconds under TCG), and the script keeps at most
-            // ENTRIES_MAX pairs: mostly contents from a few seeds, so pairs repeat.
-            let arg = if len == 4 && rng.chance(50) {
-                b"drop".to_vec()
-            } else if rng.chance(85) {
-                Rng::new(rng.below(4) as u64).bytes(len)
-            } else {
-                rng.bytes(len)
+            let arg = match rng.weighted(&[700, 1, 100, 150]) {
+                0 => match rng.pick(&[0, 1, 4, 16, max]) {
+                    4 => b"drop".to_vec(),
+                    len => Rng::new(len as u64).bytes(len),
+                },
+                1 => rng.bytes_in(1, 16),
+                2 => filler(max + 1),
+                _ => filler(rng.range(max + 2, 4000)),
             };
             parts.push(nla(lua_attr::ARG, &arg));
         }
@@ -2252,13 +2304,12 @@ impl Fuzz {
     /// One batch adding a rule with a fuzzed `lua` expression to the lpfuzz chain.
     /// One batch of rules with fuzzed `lua` expressions for the lpfuzz chain. nf_tables
     /// processes every message of a batch and answers each, then commits the batch only if all
-    /// of them passed: otherwise it aborts, which waits for an RCU grace period (milliseconds)
-    /// whatever the batch's size. So most batches carry many rules, and an aborted batch's
-    /// accepted expressions are destroyed again (the abort path); a few carry one.
+    /// of them passed: otherwise it aborts, which waits for an RCU grace period (milliseconds,
+    /// tens under TCG) whatever the batch's size. So most batches carry many rules, and an
+    /// aborted batch's accepted expressions are destroyed again (the abort path); a few carry
+    /// one, and sometimes all pass and commit.
     fn one_nft(&mut self, left: u64) {
-        let k = self
-            .rng
-            .pick(&[64, 64, 64, 64, 64, 64, 64, 16, 16, 4, 4, 1]);
+        let k = self.rng.pick(&[512, 512, 512, 512, 512, 256, 64, 16, 4, 1]);
         let k = k.min(left.max(1) as usize);
         let mut msgs: Vec<(u8, u16, Vec<u8>)> = Vec::with_capacity(k);
         let mut bytes = 0;
@@ -2388,6 +2439,9 @@ pub fn fuzz_netlink(count: u64, seed: u64, nft_share: u64, trace: bool) -> Resul
         nf_committed: 0,
         package,
         socket_errors: Vec::new(),
+        events: Vec::new(),
+        base_limits: None,
+        limits_touched: false,
         broken: None,
     };
 
@@ -2407,6 +2461,28 @@ pub fn fuzz_netlink(count: u64, seed: u64, nft_share: u64, trace: bool) -> Resul
             "fuzz luapkt: loading {BASE} failed ({}): rules will not bind",
             other.map_or("no answer".into(), errno_label)
         ),
+    }
+    let lim = runtime::package::build(guest_lua::LUA_WASM, LIM, BASE_SCRIPT)
+        .context("packing the fuzzer's second script")?;
+    if let Some(e) = f.upload_package(LIM, &lim, true).filter(|e| *e != 0) {
+        println!("fuzz luapkt: loading {LIM} failed ({})", errno_label(e));
+    }
+    if let Ok(s) = Luapkt::open().and_then(|mut lp| lp.get(BASE)) {
+        let l = s.limits;
+        let mut attrs = [
+            nla_str(attr::NAME, BASE),
+            nla(attr::FUEL, &l.fuel.to_ne_bytes()),
+            nla_u32(attr::INSTRUCTIONS, l.instructions),
+            nla(attr::MEMORY, &l.memory.to_ne_bytes()),
+            nla_u32(attr::RECURSION, l.recursion),
+            nla_u32(attr::PCALL_DEPTH, l.pcall_depth),
+            nla(attr::ON_ERROR, &[s.on_error.number()]),
+        ]
+        .concat();
+        if l.load_fuel != 0 {
+            attrs.extend(nla(attr::LOAD_FUEL, &l.load_fuel.to_ne_bytes()));
+        }
+        f.base_limits = Some(attrs);
     }
     if !f.nft_setup() {
         f.nft = None;
@@ -2430,6 +2506,9 @@ pub fn fuzz_netlink(count: u64, seed: u64, nft_share: u64, trace: bool) -> Resul
             f.real_package_event(kind, n);
             next_event += 1;
         }
+        if f.limits_touched {
+            f.restore_base();
+        }
         // nft_share percent of the requests are rules
         if f.nft.is_some() && f.nf.sent * 100 < nft_share.min(100) * f.total().max(1) {
             f.one_nft(count - f.total());
@@ -2438,6 +2517,29 @@ pub fn fuzz_netlink(count: u64, seed: u64, nft_share: u64, trace: bool) -> Resul
         }
     }
     let elapsed = t0.elapsed();
+    // What the storm left the two scripts with (limits, instances rebuilt).
+    let script_lines: Vec<String> = [BASE, LIM]
+        .iter()
+        .map(
+            |name| match Luapkt::open().and_then(|mut lp| lp.get(name)) {
+                Ok(s) => format!(
+                    "fuzz {name}: refs {}, limits fuel {} instructions {} memory {} recursion {} \
+                 pcall_depth {} load_fuel {}, on-error {}, rebuilds {} (failed {})",
+                    s.refs,
+                    s.limits.fuel,
+                    s.limits.instructions,
+                    s.limits.memory,
+                    s.limits.recursion,
+                    s.limits.pcall_depth,
+                    s.limits.load_fuel,
+                    s.on_error,
+                    s.stats.rebuilds,
+                    s.stats.rebuild_failures,
+                ),
+                Err(e) => format!("fuzz {name}: {e}"),
+            },
+        )
+        .collect();
 
     // Clean up: the table (its rules release BASE), the uploads (with the socket), the scripts.
     let table = match f.nft_delete_table() {
@@ -2445,16 +2547,19 @@ pub fn fuzz_netlink(count: u64, seed: u64, nft_share: u64, trace: bool) -> Resul
         Some(e) => format!("table lpfuzz not deleted ({})", errno_label(e)),
         None => "table lpfuzz: nf_tables socket unusable".to_string(),
     };
-    let lp_line = f.lp.summary("luapkt");
-    let nf_line = format!(
-        "{} ({} in batches that committed)",
-        f.nf.summary("nf_tables lua"),
-        f.nf_committed
+    let lp_line = f.lp.summary(
+        "luapkt",
+        &format!(" ({} garbage-package commits)", f.garbage_commits),
+    );
+    let nf_line = f.nf.summary(
+        "nf_tables lua",
+        &format!(" ({} in batches that committed)", f.nf_committed),
     );
     let sent = f.total();
-    let (reopens, socket_errors, broken) = (
+    let (reopens, socket_errors, events, broken) = (
         f.gen.reopens + f.nft.as_ref().map_or(0, |c| c.reopens),
         std::mem::take(&mut f.socket_errors),
+        std::mem::take(&mut f.events),
         f.broken.take(),
     );
     drop(f);
@@ -2468,6 +2573,12 @@ pub fn fuzz_netlink(count: u64, seed: u64, nft_share: u64, trace: bool) -> Resul
 
     println!("{lp_line}");
     println!("{nf_line}");
+    for l in &script_lines {
+        println!("{l}");
+    }
+    for e in &events {
+        println!("{e}");
+    }
     let mut cleanup = format!("fuzz cleanup: {table}");
     if !unloaded.is_empty() {
         cleanup += &format!(", unloaded {}", unloaded.join(" "));

@@ -339,6 +339,9 @@ EXPORT("lp_load") int lp_load(const char *src, int len, const char *name, int nl
     return err;
   }
   lua_settop(L, 0);
+  /* the load's garbage is collected now, on the load budget: otherwise the first packets pay
+   * for it in GC steps, on the per-call fuel */
+  lua_gc(L, LUA_GCCOLLECT);
   return 0;
 }
 

@@ -167,9 +167,9 @@ static int classify(struct lp_native *N, int status) {
   switch (status) {
     case LUA_ERRMEM:
       set_error(N, "not enough memory", 17);
-      /* no full collection here: it could cost more than the fuel an error's recovery has;
-       * Lua's allocator collects (emergency GC) before it fails again */
+      /* no fuel here (the guest leaves this to Lua's emergency collection) */
       lua_settop(L, 0);
+      lua_gc(L, LUA_GCCOLLECT);
       return LP_ERR_MEMORY;
     case LUA_ERRSYNTAX:
       msg = lua_tolstring(L, -1, &n);
@@ -307,6 +307,7 @@ int lp_native_load(struct lp_native *N, const char *src, size_t len, const char 
     if (status != LUA_OK) err = classify(N, status);
   }
   lua_settop(L, 0);
+  if (!err) lua_gc(L, LUA_GCCOLLECT); /* as the guest: the load's garbage goes with the load */
   return err;
 }
 

@@ -222,7 +222,7 @@ pub struct Message {
 }
 
 impl Message {
-    const CAP: usize = 64;
+    const CAP: usize = 48;
 
     fn new(s: &str) -> Message {
         let mut len = s.len().min(Self::CAP);
@@ -468,9 +468,8 @@ pub fn check(module: &[u8]) -> Result<ModuleCounts, PrecheckError> {
                     }
                 }
             }
-            Payload::DataCountSection { count, .. } => {
-                max(Item::DataSegments, &mut c.data_segments, count.into(), None)?;
-            }
+            // the data section's count is what is summed: this one repeats it
+            Payload::DataCountSection { count, .. } => cap(Item::DataSegments, count.into(), None)?,
             Payload::DataSection(r) => {
                 add(Item::DataSegments, &mut c.data_segments, r.count().into())?;
                 for d in r {

@@ -448,6 +448,19 @@ fn builtin_guest_passes_with_margin() {
     assert_eq!(c.module_bytes, guest_lua::LUA_WASM.len() as u64);
     assert!(c.functions > 100 && c.code_bytes > 100_000, "{c:?}");
 
+    // a data count section repeats the data section's count: not counted twice
+    let mut m = Module::new();
+    m.section(&DataCountSection {
+        count: caps::MAX_DATA_SEGMENTS as u32,
+    });
+    let mut d = DataSection::new();
+    for _ in 0..caps::MAX_DATA_SEGMENTS {
+        d.passive([1, 2, 3]);
+    }
+    m.section(&d);
+    let c = check(&m.finish()).unwrap();
+    assert_eq!(c.data_segments, caps::MAX_DATA_SEGMENTS);
+
     // a custom section appended (what a foreign package's guest looks like) still passes
     let mut foreign = guest_lua::LUA_WASM.to_vec();
     foreign.extend_from_slice(&[0, 2, 1, b'x']);

@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 use runtime::packet::apply_context;
-use runtime::{Conntrack, Meta, OwnedPacket, Script, Verdict};
+use runtime::{Conntrack, Limits, Meta, OwnedPacket, Script, Verdict};
 
 /// RFC 1071 sum over `data`, starting from `acc`.
 fn sum(data: &[u8], mut acc: u32) -> u32 {
@@ -123,9 +123,14 @@ fn run_on(body: &str, p: Vec<u8>, meta: Meta) -> (Vec<u8>, OwnedPacket, Script) 
     let src = format!("{PRELUDE}\nfunction process_packet(pkt)\n{body}\nreturn lp.ACCEPT\nend");
     let mut s = load(&src);
     let pkt = OwnedPacket::new(p, meta);
-    let o = s.run(0, 0, &pkt);
-    assert_eq!(o.error, None, "{}", s.message(0));
-    assert_eq!(o.verdict, Verdict::Accept);
+    // test bodies check many fields in one call: more fuel than a script may have
+    let limits = Limits {
+        fuel: TEST_FUEL,
+        ..*s.limits()
+    };
+    let inst = s.instance(0);
+    let (r, _) = inst.run(0, &pkt, &limits);
+    assert_eq!(r, Ok(Verdict::Accept), "{}", inst.message());
     let bytes = pkt.data.borrow().clone();
     (bytes, pkt, s)
 }

@@ -54,6 +54,7 @@ fn expected_script(name: &str) -> ScriptInfo {
             memory: 1 << 20,
             recursion: 1024,
             pcall_depth: 8,
+            load_fuel: 0,
         },
         on_error: OnError::Drop,
         stats: Stats {
