@@ -20,8 +20,12 @@ echo "== nft_lua.ko for Debian 6.1 and 6.12"
 ./scripts/build-kmod.sh 6.12
 echo "== VM suite: the module, lpctl and real traffic in qemu"
 cargo build -q -p lpctl
+# hostile packages for 60-hostile.sh (crafted counts, a foreign guest, a spinning guest,
+# random wasm-smith modules)
+rm -rf target/vm/data
+cargo run -q -p luapkt-tests --bin hostile-packages -- target/vm/data >/dev/null
 for ko in target/kmod/*/nft_lua.ko; do
-  ./tests/vm/run.sh --module "$ko" --lpctl target/debug/lpctl
+  ./tests/vm/run.sh --module "$ko" --lpctl target/debug/lpctl --data target/vm/data
 done
 echo "== the README demo's VM part"
 ./tests/vm/run.sh --module "$(ls target/kmod/6.1.*/nft_lua.ko | head -n 1)" --lpctl target/debug/lpctl --scenarios tests/vm/demo

@@ -80,7 +80,7 @@ enum SelftestCmd {
 
 #[derive(Args, Clone)]
 struct LimitOpts {
-    /// Wasm fuel per packet
+    /// Wasm fuel per packet (`max`: the ceiling, see docs/security.md)
     #[arg(long)]
     fuel: Option<String>,
     /// Lua instructions per packet (0: no budget)
@@ -196,7 +196,7 @@ pub struct ScriptArgs {
     /// String passed to the entry function as its second argument
     #[arg(long)]
     arg: Option<String>,
-    /// Wasm fuel per packet
+    /// Wasm fuel per packet (`max`: the ceiling, see docs/security.md)
     #[arg(long)]
     fuel: Option<String>,
     /// Lua instructions per packet (0: no budget)

@@ -107,6 +107,12 @@ impl MetaOptions {
 /// A whole number from an option; `scaled` accepts K, M, G suffixes (powers of 1024).
 pub fn parse_number(flag: &str, s: &str, scaled: bool) -> Result<u64> {
     let t = s.trim().replace('_', "");
+    // `max`: the largest value the limit accepts
+    if t == "max" {
+        if let Some(m) = limit_max(flag) {
+            return Ok(m);
+        }
+    }
     let (digits, mult) = match t.chars().last() {
         Some(c) if scaled && "kKmMgG".contains(c) => {
             let m = match c.to_ascii_uppercase() {
@@ -123,6 +129,20 @@ pub fn parse_number(flag: &str, s: &str, scaled: bool) -> Result<u64> {
         .with_context(|| format!("--{flag} {s}: not a whole number"))?;
     n.checked_mul(mult)
         .with_context(|| format!("--{flag} {s}: too large"))
+}
+
+/// The largest accepted value of a limit given as `--FLAG max`.
+fn limit_max(flag: &str) -> Option<u64> {
+    use abi::limits::*;
+    Some(match flag {
+        "fuel" => MAX_FUEL,
+        "instructions" => MAX_INSTRUCTIONS.into(),
+        "memory" => MAX_MEMORY,
+        "recursion" => MAX_RECURSION.into(),
+        "pcall-depth" => MAX_PCALL_DEPTH.into(),
+        "load-fuel" => MAX_LOAD_FUEL,
+        _ => return None,
+    })
 }
 
 impl Options {

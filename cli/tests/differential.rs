@@ -85,8 +85,8 @@ fn pkt(name: &'static str, data: Vec<u8>) -> Pkt {
 }
 
 fn packets() -> Vec<Pkt> {
-    let mut big = vec![b'.'; 2900];
-    big[2800..2806].copy_from_slice(b"NEEDLE");
+    let mut big = vec![b'.'; 2300];
+    big[2200..2206].copy_from_slice(b"NEEDLE");
     // IPv6 fragment header: UDP, offset 100 (x8), more fragments
     let mut frag6 = vec![17, 0, 0, (100 << 3 | 1) as u8, 0, 0, 0, 42];
     frag6[2] = ((100u16 << 3) >> 8) as u8;
@@ -277,7 +277,7 @@ function process_packet(pkt)
     if i then add("icmp", i.type, i.code, i.id, i.sequence) end
   else
     add(pkt:u8(0), pkt:u16(2), hex(pkt:bytes(0, math.min(8, pkt.len))))
-    if pkt.len > 2100 then add(hex(pkt:bytes(2826, 12)), pkt:u32(2890)) end
+    if pkt.len > 2100 then add(hex(pkt:bytes(2226, 12)), pkt:u32(2290)) end
   end
   error(table.concat(p, " "), 0)
 end"#,

@@ -43,10 +43,8 @@ fn config(src: &str, arg: Option<&str>) -> Config {
         function: "process_packet".into(),
         arg: arg.map(|a| a.as_bytes().to_vec()),
         // the test scripts do more per call than packet scripts: the most fuel a call may have
-        // (and twice the default instruction budget: the C-stack case recurses deeply)
         limits: Limits {
             fuel: abi::limits::MAX_FUEL,
-            instructions: 2 * abi::limits::DEFAULT_INSTRUCTIONS,
             ..Limits::default()
         },
         on_error: OnError::Break,

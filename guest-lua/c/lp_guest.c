@@ -345,22 +345,30 @@ EXPORT("lp_load") int lp_load(const char *src, int len, const char *name, int nl
   return 0;
 }
 
+/* Binding an entry runs on a small fixed fuel (abi::limits::BIND_FUEL), maybe on the packet
+ * path: its few allocations must not run a GC step, whose cost grows with the heap (the next
+ * call pays the debt). */
 EXPORT("lp_ref_global") int lp_ref_global(const char *name, int nlen) {
   lua_State *L = LS;
+  int r = LP_ERR_NO_FUNCTION;
   lua_settop(L, 0);
+  lua_gc(L, LUA_GCSTOP);
   lua_pushglobaltable(L);
   lua_pushlstring(L, name, (size_t)nlen);
-  if (lua_rawget(L, -2) != LUA_TFUNCTION) {
-    lua_settop(L, 0);
-    return LP_ERR_NO_FUNCTION;
-  }
-  return luaL_ref(L, LUA_REGISTRYINDEX);
+  if (lua_rawget(L, -2) == LUA_TFUNCTION) r = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_gc(L, LUA_GCRESTART);
+  lua_settop(L, 0);
+  return r;
 }
 
 EXPORT("lp_ref_string") int lp_ref_string(const char *s, int len) {
   lua_State *L = LS;
+  int r;
+  lua_gc(L, LUA_GCSTOP);
   lua_pushlstring(L, s, (size_t)len);
-  return luaL_ref(L, LUA_REGISTRYINDEX);
+  r = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_gc(L, LUA_GCRESTART);
+  return r;
 }
 
 static void budget_hook(lua_State *L, lua_Debug *ar) {

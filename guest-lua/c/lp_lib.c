@@ -1503,7 +1503,7 @@ static int guarded_wrap(lua_State *L) {
 }
 
 #define LP_GC_PAUSE 120
-#define LP_GC_STEPMUL 300
+#define LP_GC_STEPMUL 200
 
 int lp_open_sandbox(lua_State *L, lua_CFunction guarded) {
   static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},        {LUA_COLIBNAME, luaopen_coroutine},
@@ -1512,7 +1512,7 @@ int lp_open_sandbox(lua_State *L, lua_CFunction guarded) {
                                   {NULL, NULL}};
   const luaL_Reg *lib;
   /* A new GC cycle starts when the heap reaches 1.2x what the last one kept (Lua's default:
-   * 2x), and each step does 3x the work (default 1x): the heap then rarely reaches the memory
+   * 2x), and each step does 2x the work (default 1x): the heap then rarely reaches the memory
    * limit, where Lua's emergency full collection
    * would cost one call far more than its fuel (a call can have at most
    * abi::limits::MAX_FUEL; a full collection of a 1 MiB heap costs ~200,000). */

@@ -483,8 +483,8 @@ impl Instance {
             Outcome::Trap(k) => return Err(LoadError::Init(k, String::new())),
         }
         let left = me.store.get_fuel().unwrap_or(0);
-        let src = me.put_bytes(source, SETUP_FUEL)?;
-        let nm = me.put_bytes(name.as_bytes(), SETUP_FUEL)?;
+        let src = me.put_bytes(source, Some(SETUP_FUEL))?;
+        let nm = me.put_bytes(name.as_bytes(), Some(SETUP_FUEL))?;
         let _ = me.store.set_fuel(left);
         let (slen, nlen) = (source.len() as i32, name.len() as i32);
         let load_func = *load.func();
@@ -500,8 +500,8 @@ impl Instance {
         });
         me.check_budget(limits)?;
         me.store.data_mut().slices = None;
-        me.free_bytes(src, SETUP_FUEL);
-        me.free_bytes(nm, SETUP_FUEL);
+        me.free_bytes(src, Some(SETUP_FUEL));
+        me.free_bytes(nm, Some(SETUP_FUEL));
         match r {
             Outcome::Status(0) => Ok(me),
             Outcome::Status(g::ERR_SYNTAX) => Err(LoadError::Syntax(me.calls.message.clone())),
@@ -520,9 +520,12 @@ impl Instance {
     }
 
     /// Copies bytes into guest memory (guest heap), returning their address.
-    fn put_bytes(&mut self, bytes: &[u8], fuel: u64) -> Result<i32, LoadError> {
+    /// `fuel`: a fresh budget for this step, or `None` to go on with the store's.
+    fn put_bytes(&mut self, bytes: &[u8], fuel: Option<u64>) -> Result<i32, LoadError> {
         let len = i32::try_from(bytes.len()).map_err(|_| LoadError::Guest("input too large"))?;
-        let _ = self.store.set_fuel(fuel);
+        if let Some(f) = fuel {
+            let _ = self.store.set_fuel(f);
+        }
         let ptr = self
             .alloc
             .call(&mut self.store, len)
@@ -542,8 +545,10 @@ impl Instance {
         Ok(ptr)
     }
 
-    fn free_bytes(&mut self, ptr: i32, fuel: u64) {
-        let _ = self.store.set_fuel(fuel);
+    fn free_bytes(&mut self, ptr: i32, fuel: Option<u64>) {
+        if let Some(f) = fuel {
+            let _ = self.store.set_fuel(f);
+        }
         if let Err(e) = self.free.call(&mut self.store, ptr) {
             let _ = self.trapped(e);
         }
@@ -569,32 +574,36 @@ impl Instance {
     }
 
     /// Makes `func` (a global function) callable with `arg`; returns the entry's index.
-    /// Runs on [`BIND_FUEL`] in all (the packet path may bind); a trap poisons the instance.
+    /// All of it runs on one budget of [`BIND_FUEL`] (the packet path may bind: it is part of
+    /// the per-call ceiling); a trap poisons the instance.
     pub fn bind(&mut self, func: &str, arg: Option<&[u8]>) -> Result<usize, LoadError> {
-        let name = self.put_bytes(func.as_bytes(), BIND_FUEL)?;
-        let _ = self.store.set_fuel(BIND_FUEL);
+        let name = self.put_bytes(func.as_bytes(), Some(BIND_FUEL))?;
         let fref = self
             .ref_global
             .call(&mut self.store, (name, func.len() as i32));
         let fref = fref.map_err(|e| self.trapped(e));
-        self.free_bytes(name, BIND_FUEL);
+        self.free_bytes(name, None);
         let fref = fref?;
         if fref < 0 {
             return Err(LoadError::NoFunction(String::from(func)));
         }
         let aref = match arg {
             Some(a) => {
-                let p = self.put_bytes(a, BIND_FUEL)?;
-                let _ = self.store.set_fuel(BIND_FUEL);
+                let p = self.put_bytes(a, None)?;
                 let r = self.ref_string.call(&mut self.store, (p, a.len() as i32));
                 let r = r.map_err(|e| self.trapped(e));
-                self.free_bytes(p, BIND_FUEL);
+                self.free_bytes(p, None);
                 r?
             }
             None => 0,
         };
         self.entries.push((fref, aref));
         Ok(self.entries.len() - 1)
+    }
+
+    /// Fuel the last bind left (tests measure what a bind costs).
+    pub fn fuel_left(&self) -> u64 {
+        self.store.get_fuel().unwrap_or(0)
     }
 
     /// Runs entry `entry` on `pkt`. Returns the verdict or the error kind, and the fuel used.

@@ -108,7 +108,7 @@ mod tests {
             FamilyInfo {
                 id: 0x1d,
                 version: 1,
-                max_attr: 18
+                max_attr: u32::from(abi::netlink::attr::MAX)
             }
         );
         assert_eq!(

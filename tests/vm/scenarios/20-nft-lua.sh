@@ -112,8 +112,8 @@ check_eq "lua: stats: fuel errors 1" 1 "$(stat_of verdicts fuel)"
 check "lua: the trapped instance is rebuilt" wait_until 100 sh -c '[ "$(lpctl script show verdicts | sed -n "s/.*rebuilds \([0-9][0-9]*\).*/\1/p")" -ge 1 ]'
 check_eq "lua: after the rebuild ACCEPT still works: 5 of 5 to :5011" 5 "$(udp_transfer 5 5011)"
 
-check "lua: set limits live (fuel 250000, on-error accept)" \
-  lpctl script limits verdicts --fuel 250000 --on-error accept
+check "lua: set limits live (fuel max, on-error accept)" \
+  lpctl script limits verdicts --fuel max --on-error accept
 check_eq "lua: error with on-error accept: 5 of 5 to :5014" 5 "$(udp_transfer 5 5014)"
 
 # replacement: same name, new code; the rule keeps working and now sees the new verdict

@@ -24,7 +24,10 @@ refused() { # NAME FILE ERRNO NEEDLE [LOAD OPTIONS]: refused with ERRNO, a messa
   if lpctl script load "$_f" --name "$_n" "$@" >/tmp/out 2>/tmp/err; then
     echo "loaded!"; lpctl script unload "$_n"; return 1
   fi
-  grep -q "os error $_e)" /tmp/err && grep -q "$_w" /tmp/err || { cat /tmp/err; return 1; }
+  # 6.1's extack messages are fixed strings: the formatted one is then in the kernel log
+  grep -q "os error $_e)" /tmp/err &&
+    { grep -q "$_w" /tmp/err || dmesg | tail -n 5 | grep -q "$_w"; } ||
+    { cat /tmp/err; dmesg | tail -n 3; return 1; }
 }
 peer_udp() { in_peer sh -c ". /vm/lib.sh; udp_send $1 $VM_HOST_IP $2"; }
 
@@ -43,7 +46,7 @@ for f in $D/smith*.lpk; do
     lpctl script unload smith; bad=$((bad + 1))
   fi
 done
-check_ge "hostile: random wasm-smith packages tried" "$n" 100
+check_ge "hostile: random wasm-smith packages tried" 100 "$n"
 check_eq "hostile: random packages all refused" 0 "$bad"
 
 # a guest that is not the built-in one: root (CAP_SYS_ADMIN) may, nobody else
@@ -103,7 +106,7 @@ function process_packet(p)
 end
 LUA
 check "hostile: loop script at the largest limits (fuel max, no instruction budget, on-error accept)" \
-  lpctl script load /tmp/loop.lua --name loop --instructions 0 --fuel 250000 --on-error accept
+  lpctl script load /tmp/loop.lua --name loop --instructions 0 --fuel max --on-error accept
 nft -f - <<'NFT'
 table inet hostile {
   chain input {
@@ -118,15 +121,12 @@ table netdev hostile {
 NFT
 check "hostile: rule with the looping script" \
   lpctl rule add inet hostile input iifname v0 udp dport 6001-6003 lua script loop
-nft add rule inet hostile input iifname v0 udp dport 6001 counter comment passed
 t0=$(uptime_ms)
-peer_udp 200 6001
-wait_until 20 sh -c "[ \"\$(nft_rule_packets inet hostile input passed)\" -ge 200 ]"
-note "measure: 200 packets each burning 250000 fuel took $(( $(uptime_ms) - t0 )) ms (TCG)"
-check_eq "hostile: every looping packet resolved by the policy (accept) and passed" 200 \
-  "$(nft_rule_packets inet hostile input passed)"
-check_ge "hostile: counted as fuel errors" "$(stat_of loop err_fuel)" 200
-note "measure: longest call $(stat_of loop run_time_max_ns) ns at 250000 fuel under TCG"
+check_eq "hostile: 50 looping packets resolved by the policy (accept) all arrive" 50 \
+  "$(udp_transfer 50 6001)"
+note "measure: 50 packets each burning the most fuel a call may have took $(( $(uptime_ms) - t0 )) ms (TCG)"
+check_ge "hostile: counted as fuel errors" 50 "$(stat_of loop err_fuel)"
+note "measure: longest call $(stat_of loop run_time_max_ns) ns at the most fuel under TCG"
 peer_udp 1 6002
 peer_udp 1 6003
 wait_until 10 sh -c "[ \"\$(lpctl -j script show loop | sed -n 's/.*\"err_lua\":\([0-9]*\).*/\1/p')\" -ge 1 ]"
@@ -139,7 +139,7 @@ check "hostile: lua rule at netdev ingress" \
 peer_udp 3 6004
 wait_until 10 sh -c "[ \"\$(lpctl -j script show loop | sed -n 's/.*\"err_return\":\([0-9]*\).*/\1/p')\" -ge 3 ]"
 check_ge "hostile: lp.QUEUE at netdev ingress is an error (kind return), not a queue verdict" \
-  "$(lpctl -j script show loop | sed -n 's/.*"err_return":\([0-9]*\).*/\1/p')" 3
+  3 "$(lpctl -j script show loop | sed -n 's/.*"err_return":\([0-9]*\).*/\1/p')"
 nft delete table netdev hostile
 nft delete table inet hostile
 check "hostile: scripts unload" sh -c 'lpctl script unload loop; lpctl script unload ok'
@@ -150,30 +150,32 @@ local big = string.rep("y", 100000)
 if math.random(3) == 1 then error("unlucky instance") end
 function process_packet(p) return lp.ACCEPT end
 LUA
-sync; echo 3 >/proc/sys/vm/drop_caches
-slab0=$(awk '/^Slab:/ {print $2}' /proc/meminfo)
-vm0=$(awk '/^VmallocUsed:/ {print $2}' /proc/meminfo)
-ok=0; failed=0
+cycles() { # N: load/replace/unload cycles; sets ok and failed
+  ok=0; failed=0; i=0
+  while [ $i -lt "$1" ]; do
+    if lpctl script load /tmp/flaky.lua --name cyc >/dev/null 2>&1; then
+      ok=$((ok + 1))
+      lpctl script load /tmp/ok.lua --name cyc --replace >/dev/null 2>&1
+      lpctl script unload cyc >/dev/null 2>&1
+    else
+      failed=$((failed + 1))
+    fi
+    i=$((i + 1))
+  done
+}
+meminfo() { sync; echo 3 >/proc/sys/vm/drop_caches; awk -v k="$1:" '$1 == k {print $2}' /proc/meminfo; }
+# a first batch warms the slab caches up; a leak shows as growth in the second
+cycles 20
+slab0=$(meminfo Slab); vm0=$(meminfo VmallocUsed)
 t0=$(uptime_ms)
-i=0
-while [ $i -lt 100 ]; do
-  if lpctl script load /tmp/flaky.lua --name cyc >/dev/null 2>&1; then
-    ok=$((ok + 1))
-    lpctl script load /tmp/ok.lua --name cyc --replace >/dev/null 2>&1
-    lpctl script unload cyc >/dev/null 2>&1
-  else
-    failed=$((failed + 1))
-  fi
-  i=$((i + 1))
-done
+cycles 100
 note "measure: 100 load/replace/unload cycles ($ok loaded, $failed failed at some instance) in $(( $(uptime_ms) - t0 )) ms (TCG)"
-sleep 2; sync; echo 3 >/proc/sys/vm/drop_caches
-slab1=$(awk '/^Slab:/ {print $2}' /proc/meminfo)
-vm1=$(awk '/^VmallocUsed:/ {print $2}' /proc/meminfo)
-note "measure: Slab ${slab0} -> ${slab1} kB, VmallocUsed ${vm0} -> ${vm1} kB after the cycles"
-check_ge "hostile: some loads failed at an instance" "$failed" 1
-check "hostile: vmalloc back within 1 MiB of the start" [ $((vm1 - vm0)) -lt 1024 ]
-check "hostile: slab back within 2 MiB of the start" [ $((slab1 - slab0)) -lt 2048 ]
+sleep 2
+slab1=$(meminfo Slab); vm1=$(meminfo VmallocUsed)
+note "measure: Slab ${slab0} -> ${slab1} kB, VmallocUsed ${vm0} -> ${vm1} kB over the 100 cycles (after 20 to warm up)"
+check_ge "hostile: some loads failed at an instance" 1 "$failed"
+check "hostile: vmalloc back within 512 KiB of the start" [ $((vm1 - vm0)) -lt 512 ]
+check "hostile: slab back within 1 MiB of the start" [ $((slab1 - slab0)) -lt 1024 ]
 check "hostile: nothing left loaded" sh -c '[ -z "$(lpctl script list)" ]'
 peer_down
 check "hostile: rmmod $m" rmmod "$m"
