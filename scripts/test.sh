@@ -24,6 +24,11 @@ cargo build -q -p lpctl
 # random wasm-smith modules)
 rm -rf target/vm/data
 cargo run -q -p luapkt-tests --bin hostile-packages -- target/vm/data >/dev/null
+# the fuel-ceiling bench (wasmi's loop dispatch, as the kernel): 60-hostile.sh compares its
+# cost per fuel with the kernel's under the same emulation
+bench=$(cargo bench -p luapkt-runtime --bench fuel_ceiling --features portable-dispatch --no-run 2>&1 |
+  sed -n 's/.*(\(target\/release\/deps\/fuel_ceiling-[0-9a-f]*\)).*/\1/p' | tail -n 1)
+cp "$bench" target/vm/data/fuel_ceiling
 for ko in target/kmod/*/nft_lua.ko; do
   ./tests/vm/run.sh --module "$ko" --lpctl target/debug/lpctl --data target/vm/data
 done

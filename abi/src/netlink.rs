@@ -23,7 +23,7 @@ pub mod expr {
 pub const NAME_MAX: usize = 63;
 /// Longest rule argument, in bytes.
 pub const ARG_MAX: usize = 256;
-/// No expression flag is defined yet: any bit set is refused with EINVAL.
+/// No expression flag is defined yet: any bit set is refused with EOPNOTSUPP.
 pub const EXPR_F_ALL: u32 = 0;
 
 /// Generic netlink family name and version.

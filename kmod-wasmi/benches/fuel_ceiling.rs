@@ -117,8 +117,17 @@ fn main() {
         "{:<14} {:>12} {:>12} {:>10} {:>8}",
         "script", "ns/call", "max ns/call", "ns/fuel", "errors"
     );
+    // FUEL_BENCH_ONLY=NAME[,NAME]: some scripts only (the VM suite runs `loop` to compare
+    // userspace and kernel under the same emulation)
+    let only = std::env::var("FUEL_BENCH_ONLY").ok();
     let mut worst: f64 = 0.0;
     for (name, src) in SCRIPTS {
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split(',').any(|n| n == *name))
+        {
+            continue;
+        }
         let mut s = Script::load(
             &mut cache,
             guest_lua::LUA_WASM,

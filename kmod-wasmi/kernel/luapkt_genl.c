@@ -331,7 +331,7 @@ static int luapkt_netns_room(struct luapkt_net *ln, const struct luapkt_script *
 	if (used + want <= cap)
 		return 0;
 	luapkt_set_err(extack, "the network namespace's script memory cap is reached",
-		       "scripts of this network namespace would reserve %llu MiB (memory limit x %u instances), more than max_netns_mbytes=%u",
+		       "the network namespace's script memory cap is reached: its scripts would reserve %llu MiB (memory limit x %u instances), max_netns_mbytes=%u",
 		       (used + want) >> 20, nr_cpu_ids, READ_ONCE(max_netns_mbytes));
 	return -ENOSPC;
 }
@@ -444,6 +444,7 @@ static int luapkt_nl_load_begin(struct sk_buff *skb, struct genl_info *info)
 	char err_msg[128];
 	const char *name;
 	void *hdr;
+	u32 id;
 	int err;
 
 	err = luapkt_may_change(skb, info);
@@ -511,9 +512,21 @@ static int luapkt_nl_load_begin(struct sk_buff *skb, struct genl_info *info)
 	genlmsg_end(msg, hdr);
 	list_add_tail(&up->list, &ln->uploads);
 	ln->nuploads++;
+	id = up->id;	/* @up may be freed (socket closed) once the mutex is released */
 	mutex_unlock(&ln->mutex);
 
-	return genlmsg_reply(msg, info);
+	err = genlmsg_reply(msg, info);
+	if (err) {
+		/* the client never learns the id: the upload must not wait for its socket */
+		mutex_lock(&ln->mutex);
+		up = luapkt_upload_find(ln, id, info->snd_portid);
+		if (up)
+			luapkt_upload_unlink(ln, up);
+		mutex_unlock(&ln->mutex);
+		if (up)
+			luapkt_upload_free(up);
+	}
+	return err;
 
 err_unlock:
 	mutex_unlock(&ln->mutex);
@@ -668,7 +681,7 @@ static int luapkt_nl_load_commit(struct sk_buff *skb, struct genl_info *info)
 	}
 	if (!s && ln->nscripts >= READ_ONCE(max_scripts)) {
 		luapkt_set_err(extack, "too many scripts in this network namespace",
-			       "this network namespace has %u scripts (max_scripts=%u)",
+			       "too many scripts in this network namespace: %u (max_scripts=%u)",
 			       ln->nscripts, READ_ONCE(max_scripts));
 		err = -ENOSPC;
 		goto err_upload;

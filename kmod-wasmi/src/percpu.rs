@@ -346,8 +346,9 @@ impl PerCpuScript {
             Ok(i)
         });
         if spare.inst.poisoned() {
-            // a trap while binding: the owner's next call sees the poison, the caller
-            // schedules the rebuild (needs_rebuild)
+            // a trap while binding: counted here (poisoned slots' calls count nothing), the
+            // owner's next call sees the poison, the caller schedules the rebuild
+            bump(&slot.stats.errors[ErrorKind::Trap.index()], 1);
             slot.poisoned.store(true, Ordering::Release);
         }
         slot.busy.store(false, Ordering::Release);

@@ -48,12 +48,15 @@ for s in /vm/scenarios/*.sh; do
   name=$(basename "$s" .sh)
   echo "@@vm begin $name"
   rm -f /tmp/.vm-checks # lib.sh appends a line per check
-  (cd /tmp && exec timeout "$VM_SCENARIO_TIMEOUT" /bin/sh "$s") 2>&1
+  # a scenario may ask for more time: "# vm-timeout: SECONDS"
+  t=$(sed -n 's/^# vm-timeout: *\([0-9][0-9]*\).*/\1/p' "$s" | head -n 1)
+  [ -n "$t" ] && [ "$t" -gt "$VM_SCENARIO_TIMEOUT" ] || t=$VM_SCENARIO_TIMEOUT
+  (cd /tmp && exec timeout "$t" /bin/sh "$s") 2>&1
   rc=$?
   n=0
   [ -f /tmp/.vm-checks ] && n=$(wc -l </tmp/.vm-checks)
   if [ "$rc" -ne 0 ]; then
-    echo "not ok - $name: scenario exited with status $rc$([ "$rc" -eq 143 ] && echo " (timeout ${VM_SCENARIO_TIMEOUT}s)")"
+    echo "not ok - $name: scenario exited with status $rc$([ "$rc" -eq 143 ] && echo " (timeout ${t}s)")"
   fi
   echo "@@vm dmesg $name"
   dmesg -c | tee -a /run/vm-dmesg.log

@@ -11,7 +11,7 @@
 #   --module     nft_lua.ko for that kernel: enables scenarios marked "# vm-requires: module"
 #   --lpctl      an lpctl binary (copied stripped, with its libraries): "# vm-requires: lpctl"
 #   --data       files the scenarios read, copied to /vm/data (hostile packages, ...)
-#   --timeout    wall-clock limit for qemu (default 300 s, or $VM_TIMEOUT)
+#   --timeout    wall-clock limit for qemu (default 900 s, or $VM_TIMEOUT)
 #   --keep       keep target/vm/work-KVER.* (initramfs tree, qemu stderr, serial log)
 #   --kernel-dir a kernel built here instead of a Debian package (scripts/debug-kernel.sh:
 #                target/vm/debug-kernel): DIR/kernelrelease, DIR/vmlinux or DIR/bzImage,
@@ -40,7 +40,7 @@ module=
 lpctl=
 scenarios=$VM_DIR/scenarios
 keep=0
-timeout=${VM_TIMEOUT:-300}
+timeout=${VM_TIMEOUT:-900}
 timeout_given=${VM_TIMEOUT:+1}
 kernel_dir=
 memory=
