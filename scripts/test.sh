@@ -16,8 +16,14 @@ echo "== runtime for the kernel target (x86_64-unknown-none, build-std)"
 echo "== cargo test"
 cargo test --workspace
 echo "== nft_lua.ko for Debian 6.1 and 6.12"
-./scripts/build-kmod.sh 6.1
-./scripts/build-kmod.sh 6.12
+# the modules this run built (target/kmod may hold others: older ABIs, the debug kernel's)
+kos=()
+for series in 6.1 6.12; do
+  ./scripts/build-kmod.sh "$series" | tee /dev/stderr |
+    sed -n 's/^build-kmod: ok: \([^ ]*nft_lua\.ko\) .*/\1/p' >target/kmod-built-$series
+  kos+=("$(cat target/kmod-built-$series)")
+  [[ -f ${kos[-1]} ]] || { echo "test: no nft_lua.ko was built for $series" >&2; exit 1; }
+done
 echo "== VM suite: the module, lpctl and real traffic in qemu"
 cargo build -q -p lpctl
 # hostile packages for 60-hostile.sh (crafted counts, a foreign guest, a spinning guest,
@@ -29,8 +35,8 @@ cargo run -q -p luapkt-tests --bin hostile-packages -- target/vm/data >/dev/null
 bench=$(cargo bench -p luapkt-runtime --bench fuel_ceiling --features portable-dispatch --no-run 2>&1 |
   sed -n 's/.*(\(target\/release\/deps\/fuel_ceiling-[0-9a-f]*\)).*/\1/p' | tail -n 1)
 cp "$bench" target/vm/data/fuel_ceiling
-for ko in target/kmod/*/nft_lua.ko; do
+for ko in "${kos[@]}"; do
   ./tests/vm/run.sh --module "$ko" --lpctl target/debug/lpctl --data target/vm/data
 done
 echo "== the README demo's VM part"
-./tests/vm/run.sh --module "$(ls target/kmod/6.1.*/nft_lua.ko | head -n 1)" --lpctl target/debug/lpctl --scenarios tests/vm/demo
+./tests/vm/run.sh --module "${kos[0]}" --lpctl target/debug/lpctl --scenarios tests/vm/demo

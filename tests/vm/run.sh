@@ -14,10 +14,11 @@
 #   --timeout    wall-clock limit for qemu (default 900 s, or $VM_TIMEOUT)
 #   --keep       keep target/vm/work-KVER.* (initramfs tree, qemu stderr, serial log)
 #   --kernel-dir a kernel built here instead of a Debian package (scripts/debug-kernel.sh:
-#                target/vm/debug-kernel): DIR/kernelrelease, DIR/vmlinux or DIR/bzImage,
-#                DIR/root/lib/modules/KVER, DIR/config. A debug kernel (KASAN, lockdep or
-#                kmemleak in DIR/config) gets -m 1G, a 1800 s timeout and 600 s per scenario
-#                unless --memory, --timeout/$VM_TIMEOUT, $VM_SCENARIO_TIMEOUT say otherwise
+#                target/vm/debug-kernel): DIR/kernelrelease, DIR/vmlinux or DIR/bzImage
+#                (always the bzImage with KASAN), DIR/root/lib/modules/KVER, DIR/config.
+#                A debug kernel (KASAN, lockdep or kmemleak in DIR/config) gets -m 1G, a
+#                1800 s timeout and 600 s per scenario unless --memory, --timeout or
+#                $VM_TIMEOUT, $VM_SCENARIO_TIMEOUT say otherwise
 #   --memory     guest memory (qemu -m; default 512M, 1G for a debug kernel)
 #   environment: VM_SCENARIO_TIMEOUT (per scenario in the guest, default 120 s),
 #                VM_APPEND (extra kernel command line, e.g. loglevel=7)
@@ -200,8 +201,11 @@ flock 9
 flock -u 9
 kimage=$kroot/vmlinux
 [[ -f $kimage ]] || kimage=$kroot/root/boot/vmlinuz-$kver
-if [[ -n $kernel_dir ]]; then # the ELF boots through its PVH note when it has one
+if [[ -n $kernel_dir ]]; then # the ELF boots through its PVH note when it has one, but not
+  # with KASAN: the PVH entry's C code (xen_prepare_pvh) is instrumented and runs before KASAN's
+  # early shadow is mapped: a triple fault before the first line on the console (6.1)
   readelf -n "$kimage" 2>/dev/null | grep -q Xen || kimage=$kernel_dir/bzImage
+  grep -q '^CONFIG_KASAN=y' "$kernel_dir/config" 2>/dev/null && kimage=$kernel_dir/bzImage
   [[ -f $kimage ]] || die "--kernel-dir: neither $kernel_dir/vmlinux (with a PVH note) nor $kernel_dir/bzImage"
 fi
 log "kernel $kver ($(basename "$kimage")${kernel_dir:+ from $kernel_dir, -m $memory, timeout $timeout s}) prepared in $(elapsed "$t_start") s"
