@@ -7,8 +7,11 @@
 # printed whole: a backtrace through "[nft_lua]", or through an address the kernel can no longer
 # name (0x... in module space: the text of a module since unloaded; only nft_lua is unloaded
 # here). Leaks of the rest of the kernel are counted and the first few summarised as notes.
+# The positive control: kmemleak-test.ko (CONFIG_DEBUG_KMEMLEAK_TEST) leaks on purpose at load
+# and must be found (it stays loaded, so that its frames keep their names).
 # Copy this file next to other scenarios (or run tests/vm/debug) to scan after them.
 # vm-requires: module lpctl
+# vm-modules: kmemleak-test
 . /vm/lib.sh
 
 m=$LUAPKT_MODULE_NAME
@@ -60,6 +63,17 @@ report() { # NAME WHEN
 scan before
 report before "after the earlier scenarios"
 echo clear >$K # what was reported is not reported again
+
+if modprobe kmemleak-test 2>/tmp/kml-modprobe.err; then
+  sleep 6
+  scan control
+  check_ge "kmemleak: the positive control (kmemleak-test.ko leaks on purpose) is found" 1 \
+    "$(grep -c '\[kmemleak_test\]' /tmp/kml-control.other)"
+  check_eq "kmemleak: the positive control is not taken for nft_lua" 0 "$(count /tmp/kml-control.lua)"
+  echo clear >$K
+else
+  note "kmemleak: no positive control: $(cat /tmp/kml-modprobe.err)"
+fi
 
 grep -q "^$m " /proc/modules || modprobe "$m"
 check "kmemleak: $m loaded" grep -q "^$m " /proc/modules

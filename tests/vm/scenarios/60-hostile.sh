@@ -202,7 +202,9 @@ slab1=$(meminfo Slab); vm1=$(meminfo VmallocUsed)
 note "measure: Slab ${slab0} -> ${slab1} kB, VmallocUsed ${vm0} -> ${vm1} kB over the 100 cycles (after 20 to warm up)"
 check_ge "hostile: some loads failed at an instance" 1 "$failed"
 check "hostile: vmalloc back within 512 KiB of the start" [ $((vm1 - vm0)) -lt 512 ]
-check "hostile: slab back within 1 MiB of the start" [ $((slab1 - slab0)) -lt 1024 ]
+# slab caches keep freed objects per CPU: the figure moves by a few hundred KiB either way from
+# run to run; a leak of even one instance per failed load (~300 KiB each, 60+ of them) would not
+check "hostile: slab within 4 MiB of the start (40 KiB a cycle)" [ $((slab1 - slab0)) -lt 4096 ]
 # rules added and deleted around loads, replacements and unloads while a peer floods the port
 nft -f - <<'NFT'
 table inet cyc {
