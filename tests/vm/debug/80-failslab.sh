@@ -1,26 +1,34 @@
 # Fault injection (debug kernel only: scripts/debug-kernel.sh, run.sh --kernel-dir): failslab and
-# fail_page_alloc through debugfs, (A) for lpctl's own process context only (task-filter,
-# make-it-fail, sleeping allocations included) while it loads, replaces and unloads scripts and
-# adds and deletes rules, then (B) for every context but only non-sleeping allocations (the
-# packet path in softirq, rule binding with bottom halves off, GFP_ATOMIC everywhere) while
-# traffic runs through a script that loops on pcall(error, "x"), errors with invalid UTF-8
-# ("\255\254"), grows its heap and resumes coroutines, and while rules are added and deleted.
-# Commands may fail under injection; the kernel must not crash (a BUG, an Oops, a KASAN report
-# or a panic fails the run). Afterwards, with injection off, the module still loads a script,
-# serves packets, unloads it and `rmmod nft_lua` succeeds.
-# Parts: all by default; kernel command line lp_inject=process or lp_inject=softirq (VM_APPEND)
-# runs one of them (a crash in B would hide what A and 90-kmemleak find); lp_inject_rounds=N
-# rounds per probability in A (default 4: ~2 min per probability on the debug kernel).
+# fail_page_alloc through debugfs (Documentation/fault-injection/fault-injection.rst).
+#  A. lpctl's process context only (task-filter + /proc/self/make-it-fail, sleeping allocations
+#     included): each command (script load, load --replace, rule add with a function, rule
+#     delete, script unload, script limits) is first measured (how many bytes go through the
+#     injection points when nothing fails: what `space` loses from a large budget) and then run
+#     with exactly one failure (probability 100, times 1) at evenly spread points of that budget
+#     (`space`): the failure lands in fork/exec, in lpctl, in the nft that lpctl runs, or in the
+#     kernel's handling of the request, nft_lua's compile, instantiate and bind included. A
+#     command may fail; what it leaves must delete cleanly; a replaced script keeps serving.
+#  B. every context, non-sleeping allocations only (the packet path in softirq and with bottom
+#     halves off on output, rule binding, GFP_ATOMIC everywhere), at 10, 50 and 100 %: traffic
+#     through a script that loops on pcall(error, "x"), errors with invalid UTF-8 ("\255\254"),
+#     grows its heap, nests pcalls 28 deep and resumes nested coroutines on freshly replaced
+#     instances (cold stack pools), traps on fuel (rebuild); rules added and deleted meanwhile.
+# The kernel must not crash (a BUG, an Oops, a KASAN report or a panic fails the run). Then,
+# injection off, the module still loads a script, serves packets, unloads, and rmmod succeeds.
+# Kernel command line (VM_APPEND): lp_inject=process|softirq runs part A or B only (a crash in B
+# would hide what A and 90-kmemleak find); lp_inject_points=N failure points per command in A
+# (default 4 for failslab, half as many for fail_page_alloc).
 # vm-requires: module lpctl
 . /vm/lib.sh
 
 m=$LUAPKT_MODULE_NAME
 D=/sys/kernel/debug
-parts=$(tr ' ' '\n' </proc/cmdline | sed -n 's/^lp_inject=//p')
+arg() { tr ' ' '\n' </proc/cmdline | sed -n "s/^$1=//p"; }
+parts=$(arg lp_inject)
 parts=${parts:-all}
-rounds=$(tr ' ' '\n' </proc/cmdline | sed -n 's/^lp_inject_rounds=//p')
-rounds=${rounds:-4}
-note "inject: parts $parts, $rounds rounds per probability in A (lp_inject=, lp_inject_rounds= on the kernel command line)"
+points=$(arg lp_inject_points)
+points=${points:-4}
+note "inject: parts $parts, $points failure points per command in A (lp_inject=, lp_inject_points=)"
 
 grep -q " $D " /proc/mounts || mount -t debugfs debugfs $D
 if [ ! -d $D/failslab ] || [ ! -d $D/fail_page_alloc ]; then
@@ -34,28 +42,44 @@ check "inject: $m loaded" grep -q "^$m " /proc/modules
 check "inject: peer namespace" peer_up
 
 ATTRS="failslab fail_page_alloc"
-TIMES=1000000 # finite, so that TIMES - times is the number of failures injected
-# inject_on PROBABILITY TASK_FILTER(Y/N) IGNORE_GFP_WAIT(Y/N)
+TIMES=1000000     # finite, so that TIMES - times is the number of failures injected
+BUDGET=2000000000 # `space` while measuring a command
+# (dash has no local variables: helpers use loop variables of their own)
+inject_off() { for _ia in $ATTRS; do echo 0 >$D/$_ia/probability; done; }
+# inject_on PROBABILITY TASK_FILTER(Y/N) IGNORE_GFP_WAIT(Y/N): both capabilities, no budget
 inject_on() {
-  for a in $ATTRS; do
-    echo 0 >$D/$a/probability
-    echo 1 >$D/$a/interval
-    echo 0 >$D/$a/space
-    echo 0 >$D/$a/verbose
-    echo $TIMES >$D/$a/times
-    echo "$2" >$D/$a/task-filter
-    echo "$3" >$D/$a/ignore-gfp-wait
+  inject_off
+  for _ib in $ATTRS; do
+    echo 1 >$D/$_ib/interval
+    echo 0 >$D/$_ib/space
+    echo 0 >$D/$_ib/verbose
+    echo $TIMES >$D/$_ib/times
+    echo "$2" >$D/$_ib/task-filter
+    echo "$3" >$D/$_ib/ignore-gfp-wait
   done
   echo 0 >$D/fail_page_alloc/min-order
-  for a in $ATTRS; do echo "$1" >$D/$a/probability; done
+  for _ib in $ATTRS; do echo "$1" >$D/$_ib/probability; done
 }
-inject_off() { for a in $ATTRS; do echo 0 >$D/$a/probability; done; }
 injected() { # failures injected since inject_on, "slab+pages"
   echo "$((TIMES - $(cat $D/failslab/times)))+$((TIMES - $(cat $D/fail_page_alloc/times)))"
 }
-# failing CMD...: CMD with make-it-fail set (inherited by the exec, by nft that lpctl runs)
-failing() { sh -c 'echo 1 >/proc/self/make-it-fail && exec "$@"' sh "$@"; }
-# outcome RC: ok, failed (an error exit) or "killed by signal N" (a process crash: userspace)
+# arm ATTR SPACE: ATTR only, for make-it-fail tasks, sleeping allocations too: one failure, once
+# SPACE bytes went through its injection points
+arm() {
+  inject_off
+  echo 1 >$D/$1/interval
+  echo 0 >$D/$1/verbose
+  echo Y >$D/$1/task-filter
+  echo N >$D/$1/ignore-gfp-wait
+  echo 0 >$D/fail_page_alloc/min-order
+  echo 1 >$D/$1/times
+  echo "$2" >$D/$1/space
+  echo 100 >$D/$1/probability
+}
+# failing CMD...: CMD (a function too) in a subshell with make-it-fail set: what it forks and
+# execs (lpctl, the nft that lpctl runs) inherits it
+failing() { (echo 1 >/proc/self/make-it-fail && "$@"); }
+# outcome RC: ok, failed (an error exit) or signalN (killed: a userspace crash)
 outcome() {
   if [ "$1" -eq 0 ]; then echo ok
   elif [ "$1" -gt 128 ]; then echo "signal$(($1 - 128))"
@@ -71,33 +95,54 @@ lua_handles() { # TABLE CHAIN SCRIPT: handles of the jumps to lua-SCRIPT and lua
 }
 # drop_script NAME: without injection, its rules (table fi), their chains and the script go
 drop_script() {
-  for c in in out; do
-    for h in $(lua_handles fi $c "$1"); do lpctl rule delete inet fi $c handle "$h" >/dev/null 2>&1; done
+  for _dc in in out; do
+    for _dh in $(lua_handles fi $_dc "$1"); do lpctl rule delete inet fi $_dc handle "$_dh" >/dev/null 2>&1; done
   done
-  for c in $(nft list table inet fi 2>/dev/null | sed -n "s/^[[:space:]]*chain \(lua-$1\(-[0-9a-f]\{8\}\)\{0,1\}\) {/\1/p"); do
-    echo "# leftover chain $c (a failed rule add or delete left it)"
-    nft flush chain inet fi "$c"; nft delete chain inet fi "$c"
+  for _dc in $(nft list table inet fi 2>/dev/null | sed -n "s/^[[:space:]]*chain \(lua-$1\(-[0-9a-f]\{8\}\)\{0,1\}\) {/\1/p"); do
+    echo "# leftover chain $_dc (a failed rule add or delete left it)"
+    nft flush chain inet fi "$_dc"; nft delete chain inet fi "$_dc"
   done
   wait_until 50 sh -c "! lpctl script list | grep -q '^$1:' || lpctl script unload $1"
 }
-# cleanup_all: without injection, every lua rule and script goes (a failed delete under
-# injection must leave something deletable)
+# cleanup_all: without injection, every lua rule and script goes
 cleanup_all() {
   nft delete table inet fi 2>/dev/null
-  for s in $(lpctl script list 2>/dev/null | sed -n 's/^\([^:]*\): tag .*/\1/p'); do
-    wait_until 50 lpctl script unload "$s" || echo "cleanup: cannot unload $s" >&2
+  for _cs in $(lpctl script list 2>/dev/null | sed -n 's/^\([^:]*\): tag .*/\1/p'); do
+    wait_until 50 lpctl script unload "$_cs" || echo "cleanup: cannot unload $_cs" >&2
   done
   [ -z "$(lpctl script list 2>&1)" ]
+}
+make_table() {
+  nft list table inet fi >/dev/null 2>&1 || nft -f - <<'EOF'
+table inet fi {
+  chain in { type filter hook input priority filter; policy accept; }
+  chain out { type filter hook output priority filter; policy accept; }
+}
+EOF
 }
 
 cat >/tmp/ok.lua <<'EOF'
 function process_packet(pkt) return lp.ACCEPT end
 EOF
 cat >/tmp/inj.lua <<'EOF'
--- exercised under injection: nested protected calls (each re-enters the host), errors with
--- invalid UTF-8 messages, heap growth and coroutines on the packet path
+-- exercised under injection: protected calls (each re-enters the host), errors with invalid
+-- UTF-8 messages, heap growth, deep pcall nesting and coroutines on the packet path
 local calls = 0
 local keep = {}
+local function nest(n) if n == 0 then return lp.ACCEPT end local ok, v = pcall(nest, n - 1) return v end
+function deep(pkt) return nest(28) end
+function cos(pkt) -- coroutines resumed inside coroutines, 8 levels
+  local function level(n)
+    if n == 0 then coroutine.yield(1) return lp.ACCEPT end
+    local co = coroutine.create(level)
+    local ok, v = coroutine.resume(co, n - 1)
+    coroutine.resume(co)
+    coroutine.yield(v)
+    return lp.ACCEPT
+  end
+  coroutine.wrap(level)(8)
+  return lp.ACCEPT
+end
 function process_packet(pkt)
   calls = calls + 1
   local u = pkt.udp
@@ -122,127 +167,156 @@ function process_packet(pkt)
   if p == 7005 then
     local ok2, e2 = pcall(function() return ("\255"):rep(1 << 20) .. ("\254"):rep(1 << 20) end)
   end
+  if p == 7006 then return deep(pkt) end
+  if p == 7007 then return cos(pkt) end
+  if p == 7008 then while true do end end
   return lp.ACCEPT
 end
-function alt(pkt) return lp.CONTINUE end
+function alt(pkt, arg) return lp.CONTINUE end
 EOF
-nft -f - <<'EOF'
-table inet fi {
-  chain in { type filter hook input priority filter; policy accept; }
-  chain out { type filter hook output priority filter; policy accept; }
-}
-EOF
+make_table
 check "inject: table inet fi" nft list table inet fi
 
-# ---- A: lpctl's process context ----------------------------------------------------------------
+# ---- A: lpctl's process context, one failure at spread points ---------------------------------
+# Each command: prep_X (the state before, no injection), run_X (under failing), undo_X.
+prep_load() { :; }
+run_load() { lpctl script load /tmp/inj.lua --name a --fuel 250000; }
+undo_load() { drop_script a; }
+prep_replace() { :; }
+run_replace() { lpctl script load /tmp/inj.lua --name base --replace --fuel 250000 --pcall-depth 32; }
+undo_replace() { :; }
+prep_ruleadd() { lpctl script load /tmp/inj.lua --name a >/dev/null 2>&1; }
+run_ruleadd() { lpctl rule add inet fi in iifname v0 udp dport 7100 lua script a function alt arg x; }
+undo_ruleadd() { drop_script a; }
+prep_ruledel() {
+  lpctl script load /tmp/inj.lua --name a >/dev/null 2>&1
+  lpctl rule add inet fi in iifname v0 udp dport 7100 lua script a >/dev/null 2>&1
+  H=$(lua_handles fi in a | head -n 1)
+}
+run_ruledel() { lpctl rule delete inet fi in handle "${H:-0}"; }
+undo_ruledel() { drop_script a; }
+prep_unload() { lpctl script load /tmp/inj.lua --name a >/dev/null 2>&1; }
+run_unload() { lpctl script unload a; }
+undo_unload() { drop_script a; }
+prep_limits() { :; }
+run_limits() { lpctl script limits base --fuel 200000 --on-error accept; }
+undo_limits() { :; }
+
 if [ "$parts" = all ] || [ "$parts" = process ]; then
-  # a script loaded and bound before: replaced and used under injection
-  check "inject A: load base" lpctl script load /tmp/inj.lua --name base --fuel 250000
+  check "inject A: load base" lpctl script load /tmp/inj.lua --name base --fuel 250000 --pcall-depth 32
   check "inject A: rule on base" lpctl rule add inet fi in iifname v0 udp dport 7000-7009 lua script base
-  results=
-  for p in 2 10 30; do
-    i=0
-    while [ $i -lt "$rounds" ]; do
-      i=$((i + 1))
-      s=a$p$i
-      inject_on "$p" Y N
-      failing lpctl script load /tmp/inj.lua --name "$s" --fuel 250000 >/dev/null 2>&1
-      load=$(outcome $?)
-      failing lpctl rule add inet fi in iifname v0 udp dport 7100 lua script "$s" >/dev/null 2>&1
-      add=$(outcome $?)
-      failing lpctl rule add inet fi out udp dport 7101 lua script "$s" function alt >/dev/null 2>&1
-      add2=$(outcome $?)
-      failing lpctl script load /tmp/inj.lua --name base --replace --fuel 250000 >/dev/null 2>&1
-      repl=$(outcome $?)
-      failing lpctl script limits base --fuel 200000 --on-error accept >/dev/null 2>&1
-      lim=$(outcome $?)
-      failing lpctl script show "$s" >/dev/null 2>&1
-      show=$(outcome $?)
-      del=
-      for c in in out; do
-        for h in $(lua_handles fi $c "$s"); do
-          failing lpctl rule delete inet fi $c handle "$h" >/dev/null 2>&1; del="$del$(outcome $?)/"
-        done
-      done
-      del=${del%/}
-      failing lpctl script unload "$s" >/dev/null 2>&1
-      unl=$(outcome $?)
-      inj=$(injected)
+  leftovers=0 crashes=0
+  for cmd in load replace ruleadd ruledel unload limits; do
+    for attr in $ATTRS; do
+      n=$points
+      [ $attr = fail_page_alloc ] && n=$(( (points + 1) / 2 ))
+      # the command's budget: the bytes through the injection points when nothing fails
+      prep_$cmd
+      arm $attr $BUDGET
+      failing run_$cmd >/tmp/inj-cmd.out 2>&1
+      rc=$?
+      total=$((BUDGET - $(cat $D/$attr/space)))
       inject_off
-      results="$results p$p: load $load add $add/$add2 replace $repl limits $lim show $show delete ${del:-none} unload $unl ($inj injected);"
-      note "inject A p=$p% #$i: load $load, rule add $add/$add2, replace $repl, limits $lim, show $show, rule delete ${del:-none}, unload $unl; injected $inj"
-      # without injection: what was left deletes
-      drop_script "$s"
+      undo_$cmd >/dev/null
+      if [ "$rc" -ne 0 ] || [ "$total" -le 0 ]; then
+        note "inject A $cmd/$attr: the measuring run $(outcome $rc) ($(tail -n 1 /tmp/inj-cmd.out)), $total bytes: skipped"
+        continue
+      fi
+      res=
+      k=0
+      while [ $k -lt $n ]; do
+        space=$((total * (2 * k + 1) / (2 * n)))
+        prep_$cmd
+        arm $attr $space
+        failing run_$cmd >/tmp/inj-cmd.out 2>&1
+        rc=$?
+        hit=$((1 - $(cat $D/$attr/times)))
+        inject_off
+        o=$(outcome $rc)
+        [ $hit -eq 1 ] || o="$o(nothing failed)"
+        case $o in signal*) crashes=$((crashes + 1)) ;; esac
+        res="$res @$space:$o"
+        case $o in failed) note "inject A $cmd/$attr @$space: $(grep -v '^[[:space:]]*$' /tmp/inj-cmd.out | tail -n 1)" ;; esac
+        l=$(undo_$cmd | grep -c 'leftover chain')
+        leftovers=$((leftovers + l))
+        [ "$l" -eq 0 ] || note "inject A $cmd/$attr @$space: a lua chain was left behind"
+        k=$((k + 1))
+      done
+      note "inject A $cmd/$attr: $total bytes; one failure at:$res"
     done
   done
-  # (a userspace process may die of ENOMEM, e.g. Rust's abort when mmap fails: noted, not a kernel fault)
-  case $results in *signal*) note "inject A: killed by a signal: $(echo "$results" | tr ';' '\n' | grep -c signal) run(s)" ;; esac
-  check "inject A: no aN script left" sh -c '! lpctl script list | grep -q "^a[0-9]"'
+  note "inject A: $leftovers lua chain(s) left behind by failed commands, $crashes userspace process(es) killed by a signal"
+  check "inject A: no script a left" sh -c '! lpctl script list | grep -q "^a: "'
   check "inject A: base still listed" sh -c 'lpctl script list | grep -q "^base: tag "'
   r0=$(stat_of base run_cnt)
   udp_transfer 5 7000 0 >/dev/null
-  check_ge "inject A: base (replaced under injection) runs on 5 datagrams" $((${r0:-0} + 5)) "$(stat_of base run_cnt)"
+  check_ge "inject A: base (replaced with failures injected) runs on 5 datagrams" $((${r0:-0} + 5)) "$(stat_of base run_cnt)"
   check "inject A: module Live" grep -q "^$m .* Live " /proc/modules
   check "inject A: cleanup (every rule and script deletes)" cleanup_all
 fi
 
 # ---- B: every context, non-sleeping allocations (the packet path) ------------------------------
+load_inj() { lpctl script load /tmp/inj.lua --name inj --fuel 250000 --pcall-depth 32 --on-error accept "$@"; }
 if [ "$parts" = all ] || [ "$parts" = softirq ]; then
-  nft list table inet fi >/dev/null 2>&1 || nft -f - <<'EOF'
-table inet fi {
-  chain in { type filter hook input priority filter; policy accept; }
-  chain out { type filter hook output priority filter; policy accept; }
-}
-EOF
-  check "inject B: load inj" lpctl script load /tmp/inj.lua --name inj --fuel 250000 --on-error accept
+  make_table
+  check "inject B: load inj" load_inj
   check "inject B: rule on inj (input, udp 7000-7009)" \
     lpctl rule add inet fi in iifname v0 udp dport 7000-7009 lua script inj
-  check "inject B: rule on inj (output, udp 7000-7009, process context)" \
+  check "inject B: rule on inj function deep (input, udp 7010)" \
+    lpctl rule add inet fi in iifname v0 udp dport 7010 lua script inj function deep
+  check "inject B: rule on inj function cos (input, udp 7011)" \
+    lpctl rule add inet fi in iifname v0 udp dport 7011 lua script inj function cos
+  check "inject B: rule on inj (output, udp 7000-7009: process context, bottom halves off)" \
     lpctl rule add inet fi out oifname v0 udp dport 7000-7009 lua script inj
   check_eq "inject B: 6 datagrams through inj before injection" 6 "$(udp_transfer 6 7000)"
-  runs=0
-  for p in 5 25 100; do
+  runs=0 memerr=0 traps=0
+  for p in 10 50 100; do
+    # fresh instances (cold stack pools) each round, replaced without injection
+    load_inj --replace >/dev/null 2>&1 || note "inject B p=$p%: replace without injection failed"
     inject_on "$p" N Y
-    for port in 7000 7001 7002 7003 7004 7005; do
-      in_peer sh -c ". /vm/lib.sh; udp_send 20 $VM_HOST_IP $port" >/dev/null 2>&1
+    for port in 7000 7001 7002 7003 7004 7005 7006 7007 7009 7010 7011 7008; do
+      in_peer sh -c ". /vm/lib.sh; udp_send 10 $VM_HOST_IP $port" >/dev/null 2>&1
+    done
+    for port in 7000 7001 7002 7003 7004 7005 7006 7007; do
       udp_send 5 "$VM_PEER_IP" "$port" >/dev/null 2>&1
     done
-    # rules added and deleted while the packet path fails its allocations
-    lpctl rule add inet fi in iifname v0 udp dport 7050 lua script inj function alt >/dev/null 2>&1
+    # a rule added and deleted while atomic allocations fail (binding runs with bottom halves off)
+    lpctl rule add inet fi in iifname v0 udp dport 7050 lua script inj function alt >/tmp/inj-cmd.out 2>&1
     add=$(outcome $?)
+    [ "$add" = ok ] || add="$add ($(grep -v '^[[:space:]]*$' /tmp/inj-cmd.out | tail -n 1))"
     in_peer sh -c ". /vm/lib.sh; udp_send 10 $VM_HOST_IP 7050" >/dev/null 2>&1
     del=none
     hs=$(nft -a list chain inet fi in 2>/dev/null | sed -n 's/.*udp dport 7050 jump lua-inj-[0-9a-f]* # handle \([0-9]*\).*/\1/p')
-    for h in $hs; do lpctl rule delete inet fi in handle "$h" >/dev/null 2>&1; del=$(outcome $?); done
-    stats=$(lpctl script show inj 2>&1 | grep -E 'run_cnt|errors:' | tr -s ' \t' ' ' | tr '\n' ' ')
-    r=$(stat_of inj run_cnt)
-    runs=$((runs + ${r:-0}))
-    # (a replacement restarts the counters)
-    lpctl script load /tmp/inj.lua --name inj --replace --fuel 250000 --on-error accept >/dev/null 2>&1
-    repl=$(outcome $?)
+    for h in $hs; do
+      lpctl rule delete inet fi in handle "$h" >/tmp/inj-cmd.out 2>&1
+      del=$(outcome $?)
+      [ "$del" = ok ] || del="$del ($(grep -v '^[[:space:]]*$' /tmp/inj-cmd.out | tail -n 1))"
+    done
     inj=$(injected)
     inject_off
-    note "inject B p=$p%: traffic on 7000-7005 both ways, rule add $add, rule delete $del, replace $repl; injected $inj"
-    note "inject B p=$p%: inj before the replacement:$stats"
+    stats=$(lpctl script show inj 2>&1 | grep -E 'run_cnt|errors:' | tr -s ' \t' ' ' | tr '\n' ' ')
+    r=$(stat_of inj run_cnt); runs=$((runs + ${r:-0}))
+    r=$(stat_of inj memory); memerr=$((memerr + ${r:-0}))
+    r=$(stat_of inj rebuilds); traps=$((traps + ${r:-0}))
+    note "inject B p=$p%: traffic on 7000-7011 in, 7000-7007 out, rule add $add, rule delete $del; injected $inj (slab+pages)"
+    note "inject B p=$p%: inj:$stats"
   done
+  note "inject B: inj ran $runs times under injection: $memerr memory errors, $traps rebuilds (fuel traps)"
   check "inject B: module Live" grep -q "^$m .* Live " /proc/modules
   check "inject B: inj still listed" sh -c 'lpctl script list | grep -q "^inj: tag "'
-  note "inject B: inj ran $runs times under injection"
+  check "inject B: inj replaces without injection" load_inj --replace
   check_eq "inject B: 6 datagrams through inj after injection" 6 "$(udp_transfer 6 7000)"
   check_ge "inject B: inj counted them" 6 "$(stat_of inj run_cnt)"
   check_eq "inject B: 3 datagrams erroring with invalid UTF-8 (on-error accept)" 3 "$(udp_transfer 3 7001)"
   check_ge "inject B: lua errors counted" 3 "$(stat_of inj lua)"
+  check_eq "inject B: 3 datagrams through 28 nested pcalls" 3 "$(udp_transfer 3 7010)"
   check "inject B: cleanup (every rule and script deletes)" cleanup_all
 fi
 
 # ---- after: the module works and unloads -------------------------------------------------------
 inject_off
-for a in $ATTRS; do echo N >$D/$a/task-filter; echo Y >$D/$a/ignore-gfp-wait; done
-nft -f - <<'EOF'
-table inet fi {
-  chain in { type filter hook input priority filter; policy accept; }
-}
-EOF
+for attr in $ATTRS; do echo N >$D/$attr/task-filter; echo Y >$D/$attr/ignore-gfp-wait; echo 0 >$D/$attr/space; done
+make_table
 check "inject after: load ok" lpctl script load /tmp/ok.lua --name ok
 check "inject after: rule on ok" lpctl rule add inet fi in iifname v0 udp dport 7200 lua script ok
 check_eq "inject after: 3 datagrams through ok" 3 "$(udp_transfer 3 7200)"
