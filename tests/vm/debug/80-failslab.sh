@@ -3,22 +3,27 @@
 #  A. lpctl's process context only (task-filter + /proc/self/make-it-fail, sleeping allocations
 #     included): each command (script load, load --replace, rule add with a function, rule
 #     delete, script unload, script limits) is first measured (how many bytes go through the
-#     injection points when nothing fails: what `space` loses from a large budget) and then run
-#     with exactly one failure (probability 100, times 1) at evenly spread points of that budget
-#     (`space`): the failure lands in fork/exec, in lpctl, in the nft that lpctl runs, or in the
-#     kernel's handling of the request, nft_lua's compile, instantiate and bind included. A
-#     command may fail; what it leaves must delete cleanly; a replaced script keeps serving.
+#     injection points when nothing fails: what `space` loses from a large budget; and what
+#     `lpctl --version` alone costs: fork, exec, libraries) and then run with exactly one failure
+#     (probability 100, times 1) at evenly spread points between the two (`space`): the failure
+#     lands in lpctl, in the nft that lpctl runs, or in the kernel's handling of the request,
+#     nft_lua's compile, instantiate and bind included. A command may fail; what it leaves must
+#     delete cleanly; a replaced script keeps serving.
 #  B. every context, non-sleeping allocations only (the packet path in softirq and with bottom
 #     halves off on output, rule binding, GFP_ATOMIC everywhere), at 10, 50 and 100 %: traffic
 #     through a script that loops on pcall(error, "x"), errors with invalid UTF-8 ("\255\254"),
 #     grows its heap, nests pcalls 28 deep and resumes nested coroutines on freshly replaced
 #     instances (cold stack pools), traps on fuel (rebuild); rules added and deleted meanwhile.
+#  C. the rebuild work (kworkers, sleeping allocations): every kworker gets make-it-fail while
+#     packets trap on fuel (each trap schedules a rebuild), at 30 and 100 %; the instance must
+#     come back once injection stops.
 # The kernel must not crash (a BUG, an Oops, a KASAN report or a panic fails the run). Then,
 # injection off, the module still loads a script, serves packets, unloads, and rmmod succeeds.
-# Kernel command line (VM_APPEND): lp_inject=process|softirq runs part A or B only (a crash in B
-# would hide what A and 90-kmemleak find); lp_inject_points=N failure points per command in A
-# (default 4 for failslab, half as many for fail_page_alloc).
+# Kernel command line (VM_APPEND): lp_inject=process|softirq|rebuild runs part A, B or C only (a
+# crash in B would hide what A and 90-kmemleak find); lp_inject_points=N failure points per
+# command in A (default 8 for failslab, half as many for fail_page_alloc).
 # vm-requires: module lpctl
+# vm-timeout: 1800
 . /vm/lib.sh
 
 m=$LUAPKT_MODULE_NAME
@@ -27,7 +32,7 @@ arg() { tr ' ' '\n' </proc/cmdline | sed -n "s/^$1=//p"; }
 parts=$(arg lp_inject)
 parts=${parts:-all}
 points=$(arg lp_inject_points)
-points=${points:-4}
+points=${points:-8}
 note "inject: parts $parts, $points failure points per command in A (lp_inject=, lp_inject_points=)"
 
 grep -q " $D " /proc/mounts || mount -t debugfs debugfs $D
@@ -210,6 +215,10 @@ if [ "$parts" = all ] || [ "$parts" = process ]; then
     for attr in $ATTRS; do
       n=$points
       [ $attr = fail_page_alloc ] && n=$(( (points + 1) / 2 ))
+      # lpctl's own start (fork, exec, libraries): failures there say nothing about the kernel
+      arm $attr $BUDGET
+      failing lpctl --version >/dev/null 2>&1
+      start=$((BUDGET - $(cat $D/$attr/space)))
       # the command's budget: the bytes through the injection points when nothing fails
       prep_$cmd
       arm $attr $BUDGET
@@ -225,7 +234,7 @@ if [ "$parts" = all ] || [ "$parts" = process ]; then
       res=
       k=0
       while [ $k -lt $n ]; do
-        space=$((total * (2 * k + 1) / (2 * n)))
+        space=$((start + (total - start) * (2 * k + 1) / (2 * n)))
         prep_$cmd
         arm $attr $space
         failing run_$cmd >/tmp/inj-cmd.out 2>&1
@@ -242,7 +251,7 @@ if [ "$parts" = all ] || [ "$parts" = process ]; then
         [ "$l" -eq 0 ] || note "inject A $cmd/$attr @$space: a lua chain was left behind"
         k=$((k + 1))
       done
-      note "inject A $cmd/$attr: $total bytes; one failure at:$res"
+      note "inject A $cmd/$attr: $total bytes ($start to start lpctl); one failure at:$res"
     done
   done
   note "inject A: $leftovers lua chain(s) left behind by failed commands, $crashes userspace process(es) killed by a signal"
@@ -311,6 +320,42 @@ if [ "$parts" = all ] || [ "$parts" = softirq ]; then
   check_ge "inject B: lua errors counted" 3 "$(stat_of inj lua)"
   check_eq "inject B: 3 datagrams through 28 nested pcalls" 3 "$(udp_transfer 3 7010)"
   check "inject B: cleanup (every rule and script deletes)" cleanup_all
+fi
+
+# ---- C: the rebuild work (kworkers), sleeping allocations --------------------------------------
+kworkers_fail() { # 1|0: make-it-fail for every kworker
+  for _kp in /proc/[0-9]*; do
+    case $(cat $_kp/comm 2>/dev/null) in kworker*) echo "$1" >$_kp/make-it-fail 2>/dev/null ;; esac
+  done
+}
+if [ "$parts" = all ] || [ "$parts" = rebuild ]; then
+  make_table
+  check "inject C: load inj" load_inj
+  check "inject C: rule on inj (input, udp 7000-7009)" \
+    lpctl rule add inet fi in iifname v0 udp dport 7000-7009 lua script inj
+  for p in 30 100; do
+    kworkers_fail 1
+    inject_on "$p" Y N
+    for i in 1 2 3; do
+      in_peer sh -c ". /vm/lib.sh; udp_send 2 $VM_HOST_IP 7008" >/dev/null 2>&1
+      sleep 1
+      in_peer sh -c ". /vm/lib.sh; udp_send 3 $VM_HOST_IP 7000" >/dev/null 2>&1
+    done
+    inj=$(injected)
+    inject_off
+    kworkers_fail 0
+    note "inject C p=$p%: injected $inj (slab+pages); inj:$(lpctl script show inj 2>&1 | grep -E 'errors:' | tr -s ' \t' ' ')"
+  done
+  check "inject C: module Live" grep -q "^$m .* Live " /proc/modules
+  # without injection, the trapped instances come back (a failed rebuild must be retried)
+  in_peer sh -c ". /vm/lib.sh; udp_send 2 $VM_HOST_IP 7008" >/dev/null 2>&1
+  sleep 2
+  r0=$(stat_of inj run_cnt)
+  f0=$(stat_of inj fuel)
+  udp_transfer 5 7000 >/dev/null
+  note "inject C after: inj:$(lpctl script show inj 2>&1 | grep -E 'run_cnt|errors:' | tr -s ' \t' ' ' | tr '\n' ' ')"
+  check_ge "inject C: inj runs again after injection (5 datagrams)" $((${r0:-0} + 5)) "$(stat_of inj run_cnt)"
+  check "inject C: cleanup (every rule and script deletes)" cleanup_all
 fi
 
 # ---- after: the module works and unloads -------------------------------------------------------

@@ -9,6 +9,8 @@
 # nft_lua's core while loaded here (/proc/modules, recorded at each load). Other records with
 # unnamed addresses (another module's init code, nft_lua of an earlier scenario) are printed as
 # notes; leaks of the rest of the kernel are counted and the first few summarised as notes.
+# Then lockdep must still be validating (/proc/lockdep_stats debug_locks 1: a lockdep splat
+# anywhere earlier in the boot switches it off).
 # The positive control, at the end: kmemleak-test.ko (CONFIG_DEBUG_KMEMLEAK_TEST) leaks on
 # purpose at load and must be found.
 # Copy this file next to other scenarios (or run tests/vm/debug) to scan after them.
@@ -158,6 +160,13 @@ check "kmemleak: rmmod $m again" rmmod "$m"
 sleep 6
 scan after
 report after "after loads, traffic, traps, unloads and rmmod"
+
+# lockdep still on: a splat (or a table overflow) anywhere earlier would have switched it off
+if [ -r /proc/lockdep_stats ]; then
+  note "lockdep: $(grep -E 'direct dependencies|lock-classes|debug_locks' /proc/lockdep_stats | tr -s ' \t' ' ' | tr '\n' ';')"
+  check_eq "lockdep: still validating (debug_locks 1: no splat switched it off)" 1 \
+    "$(sed -n 's/^ *debug_locks: *\([0-9]*\).*/\1/p' /proc/lockdep_stats)"
+fi
 
 # The positive control, last: its leaks come from its init code, freed after the load, whose
 # addresses nft_lua may take at its next load (they would then look like nft_lua's).
