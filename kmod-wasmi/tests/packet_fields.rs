@@ -52,13 +52,8 @@ fn script(src: &str) -> (Script, std::sync::Arc<TestHost>) {
 /// Runs `s` on `p` with [`TEST_FUEL`] (more than a script may have: the instance is run
 /// directly) and requires `lp.ACCEPT` without error.
 fn accept(s: &mut Script, entry: usize, p: &[u8], meta: Meta) {
-    let limits = Limits {
-        fuel: TEST_FUEL,
-        ..*s.limits()
-    };
-    let inst = s.instance(0);
-    let (r, _) = inst.run(entry, &SlicePacket { data: p, meta }, &limits);
-    assert_eq!(r, Ok(Verdict::Accept), "{}", inst.message());
+    let (r, msg) = run_with_test_fuel(s, entry, &SlicePacket { data: p, meta });
+    assert_eq!(r, Ok(Verdict::Accept), "{msg}");
 }
 
 /// `body` becomes process_packet(pkt) (followed by `return lp.ACCEPT`) and runs on `p`.

@@ -120,29 +120,15 @@ fn each_error_kind_is_reported_and_the_instance_keeps_serving() {
     expect_error(&mut s, 2, ErrorKind::Lua, "test.lua:14: boom", b);
     expect_error(&mut s, 3, ErrorKind::Instructions, "out of instructions", b);
     // filling 1 MiB takes more fuel than a call may have: the instance is run directly
-    {
-        let big = Limits {
-            fuel: TEST_FUEL,
-            ..*s.limits()
-        };
-        let inst = s.instance(0);
-        let (r, _) = inst.run(0, &SlicePacket::new(&tcp4(4)), &big);
-        assert_eq!(r, Err(ErrorKind::Memory), "port 4: {}", inst.message());
-        assert!(inst.message().contains("not enough memory"));
-    }
+    let (r, msg) = run_with_test_fuel(&mut s, 0, &SlicePacket::new(&tcp4(4)));
+    assert_eq!(r, Err(ErrorKind::Memory), "port 4: {msg}");
+    assert!(msg.contains("not enough memory"));
     // C-level recursion exhausts the guest's shadow stack: a trap, and the instance is rebuilt
     expect_error(&mut s, 5, ErrorKind::Stack, "stack", b);
     // 8 nested pcalls, each rethrowing, take ~265,000 fuel: more than a call may have
-    {
-        let big = Limits {
-            fuel: TEST_FUEL,
-            ..*s.limits()
-        };
-        let inst = s.instance(0);
-        let (r, _) = inst.run(0, &SlicePacket::new(&tcp4(6)), &big);
-        assert_eq!(r, Err(ErrorKind::Stack), "port 6: {}", inst.message());
-        assert!(inst.message().contains("too many nested protected calls"));
-    }
+    let (r, msg) = run_with_test_fuel(&mut s, 0, &SlicePacket::new(&tcp4(6)));
+    assert_eq!(r, Err(ErrorKind::Stack), "port 6: {msg}");
+    assert!(msg.contains("too many nested protected calls"));
     expect_error(&mut s, 7, ErrorKind::Return, "got string", b);
     expect_error(
         &mut s,

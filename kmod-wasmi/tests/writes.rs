@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 use runtime::packet::apply_context;
-use runtime::{Conntrack, Limits, Meta, OwnedPacket, Script, Verdict};
+use runtime::{Conntrack, Meta, OwnedPacket, Script, Verdict};
 
 /// RFC 1071 sum over `data`, starting from `acc`.
 fn sum(data: &[u8], mut acc: u32) -> u32 {
@@ -124,13 +124,8 @@ fn run_on(body: &str, p: Vec<u8>, meta: Meta) -> (Vec<u8>, OwnedPacket, Script) 
     let mut s = load(&src);
     let pkt = OwnedPacket::new(p, meta);
     // test bodies check many fields in one call: more fuel than a script may have
-    let limits = Limits {
-        fuel: TEST_FUEL,
-        ..*s.limits()
-    };
-    let inst = s.instance(0);
-    let (r, _) = inst.run(0, &pkt, &limits);
-    assert_eq!(r, Ok(Verdict::Accept), "{}", inst.message());
+    let (r, msg) = run_with_test_fuel(&mut s, 0, &pkt);
+    assert_eq!(r, Ok(Verdict::Accept), "{msg}");
     let bytes = pkt.data.borrow().clone();
     (bytes, pkt, s)
 }

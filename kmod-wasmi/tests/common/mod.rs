@@ -141,14 +141,25 @@ end
 /// (`abi::limits::MAX_FUEL`), given by running the instance directly with these limits.
 pub const TEST_FUEL: u64 = 100_000_000;
 
-/// Runs entry 0 on `p` with [`TEST_FUEL`] and expects `lp.ACCEPT` without an error (the
-/// script's message if not).
-pub fn accept(s: &mut Script, p: &[u8]) {
+/// Runs `entry` of instance 0 on `pkt` with the script's limits but [`TEST_FUEL`] (the
+/// instance directly: Script::run would refuse that much). Returns the result and the message.
+pub fn run_with_test_fuel(
+    s: &mut Script,
+    entry: usize,
+    pkt: &dyn runtime::Packet,
+) -> (Result<runtime::Verdict, runtime::ErrorKind>, String) {
     let limits = Limits {
         fuel: TEST_FUEL,
         ..*s.limits()
     };
     let inst = s.instance(0);
-    let (r, _) = inst.run(0, &runtime::SlicePacket::new(p), &limits);
-    assert_eq!(r, Ok(runtime::Verdict::Accept), "{}", inst.message());
+    let (r, _) = inst.run(entry, pkt, &limits);
+    (r, inst.message().to_string())
+}
+
+/// Runs entry 0 on `p` with [`TEST_FUEL`] and expects `lp.ACCEPT` without an error (the
+/// script's message if not).
+pub fn accept(s: &mut Script, p: &[u8]) {
+    let (r, msg) = run_with_test_fuel(s, 0, &runtime::SlicePacket::new(p));
+    assert_eq!(r, Ok(runtime::Verdict::Accept), "{msg}");
 }
