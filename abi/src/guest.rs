@@ -60,6 +60,11 @@ pub const EXPORT_ERRMSG: &str = "lp_errmsg";
 pub const EXPORT_ERRLEN: &str = "lp_errlen";
 /// `lp_mem_used() -> i32`: bytes the Lua allocator holds.
 pub const EXPORT_MEM_USED: &str = "lp_mem_used";
+/// `lp_features() -> i32`: what the loaded script's compiled chunk shows it may do, as
+/// `FEATURE_*` bits (set by `lp_load`). A guest without this export may do anything.
+pub const EXPORT_FEATURES: &str = "lp_features";
+/// The chunk names the field `QUEUE` (`lp.QUEUE(n)`): it may return a queue verdict.
+pub const FEATURE_QUEUE: i32 = 1;
 /// The shadow-stack pointer global the host restores after unwinding.
 pub const EXPORT_STACK_POINTER: &str = "__stack_pointer";
 pub const EXPORT_MEMORY: &str = "memory";

@@ -190,6 +190,15 @@ pub fn add(words: &[String], mode: Mode) -> Result<()> {
             b.delete_chain(family, r.table.clone(), lua_chain.clone());
             let _ = nf.commit(&b);
         }
+        if format!("{e:#}").contains("Operation not supported") {
+            // the likeliest cause when the jump (not the match) is refused: nf_tables
+            // validated the lua rule against the chain's hook (nft_lua_validate)
+            return Err(e.context(format!(
+                "rule not added; if script {} names lp.QUEUE, it cannot stand at a netdev or \
+                 ingress hook, where nf_queue cannot reinject packets",
+                r.script
+            )));
+        }
         return Err(e);
     }
     if mode.json {

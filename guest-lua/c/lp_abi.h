@@ -12,6 +12,8 @@
 #define LP_TRY_OK 0
 #define LP_TRY_THREW 1
 
+#define LP_FEATURE_QUEUE 1
+
 #define LP_LOG_INFO 0
 #define LP_LOG_WARN 1
 

@@ -318,6 +318,30 @@ EXPORT("lp_recover") int lp_recover(void) {
   return err;
 }
 
+/* Features of the loaded chunk (LP_FEATURE_*), for the host to check where the script's
+ * rules stand. */
+static int features;
+
+/*
+ * Whether a function or any function nested in it names the field QUEUE (`lp.QUEUE(n)`,
+ * `lp["QUEUE"]`): its rules are then refused at hooks where nf_queue cannot reinject a
+ * packet. A name built at run time escapes this and is an error at run time instead. The
+ * parser bounds nesting (LUAI_MAXCCALLS), and so this recursion.
+ */
+static int names_queue(const Proto *p) {
+  for (int i = 0; i < p->sizek; i++) {
+    const TValue *k = &p->k[i];
+    if (ttisstring(k) && tsslen(tsvalue(k)) == 5 && memcmp(getstr(tsvalue(k)), "QUEUE", 5) == 0)
+      return 1;
+  }
+  for (int i = 0; i < p->sizep; i++)
+    if (names_queue(p->p[i]))
+      return 1;
+  return 0;
+}
+
+EXPORT("lp_features") int lp_features(void) { return features; }
+
 EXPORT("lp_load") int lp_load(const char *src, int len, const char *name, int nlen) {
   lua_State *L = LS;
   int status;
@@ -332,6 +356,7 @@ EXPORT("lp_load") int lp_load(const char *src, int len, const char *name, int nl
     return err;
   }
   lua_remove(L, 1);
+  features = names_queue(clLvalue(s2v(L->top.p - 1))->p) ? LP_FEATURE_QUEUE : 0;
   status = top_pcall(L, 0, 0);
   if (status != LUA_OK) {
     int err = classify(L, status);

@@ -88,6 +88,7 @@ fn c_header_mirrors_the_abi() {
         ("LP_QUEUE_MAX", v::QUEUE_MAX.into()),
         ("LP_TRY_OK", g::TRY_OK.into()),
         ("LP_TRY_THREW", g::TRY_THREW.into()),
+        ("LP_FEATURE_QUEUE", g::FEATURE_QUEUE.into()),
         ("LP_LOG_INFO", g::LOG_INFO.into()),
         ("LP_LOG_WARN", g::LOG_WARN.into()),
         ("LP_ERR_RUNTIME", g::ERR_RUNTIME.into()),

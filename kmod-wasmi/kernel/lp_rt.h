@@ -157,6 +157,8 @@ void lp_rt_script_free(struct lp_script *s);
 void lp_rt_tag(const struct lp_script *s, u8 tag[8]);
 /* any. Instances (slots), fixed at load. */
 u32 lp_rt_instances(const struct lp_script *s);
+/* any. The script names lp.QUEUE: its rules are refused where nf_queue cannot reinject. */
+bool lp_rt_may_queue(const struct lp_script *s);
 
 /*
  * slot @cpu (bottom halves disabled on @cpu), binds of one script serialized by the caller

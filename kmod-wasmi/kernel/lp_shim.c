@@ -175,8 +175,12 @@ void *lp_alloc(size_t size, size_t align, bool zero)
 	if (align > ARCH_KMALLOC_MINALIGN)
 		size = roundup_pow_of_two(max(size, align));
 
+	/*
+	 * __GFP_RETRY_MAYFAIL: a script too large for the loader's memory cgroup (or for the
+	 * machine) fails its load with ENOMEM instead of calling in the OOM killer.
+	 */
 	if (lp_may_sleep())
-		p = kvmalloc(size, GFP_KERNEL_ACCOUNT | __GFP_NOWARN | gfp);
+		p = kvmalloc(size, GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL | __GFP_NOWARN | gfp);
 	else
 		p = kmalloc(size, GFP_ATOMIC | __GFP_NOWARN | gfp);
 	if (unlikely(!p))

@@ -27,6 +27,8 @@
 #include "luapkt_abi.h"
 #include "lp_rt.h"
 
+struct mem_cgroup;
+
 /* one loaded version of a script */
 struct luapkt_version {
 	struct lp_script	*rt;
@@ -35,6 +37,8 @@ struct luapkt_version {
 	/* rebuilds that failed, and the failures in a row (the retry delay grows with them) */
 	atomic_t		rebuild_failures;
 	unsigned int		rebuild_streak;
+	/* the loader's memory cgroup: rebuilds (a kworker) charge their memory to it as well */
+	struct mem_cgroup	*memcg;
 	u8			tag[8];
 };
 

@@ -16,10 +16,12 @@
 #include <linux/cpumask.h>
 #include <linux/ctype.h>
 #include <linux/kernel.h>
+#include <linux/memcontrol.h>
 #include <linux/module.h>
 #include <linux/mm.h>
 #include <linux/netlink.h>
 #include <linux/notifier.h>
+#include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <net/genetlink.h>
@@ -104,8 +106,10 @@ static void luapkt_rebuild_work(struct work_struct *work)
 	struct luapkt_build b = { .rt = v->rt };
 	u32 cpu, n = lp_rt_instances(v->rt);
 	struct lp_spare *old;
+	struct mem_cgroup *memcg;
 	bool failed = false;
 
+	memcg = set_active_memcg(v->memcg);
 	for (cpu = 0; cpu < n; cpu++) {
 		if (!lp_rt_needs_rebuild(v->rt, cpu))
 			continue;
@@ -118,6 +122,7 @@ static void luapkt_rebuild_work(struct work_struct *work)
 		synchronize_rcu();
 		lp_rt_spare_free(old);
 	}
+	set_active_memcg(memcg);
 	if (!failed) {
 		v->rebuild_streak = 0;
 		return;
@@ -146,6 +151,8 @@ static struct luapkt_version *luapkt_version_alloc(struct lp_script *rt)
 	if (!v)
 		return NULL;
 	v->rt = rt;
+	/* the loader's cgroup (the root one for a kernel thread) */
+	v->memcg = get_mem_cgroup_from_mm(current->mm);
 	INIT_DELAYED_WORK(&v->rebuild, luapkt_rebuild_work);
 	lp_rt_tag(rt, v->tag);
 	return v;
@@ -158,6 +165,7 @@ static void luapkt_version_free(struct luapkt_version *v)
 		return;
 	cancel_delayed_work_sync(&v->rebuild);
 	lp_rt_script_free(v->rt);
+	mem_cgroup_put(v->memcg);
 	kfree(v);
 
 	mutex_lock(&luapkt_load_mutex);

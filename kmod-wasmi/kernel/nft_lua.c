@@ -38,6 +38,7 @@ struct nft_lua {
 	u16			arg_len;
 	bool			has_func;
 	bool			has_arg;
+	bool			may_queue;	/* the script named lp.QUEUE when the rule was added */
 	char			*func;
 	u8			*arg;
 };
@@ -350,6 +351,7 @@ static int nft_lua_init(const struct nft_ctx *ctx, const struct nft_expr *expr,
 	err = nft_lua_bind(priv);
 	if (err < 0)
 		goto err_unlock;
+	priv->may_queue = lp_rt_may_queue(rcu_dereference_protected(s->cur, 1)->rt);
 	kref_get(&s->ref);
 	atomic_inc(&s->users);
 	mutex_unlock(&ln->mutex);
@@ -362,6 +364,38 @@ err_unlock:
 err_func:
 	kfree(priv->func);
 	return err;
+}
+
+/*
+ * A script that names lp.QUEUE is refused at hooks where nf_queue cannot reinject a packet,
+ * as nft_queue_validate() refuses `queue` there: netdev (no okfn) and inet ingress, which
+ * runs as a netdev hook. Called at rule add and whenever nf_tables revalidates the table (for
+ * a non-base chain: from each base chain that jumps to it), on what the script was when the
+ * rule was added, so that a later replacement cannot make unrelated rule changes fail. A
+ * queue name the chunk does not show (built at run time), or one a replacement brings in,
+ * fails at run time instead (nft_lua_call_fn).
+ */
+static int nft_lua_validate(const struct nft_ctx *ctx, const struct nft_expr *expr)
+{
+	const struct nft_lua *priv = nft_expr_priv(expr);
+
+	if (!priv->may_queue)
+		return 0;
+
+	switch (ctx->family) {
+	case NFPROTO_IPV4:
+	case NFPROTO_IPV6:
+	case NFPROTO_INET:
+	case NFPROTO_BRIDGE:
+		return nft_chain_validate_hooks(ctx->chain,
+						(1 << NF_INET_PRE_ROUTING) |
+						(1 << NF_INET_LOCAL_IN) |
+						(1 << NF_INET_FORWARD) |
+						(1 << NF_INET_LOCAL_OUT) |
+						(1 << NF_INET_POST_ROUTING));
+	default:
+		return -EOPNOTSUPP;
+	}
 }
 
 static void nft_lua_destroy(const struct nft_ctx *ctx, const struct nft_expr *expr)
@@ -414,6 +448,7 @@ static const struct nft_expr_ops nft_lua_ops = {
 	.eval		= nft_lua_eval,
 	.init		= nft_lua_init,
 	.destroy	= nft_lua_destroy,
+	.validate	= nft_lua_validate,
 	.dump		= nft_lua_dump,
 #ifdef NFT_REDUCE_READONLY
 	.reduce		= nft_lua_reduce,

@@ -89,6 +89,8 @@ pub enum LoadError {
     Limit(crate::limits::LimitError),
     /// Building an instance (Lua setup and the top-level chunk) used its whole load budget.
     Budget(u64),
+    /// The instance's linear memory could not be reserved up to the memory limit (bytes).
+    NoMemory(u64),
     /// The host stopped a load between two slices (a fatal signal reached the loader).
     Interrupted,
     /// The script has `percpu::ENTRIES_MAX` distinct (function, argument) entries bound.
@@ -125,6 +127,9 @@ impl fmt::Display for LoadError {
                 "top-level chunk used its {n} fuel (raise it with --load-fuel, at most {})",
                 abi::limits::MAX_LOAD_FUEL
             ),
+            LoadError::NoMemory(n) => {
+                write!(f, "cannot reserve the script's {n} bytes of linear memory")
+            }
             LoadError::Interrupted => f.write_str("load interrupted by a signal"),
             LoadError::TooManyEntries => f.write_str("too many distinct entries"),
             LoadError::Unavailable => f.write_str("instance is being rebuilt"),

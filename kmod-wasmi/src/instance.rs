@@ -110,6 +110,8 @@ pub struct Instance {
     entries: Vec<(i32, i32)>,
     /// Message, poison and fuel of the last call.
     calls: CallState,
+    /// `abi::guest::FEATURE_*` bits of the loaded script.
+    features: i32,
 }
 
 fn linker(guest: &Guest) -> Result<Linker<StoreData>, LoadError> {
@@ -380,6 +382,24 @@ fn trap_kind(e: &Error) -> ErrorKind {
     }
 }
 
+/// Grows linear memory to the memory limit before the guest runs, here in process context,
+/// so that no packet's call ever grows it: growth on the packet path would be a large atomic
+/// allocation in softirq, failing by memory pressure rather than by the script's own limit and
+/// draining the atomic reserves the network stack needs. The guest's allocator (wasi-libc's
+/// dlmalloc) adopts the memory between `__heap_base` and the end of memory as its initial
+/// heap on its first allocation, so none of the pre-sized memory is lost to it.
+fn presize(store: &mut Store<StoreData>, memory: Memory, limit: u64) -> Result<(), LoadError> {
+    const PAGE: u64 = 65_536;
+    let have = memory.size(&*store);
+    let want = limit / PAGE;
+    if want > have {
+        memory
+            .grow(&mut *store, want - have)
+            .map_err(|_| LoadError::NoMemory(limit))?;
+    }
+    Ok(())
+}
+
 impl Instance {
     /// Instantiates the guest, creates the Lua state and runs the script's top-level chunk.
     /// Process context: the Lua state's setup and the chunk share `limits.load_fuel`, taken
@@ -418,6 +438,7 @@ impl Instance {
         let memory = inst
             .get_memory(&store, g::EXPORT_MEMORY)
             .ok_or(LoadError::Guest(g::EXPORT_MEMORY))?;
+        presize(&mut store, memory, limits.memory)?;
         let sp = inst
             .get_global(&store, g::EXPORT_STACK_POINTER)
             .ok_or(LoadError::Guest(g::EXPORT_STACK_POINTER))?;
@@ -448,6 +469,7 @@ impl Instance {
             ctx_addr: 0,
             entries: Vec::new(),
             calls: CallState::with_capacity(MAX_MESSAGE * 3),
+            features: !0,
         };
         let _ = me.store.set_fuel(SETUP_FUEL);
         let ctx_addr = ctx.call(&mut me.store, ()).map_err(LoadError::Wasm)?;
@@ -503,7 +525,14 @@ impl Instance {
         me.free_bytes(src, Some(SETUP_FUEL));
         me.free_bytes(nm, Some(SETUP_FUEL));
         match r {
-            Outcome::Status(0) => Ok(me),
+            Outcome::Status(0) => {
+                // a guest without the export may do anything
+                if let Ok(f) = inst.get_typed_func::<(), i32>(&me.store, g::EXPORT_FEATURES) {
+                    let _ = me.store.set_fuel(SETUP_FUEL);
+                    me.features = f.call(&mut me.store, ()).unwrap_or(!0);
+                }
+                Ok(me)
+            }
             Outcome::Status(g::ERR_SYNTAX) => Err(LoadError::Syntax(me.calls.message.clone())),
             Outcome::Status(st) => Err(LoadError::Init(status_kind(st), me.calls.message.clone())),
             Outcome::Trap(k) => Err(LoadError::Init(k, String::new())),
@@ -659,6 +688,12 @@ impl Instance {
     /// Message of the last error (Lua message and traceback, or the trap's fixed message).
     pub fn message(&self) -> &str {
         &self.calls.message
+    }
+
+    /// Whether the script's chunk names `lp.QUEUE`: its rules are refused at hooks where a
+    /// queue verdict cannot work (a name built at run time is an error at run time instead).
+    pub fn may_queue(&self) -> bool {
+        self.features & g::FEATURE_QUEUE != 0
     }
 
     /// Linear memory of the instance in bytes.

@@ -194,6 +194,9 @@ pub struct PerCpuScript {
     entries: spin::Mutex<Vec<Entry>>,
     slots: Box<[Slot]>,
     rebuilds: AtomicU64,
+    /// The script's chunk names `lp.QUEUE` (a property of the source: the same in every
+    /// instance).
+    may_queue: bool,
 }
 
 // SAFETY: the only state that is not itself Sync is each slot's instance (`SpareInstance`, which
@@ -231,6 +234,7 @@ impl PerCpuScript {
             entries: spin::Mutex::new(entries),
             slots: Box::new([]),
             rebuilds: AtomicU64::new(0),
+            may_queue: false,
         };
         let n = instances.max(1);
         // instances are built before any slot owns one: a failure at instance k drops the
@@ -246,6 +250,7 @@ impl PerCpuScript {
         slots
             .try_reserve_exact(n)
             .map_err(|_| LoadError::Init(ErrorKind::Memory, String::new()))?;
+        me.may_queue = built.iter().any(|s| s.inst.may_queue());
         for spare in built {
             slots.push(Slot {
                 inst: AtomicPtr::new(Box::into_raw(Box::new(spare))),
@@ -560,6 +565,11 @@ impl PerCpuScript {
     }
     pub fn set_on_error(&self, p: OnError) {
         self.on_error.store(on_error_code(p), Ordering::Relaxed);
+    }
+    /// Whether the script may return `lp.QUEUE(n)`: rules at hooks where nf_queue cannot
+    /// reinject a packet are refused when added.
+    pub fn may_queue(&self) -> bool {
+        self.may_queue
     }
     pub fn guest_hash(&self) -> &[u8; 32] {
         self.guest.hash()

@@ -278,27 +278,51 @@ fn error_messages_do_not_allocate_and_invalid_utf8_is_replaced() {
     let first = inst.message().to_string();
     assert!(first.contains('\u{FFFD}'), "{first:?}");
     assert!(first.len() <= runtime::call::MAX_MESSAGE * 3);
-    // Lua's garbage grows linear memory up to a point, and wasmi grows its buffer by more than
-    // the pages it adds: measure 100 errors over a window in which linear memory stayed put
-    let mut window = None;
-    for _ in 0..20 {
-        COUNTED.with(|c| c.set(true));
-        let (before, mem_before) = (live(), inst.memory_size());
-        for _ in 0..100 {
-            let _ = inst.run(0, &SlicePacket::new(&p), &roomy());
-        }
-        let (after, mem_after) = (live(), inst.memory_size());
-        COUNTED.with(|c| c.set(false));
-        if mem_after == mem_before {
-            window = Some(after - before);
-            break;
-        }
+    // linear memory is sized at load: after a first call (which sizes wasmi's stacks), errors
+    // allocate nothing in the host
+    let mem = inst.memory_size();
+    COUNTED.with(|c| c.set(true));
+    let before = live();
+    for _ in 0..100 {
+        let _ = inst.run(0, &SlicePacket::new(&p), &roomy());
     }
-    let grown = window.expect("linear memory never settled in 2,000 errors");
-    assert!(
-        grown.abs() <= 64 * 1024,
-        "100 errors grew the host heap by {grown} bytes"
+    let grown = live() - before;
+    COUNTED.with(|c| c.set(false));
+    assert_eq!(grown, 0, "100 errors grew the host heap by {grown} bytes");
+    assert_eq!(inst.memory_size(), mem);
+}
+
+#[test]
+fn linear_memory_is_sized_at_load_and_packets_never_grow_it() {
+    let limits = Limits {
+        memory: 2 << 20,
+        ..roomy()
+    };
+    // garbage on every call: tables, strings, closures
+    let (mut s, _) = load_with(
+        "function process_packet(p) local t = {} for i = 1, 10 do t[i] = {i, tostring(i) .. 'x'} end \
+         return lp.ACCEPT end",
+        limits,
+        OnError::Break,
     );
+    let p = tcp4(80);
+    let inst = s.instance(0);
+    assert_eq!(inst.memory_size() as u64, limits.memory);
+    let (r, _) = inst.run(0, &SlicePacket::new(&p), &limits);
+    assert_eq!(r, Ok(Verdict::Accept));
+    COUNTED.with(|c| c.set(true));
+    let before = live();
+    for _ in 0..300 {
+        let (r, _) = inst.run(0, &SlicePacket::new(&p), &limits);
+        assert_eq!(r, Ok(Verdict::Accept));
+    }
+    let grown = live() - before;
+    COUNTED.with(|c| c.set(false));
+    assert_eq!(
+        grown, 0,
+        "300 allocating calls grew the host heap by {grown} bytes"
+    );
+    assert_eq!(inst.memory_size() as u64, limits.memory);
 }
 
 #[test]
@@ -370,4 +394,28 @@ fn a_queue_verdict_the_host_cannot_apply_is_an_error_of_the_policy() {
     let st = s.stats();
     assert_eq!(st.verdicts, [0, 1, 0, 0, 0]);
     assert_eq!(st.errors[5], 1, "counted as kind return");
+}
+
+#[test]
+fn a_script_naming_queue_is_known_at_load() {
+    let cases = [
+        ("function process_packet(p) return lp.QUEUE(1) end", true),
+        // nested functions, indexing by a constant string
+        (
+            "local t = {} function t.f() return function() return lp['QUEUE'](2) end end \
+             function process_packet(p) return lp.ACCEPT end",
+            true,
+        ),
+        (ACCEPT, false),
+        // a comment is not a name; a name built at run time cannot be seen
+        (
+            "-- lp.QUEUE\nfunction process_packet(p) return lp['QU' .. 'EUE'](1) end",
+            false,
+        ),
+    ];
+    for (src, want) in cases {
+        let s = load_percpu(src, 2, Limits::default(), Arc::new(PausingHost::default()))
+            .unwrap_or_else(|e| panic!("{src}: {e}"));
+        assert_eq!(s.may_queue(), want, "{src}");
+    }
 }

@@ -386,6 +386,13 @@ impl Instance {
         let memory = inst
             .get_memory(&mut store, g::EXPORT_MEMORY)
             .ok_or(runtime::LoadError::Guest(g::EXPORT_MEMORY))?;
+        // as the kernel does: all of the memory limit up front, none grown per packet
+        let (have, want) = (memory.size(&store), limits.memory / 65_536);
+        if want > have {
+            memory
+                .grow(&mut store, want - have)
+                .map_err(|_| runtime::LoadError::NoMemory(limits.memory))?;
+        }
         let sp = inst
             .get_global(&mut store, g::EXPORT_STACK_POINTER)
             .ok_or(runtime::LoadError::Guest(g::EXPORT_STACK_POINTER))?;

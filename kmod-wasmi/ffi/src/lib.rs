@@ -378,6 +378,7 @@ fn load_errno(e: &LoadError) -> c_int {
         LoadError::NoFunction(_) => ENOENT,
         LoadError::Limit(_) => ERANGE,
         LoadError::Budget(_) => ETIME,
+        LoadError::NoMemory(_) => ENOMEM,
         LoadError::Interrupted => EINTR,
         LoadError::TooManyEntries => ENOSPC,
         LoadError::Unavailable => EBUSY,
@@ -645,6 +646,16 @@ pub unsafe extern "C" fn lp_rt_tag(s: *const LpScript, tag: *mut u8) {
 pub unsafe extern "C" fn lp_rt_instances(s: *const LpScript) -> u32 {
     // SAFETY: the caller's contract.
     unsafe { (*s).rt.instances() as u32 }
+}
+
+/// Whether the script names `lp.QUEUE` (its rules are refused where a queue verdict cannot work).
+///
+/// # Safety
+/// `s` is live.
+#[no_mangle]
+pub unsafe extern "C" fn lp_rt_may_queue(s: *const LpScript) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe { (*s).rt.may_queue() }
 }
 
 /// Finds or adds the entry `(func, arg)`, validating a new one in instance `cpu`.

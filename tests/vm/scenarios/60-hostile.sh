@@ -119,6 +119,11 @@ table netdev hostile {
     type filter hook ingress device v0 priority 0; policy accept;
   }
 }
+table inet hostile_in {
+  chain ingress {
+    type filter hook ingress device v0 priority 0; policy accept;
+  }
+}
 NFT
 check "hostile: rule with the looping script" \
   lpctl rule add inet hostile input iifname v0 udp dport 6001-6003 lua script loop
@@ -148,15 +153,29 @@ check_eq "hostile: error(\"out of instructions\") is a Lua error, not a budget e
   "$(lpctl -j script show loop | sed -n 's/.*"err_instructions":\([0-9]*\).*/\1/p')"
 check "hostile: a logged newline cannot forge a kernel log line" \
   sh -c 'dmesg | grep -q "x\\\\nFORGED-LINE" && ! dmesg | grep -q "\] FORGED-LINE"'
-check "hostile: lua rule at netdev ingress" \
-  lpctl rule add netdev hostile ingress udp dport 6004 lua script loop
+check "hostile: a script naming lp.QUEUE is refused at netdev ingress when the rule is added (EOPNOTSUPP)" \
+  sh -c '! lpctl rule add netdev hostile ingress udp dport 6004 lua script loop 2>/tmp/err && grep -q "Operation not supported" /tmp/err && grep -q "names lp.QUEUE" /tmp/err'
+check "hostile: ... and at inet ingress" \
+  sh -c '! lpctl rule add inet hostile_in ingress udp dport 6004 lua script loop 2>/tmp/err && grep -q "Operation not supported" /tmp/err'
+check "hostile: ... nothing of either rule was added (no match, no lua chain)" \
+  sh -c '! nft list ruleset | grep -q "dport 6004" && ! nft list table netdev hostile | grep -q lua- &&
+         ! nft list table inet hostile_in | grep -q lua-'
+cat >/tmp/qdyn.lua <<'LUA'
+-- the queue verdict's name is built at run time: only the call can tell
+function process_packet(p) return lp["QU" .. "EUE"](3) end
+LUA
+check "hostile: a script whose queue name is built at run time" \
+  lpctl script load /tmp/qdyn.lua --name qdyn
+check "hostile: ... is added at netdev ingress" \
+  lpctl rule add netdev hostile ingress udp dport 6004 lua script qdyn
 peer_udp 3 6004
-wait_until 10 sh -c "[ \"\$(lpctl -j script show loop | sed -n 's/.*\"err_return\":\([0-9]*\).*/\1/p')\" -ge 3 ]"
-check_ge "hostile: lp.QUEUE at netdev ingress is an error (kind return), not a queue verdict" \
-  3 "$(lpctl -j script show loop | sed -n 's/.*"err_return":\([0-9]*\).*/\1/p')"
+wait_until 10 sh -c "[ \"\$(lpctl -j script show qdyn | sed -n 's/.*\"err_return\":\([0-9]*\).*/\1/p')\" -ge 3 ]"
+check_ge "hostile: ... and its lp.QUEUE there is an error (kind return), not a queue verdict" \
+  3 "$(lpctl -j script show qdyn | sed -n 's/.*"err_return":\([0-9]*\).*/\1/p')"
 nft delete table netdev hostile
+nft delete table inet hostile_in
 nft delete table inet hostile
-check "hostile: scripts unload" sh -c 'lpctl script unload loop; lpctl script unload ok'
+check "hostile: scripts unload" sh -c 'lpctl script unload loop; lpctl script unload qdyn; lpctl script unload ok'
 
 # ---- per-namespace caps --------------------------------------------------------------------
 echo 2 >/sys/module/$m/parameters/max_scripts
