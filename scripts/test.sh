@@ -36,7 +36,8 @@ bench=$(cargo bench -p luapkt-runtime --bench fuel_ceiling --features portable-d
   sed -n 's/.*(\(target\/release\/deps\/fuel_ceiling-[0-9a-f]*\)).*/\1/p' | tail -n 1)
 cp "$bench" target/vm/data/fuel_ceiling
 for ko in "${kos[@]}"; do
-  ./tests/vm/run.sh --module "$ko" --lpctl target/debug/lpctl --data target/vm/data
+  # (65-lifecycle.sh runs 1,000 cycles on 6.1: ~10 min of the ~15 of that suite)
+  ./tests/vm/run.sh --module "$ko" --lpctl target/debug/lpctl --data target/vm/data --timeout 1800
 done
 echo "== the README demo's VM part"
 ./tests/vm/run.sh --module "${kos[0]}" --lpctl target/debug/lpctl --scenarios tests/vm/demo

@@ -223,8 +223,15 @@ void lp_reserve_free(void);
 void __noreturn lp_panic(const char *msg, size_t len);
 /* any. Rate-limited: "luapkt: <name>: <line>"; @level 0 info, 1 warning. */
 void lp_log(int level, const char *name, size_t name_len, const char *line, size_t line_len);
-/* process (building an instance). cond_resched(); false when a fatal signal is pending. */
+/*
+ * process (building an instance). cond_resched(); false when a fatal signal is pending or
+ * lp_loads_stop() was called.
+ */
 bool lp_load_pause(void);
+/* process (module exit, first): loads in progress stop at their next slice (EINTR). */
+void lp_loads_stop(void);
+/* any. lp_loads_stop() was called. */
+bool lp_loads_stopping(void);
 /* any. */
 u64 lp_ktime_ns(void);
 /* any. */

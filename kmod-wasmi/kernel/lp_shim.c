@@ -223,12 +223,25 @@ void lp_log(int level, const char *name, size_t name_len, const char *line,
 		pr_info("script %.*s: %*pE\n", nl, name, ll, line);
 }
 
+/* set when the module is going: loads in progress stop at their next slice */
+static bool lp_loads_stopped;
+
+void lp_loads_stop(void)
+{
+	WRITE_ONCE(lp_loads_stopped, true);
+}
+
+bool lp_loads_stopping(void)
+{
+	return READ_ONCE(lp_loads_stopped);
+}
+
 bool lp_load_pause(void)
 {
 	if (!lp_may_sleep())
 		return true;
 	cond_resched();
-	return !fatal_signal_pending(current);
+	return !fatal_signal_pending(current) && !READ_ONCE(lp_loads_stopped);
 }
 
 u64 lp_ktime_ns(void)
@@ -337,6 +350,12 @@ int lp_skb_write_meta(const struct lp_pkt *pkt, const struct lp_meta_write *w)
  * the way the kernel runs softirqs on the irq stack (call_on_stack(), which objtool and the
  * ORC unwinder know). Sleeping there is fine: a context switch saves and restores %rsp
  * whatever stack it points into, and vmalloc's guard page turns an overflow into a fault.
+ *
+ * The unwinder does not know this stack: a walk from it (kmemleak, KASAN and lockdep save one
+ * per allocation; a WARN) finds no known stack after the task's and checks this CPU's
+ * exception and entry stacks, with this_cpu accessors that DEBUG_PREEMPT reports in
+ * preemptible code. Migration stays disabled while on this stack, which makes those accesses
+ * valid (the task may still sleep and be preempted); the walk then ends empty.
  */
 #define LP_CALL_STACK_SIZE	(64 * 1024)
 
@@ -361,8 +380,10 @@ int lp_call_on_big_stack(int (*fn)(void *arg), void *arg)
 	if (!stack)
 		return -ENOMEM;
 	/* the previous %rsp goes in the top slot; 16 bytes keep calls ABI-aligned */
+	migrate_disable();
 	call_on_stack(stack + LP_CALL_STACK_SIZE - 16, lp_stack_call_fn,
 		      ASM_CALL_ARG1, , [arg1] "r" (&c));
+	migrate_enable();
 	vfree(stack);
 	return c.ret;
 }

@@ -725,6 +725,14 @@ static int luapkt_nl_load_commit(struct sk_buff *skb, struct genl_info *info)
 	err = lp_call_on_big_stack(luapkt_load_on_stack, &load);
 	mutex_unlock(&luapkt_load_mutex);
 	rt = load.rt;
+	/*
+	 * Stopped because the module is going, not by a signal: netlink sends no ack for EINTR
+	 * (its caller is dying), and this caller is alive and waiting for one.
+	 */
+	if (err == -EINTR && lp_loads_stopping()) {
+		err = -ESHUTDOWN;
+		strscpy(err_msg, "the module is being removed", 256);
+	}
 	if (err == -ENOMEM && !err_msg[0])
 		strscpy(err_msg, "out of memory", 256);
 	if (err < 0) {

@@ -515,6 +515,8 @@ err_reserve:
 
 static void __exit nft_lua_module_exit(void)
 {
+	/* a load running now would hold up genl_unregister_family() for up to its load fuel */
+	lp_loads_stop();
 	nft_unregister_expr(&nft_lua_type);
 	netlink_unregister_notifier(&luapkt_netlink_notifier);
 	genl_unregister_family(&luapkt_genl_family);

@@ -91,7 +91,8 @@ pub enum LoadError {
     Budget(u64),
     /// The instance's linear memory could not be reserved up to the memory limit (bytes).
     NoMemory(u64),
-    /// The host stopped a load between two slices (a fatal signal reached the loader).
+    /// The host stopped a load between two slices (a fatal signal reached the loader, or the
+    /// module is going).
     Interrupted,
     /// The script has `percpu::ENTRIES_MAX` distinct (function, argument) entries bound.
     TooManyEntries,
@@ -130,7 +131,9 @@ impl fmt::Display for LoadError {
             LoadError::NoMemory(n) => {
                 write!(f, "cannot reserve the script's {n} bytes of linear memory")
             }
-            LoadError::Interrupted => f.write_str("load interrupted by a signal"),
+            LoadError::Interrupted => {
+                f.write_str("load interrupted (a fatal signal, or the module is being removed)")
+            }
             LoadError::TooManyEntries => f.write_str("too many distinct entries"),
             LoadError::Unavailable => f.write_str("instance is being rebuilt"),
         }

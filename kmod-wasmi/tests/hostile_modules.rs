@@ -6,230 +6,17 @@
 //! `LUAPKT_SOAK_MODULES=N` raises the number of random modules (scripts/soak-modules.sh).
 
 use abi::module_caps as caps;
-use arbitrary::Unstructured;
 use runtime::precheck::{check, Item, PrecheckError};
 use runtime::{GuestCache, Host, Limits, LoadError, LogLevel, OnError, Script};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasm_encoder::{
-    BlockType, CodeSection, ConstExpr, CustomSection, DataCountSection, DataSection,
-    ElementSection, Elements, EntityType, ExportKind, ExportSection, Function, FunctionSection,
-    GlobalSection, GlobalType, ImportSection, Instruction, MemorySection, MemoryType, Module,
-    RawSection, RefType, TableSection, TableType, TypeSection, ValType,
-};
+use wasm_encoder::{BlockType, DataCountSection, DataSection, Instruction, Module, ValType};
 
-// ---------------------------------------------------------------------------------------
-// Hand-built hostile modules
-
-fn one_type(m: &mut Module) {
-    let mut t = TypeSection::new();
-    t.ty().function([], []);
-    m.section(&t);
-}
-
-/// `n` functions declared in the function section, no bodies (~n bytes).
-fn many_functions(n: u32) -> Vec<u8> {
-    let mut m = Module::new();
-    one_type(&mut m);
-    let mut f = FunctionSection::new();
-    for _ in 0..n {
-        f.function(0);
-    }
-    m.section(&f);
-    m.finish()
-}
-
-fn many_types(n: u32) -> Vec<u8> {
-    let mut m = Module::new();
-    let mut t = TypeSection::new();
-    for _ in 0..n {
-        t.ty().function([], []);
-    }
-    m.section(&t);
-    m.finish()
-}
-
-fn many_globals(n: u32) -> Vec<u8> {
-    let mut m = Module::new();
-    let mut g = GlobalSection::new();
-    let ty = GlobalType {
-        val_type: ValType::I32,
-        mutable: false,
-        shared: false,
-    };
-    for _ in 0..n {
-        g.global(ty, &ConstExpr::i32_const(0));
-    }
-    m.section(&g);
-    m.finish()
-}
-
-fn table(minimum: u64, maximum: Option<u64>) -> Vec<u8> {
-    let mut m = Module::new();
-    let mut t = TableSection::new();
-    t.table(TableType {
-        element_type: RefType::FUNCREF,
-        table64: false,
-        minimum,
-        maximum,
-        shared: false,
-    });
-    m.section(&t);
-    m.finish()
-}
-
-fn memory(pages: u64) -> Vec<u8> {
-    let mut m = Module::new();
-    let mut s = MemorySection::new();
-    s.memory(MemoryType {
-        minimum: pages,
-        maximum: None,
-        memory64: false,
-        shared: false,
-        page_size_log2: None,
-    });
-    m.section(&s);
-    m.finish()
-}
-
-fn many_data_segments(n: u32) -> Vec<u8> {
-    let mut m = Module::new();
-    let mut d = DataSection::new();
-    for _ in 0..n {
-        d.passive([]);
-    }
-    m.section(&d);
-    m.finish()
-}
-
-fn data_count(n: u32) -> Vec<u8> {
-    let mut m = Module::new();
-    m.section(&DataCountSection { count: n });
-    m.finish()
-}
-
-/// One passive data segment of `len` real bytes.
-fn big_data(len: usize) -> Vec<u8> {
-    let mut m = Module::new();
-    let mut d = DataSection::new();
-    d.passive(vec![0xa5; len]);
-    m.section(&d);
-    m.finish()
-}
-
-/// A data segment whose length claims 4 GiB - 1 with no bytes behind it.
-fn lying_data() -> Vec<u8> {
-    let mut m = Module::new();
-    // count 1, passive (1), length 0xffff_ffff as LEB128
-    let body = [1, 1, 0xff, 0xff, 0xff, 0xff, 0x0f];
-    m.section(&RawSection {
-        id: 11,
-        data: &body,
-    });
-    m.finish()
-}
-
-/// One function whose body is `body` with locals `locals`.
-fn function(locals: Vec<(u32, ValType)>, body: &[Instruction<'_>]) -> Vec<u8> {
-    let mut m = Module::new();
-    one_type(&mut m);
-    let mut fs = FunctionSection::new();
-    fs.function(0);
-    m.section(&fs);
-    let mut f = Function::new(locals);
-    for i in body {
-        f.instruction(i);
-    }
-    f.instruction(&Instruction::End);
-    let mut c = CodeSection::new();
-    c.function(&f);
-    m.section(&c);
-    m.finish()
-}
-
-fn nested_blocks(depth: usize) -> Vec<u8> {
-    let mut body = vec![Instruction::Block(BlockType::Empty); depth];
-    body.extend(std::iter::repeat_n(Instruction::End, depth));
-    function(Vec::new(), &body)
-}
-
-fn custom(len: usize) -> Vec<u8> {
-    let mut m = Module::new();
-    m.section(&CustomSection {
-        name: "x".into(),
-        data: vec![0; len].into(),
-    });
-    m.finish()
-}
-
-/// A global initialised by `i32.const 1 (i32.const 1 i32.add) x n` (extended-const).
-fn long_const_expr(n: usize) -> Vec<u8> {
-    let mut insns = vec![Instruction::I32Const(1)];
-    for _ in 0..n {
-        insns.push(Instruction::I32Const(1));
-        insns.push(Instruction::I32Add);
-    }
-    let mut m = Module::new();
-    let mut g = GlobalSection::new();
-    let ty = GlobalType {
-        val_type: ValType::I32,
-        mutable: false,
-        shared: false,
-    };
-    g.global(ty, &ConstExpr::extended(insns));
-    m.section(&g);
-    m.finish()
-}
-
-fn many_imports(n: u32) -> Vec<u8> {
-    let mut m = Module::new();
-    one_type(&mut m);
-    let mut i = ImportSection::new();
-    for _ in 0..n {
-        i.import("lp", "now", EntityType::Function(0));
-    }
-    m.section(&i);
-    m.finish()
-}
-
-fn many_exports(n: u32) -> Vec<u8> {
-    let mut m = Module::new();
-    one_type(&mut m);
-    let mut fs = FunctionSection::new();
-    fs.function(0);
-    m.section(&fs);
-    let mut e = ExportSection::new();
-    for k in 0..n {
-        e.export(&format!("f{k}"), ExportKind::Func, 0);
-    }
-    m.section(&e);
-    m.finish()
-}
-
-fn many_element_items(n: usize) -> Vec<u8> {
-    let mut m = Module::new();
-    let mut e = ElementSection::new();
-    e.passive(Elements::Functions(vec![0; n].into()));
-    m.section(&e);
-    m.finish()
-}
-
-fn wide_type(params: usize) -> Vec<u8> {
-    let mut m = Module::new();
-    let mut t = TypeSection::new();
-    t.ty().function(vec![ValType::I32; params], []);
-    m.section(&t);
-    m.finish()
-}
-
-/// A module with `sections` appended as raw sections after the header.
-fn raw(sections: &[(u8, &[u8])]) -> Vec<u8> {
-    let mut m = Module::new();
-    for (id, data) in sections {
-        m.section(&RawSection { id: *id, data });
-    }
-    m.finish()
-}
+// The builders live in one file with hostile-packages (the VM suite's packages).
+#[path = "../../tests/src/hostile.rs"]
+#[allow(dead_code)]
+mod hostile;
+use hostile::*;
 
 /// Checks that `module` is refused by `check` and by `GuestCache::get` with the same error,
 /// quickly; returns the error.
@@ -482,112 +269,10 @@ fn builtin_guest_prefixes_and_mutations_never_panic() {
         let mut m = g.to_vec();
         for _ in 0..4 {
             let i = rng.below(m.len() as u64) as usize;
-            m[i] = rng.next() as u8;
+            m[i] = rng.step() as u8;
         }
         let _ = check(&m);
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// Random modules
-
-/// xorshift64: deterministic, seedable, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        let mut r = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-        for _ in 0..4 {
-            r.next();
-        }
-        r
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len() as u64) as usize]
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
-
-/// A wasm-smith configuration whose counts are sometimes far above the caps.
-fn smith_config(r: &mut Rng) -> wasm_smith::Config {
-    let mut c = wasm_smith::Config {
-        max_funcs: r.pick(&[4, 50, 500, 3_000]),
-        max_types: r.pick(&[4, 50, 200, 1_000]),
-        max_globals: r.pick(&[2, 16, 100, 1_000]),
-        max_imports: r.pick(&[0, 4, 30]),
-        max_exports: r.pick(&[4, 16, 100]),
-        max_data_segments: r.pick(&[2, 8, 50]),
-        max_element_segments: r.pick(&[2, 8, 50]),
-        max_elements: r.pick(&[10, 100, 2_000]),
-        max_tables: r.pick(&[1, 2, 5]),
-        max_table_elements: r.pick(&[10, 100, 500, 1_000_000, 1 << 31]),
-        max_memory32_bytes: r.pick(&[1 << 16, 1 << 20, 1 << 30, 1 << 32]),
-        max_instructions: r.pick(&[10, 100, 1_000]),
-        max_type_size: r.pick(&[20, 1_000]),
-        memory_max_size_required: r.chance(50),
-        table_max_size_required: r.chance(85),
-        allow_start_export: r.chance(50),
-        min_uleb_size: r.pick(&[1, 1, 1, 2, 5]),
-        simd_enabled: r.chance(10),
-        relaxed_simd_enabled: false,
-        exceptions_enabled: r.chance(10),
-        gc_enabled: r.chance(10),
-        threads_enabled: r.chance(10),
-        memory64_enabled: r.chance(10),
-        custom_page_sizes_enabled: r.chance(10),
-        generate_custom_sections: r.chance(20),
-        ..wasm_smith::Config::default()
-    };
-    // sometimes force large counts, whatever the random bytes say
-    if r.chance(5) {
-        c.min_funcs = r.pick(&[100, 3_000]);
-        c.max_funcs = c.max_funcs.max(c.min_funcs);
-    }
-    if r.chance(5) {
-        c.min_types = r.pick(&[50, 300]);
-        c.max_types = c.max_types.max(c.min_types);
-        // wasm-smith 0.228 can loop forever reaching a minimum of types with GC types
-        // (rec groups it cannot clone once its input is exhausted)
-        c.gc_enabled = false;
-    }
-    if r.chance(5) {
-        c.min_globals = r.pick(&[10, 100]);
-        c.max_globals = c.max_globals.max(c.min_globals);
-    }
-    if r.chance(5) {
-        c.min_data_segments = r.pick(&[4, 20]);
-        c.max_data_segments = c.max_data_segments.max(c.min_data_segments);
-    }
-    c
-}
-
-/// One random module from seed `seed`, or None when wasm-smith cannot build one.
-fn smith_module(seed: u64) -> Option<Vec<u8>> {
-    let mut r = Rng::new(seed);
-    let config = smith_config(&mut r);
-    if std::env::var_os("LUAPKT_SOAK_VERBOSE").is_some() {
-        eprintln!("seed {seed}: {config:?}");
-    }
-    let len = r.pick(&[64, 512, 2_048, 8_192]);
-    let data: Vec<u8> = (0..len).map(|_| r.next() as u8).collect();
-    let mut u = Unstructured::new(&data);
-    let mut m = wasm_smith::Module::new(config, &mut u).ok()?;
-    // loops and recursion count down a global: a start function cannot spin for long
-    let _ = m.ensure_termination(10_000);
-    Some(m.to_bytes())
 }
 
 struct QuietHost;
@@ -636,7 +321,7 @@ fn random_modules_never_panic_or_hang() {
     for seed in first..first + n {
         t.tried += 1;
         let start = Instant::now();
-        let Some(bytes) = smith_module(seed) else {
+        let Some(bytes) = smith_module(seed, false, 10_000) else {
             t.not_generated += 1;
             continue;
         };

@@ -5,116 +5,50 @@
 //! Prints one line per file.
 
 use abi::guest as g;
-use arbitrary::Unstructured;
+use luapkt_tests::hostile;
 use runtime::precheck;
 use std::path::Path;
 use std::process::ExitCode;
 use wasm_encoder::{
-    BlockType, CodeSection, ConstExpr, CustomSection, DataSection, ExportKind, ExportSection,
-    Function, FunctionSection, GlobalSection, GlobalType, Instruction, MemorySection, MemoryType,
-    Module, RefType, TableSection, TableType, TypeSection, ValType,
+    BlockType, CodeSection, ConstExpr, CustomSection, ExportKind, ExportSection, Function,
+    FunctionSection, GlobalSection, GlobalType, Instruction, MemorySection, MemoryType, Module,
+    TypeSection, ValType,
 };
 
 /// The script every package carries (valid Lua: only the guest is hostile).
 const SCRIPT: &[u8] = b"function process_packet(p) return lp.ACCEPT end\n";
 
-fn one_type(m: &mut Module) {
-    let mut t = TypeSection::new();
-    t.ty().function([], []);
-    m.section(&t);
-}
-
 /// 300,000 functions declared, no bodies: ~300 KB.
 fn funcs300k() -> Vec<u8> {
-    let mut m = Module::new();
-    one_type(&mut m);
-    let mut f = FunctionSection::new();
-    for _ in 0..300_000 {
-        f.function(0);
-    }
-    m.section(&f);
-    m.finish()
+    hostile::many_functions(300_000)
 }
 
 fn types() -> Vec<u8> {
-    let mut m = Module::new();
-    let mut t = TypeSection::new();
-    for _ in 0..100_000 {
-        t.ty().function([], []);
-    }
-    m.section(&t);
-    m.finish()
+    hostile::many_types(100_000)
 }
 
 fn globals() -> Vec<u8> {
-    let mut m = Module::new();
-    let mut s = GlobalSection::new();
-    let ty = GlobalType {
-        val_type: ValType::I32,
-        mutable: false,
-        shared: false,
-    };
-    for _ in 0..100_000 {
-        s.global(ty, &ConstExpr::i32_const(0));
-    }
-    m.section(&s);
-    m.finish()
+    hostile::many_globals(100_000)
 }
 
 /// A table of 2^31 elements.
 fn tables() -> Vec<u8> {
-    let mut m = Module::new();
-    let mut t = TableSection::new();
-    t.table(TableType {
-        element_type: RefType::FUNCREF,
-        table64: false,
-        minimum: 1 << 31,
-        maximum: Some(1 << 31),
-        shared: false,
-    });
-    m.section(&t);
-    m.finish()
+    hostile::table(1 << 31, Some(1 << 31))
 }
 
 /// 100,000 (empty) data segments.
 fn datacount() -> Vec<u8> {
-    let mut m = Module::new();
-    let mut d = DataSection::new();
-    for _ in 0..100_000 {
-        d.passive([]);
-    }
-    m.section(&d);
-    m.finish()
+    hostile::many_data_segments(100_000)
 }
 
 /// One function declaring 2^32 - 1 locals.
 fn locals() -> Vec<u8> {
-    let mut m = Module::new();
-    one_type(&mut m);
-    let mut fs = FunctionSection::new();
-    fs.function(0);
-    m.section(&fs);
-    let mut f = Function::new([(u32::MAX, ValType::I32)]);
-    f.instruction(&Instruction::End);
-    let mut c = CodeSection::new();
-    c.function(&f);
-    m.section(&c);
-    m.finish()
+    hostile::function(vec![(u32::MAX, ValType::I32)], &[])
 }
 
 /// A memory of 1 GiB minimum (16,384 pages).
 fn memory() -> Vec<u8> {
-    let mut m = Module::new();
-    let mut s = MemorySection::new();
-    s.memory(MemoryType {
-        minimum: 16_384,
-        maximum: None,
-        memory64: false,
-        shared: false,
-        page_size_log2: None,
-    });
-    m.section(&s);
-    m.finish()
+    hostile::memory(16_384)
 }
 
 /// The built-in guest with one custom section appended: another hash, same behaviour.
@@ -203,93 +137,6 @@ fn spin() -> Vec<u8> {
     m.finish()
 }
 
-/// xorshift64: the random modules are the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        let mut r = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-        for _ in 0..4 {
-            r.next();
-        }
-        r
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[(self.next() % xs.len() as u64) as usize]
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
-
-/// A random module: with `tame`, counts mostly under the caps and only features wasmi has
-/// (so the kernel's wasmi compiles and instantiates some); otherwise anything.
-fn smith(seed: u64, tame: bool) -> Option<Vec<u8>> {
-    let mut r = Rng::new(seed);
-    let config = if tame {
-        wasm_smith::Config {
-            max_funcs: r.pick(&[4, 50, 500]),
-            max_types: r.pick(&[4, 50]),
-            max_globals: r.pick(&[2, 8]),
-            max_imports: r.pick(&[0, 0, 4]),
-            max_exports: r.pick(&[4, 16]),
-            max_data_segments: r.pick(&[2, 4]),
-            max_element_segments: r.pick(&[1, 2]),
-            max_elements: r.pick(&[10, 100]),
-            max_tables: 1,
-            max_table_elements: r.pick(&[10, 500]),
-            max_memory32_bytes: r.pick(&[1 << 16, 1 << 20, 1 << 24]),
-            max_instructions: r.pick(&[10, 100, 1_000]),
-            table_max_size_required: true,
-            allow_start_export: r.chance(50),
-            simd_enabled: false,
-            relaxed_simd_enabled: false,
-            exceptions_enabled: false,
-            gc_enabled: false,
-            threads_enabled: false,
-            memory64_enabled: false,
-            custom_page_sizes_enabled: false,
-            extended_const_enabled: false,
-            ..wasm_smith::Config::default()
-        }
-    } else {
-        wasm_smith::Config {
-            max_funcs: r.pick(&[4, 500, 3_000]),
-            max_types: r.pick(&[4, 200, 1_000]),
-            max_globals: r.pick(&[2, 100, 1_000]),
-            max_imports: r.pick(&[0, 30]),
-            max_data_segments: r.pick(&[2, 50]),
-            max_element_segments: r.pick(&[2, 50]),
-            max_elements: r.pick(&[100, 2_000]),
-            max_tables: r.pick(&[1, 5]),
-            max_table_elements: r.pick(&[500, 1 << 31]),
-            max_memory32_bytes: r.pick(&[1 << 20, 1 << 32]),
-            max_instructions: r.pick(&[100, 1_000]),
-            table_max_size_required: r.chance(50),
-            allow_start_export: r.chance(50),
-            simd_enabled: r.chance(10),
-            relaxed_simd_enabled: false,
-            exceptions_enabled: r.chance(10),
-            gc_enabled: r.chance(10),
-            ..wasm_smith::Config::default()
-        }
-    };
-    let len = r.pick(&[512, 2_048, 8_192]);
-    let data: Vec<u8> = (0..len).map(|_| r.next() as u8).collect();
-    let mut m = wasm_smith::Module::new(config, &mut Unstructured::new(&data)).ok()?;
-    // loops and calls count down a global: a start function stops on its own
-    let _ = m.ensure_termination(100_000);
-    Some(m.to_bytes())
-}
-
 fn write(dir: &Path, file: &str, module: &[u8]) -> Result<(), String> {
     let name = file.trim_end_matches(".lpk");
     let pkg = runtime::package::build(module, name, SCRIPT).map_err(|e| format!("{file}: {e}"))?;
@@ -333,7 +180,7 @@ fn run(dir: &Path) -> Result<(), String> {
         let module = (0..)
             .map(|k: u64| n + 1_000 * k)
             .take(100)
-            .find_map(|seed| smith(seed, n % 2 == 0))
+            .find_map(|seed| hostile::smith_module(seed, n % 2 == 0, 100_000))
             .ok_or_else(|| format!("smith{n}: wasm-smith built no module"))?;
         write(dir, &format!("smith{n}.lpk"), &module)?;
     }

@@ -2,7 +2,7 @@
 # not the built-in one, a guest that spins, random modules), privilege (user namespaces),
 # hostile scripts at the largest limits (looping per packet, looping and eating memory at load,
 # a load killed mid-way), lp.QUEUE where packets cannot be queued, forged log lines, error kinds
-# by code, and load/replace/unload cycles with slab and vmalloc figures. The VM boots with
+# by code (the long lifecycle runs are 65-lifecycle.sh). The VM boots with
 # softlockup_panic=1: a CPU held too long fails the run. Packages come from
 # tests/src/bin/hostile-packages.rs (run.sh --data).
 # vm-requires: module lpctl
@@ -190,83 +190,5 @@ check "hostile: ... and so is raising a loaded script's memory past it" \
 echo 1024 >/sys/module/$m/parameters/max_netns_mbytes
 lpctl script unload cap1; lpctl script unload cap2
 
-# ---- lifecycle: load/replace/unload cycles, some failing at a later instance ---------------
-cat >/tmp/flaky.lua <<'LUA'
-local big = string.rep("y", 100000)
-if math.random(3) == 1 then error("unlucky instance") end
-function process_packet(p) return lp.ACCEPT end
-LUA
-cycles() { # N: load/replace/unload cycles; sets ok and failed
-  ok=0; failed=0; i=0
-  while [ $i -lt "$1" ]; do
-    if lpctl script load /tmp/flaky.lua --name cyc >/dev/null 2>&1; then
-      ok=$((ok + 1))
-      lpctl script load /tmp/ok.lua --name cyc --replace >/dev/null 2>&1
-      lpctl script unload cyc >/dev/null 2>&1
-    else
-      failed=$((failed + 1))
-    fi
-    i=$((i + 1))
-  done
-}
-meminfo() { sync; echo 3 >/proc/sys/vm/drop_caches; awk -v k="$1:" '$1 == k {print $2}' /proc/meminfo; }
-# a first batch warms the slab caches up; a leak shows as growth in the second
-cycles 20
-slab0=$(meminfo Slab); vm0=$(meminfo VmallocUsed)
-t0=$(uptime_ms)
-cycles 100
-note "measure: 100 load/replace/unload cycles ($ok loaded, $failed failed at some instance) in $(( $(uptime_ms) - t0 )) ms (TCG)"
-sleep 2
-slab1=$(meminfo Slab); vm1=$(meminfo VmallocUsed)
-note "measure: Slab ${slab0} -> ${slab1} kB, VmallocUsed ${vm0} -> ${vm1} kB over the 100 cycles (after 20 to warm up)"
-check_ge "hostile: some loads failed at an instance" 1 "$failed"
-check "hostile: vmalloc back within 512 KiB of the start" [ $((vm1 - vm0)) -lt 512 ]
-# slab caches keep freed objects per CPU: the figure moves by a few hundred KiB either way from
-# run to run; a leak of even one instance per failed load (~300 KiB each, 60+ of them) would not
-check "hostile: slab within 4 MiB of the start (40 KiB a cycle)" [ $((slab1 - slab0)) -lt 4096 ]
-# rules added and deleted around loads, replacements and unloads while a peer floods the port
-nft -f - <<'NFT'
-table inet cyc {
-  chain input {
-    type filter hook input priority filter; policy accept;
-    udp dport 6100 counter comment flood
-  }
-}
-NFT
-in_peer sh -c ". /vm/lib.sh; udp_send 1000000 $VM_HOST_IP 6100" >/dev/null 2>&1 &
-flood=$!
-check "hostile: the flood arrives" wait_until 100 sh -c \
-  "[ \"\$(. /vm/lib.sh; nft_rule_packets inet cyc input flood)\" -gt 0 ]"
-rok=0; i=0
-while [ $i -lt 30 ]; do
-  if lpctl script load /tmp/ok.lua --name rcyc >/dev/null 2>&1 &&
-    lpctl rule add inet cyc input udp dport 6100 lua script rcyc >/dev/null 2>&1 &&
-    lpctl script load /tmp/ok.lua --name rcyc --replace >/dev/null 2>&1; then
-    # the flood reaches the script (its counter moves) before the rule goes
-    [ $i -eq 0 ] && wait_until 100 sh -c "[ \"\$(lpctl -j script show rcyc | sed -n 's/.*\"run_cnt\":\([0-9]*\).*/\1/p')\" -ge 1 ]" &&
-      ran=1
-    h=$(nft -a list chain inet cyc input | sed -n 's/.*jump lua-rcyc # handle \([0-9]*\).*/\1/p' | head -n 1)
-    lpctl rule delete inet cyc input handle "$h" >/dev/null 2>&1 &&
-      lpctl script unload rcyc >/dev/null 2>&1 && rok=$((rok + 1))
-  fi
-  i=$((i + 1))
-done
-kill $flood 2>/dev/null; wait $flood 2>/dev/null
-check_eq "hostile: the flood reached the script" 1 "${ran:-0}"
-check_eq "hostile: 30 load/rule add/replace/rule delete/unload cycles under a flood" 30 "$rok"
-nft delete table inet cyc
-peer_down
-
-# a long load in a namespace of its own: killing the loader stops it (and its namespace goes)
-unshare -n lpctl script load /tmp/spin.lua --name nsload --load-fuel max >/dev/null 2>&1 &
-kp=$!
-sleep 3
-kill -9 $kp 2>/dev/null
-t0=$(uptime_ms)
-wait $kp 2>/dev/null
-t=$(( $(uptime_ms) - t0 ))
-note "measure: a killed load in its own namespace ended $t ms after SIGKILL (TCG)"
-check "hostile: a killed load in its own namespace ends within 5 s" [ "$t" -lt 5000 ]
-check "hostile: nothing left loaded" sh -c '[ -z "$(lpctl script list)" ]'
 peer_down
 check "hostile: rmmod $m" rmmod "$m"
