@@ -228,7 +228,7 @@ void lp_log(int level, const char *name, size_t name_len, const char *line, size
  * lp_loads_stop() was called.
  */
 bool lp_load_pause(void);
-/* process (module exit, first): loads in progress stop at their next slice (EINTR). */
+/* process (module exit, first): loads in progress stop at their next slice (ESHUTDOWN). */
 void lp_loads_stop(void);
 /* any. lp_loads_stop() was called. */
 bool lp_loads_stopping(void);
