@@ -116,10 +116,15 @@ void lp_writestringerror(const char *fmt, const char *p) {
   host_log(LP_LOG_WARN, p, (int)strlen(p));
 }
 
-/* lmathlib seeds math.random from time(); it is compiled with -Dtime=lp_time. */
+/*
+ * lmathlib seeds math.random from time() (it is compiled with -Dtime=lp_time) and the Lua
+ * state's address, which is the same in every instance: with seconds alone, the instances of a
+ * script (one per CPU) built within one second would draw the same numbers. The clock in ns and
+ * the host's per-instance seed (set by lp_init before the libraries open) tell them apart.
+ */
 long long lp_time(void *unused) {
   (void)unused;
-  return host_now() / 1000000000;
+  return (long long)((unsigned long long)host_now() ^ ((unsigned long long)lp_seed << 32));
 }
 
 /* lauxlib is compiled with -DluaL_loadfilex=lp_unused_loadfilex: no files in the sandbox. */

@@ -4,18 +4,17 @@ use std::{fmt, io};
 
 /// Everything that can go wrong talking to the kernel. Each variant names what failed: the
 /// object (`chain inet filter lua-web`, `script web`) or the step (`netlink socket`).
+///
+/// Each message is whole (it includes the errno's text), so no variant has a `source()`: a
+/// chain printed with `{:#}` would say everything twice.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The socket itself failed (open, send, receive).
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: io::Error,
-    },
+    #[error("{what}: {error}")]
+    Io { what: String, error: io::Error },
     /// The kernel refused a request.
-    #[error("{0}")]
+    #[error(transparent)]
     Kernel(#[from] KernelError),
     /// A generic netlink family is not registered.
     #[error("{name}: generic netlink family not found{hint}")]
@@ -33,15 +32,15 @@ impl Error {
     pub fn errno(&self) -> Option<i32> {
         match self {
             Error::Kernel(e) => Some(e.errno()),
-            Error::Io { source, .. } => source.raw_os_error(),
+            Error::Io { error, .. } => error.raw_os_error(),
             _ => None,
         }
     }
 
-    pub(crate) fn io(what: impl Into<String>, source: io::Error) -> Self {
+    pub(crate) fn io(what: impl Into<String>, error: io::Error) -> Self {
         Error::Io {
             what: what.into(),
-            source,
+            error,
         }
     }
 
@@ -102,10 +101,7 @@ impl fmt::Display for KernelError {
     }
 }
 
-impl std::error::Error for KernelError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
+// no source(): the message includes the errno's text already
+impl std::error::Error for KernelError {}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

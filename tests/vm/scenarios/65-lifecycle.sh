@@ -18,8 +18,7 @@ case $(uname -r) in 6.1.*) CYCLES=1000 ;; *) CYCLES=200 ;; esac
 
 printf 'function process_packet(p) return lp.ACCEPT end\n' >/tmp/ok.lua
 # (every instance reserves its 1 MiB of linear memory at load: one leaked shows in vmalloc).
-# The failing instance is picked by the clock's low bits (ns), independently per instance:
-# math.random is seeded from the clock's seconds, the same for every instance within one.
+# The failing instance is picked by the clock's low bits (ns), independently per instance.
 cat >/tmp/flaky.lua <<'LUA'
 if lp.now() // 1000 % 3 == 0 then error("unlucky instance") end
 function process_packet(p) return lp.ACCEPT end
