@@ -103,12 +103,13 @@ check_eq "lifecycle: the flood reached a script" 1 "${ran:-0}"
 check "lifecycle: nothing left loaded" sh -c '[ -z "$(lpctl script list)" ]'
 check "lifecycle: no lua rule left" sh -c '! nft list table inet cyc | grep -q lua-'
 check "lifecycle: vmalloc back within 512 KiB of the start" [ $((vm1 - vm0)) -lt 512 ]
-# Unreclaimable slab moves by up to ~2 MiB in one step early in a run (caches of the first rule
-# and conntrack entries), then stays flat; a leak grows with the cycles: a leaked version, rule
-# or upload is a few hundred bytes, a leaked instance's structures several KiB (and its 1 MiB
-# of linear memory shows in vmalloc)
+# Unreclaimable slab moves by ~2 MiB up or down in single steps between readings (per-CPU
+# caches; KASAN's quarantine on a debug kernel) without a trend; a leak grows with the cycles:
+# a leaked instance's structures are several KiB each (~500 failed loads here: megabytes; its
+# 1 MiB of linear memory shows in vmalloc). Small leaks (a version, a rule: ~100 bytes) are
+# kmemleak's job on the debug kernel (tests/vm/debug/90-kmemleak.sh).
 check "lifecycle: unreclaimable slab within 4 MiB of the start" [ $((slab1 - slab0)) -lt 4096 ]
-check "lifecycle: ... and within 2 MiB from cycle 100 to $CYCLES" [ $((slab1 - ${s100:-$slab0})) -lt 2048 ]
+check "lifecycle: ... and within 4 MiB from cycle 100 to $CYCLES" [ $((slab1 - ${s100:-$slab0})) -lt 4096 ]
 nft delete table inet cyc
 peer_down
 
