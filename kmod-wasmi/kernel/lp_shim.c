@@ -376,7 +376,8 @@ int lp_call_on_big_stack(int (*fn)(void *arg), void *arg)
 	void *stack;
 
 	might_sleep();
-	stack = vmalloc(LP_CALL_STACK_SIZE);
+	/* a failure is an error the caller reports (a load's ENOMEM, a counted rebuild failure) */
+	stack = __vmalloc(LP_CALL_STACK_SIZE, GFP_KERNEL | __GFP_NOWARN);
 	if (!stack)
 		return -ENOMEM;
 	/* the previous %rsp goes in the top slot; 16 bytes keep calls ABI-aligned */
