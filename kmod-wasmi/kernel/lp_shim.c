@@ -241,7 +241,7 @@ bool lp_load_pause(void)
 	if (!lp_may_sleep())
 		return true;
 	cond_resched();
-	return !fatal_signal_pending(current) && !READ_ONCE(lp_loads_stopped);
+	return !fatal_signal_pending(current) && !lp_loads_stopping();
 }
 
 u64 lp_ktime_ns(void)

@@ -75,20 +75,28 @@ static void nft_lua_call_fn(void *arg)
 }
 
 /*
- * Where nf_queue can reinject a packet, as nft_queue_validate(): not at netdev hooks (no okfn)
- * nor at inet ingress, which runs as a netdev hook.
+ * The hooks of @family where nf_queue can reinject a packet, as nft_queue_validate() has
+ * them: none at netdev (no okfn) nor at inet ingress, which runs as a netdev hook. One mask
+ * for the rule's validation (nft_lua_validate) and each packet's check.
  */
-static bool nft_lua_can_queue(const struct nft_pktinfo *pkt)
+static u32 nft_lua_queue_hooks(u8 family)
 {
-	switch (nft_pf(pkt)) {
+	switch (family) {
 	case NFPROTO_IPV4:
 	case NFPROTO_IPV6:
 	case NFPROTO_INET:
 	case NFPROTO_BRIDGE:
-		return nft_hook(pkt) <= NF_INET_POST_ROUTING;
+		return (1 << NF_INET_PRE_ROUTING) | (1 << NF_INET_LOCAL_IN) |
+		       (1 << NF_INET_FORWARD) | (1 << NF_INET_LOCAL_OUT) |
+		       (1 << NF_INET_POST_ROUTING);
 	default:
-		return false;
+		return 0;
 	}
+}
+
+static bool nft_lua_can_queue(const struct nft_pktinfo *pkt)
+{
+	return nft_lua_queue_hooks(nft_pf(pkt)) & (1U << nft_hook(pkt));
 }
 
 /*
@@ -378,24 +386,11 @@ err_func:
 static int nft_lua_validate(const struct nft_ctx *ctx, const struct nft_expr *expr)
 {
 	const struct nft_lua *priv = nft_expr_priv(expr);
+	u32 hooks = nft_lua_queue_hooks(ctx->family);
 
 	if (!priv->may_queue)
 		return 0;
-
-	switch (ctx->family) {
-	case NFPROTO_IPV4:
-	case NFPROTO_IPV6:
-	case NFPROTO_INET:
-	case NFPROTO_BRIDGE:
-		return nft_chain_validate_hooks(ctx->chain,
-						(1 << NF_INET_PRE_ROUTING) |
-						(1 << NF_INET_LOCAL_IN) |
-						(1 << NF_INET_FORWARD) |
-						(1 << NF_INET_LOCAL_OUT) |
-						(1 << NF_INET_POST_ROUTING));
-	default:
-		return -EOPNOTSUPP;
-	}
+	return hooks ? nft_chain_validate_hooks(ctx->chain, hooks) : -EOPNOTSUPP;
 }
 
 static void nft_lua_destroy(const struct nft_ctx *ctx, const struct nft_expr *expr)

@@ -389,9 +389,8 @@ fn trap_kind(e: &Error) -> ErrorKind {
 /// dlmalloc) adopts the memory between `__heap_base` and the end of memory as its initial
 /// heap on its first allocation, so none of the pre-sized memory is lost to it.
 fn presize(store: &mut Store<StoreData>, memory: Memory, limit: u64) -> Result<(), LoadError> {
-    const PAGE: u64 = 65_536;
     let have = memory.size(&*store);
-    let want = limit / PAGE;
+    let want = limit / abi::module_caps::WASM_PAGE;
     if want > have {
         memory
             .grow(&mut *store, want - have)

@@ -387,7 +387,10 @@ impl Instance {
             .get_memory(&mut store, g::EXPORT_MEMORY)
             .ok_or(runtime::LoadError::Guest(g::EXPORT_MEMORY))?;
         // as the kernel does: all of the memory limit up front, none grown per packet
-        let (have, want) = (memory.size(&store), limits.memory / 65_536);
+        let (have, want) = (
+            memory.size(&store),
+            limits.memory / abi::module_caps::WASM_PAGE,
+        );
         if want > have {
             memory
                 .grow(&mut store, want - have)
