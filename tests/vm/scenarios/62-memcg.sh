@@ -1,7 +1,8 @@
 # Script memory is charged to the loader's memory cgroup: the load itself (every instance's
 # linear memory is reserved at load), the rebuild of a trapped instance (a kworker, which
 # charges the loader's cgroup too), and a cgroup too small for a script refuses the load with
-# ENOMEM, without the OOM killer. Unloading gives the memory back.
+# ENOMEM, without the OOM killer, as does the largest memory limit on a machine too small for
+# it. Unloading gives the memory back.
 # vm-requires: module lpctl
 . /vm/lib.sh
 
@@ -77,3 +78,11 @@ check "memcg: a script that fits loads in the same cgroup" \
   in_cg lpctl script load /tmp/m.lua --name small --memory 1M
 lpctl script unload small
 echo max >$CG/loader/memory.max
+
+# the largest memory limit, reserved in full at load, on a guest too small for it (512 MiB of
+# RAM, 2 instances of 256 MiB): a clean ENOMEM, no OOM kill, and loads work after it
+check "memcg: --memory 256M on every CPU of a 512 MiB machine is refused with ENOMEM" \
+  sh -c "! lpctl script load /tmp/m.lua --name huge --memory 256M 2>/tmp/err && grep -q 'os error 12)' /tmp/err"
+check "memcg: ... without the OOM killer" sh -c '! dmesg | grep -q "out of memory"'
+check "memcg: ... and a script loads after it" lpctl script load /tmp/m.lua --name after
+lpctl script unload after
