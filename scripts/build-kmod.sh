@@ -132,8 +132,10 @@ ld -r --gc-sections -z noexecstack "${ld_args[@]}" -T kmod-wasmi/kernel/lp_rust.
   -o "$TMP/lp_rust.rlo" "$TMP"/*.o
 # Kbuild compares timestamps: only replace the object when it changed
 cmp -s "$TMP/lp_rust.rlo" "$BUILD/lp_rust.rlo" 2>/dev/null || cp "$TMP/lp_rust.rlo" "$BUILD/lp_rust.rlo"
+# (nm's output read whole: `nm | grep -q` fails under pipefail when grep exits first)
+DEFINED=$(nm "$BUILD/lp_rust.rlo")
 for e in "${ENTRIES[@]}"; do
-  nm "$BUILD/lp_rust.rlo" | grep -qE " T $e\$" || die "entry point $e is not defined by the Rust object"
+  grep -qE " T $e\$" <<<"$DEFINED" || die "entry point $e is not defined by the Rust object"
 done
 
 # ---- 4. Kbuild -------------------------------------------------------------------------

@@ -205,6 +205,9 @@ pub struct ScriptArgs {
     /// Linear memory per instance, bytes (suffixes K, M, G: powers of 1024)
     #[arg(long)]
     memory: Option<String>,
+    /// wasm call depth within one entry into the guest
+    #[arg(long)]
+    recursion: Option<String>,
     /// Nested protected calls (pcall, coroutines) per packet
     #[arg(long)]
     pcall_depth: Option<String>,
@@ -348,6 +351,7 @@ impl ScriptArgs {
             fuel: self.fuel,
             instructions: self.instructions,
             memory: self.memory,
+            recursion: self.recursion,
             pcall_depth: self.pcall_depth,
             load_fuel: self.load_fuel,
             on_error: self.on_error,

@@ -18,6 +18,7 @@ pub struct Options {
     pub fuel: Option<String>,
     pub instructions: Option<String>,
     pub memory: Option<String>,
+    pub recursion: Option<String>,
     pub pcall_depth: Option<String>,
     pub load_fuel: Option<String>,
     pub on_error: String,
@@ -158,6 +159,10 @@ impl Options {
         }
         if let Some(s) = &self.memory {
             l.memory = parse_number("memory", s, true)?;
+        }
+        if let Some(s) = &self.recursion {
+            l.recursion = u32::try_from(parse_number("recursion", s, false)?)
+                .with_context(|| format!("--recursion {s}: too large"))?;
         }
         if let Some(s) = &self.pcall_depth {
             l.pcall_depth = u32::try_from(parse_number("pcall-depth", s, false)?)

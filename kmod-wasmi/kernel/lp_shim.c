@@ -47,15 +47,16 @@ static bool lp_may_sleep(void)
 }
 
 /*
- * The reserve. wasmi allocates infallibly in a few places the packet path reaches (the box of
- * a trap or of a Lua error unwinding, the call-frame vector when a call nests deeper than ever
- * before on this CPU); in the kernel a failed infallible allocation is a panic. When the
- * allocator fails, blocks set aside at module load serve such requests instead: per CPU, 32 of
- * 256 bytes, 4 of 4 KiB and one of 64 KiB (a frame vector for 2,048 frames; MAX_RECURSION is
- * 2,048). Blocks are taken and given back with atomic bit operations, so any CPU may free one;
- * a request first tries its own CPU's blocks, then the others'. reserve_hits counts the
- * requests served, reserve_misses those that found no block (then Rust panics: the reserve was
- * sized too small).
+ * The reserve. wasmi allocates in a few places the packet path reaches (the box of a Lua
+ * error unwinding, the call-frame vector when a call nests deeper than ever before on this CPU,
+ * the execution stack of a nested re-entry). Our wasmi (third_party/wasmi) turns a failure
+ * there into a trap, a memory error that poisons the instance until its rebuild: correct, but
+ * the script's packets get the on-error verdict meanwhile. So when the allocator fails, blocks
+ * set aside at module load serve such requests first: per CPU, 32 of 256 bytes, 4 of 4 KiB and
+ * one of 64 KiB (a frame vector for 2,048 frames; MAX_RECURSION is 2,048). Blocks are taken
+ * and given back with atomic bit operations, so any CPU may free one; a request first tries its
+ * own CPU's blocks, then the others'. reserve_hits counts the requests served, reserve_misses
+ * those that found no block (the caller then sees the failure).
  */
 struct lp_reserve_class {
 	unsigned int	size;
@@ -85,6 +86,14 @@ module_param_cb(reserve_hits, &lp_reserve_ops, &lp_reserve_hits, 0444);
 MODULE_PARM_DESC(reserve_hits, "allocations the reserve served when the allocator failed");
 module_param_cb(reserve_misses, &lp_reserve_ops, &lp_reserve_misses, 0444);
 MODULE_PARM_DESC(reserve_misses, "allocations neither the allocator nor the reserve could serve");
+
+/*
+ * reserve=N leaves failed allocations failed: fault-injection tests use it to reach the
+ * failure paths the reserve otherwise hides (tests/vm/debug/80-failslab.sh).
+ */
+static bool lp_reserve_on = true;
+module_param_named(reserve, lp_reserve_on, bool, 0644);
+MODULE_PARM_DESC(reserve, "serve allocations the allocator fails from the per-CPU reserve (default Y)");
 
 int lp_reserve_init(void)
 {
@@ -183,7 +192,7 @@ void *lp_alloc(size_t size, size_t align, bool zero)
 		p = kvmalloc(size, GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL | __GFP_NOWARN | gfp);
 	else
 		p = kmalloc(size, GFP_ATOMIC | __GFP_NOWARN | gfp);
-	if (unlikely(!p))
+	if (unlikely(!p) && READ_ONCE(lp_reserve_on))
 		p = lp_reserve_take(size, zero);
 	return p;
 }

@@ -7,7 +7,8 @@ use core::fmt;
 pub enum ErrorKind {
     /// A Lua runtime error or `error()`.
     Lua,
-    /// The instance's memory limit was reached.
+    /// The instance's memory limit was reached, or the host could not allocate what the
+    /// call needed (the instance is then rebuilt).
     Memory,
     /// The call used up its fuel.
     Fuel,
@@ -98,6 +99,11 @@ pub enum LoadError {
     TooManyEntries,
     /// The instance is poisoned (waiting for its rebuild) or busy.
     Unavailable,
+    /// The host could not allocate what the operation needed (an entry's copy, a host-side
+    /// table): reported, never an abort.
+    OutOfMemory,
+    /// The script's own memory (its Lua heap) cannot hold what the operation copies in.
+    ScriptMemory,
 }
 
 impl fmt::Display for LoadError {
@@ -136,6 +142,10 @@ impl fmt::Display for LoadError {
             }
             LoadError::TooManyEntries => f.write_str("too many distinct entries"),
             LoadError::Unavailable => f.write_str("instance is being rebuilt"),
+            LoadError::OutOfMemory => f.write_str("out of memory"),
+            LoadError::ScriptMemory => {
+                f.write_str("the script's memory is full (raise it with --memory)")
+            }
         }
     }
 }

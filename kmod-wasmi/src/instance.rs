@@ -61,6 +61,26 @@ impl fmt::Display for DepthExceeded {
 
 impl HostError for DepthExceeded {}
 
+/// The trap of an `lp.try` the guest makes before its entry points are known (a broken guest).
+#[derive(Debug)]
+struct NotInitialised;
+
+impl fmt::Display for NotInitialised {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("guest not initialised")
+    }
+}
+
+impl HostError for NotInitialised {}
+
+/// A copy of `s`, or `None` when the allocator fails (no abort).
+pub(crate) fn try_string(s: &str) -> Option<String> {
+    let mut out = String::new();
+    out.try_reserve_exact(s.len()).ok()?;
+    out.push_str(s);
+    Some(out)
+}
+
 /// The packet of the running call, with its lifetime erased (see [`Instance::run`]).
 type PacketPtr = NonNull<dyn Packet + 'static>;
 
@@ -127,7 +147,7 @@ fn linker(guest: &Guest) -> Result<Linker<StoreData>, LoadError> {
                 return Err(Error::host(DepthExceeded));
             }
             let (Some(sp), Some(tramp)) = (d.sp, d.tramp) else {
-                return Err(Error::new("guest not initialised"));
+                return Err(Error::host(NotInitialised));
             };
             let sliced = d.slices.is_some();
             let func = d.tramp_func;
@@ -378,6 +398,9 @@ fn trap_kind(e: &Error) -> ErrorKind {
     match e.as_trap_code() {
         Some(TrapCode::OutOfFuel) => ErrorKind::Fuel,
         Some(TrapCode::StackOverflow) => ErrorKind::Stack,
+        // the host could not allocate what the call needed (a wasm frame, a value stack,
+        // an error): third_party/wasmi reports that as a trap instead of aborting
+        Some(TrapCode::OutOfSystemMemory) => ErrorKind::Memory,
         _ => ErrorKind::Trap,
     }
 }
@@ -559,10 +582,7 @@ impl Instance {
             .call(&mut self.store, len)
             .map_err(|e| self.trapped(e))?;
         if ptr == 0 {
-            return Err(LoadError::Init(
-                ErrorKind::Memory,
-                String::from("not enough memory"),
-            ));
+            return Err(LoadError::ScriptMemory);
         }
         let start = ptr as u32 as usize;
         self.memory
@@ -613,7 +633,8 @@ impl Instance {
         self.free_bytes(name, None);
         let fref = fref?;
         if fref < 0 {
-            return Err(LoadError::NoFunction(String::from(func)));
+            // binding may run in atomic context: the name's copy must not abort
+            return Err(try_string(func).map_or(LoadError::OutOfMemory, LoadError::NoFunction));
         }
         let aref = match arg {
             Some(a) => {
@@ -625,6 +646,9 @@ impl Instance {
             }
             None => 0,
         };
+        self.entries
+            .try_reserve(1)
+            .map_err(|_| LoadError::OutOfMemory)?;
         self.entries.push((fref, aref));
         Ok(self.entries.len() - 1)
     }

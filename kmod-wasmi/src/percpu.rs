@@ -38,10 +38,29 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, 
 pub const ENTRIES_MAX: usize = 1024;
 
 /// An entry function bound with an argument.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 struct Entry {
     func: String,
     arg: Option<Vec<u8>>,
+}
+
+impl Entry {
+    /// A copy of `func` and `arg`, allocated fallibly: binding runs with bottom halves
+    /// disabled, where an allocation that aborts would be a crash.
+    fn try_new(func: &str, arg: Option<&[u8]>) -> Result<Entry, LoadError> {
+        let func = crate::instance::try_string(func).ok_or(LoadError::OutOfMemory)?;
+        let arg = match arg {
+            Some(a) => {
+                let mut v = Vec::new();
+                v.try_reserve_exact(a.len())
+                    .map_err(|_| LoadError::OutOfMemory)?;
+                v.extend_from_slice(a);
+                Some(v)
+            }
+            None => None,
+        };
+        Ok(Entry { func, arg })
+    }
 }
 
 /// An instance with the number of entries bound in it (entries are bound in table order, so
@@ -179,6 +198,7 @@ fn on_error_from(c: u8) -> OnError {
 fn load_error_kind(e: &LoadError) -> ErrorKind {
     match e {
         LoadError::Init(k, _) => *k,
+        LoadError::OutOfMemory | LoadError::ScriptMemory => ErrorKind::Memory,
         _ => ErrorKind::Trap,
     }
 }
@@ -223,7 +243,18 @@ impl PerCpuScript {
     ) -> Result<PerCpuScript, LoadError> {
         limits.validate().map_err(LoadError::Limit)?;
         let guest = cache.get(guest_wasm, limits.recursion)?;
-        let entries = entries_from.map_or_else(Vec::new, |s| s.entries.lock().clone());
+        let mut entries = Vec::new();
+        // reserved in full: appending an entry (in atomic context) never reallocates
+        entries
+            .try_reserve_exact(ENTRIES_MAX)
+            .map_err(|_| LoadError::OutOfMemory)?;
+        if let Some(s) = entries_from {
+            let mut i = 0;
+            while let Some(e) = s.entry_copy(i)? {
+                entries.push(e);
+                i += 1;
+            }
+        }
         let mut me = PerCpuScript {
             name: String::from(name),
             source: Vec::from(source),
@@ -242,14 +273,14 @@ impl PerCpuScript {
         let mut built = Vec::new();
         built
             .try_reserve_exact(n)
-            .map_err(|_| LoadError::Init(ErrorKind::Memory, String::new()))?;
+            .map_err(|_| LoadError::OutOfMemory)?;
         for _ in 0..n {
             built.push(me.build_instance()?);
         }
         let mut slots = Vec::new();
         slots
             .try_reserve_exact(n)
-            .map_err(|_| LoadError::Init(ErrorKind::Memory, String::new()))?;
+            .map_err(|_| LoadError::OutOfMemory)?;
         me.may_queue = built.iter().any(|s| s.inst.may_queue());
         for spare in built {
             slots.push(Slot {
@@ -290,8 +321,7 @@ impl PerCpuScript {
     /// runs: in the kernel it disables bottom halves, and a bind may grow guest memory.
     fn catch_up(&self, spare: &mut SpareInstance) -> Result<(), LoadError> {
         loop {
-            let next = self.entries.lock().get(spare.bound).cloned();
-            let Some(e) = next else {
+            let Some(e) = self.entry_copy(spare.bound)? else {
                 return Ok(());
             };
             let i = spare.inst.bind(&e.func, e.arg.as_deref())?;
@@ -300,6 +330,40 @@ impl PerCpuScript {
             }
             spare.bound += 1;
         }
+    }
+
+    /// A copy of entry `i` (`None` past the end). Nothing is allocated under the lock, which
+    /// disables bottom halves in the kernel (atomic allocations): the copy's room is reserved
+    /// first. Entries are never changed or removed once appended, so the two looks agree.
+    fn entry_copy(&self, i: usize) -> Result<Option<Entry>, LoadError> {
+        let Some((flen, alen)) = self
+            .entries
+            .lock()
+            .get(i)
+            .map(|e| (e.func.len(), e.arg.as_ref().map(Vec::len)))
+        else {
+            return Ok(None);
+        };
+        let mut func = String::new();
+        func.try_reserve_exact(flen)
+            .map_err(|_| LoadError::OutOfMemory)?;
+        let mut arg = match alen {
+            Some(n) => {
+                let mut v = Vec::new();
+                v.try_reserve_exact(n).map_err(|_| LoadError::OutOfMemory)?;
+                Some(v)
+            }
+            None => None,
+        };
+        let entries = self.entries.lock();
+        let e = entries
+            .get(i)
+            .ok_or(LoadError::Guest("entry table shrank"))?;
+        func.push_str(&e.func);
+        if let (Some(dst), Some(src)) = (arg.as_mut(), e.arg.as_ref()) {
+            dst.extend_from_slice(src);
+        }
+        Ok(Some(Entry { func, arg }))
     }
 
     /// Looks `(func, arg)` up in the entry table, or validates it in instance `cpu` and
@@ -338,15 +402,14 @@ impl PerCpuScript {
             if self.entries.lock().len() >= ENTRIES_MAX {
                 return Err(LoadError::TooManyEntries);
             }
+            let entry = Entry::try_new(func, arg)?;
             let i = spare.inst.bind(func, arg)?;
             let mut entries = self.entries.lock();
             if i != entries.len() || i != spare.bound {
                 return Err(LoadError::Guest("entry table out of step"));
             }
-            entries.push(Entry {
-                func: String::from(func),
-                arg: arg.map(Vec::from),
-            });
+            // room for ENTRIES_MAX was reserved at load: no reallocation under the lock
+            entries.push(entry);
             spare.bound += 1;
             Ok(i)
         });

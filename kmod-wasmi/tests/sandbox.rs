@@ -14,13 +14,16 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Counts live heap bytes of the threads that ask for it (the leak test).
+/// Counts live heap bytes of the threads that ask for it (the leak test), and fails every
+/// allocation of the threads that ask for that (the allocation-failure test).
 struct Counting;
 
 // Per thread: tests run in parallel threads, and each counts only its own allocations.
 thread_local! {
     static COUNTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     static LIVE: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
+    static FAILING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static REFUSED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// Live bytes this thread allocated while counting.
@@ -31,6 +34,10 @@ fn live() -> i64 {
 // SAFETY: forwards to the system allocator; the counter is only arithmetic.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        if FAILING.with(|f| f.get()) {
+            REFUSED.with(|r| r.set(r.get() + 1));
+            return std::ptr::null_mut();
+        }
         // SAFETY: the caller's contract, forwarded.
         let p = unsafe { System.alloc(l) };
         if !p.is_null() && COUNTED.with(|c| c.get()) {
@@ -65,6 +72,10 @@ impl Host for PausingHost {
         self.built.load(Ordering::Relaxed)
     }
     fn log(&self, _: &str, _: LogLevel, line: &[u8]) {
+        // the kernel's log (printk) allocates nothing; this one must not fail the test
+        if FAILING.with(|f| f.get()) {
+            return;
+        }
         self.lines
             .lock()
             .unwrap()
@@ -418,4 +429,118 @@ fn a_script_naming_queue_is_known_at_load() {
             .unwrap_or_else(|e| panic!("{src}: {e}"));
         assert_eq!(s.may_queue(), want, "{src}");
     }
+}
+
+/// Deep C-level recursion in the guest (each `__index` call re-enters the Lua VM through the
+/// C stack, several wasm frames a level), a Lua error, and nested protected calls: the three
+/// ways a call makes wasmi allocate (frames, value stacks, errors and the stacks of re-entries).
+const ALLOCATING: &str = r#"
+local deep = setmetatable({}, {__index = function(t, k)
+  if k <= 0 then return 0 end
+  return t[k - 1] + 1
+end})
+local function nest(n) if n == 0 then return 1 end return select(2, pcall(nest, n - 1)) end
+function process_packet(p)
+  local port = p.tcp.dport
+  if port == 1 then return deep[50] == 50 and lp.ACCEPT or lp.DROP end
+  if port == 2 then error("refused") end
+  if port == 3 then return nest(30) == 1 and lp.ACCEPT or lp.DROP end
+  return lp.ACCEPT
+end
+"#;
+
+#[test]
+fn a_host_that_cannot_allocate_during_a_call_gets_an_error_not_an_abort() {
+    let limits = Limits {
+        recursion: abi::limits::MAX_RECURSION,
+        pcall_depth: abi::limits::MAX_PCALL_DEPTH,
+        ..roomy()
+    };
+    for port in [1u16, 2, 3] {
+        // with memory: what each case does normally
+        let (mut s, _) = load_with(ALLOCATING, limits, OnError::Break);
+        let (r, _) = s
+            .instance(0)
+            .run(0, &SlicePacket::new(&tcp4(port)), &limits);
+        let normal = if port == 2 {
+            Err(ErrorKind::Lua)
+        } else {
+            Ok(Verdict::Accept)
+        };
+        assert_eq!(r, normal, "port {port} with memory");
+
+        // a fresh instance (its stacks only as large as its load needed) on a host whose
+        // every allocation fails: wasmi must report it, not abort the process (the kernel)
+        let (mut s, _) = load_with(ALLOCATING, limits, OnError::Break);
+        let p = tcp4(port);
+        let pkt = SlicePacket::new(&p);
+        let inst = s.instance(0);
+        REFUSED.with(|r| r.set(0));
+        FAILING.with(|f| f.set(true));
+        let (r, _) = inst.run(0, &pkt, &limits);
+        FAILING.with(|f| f.set(false));
+        let refused = REFUSED.with(|r| r.get());
+        assert!(refused > 0, "port {port}: the call never asked for memory");
+        assert_eq!(r, Err(ErrorKind::Memory), "port {port}: {refused} refused");
+        assert!(inst.poisoned(), "port {port}: a failed call must poison");
+        assert_eq!(inst.message(), "out of memory");
+    }
+}
+
+#[test]
+fn binding_on_a_host_that_cannot_allocate_is_an_error_not_an_abort() {
+    // binding runs with bottom halves disabled in the kernel (a rule added, or an entry
+    // caught up on the packet path): every allocation there must be able to fail
+    let h = Arc::new(PausingHost::default());
+    let s = load_percpu(
+        "function process_packet(p, a) return lp.ACCEPT end function other(p, a) return lp.DROP end",
+        2,
+        roomy(),
+        h,
+    )
+    .expect("load");
+    let p = tcp4(80);
+    let pkt = SlicePacket::new(&p);
+    let failing = |f: &mut dyn FnMut()| {
+        REFUSED.with(|r| r.set(0));
+        FAILING.with(|x| x.set(true));
+        f();
+        FAILING.with(|x| x.set(false));
+        REFUSED.with(|r| r.get())
+    };
+    // a new entry on CPU 0: its copy cannot be made
+    let mut r = None;
+    let refused = failing(&mut || {
+        // SAFETY: single-threaded test: nothing else uses the slots
+        r = Some(unsafe { s.bind_on_cpu(0, "other", Some(b"an argument")) });
+    });
+    assert!(refused > 0);
+    assert!(
+        matches!(r, Some(Err(LoadError::OutOfMemory))),
+        "{:?}",
+        r.map(|r| r.map_err(|e| e.to_string()))
+    );
+    assert_eq!(s.entries(), 0, "a failed bind must not leave an entry");
+    // with memory it binds on CPU 0; CPU 1 must catch up on its first packet, which cannot
+    // copy the entry: a memory error resolved by the policy, then it catches up later
+    // SAFETY: as above
+    let e = unsafe { s.bind_on_cpu(0, "other", Some(b"an argument")) }.expect("bind");
+    let mut out = None;
+    let refused = failing(&mut || {
+        // SAFETY: as above
+        out = Some(unsafe { s.run_on_cpu(1, e, &pkt) });
+    });
+    let out = out.expect("ran");
+    assert!(refused > 0);
+    assert_eq!(out.error, Some(ErrorKind::Memory));
+    // SAFETY: as above
+    let out = unsafe { s.run_on_cpu(1, e, &pkt) };
+    assert_eq!((out.error, out.verdict), (None, Verdict::Drop));
+    // a function that does not exist, on a host that cannot copy its name for the error
+    let mut r = None;
+    failing(&mut || {
+        // SAFETY: as above
+        r = Some(unsafe { s.bind_on_cpu(0, "missing", None) });
+    });
+    assert!(matches!(r, Some(Err(LoadError::OutOfMemory))));
 }

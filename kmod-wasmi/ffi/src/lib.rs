@@ -382,6 +382,7 @@ fn load_errno(e: &LoadError) -> c_int {
         LoadError::Interrupted => EINTR,
         LoadError::TooManyEntries => ENOSPC,
         LoadError::Unavailable => EBUSY,
+        LoadError::OutOfMemory | LoadError::ScriptMemory => ENOMEM,
     }
 }
 

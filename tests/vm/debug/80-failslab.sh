@@ -12,8 +12,11 @@
 #  B. every context, non-sleeping allocations only (the packet path in softirq and with bottom
 #     halves off on output, rule binding, GFP_ATOMIC everywhere), at 10, 50 and 100 %: traffic
 #     through a script that loops on pcall(error, "x"), errors with invalid UTF-8 ("\255\254"),
-#     grows its heap, nests pcalls 28 deep and resumes nested coroutines on freshly replaced
-#     instances (cold stack pools), traps on fuel (rebuild); rules added and deleted meanwhile.
+#     grows its heap, nests pcalls 28 deep, recurses through the C stack inside 30 nested pcalls
+#     (--recursion 2048 --pcall-depth 32: the most frames and execution stacks a call may
+#     allocate) and resumes nested coroutines on freshly replaced instances (cold stack pools),
+#     traps on fuel (rebuild); rules added and deleted meanwhile. wasmi (third_party/wasmi)
+#     reports a failed frame, stack or error allocation as a trap: a memory error, not a BUG.
 #  C. the rebuild work (kworkers, sleeping allocations): every kworker gets make-it-fail while
 #     packets trap on fuel (each trap schedules a rebuild), at 30 and 100 %; the instance must
 #     come back once injection stops.
@@ -84,6 +87,25 @@ arm() {
 # failing CMD...: CMD (a function too) in a subshell with make-it-fail set: what it forks and
 # execs (lpctl, the nft that lpctl runs) inherits it
 failing() { (echo 1 >/proc/self/make-it-fail && "$@"); }
+# bounded SECONDS WHAT CMD...: CMD, output discarded, killed after SECONDS (a reply or a packet
+# lost to an injected failure must not hang the run); a kill is noted
+bounded() {
+  _bs=$1 _bw=$2
+  shift 2
+  "$@" >/dev/null 2>&1 &
+  _bp=$! _bt=0
+  while kill -0 $_bp 2>/dev/null; do
+    if [ $_bt -ge $((_bs * 10)) ]; then
+      kill $_bp 2>/dev/null
+      note "inject: $_bw: still running after $_bs s, killed"
+      break
+    fi
+    sleep 0.1
+    _bt=$((_bt + 1))
+  done
+  wait $_bp 2>/dev/null
+  return 0
+}
 # outcome RC: ok, failed (an error exit) or signalN (killed: a userspace crash)
 outcome() {
   if [ "$1" -eq 0 ]; then echo ok
@@ -136,6 +158,16 @@ local calls = 0
 local keep = {}
 local function nest(n) if n == 0 then return lp.ACCEPT end local ok, v = pcall(nest, n - 1) return v end
 function deep(pkt) return nest(28) end
+-- many wasm frames and execution stacks at once: C-level recursion (each __index call re-enters the Lua
+-- VM through the C stack, several wasm frames a level) inside 30 nested pcalls, each of which
+-- runs on an execution stack of its own that a cold pool must allocate (in softirq)
+local chain = setmetatable({}, {__index = function(t, k)
+  if k <= 0 then return 0 end
+  return t[k - 1] + 1
+end})
+local function cnest(n) if n == 0 then return chain[10] == 10 and lp.ACCEPT or lp.DROP end
+  local ok, v = pcall(cnest, n - 1) if not ok then error(v, 0) end return v end
+function cdeep(pkt) return cnest(30) end
 function cos(pkt) -- coroutines resumed inside coroutines, 8 levels
   local function level(n)
     if n == 0 then coroutine.yield(1) return lp.ACCEPT end
@@ -265,7 +297,7 @@ if [ "$parts" = all ] || [ "$parts" = process ]; then
 fi
 
 # ---- B: every context, non-sleeping allocations (the packet path) ------------------------------
-load_inj() { lpctl script load /tmp/inj.lua --name inj --fuel 250000 --pcall-depth 32 --on-error accept "$@"; }
+load_inj() { lpctl script load /tmp/inj.lua --name inj --fuel 275000 --recursion 2048 --pcall-depth 32 --on-error accept "$@"; }
 if [ "$parts" = all ] || [ "$parts" = softirq ]; then
   make_table
   check "inject B: load inj" load_inj
@@ -275,29 +307,32 @@ if [ "$parts" = all ] || [ "$parts" = softirq ]; then
     lpctl rule add inet fi in iifname v0 udp dport 7010 lua script inj function deep
   check "inject B: rule on inj function cos (input, udp 7011)" \
     lpctl rule add inet fi in iifname v0 udp dport 7011 lua script inj function cos
+  check "inject B: rule on inj function cdeep (input, udp 7012)" \
+    lpctl rule add inet fi in iifname v0 udp dport 7012 lua script inj function cdeep
   check "inject B: rule on inj (output, udp 7000-7009: process context, bottom halves off)" \
     lpctl rule add inet fi out oifname v0 udp dport 7000-7009 lua script inj
   check_eq "inject B: 6 datagrams through inj before injection" 6 "$(udp_transfer 6 7000)"
+  check_eq "inject B: 3 datagrams through C recursion in 30 nested pcalls before injection" 3 "$(udp_transfer 3 7012)"
   runs=0 memerr=0 traps=0
   for p in 10 50 100; do
     # fresh instances (cold stack pools) each round, replaced without injection
     load_inj --replace >/dev/null 2>&1 || note "inject B p=$p%: replace without injection failed"
     inject_on "$p" N Y
-    for port in 7000 7001 7002 7003 7004 7005 7006 7007 7009 7010 7011 7008; do
-      in_peer sh -c ". /vm/lib.sh; udp_send 10 $VM_HOST_IP $port" >/dev/null 2>&1
+    for port in 7000 7001 7002 7003 7004 7005 7006 7007 7009 7010 7011 7012 7008; do
+      bounded 30 "send to $port" in_peer sh -c ". /vm/lib.sh; udp_send 10 $VM_HOST_IP $port"
     done
     for port in 7000 7001 7002 7003 7004 7005 7006 7007; do
-      udp_send 5 "$VM_PEER_IP" "$port" >/dev/null 2>&1
+      bounded 30 "send from $port" sh -c ". /vm/lib.sh; udp_send 5 $VM_PEER_IP $port"
     done
     # a rule added and deleted while atomic allocations fail (binding runs with bottom halves off)
-    lpctl rule add inet fi in iifname v0 udp dport 7050 lua script inj function alt >/tmp/inj-cmd.out 2>&1
+    timeout 60 lpctl rule add inet fi in iifname v0 udp dport 7050 lua script inj function alt >/tmp/inj-cmd.out 2>&1
     add=$(outcome $?)
     [ "$add" = ok ] || add="$add ($(grep -v '^[[:space:]]*$' /tmp/inj-cmd.out | tail -n 1))"
-    in_peer sh -c ". /vm/lib.sh; udp_send 10 $VM_HOST_IP 7050" >/dev/null 2>&1
+    bounded 30 "send to 7050" in_peer sh -c ". /vm/lib.sh; udp_send 10 $VM_HOST_IP 7050"
     del=none
-    hs=$(nft -a list chain inet fi in 2>/dev/null | sed -n 's/.*udp dport 7050 jump lua-inj-[0-9a-f]* # handle \([0-9]*\).*/\1/p')
+    hs=$(timeout 30 nft -a list chain inet fi in 2>/dev/null | sed -n 's/.*udp dport 7050 jump lua-inj-[0-9a-f]* # handle \([0-9]*\).*/\1/p')
     for h in $hs; do
-      lpctl rule delete inet fi in handle "$h" >/tmp/inj-cmd.out 2>&1
+      timeout 60 lpctl rule delete inet fi in handle "$h" >/tmp/inj-cmd.out 2>&1
       del=$(outcome $?)
       [ "$del" = ok ] || del="$del ($(grep -v '^[[:space:]]*$' /tmp/inj-cmd.out | tail -n 1))"
     done
@@ -307,10 +342,28 @@ if [ "$parts" = all ] || [ "$parts" = softirq ]; then
     r=$(stat_of inj run_cnt); runs=$((runs + ${r:-0}))
     r=$(stat_of inj memory); memerr=$((memerr + ${r:-0}))
     r=$(stat_of inj rebuilds); traps=$((traps + ${r:-0}))
-    note "inject B p=$p%: traffic on 7000-7011 in, 7000-7007 out, rule add $add, rule delete $del; injected $inj (slab+pages)"
+    note "inject B p=$p%: traffic on 7000-7012 in, 7000-7007 out, rule add $add, rule delete $del; injected $inj (slab+pages)"
     note "inject B p=$p%: inj:$stats"
   done
   note "inject B: inj ran $runs times under injection: $memerr memory errors, $traps rebuilds (fuel traps)"
+  # the same at 100 % without the reserve (reserve=N): every allocation wasmi makes during a
+  # call now fails for real (a Lua error's box, a cold pool's stack, frame growth) and must be
+  # a memory error that poisons the instance, never a BUG
+  load_inj --replace >/dev/null 2>&1 || note "inject B no reserve: replace without injection failed"
+  m0=$(stat_of inj memory)
+  hits0=$(cat /sys/module/$m/parameters/reserve_hits)
+  echo N >/sys/module/$m/parameters/reserve
+  inject_on 100 N Y
+  for port in 7000 7001 7004 7006 7010 7011 7012; do
+    bounded 30 "send to $port (no reserve)" in_peer sh -c ". /vm/lib.sh; udp_send 10 $VM_HOST_IP $port"
+  done
+  inj=$(injected)
+  inject_off
+  echo Y >/sys/module/$m/parameters/reserve
+  m1=$(stat_of inj memory)
+  note "inject B no reserve: injected $inj (slab+pages); inj:$(lpctl script show inj 2>&1 | grep -E 'errors:' | tr -s ' \t' ' ')"
+  check_ge "inject B no reserve: failed allocations during calls are memory errors (was ${m0:-0})" $((${m0:-0} + 1)) "${m1:-0}"
+  check_eq "inject B no reserve: the reserve served nothing while off" 0 "$(( $(cat /sys/module/$m/parameters/reserve_hits) - ${hits0:-0} ))"
   check "inject B: module Live" grep -q "^$m .* Live " /proc/modules
   check "inject B: inj still listed" sh -c 'lpctl script list | grep -q "^inj: tag "'
   check "inject B: inj replaces without injection" load_inj --replace
@@ -319,6 +372,7 @@ if [ "$parts" = all ] || [ "$parts" = softirq ]; then
   check_eq "inject B: 3 datagrams erroring with invalid UTF-8 (on-error accept)" 3 "$(udp_transfer 3 7001)"
   check_ge "inject B: lua errors counted" 3 "$(stat_of inj lua)"
   check_eq "inject B: 3 datagrams through 28 nested pcalls" 3 "$(udp_transfer 3 7010)"
+  check_eq "inject B: 3 datagrams through C recursion in 30 nested pcalls" 3 "$(udp_transfer 3 7012)"
   check "inject B: cleanup (every rule and script deletes)" cleanup_all
 fi
 
