@@ -376,17 +376,31 @@ EXPORT("lp_load") int lp_load(const char *src, int len, const char *name, int nl
 }
 
 /* Binding an entry runs on a small fixed fuel (abi::limits::BIND_FUEL), maybe on the packet
- * path: its few allocations must not run a GC step, whose cost grows with the heap (the next
- * call pays the debt). */
+ * path: its few allocations must not run a GC step, whose cost grows with the heap. The
+ * collector is stopped meanwhile, and its debt put back afterwards: lua_gc(LUA_GCRESTART)
+ * zeroes it, which made the next allocation start a collection step at once, on the next
+ * packet's fuel (the first call after a load or a rebuild paid ~45,000 fuel for it). */
+static l_mem gc_stop(lua_State *L) {
+  l_mem debt = G(L)->GCdebt;
+  lua_gc(L, LUA_GCSTOP);
+  return debt;
+}
+
+static void gc_restart(lua_State *L, l_mem debt) {
+  lua_gc(L, LUA_GCRESTART);
+  luaE_setdebt(G(L), debt);
+}
+
 EXPORT("lp_ref_global") int lp_ref_global(const char *name, int nlen) {
   lua_State *L = LS;
   int r = LP_ERR_NO_FUNCTION;
+  l_mem debt;
   lua_settop(L, 0);
-  lua_gc(L, LUA_GCSTOP);
+  debt = gc_stop(L);
   lua_pushglobaltable(L);
   lua_pushlstring(L, name, (size_t)nlen);
   if (lua_rawget(L, -2) == LUA_TFUNCTION) r = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_gc(L, LUA_GCRESTART);
+  gc_restart(L, debt);
   lua_settop(L, 0);
   return r;
 }
@@ -394,10 +408,10 @@ EXPORT("lp_ref_global") int lp_ref_global(const char *name, int nlen) {
 EXPORT("lp_ref_string") int lp_ref_string(const char *s, int len) {
   lua_State *L = LS;
   int r;
-  lua_gc(L, LUA_GCSTOP);
+  l_mem debt = gc_stop(L);
   lua_pushlstring(L, s, (size_t)len);
   r = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_gc(L, LUA_GCRESTART);
+  gc_restart(L, debt);
   return r;
 }
 
