@@ -45,21 +45,37 @@ struct Entry {
 }
 
 impl Entry {
-    /// A copy of `func` and `arg`, allocated fallibly: binding runs with bottom halves
-    /// disabled, where an allocation that aborts would be a crash.
-    fn try_new(func: &str, arg: Option<&[u8]>) -> Result<Entry, LoadError> {
-        let func = crate::instance::try_string(func).ok_or(LoadError::OutOfMemory)?;
+    /// An empty entry with room, allocated fallibly, for a function name of `func` bytes and
+    /// an argument of `arg` bytes: binding runs with bottom halves disabled, where an
+    /// allocation that aborts would be a crash.
+    fn with_room(func: usize, arg: Option<usize>) -> Result<Entry, LoadError> {
+        let mut f = String::new();
+        f.try_reserve_exact(func)
+            .map_err(|_| LoadError::OutOfMemory)?;
         let arg = match arg {
-            Some(a) => {
+            Some(n) => {
                 let mut v = Vec::new();
-                v.try_reserve_exact(a.len())
-                    .map_err(|_| LoadError::OutOfMemory)?;
-                v.extend_from_slice(a);
+                v.try_reserve_exact(n).map_err(|_| LoadError::OutOfMemory)?;
                 Some(v)
             }
             None => None,
         };
-        Ok(Entry { func, arg })
+        Ok(Entry { func: f, arg })
+    }
+
+    /// Fills an entry made by [`Entry::with_room`] for these lengths: allocates nothing.
+    fn fill(&mut self, func: &str, arg: Option<&[u8]>) {
+        self.func.push_str(func);
+        if let (Some(dst), Some(src)) = (self.arg.as_mut(), arg) {
+            dst.extend_from_slice(src);
+        }
+    }
+
+    /// A copy of `func` and `arg`, allocated fallibly.
+    fn try_new(func: &str, arg: Option<&[u8]>) -> Result<Entry, LoadError> {
+        let mut e = Entry::with_room(func.len(), arg.map(<[u8]>::len))?;
+        e.fill(func, arg);
+        Ok(e)
     }
 }
 
@@ -344,26 +360,13 @@ impl PerCpuScript {
         else {
             return Ok(None);
         };
-        let mut func = String::new();
-        func.try_reserve_exact(flen)
-            .map_err(|_| LoadError::OutOfMemory)?;
-        let mut arg = match alen {
-            Some(n) => {
-                let mut v = Vec::new();
-                v.try_reserve_exact(n).map_err(|_| LoadError::OutOfMemory)?;
-                Some(v)
-            }
-            None => None,
-        };
+        let mut copy = Entry::with_room(flen, alen)?;
         let entries = self.entries.lock();
         let e = entries
             .get(i)
             .ok_or(LoadError::Guest("entry table shrank"))?;
-        func.push_str(&e.func);
-        if let (Some(dst), Some(src)) = (arg.as_mut(), e.arg.as_ref()) {
-            dst.extend_from_slice(src);
-        }
-        Ok(Some(Entry { func, arg }))
+        copy.fill(&e.func, e.arg.as_deref());
+        Ok(Some(copy))
     }
 
     /// Looks `(func, arg)` up in the entry table, or validates it in instance `cpu` and
