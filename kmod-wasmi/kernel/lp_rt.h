@@ -214,6 +214,12 @@ int lp_rt_set_limits(const struct lp_script *s, const struct lp_limits *limits,
  * if @align > PAGE_SIZE or nothing could serve it.
  */
 void *lp_alloc(size_t size, size_t align, bool zero);
+/*
+ * any (a no-op outside process context). Inside lp_call_on_big_stack() the module's sleeping
+ * allocations are __GFP_NOFAIL; the task's next one of at least @size bytes (linear memory,
+ * which the runtime allocates fallibly) may fail instead. 0 cancels.
+ */
+void lp_alloc_fallible_next(size_t size);
 /* any. kvfree() (or gives a reserve block back); NULL is ignored. */
 void lp_free(void *ptr);
 /* process, module init/exit: the reserve that serves allocations the allocator fails. */
@@ -257,7 +263,7 @@ int lp_skb_write_meta(const struct lp_pkt *pkt, const struct lp_meta_write *w);
  * process. Runs @fn(@arg) on a 64 KiB stack of its own and returns what it returns (or
  * -ENOMEM). Every process-context call that compiles or instantiates (lp_rt_load,
  * lp_rt_build_instance, lp_rt_bind_on_cpu) goes through it: those paths need more than the
- * 16 KiB a task stack has.
+ * 16 KiB a task stack has, and their sleeping allocations must not fail (see lp_alloc).
  */
 int lp_call_on_big_stack(int (*fn)(void *arg), void *arg);
 /* process. One 64 KiB stack per possible CPU for lp_call_on_cpu_stack(). */

@@ -28,6 +28,7 @@
 #include <linux/ratelimit.h>
 #include <linux/sched.h>
 #include <linux/sched/signal.h>
+#include <linux/semaphore.h>
 #include <linux/skbuff.h>
 #include <linux/if_ether.h>
 #include <linux/slab.h>
@@ -170,8 +171,85 @@ static bool lp_reserve_give(void *ptr)
 	return true;
 }
 
+/*
+ * Too small to fail. wasmi compiles and instantiates with infallible allocations (Vec::push,
+ * Box::new): a NULL there is a Rust abort, a BUG(). A load's compile and instantiate are
+ * bounded by the module caps (precheck.rs), so inside lp_call_on_big_stack() (every
+ * process-context load, build and bind) the module's sleeping allocations are made with
+ * __GFP_NOFAIL: the page allocator retries until it succeeds, a memory cgroup at its limit
+ * charges past it (with __GFP_RETRY_MAYFAIL: no OOM kill) and fault injection skips them.
+ * Linear memory, the large part of a script and the part its memory limit sizes, is the
+ * exception: wasmi allocates it fallibly (a failure is ENOMEM, "cannot reserve N bytes"), so
+ * before it does, the runtime announces its size (lp_alloc_fallible_next()) and the next
+ * allocation at least that large keeps __GFP_RETRY_MAYFAIL alone. The mode is per task: a
+ * table of the tasks inside, bounded by a semaphore (loads are serialized; rebuilds run in
+ * workqueues, a few at a time).
+ */
+#define LP_NOFAIL_TASKS	8
+
+struct lp_nofail_slot {
+	struct task_struct	*task;		/* NULL: free; only the owner reads the rest */
+	size_t			fallible_from;	/* 0, or the size of an announced fallible request */
+};
+
+static struct lp_nofail_slot lp_nofail_slots[LP_NOFAIL_TASKS];
+static struct semaphore lp_nofail_sem = __SEMAPHORE_INITIALIZER(lp_nofail_sem, LP_NOFAIL_TASKS);
+
+static struct lp_nofail_slot *lp_nofail_mine(void)
+{
+	unsigned int i;
+
+	for (i = 0; i < LP_NOFAIL_TASKS; i++)
+		if (READ_ONCE(lp_nofail_slots[i].task) == current)
+			return &lp_nofail_slots[i];
+	return NULL;
+}
+
+/* NULL when the task is already inside (the outer call leaves) */
+static struct lp_nofail_slot *lp_nofail_enter(void)
+{
+	unsigned int i;
+
+	if (lp_nofail_mine())
+		return NULL;
+	down(&lp_nofail_sem);
+	for (i = 0; i < LP_NOFAIL_TASKS; i++) {
+		struct lp_nofail_slot *s = &lp_nofail_slots[i];
+
+		if (!cmpxchg(&s->task, NULL, current)) {
+			s->fallible_from = 0;
+			return s;
+		}
+	}
+	/* the semaphore counts free slots: a holder always finds one */
+	WARN_ON_ONCE(1);
+	up(&lp_nofail_sem);
+	return NULL;
+}
+
+static void lp_nofail_leave(struct lp_nofail_slot *s)
+{
+	if (!s)
+		return;
+	s->fallible_from = 0;
+	smp_store_release(&s->task, NULL);
+	up(&lp_nofail_sem);
+}
+
+void lp_alloc_fallible_next(size_t size)
+{
+	struct lp_nofail_slot *s;
+
+	if (!lp_may_sleep())
+		return;
+	s = lp_nofail_mine();
+	if (s)
+		s->fallible_from = size;
+}
+
 void *lp_alloc(size_t size, size_t align, bool zero)
 {
+	struct lp_nofail_slot *nf;
 	gfp_t gfp = zero ? __GFP_ZERO : 0;
 	void *p;
 
@@ -188,10 +266,17 @@ void *lp_alloc(size_t size, size_t align, bool zero)
 	 * __GFP_RETRY_MAYFAIL: a script too large for the loader's memory cgroup (or for the
 	 * machine) fails its load with ENOMEM instead of calling in the OOM killer.
 	 */
-	if (lp_may_sleep())
-		p = kvmalloc(size, GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL | __GFP_NOWARN | gfp);
-	else
+	if (lp_may_sleep()) {
+		gfp |= GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL | __GFP_NOWARN;
+		nf = lp_nofail_mine();
+		if (nf && nf->fallible_from && size >= nf->fallible_from)
+			nf->fallible_from = 0;
+		else if (nf)
+			gfp |= __GFP_NOFAIL;
+		p = kvmalloc(size, gfp);
+	} else {
 		p = kmalloc(size, GFP_ATOMIC | __GFP_NOWARN | gfp);
+	}
 	if (unlikely(!p) && READ_ONCE(lp_reserve_on))
 		p = lp_reserve_take(size, zero);
 	return p;
@@ -382,6 +467,7 @@ static void lp_stack_call_fn(struct lp_stack_call *c)
 int lp_call_on_big_stack(int (*fn)(void *arg), void *arg)
 {
 	struct lp_stack_call c = { .fn = fn, .arg = arg };
+	struct lp_nofail_slot *nf;
 	void *stack;
 
 	might_sleep();
@@ -389,11 +475,13 @@ int lp_call_on_big_stack(int (*fn)(void *arg), void *arg)
 	stack = __vmalloc(LP_CALL_STACK_SIZE, GFP_KERNEL | __GFP_NOWARN);
 	if (!stack)
 		return -ENOMEM;
+	nf = lp_nofail_enter();
 	/* the previous %rsp goes in the top slot; 16 bytes keep calls ABI-aligned */
 	migrate_disable();
 	call_on_stack(stack + LP_CALL_STACK_SIZE - 16, lp_stack_call_fn,
 		      ASM_CALL_ARG1, , [arg1] "r" (&c));
 	migrate_enable();
+	lp_nofail_leave(nf);
 	vfree(stack);
 	return c.ret;
 }

@@ -22,4 +22,9 @@ pub trait Host: Send + Sync {
     fn pause(&self) -> bool {
         true
     }
+    /// Linear memory is about to be allocated or grown to `bytes` (0: the announced
+    /// allocation did not happen). The kernel makes a load's other allocations unable to fail
+    /// (wasmi's compile and instantiate would abort on a failure) and keeps this one, the
+    /// script-sized one, fallible: an ENOMEM, not a forced charge.
+    fn linear_memory(&self, _bytes: usize) {}
 }

@@ -21,9 +21,11 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::ptr::NonNull;
 use wasmi::{
-    errors::HostError, AsContextMut, Caller, Error, Func, Global, Linker, Memory, ResumableCall,
+    errors::{HostError, InstantiationError, MemoryError, TableError},
+    AsContextMut, Caller, Error, Func, Global, Linker, Memory, ResourceLimiter, ResumableCall,
     Store, StoreLimits, StoreLimitsBuilder, TrapCode, TypedFunc, Val,
 };
+use wasmi_core::LimiterError;
 
 /// Fuel for one setup step of an instance (instantiation, the guest's allocator, looking a
 /// function up): far more than the built-in guest needs, and bounded whatever a guest does.
@@ -93,8 +95,62 @@ struct Slices {
     interrupted: bool,
 }
 
-pub(crate) struct StoreData {
+/// The store's limits, and the host told of every linear-memory allocation before wasmi makes
+/// it: the kernel keeps that one allocation fallible while the rest of a load cannot fail
+/// ([`Host::linear_memory`]).
+struct Limiter {
     limits: StoreLimits,
+    host: Arc<dyn Host>,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> Result<bool, LimiterError> {
+        let ok = self.limits.memory_growing(current, desired, maximum)?;
+        if ok && desired > current {
+            self.host.linear_memory(desired);
+        }
+        Ok(ok)
+    }
+
+    fn memory_grow_failed(&mut self, error: &MemoryError) -> Result<(), LimiterError> {
+        // the announced allocation may not have happened (a fuel check failed first)
+        self.host.linear_memory(0);
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> Result<bool, LimiterError> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: &TableError) -> Result<(), LimiterError> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
+}
+
+pub(crate) struct StoreData {
+    limits: Limiter,
     depth: u32,
     max_depth: u32,
     sp: Option<Global>,
@@ -422,6 +478,23 @@ fn presize(store: &mut Store<StoreData>, memory: Memory, limit: u64) -> Result<(
     Ok(())
 }
 
+/// The host could not allocate the guest's initial linear memory (the one allocation of an
+/// instantiation that may fail, [`Host::linear_memory`]): ENOMEM like any memory the script's
+/// limit asks for, not a malformed guest.
+fn instantiate_error(e: Error, limit: u64) -> LoadError {
+    let no_memory = match e.kind() {
+        wasmi::errors::ErrorKind::Instantiation(InstantiationError::FailedToInstantiateMemory(
+            MemoryError::OutOfSystemMemory,
+        )) => true,
+        _ => e.as_trap_code() == Some(TrapCode::OutOfSystemMemory),
+    };
+    if no_memory {
+        LoadError::NoMemory(limit)
+    } else {
+        LoadError::Wasm(e)
+    }
+}
+
 impl Instance {
     /// Instantiates the guest, creates the Lua state and runs the script's top-level chunk.
     /// Process context: the Lua state's setup and the chunk share `limits.load_fuel`, taken
@@ -434,12 +507,15 @@ impl Instance {
         host: Arc<dyn Host>,
     ) -> Result<Instance, LoadError> {
         let data = StoreData {
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory as usize)
-                .instances(1)
-                .memories(1)
-                .tables(1)
-                .build(),
+            limits: Limiter {
+                limits: StoreLimitsBuilder::new()
+                    .memory_size(limits.memory as usize)
+                    .instances(1)
+                    .memories(1)
+                    .tables(1)
+                    .build(),
+                host: host.clone(),
+            },
             depth: 0,
             max_depth: limits.pcall_depth,
             sp: None,
@@ -456,7 +532,7 @@ impl Instance {
         store.set_fuel(SETUP_FUEL).map_err(LoadError::Wasm)?;
         let inst = linker(guest)?
             .instantiate_and_start(&mut store, &guest.module)
-            .map_err(LoadError::Wasm)?;
+            .map_err(|e| instantiate_error(e, limits.memory))?;
         let memory = inst
             .get_memory(&store, g::EXPORT_MEMORY)
             .ok_or(LoadError::Guest(g::EXPORT_MEMORY))?;

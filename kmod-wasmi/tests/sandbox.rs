@@ -24,6 +24,10 @@ thread_local! {
     static LIVE: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
     static FAILING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     static REFUSED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    // the kernel's load mode: only announced linear memory may fail (lp_alloc_fallible_next);
+    // the n-th announcement (counting down to 0) and later ones fail
+    static LINEAR_FAILS_AFTER: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+    static ANNOUNCED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Live bytes this thread allocated while counting.
@@ -35,6 +39,12 @@ fn live() -> i64 {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         if FAILING.with(|f| f.get()) {
+            REFUSED.with(|r| r.set(r.get() + 1));
+            return std::ptr::null_mut();
+        }
+        let a = ANNOUNCED.with(|a| a.get());
+        if a > 0 && l.size() >= a {
+            ANNOUNCED.with(|a| a.set(0));
             REFUSED.with(|r| r.set(r.get() + 1));
             return std::ptr::null_mut();
         }
@@ -65,6 +75,8 @@ struct PausingHost {
     stop: AtomicBool,
     built: AtomicU64,
     lines: Mutex<Vec<String>>,
+    /// What `linear_memory` was told, in order.
+    linear: Mutex<Vec<usize>>,
 }
 
 impl Host for PausingHost {
@@ -88,6 +100,14 @@ impl Host for PausingHost {
     fn pause(&self) -> bool {
         self.pauses.fetch_add(1, Ordering::Relaxed);
         !self.stop.load(Ordering::Relaxed)
+    }
+    fn linear_memory(&self, bytes: usize) {
+        self.linear.lock().unwrap().push(bytes);
+        LINEAR_FAILS_AFTER.with(|n| match n.get() {
+            Some(0) => ANNOUNCED.with(|a| a.set(bytes)),
+            Some(k) => n.set(Some(k - 1)),
+            None => {}
+        });
     }
 }
 
@@ -485,6 +505,46 @@ fn a_host_that_cannot_allocate_during_a_call_gets_an_error_not_an_abort() {
         assert!(inst.poisoned(), "port {port}: a failed call must poison");
         assert_eq!(inst.message(), "out of memory");
     }
+}
+
+#[test]
+fn a_load_whose_linear_memory_cannot_be_allocated_is_enomem_and_is_announced() {
+    // In the kernel a load cannot fail an allocation except linear memory, which the runtime
+    // announces to the host first (Host::linear_memory); wasmi allocates it fallibly. Model:
+    // every allocation succeeds except the announced one. The first announcement is the
+    // guest's initial memory (instantiation), the second the growth to the memory limit.
+    let limits = roomy();
+    for nth in 0..2 {
+        let h = Arc::new(PausingHost::default());
+        REFUSED.with(|r| r.set(0));
+        LINEAR_FAILS_AFTER.with(|n| n.set(Some(nth)));
+        let r = load_percpu(ACCEPT, 1, limits, h.clone());
+        LINEAR_FAILS_AFTER.with(|n| n.set(None));
+        ANNOUNCED.with(|a| a.set(0));
+        let e = r.err().expect("a load without its linear memory must fail");
+        assert!(
+            matches!(e, LoadError::NoMemory(m) if m == limits.memory),
+            "announcement {nth}: {e}"
+        );
+        assert_eq!(REFUSED.with(|r| r.get()), 1, "announcement {nth}");
+        // a failed allocation is followed by a cancel (0): nothing announced stays pending
+        let seen = h.linear.lock().unwrap().clone();
+        assert_eq!(seen.last(), Some(&0), "announcement {nth}: {seen:?}");
+        let seen: Vec<usize> = seen.into_iter().filter(|&b| b > 0).collect();
+        assert_eq!(seen.len(), nth as usize + 1, "announcement {nth}: {seen:?}");
+        assert!(seen[0] > 0, "the guest's initial memory: {seen:?}");
+        if nth == 1 {
+            assert_eq!(
+                seen[1] as u64, limits.memory,
+                "the growth to the limit: {seen:?}"
+            );
+        }
+    }
+    // nothing failing: both announced, the load works
+    let h = Arc::new(PausingHost::default());
+    load_percpu(ACCEPT, 1, limits, h.clone()).expect("load");
+    let seen = h.linear.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
 }
 
 #[test]

@@ -80,6 +80,9 @@ extern "C" {
     fn lp_alloc(size: usize, align: usize, zero: bool) -> *mut u8;
     /// kvfree; NULL is ignored.
     fn lp_free(ptr: *mut u8);
+    /// Inside lp_call_on_big_stack the task's sleeping allocations cannot fail; its next one
+    /// of at least `size` bytes may (0 cancels). A no-op outside process context.
+    fn lp_alloc_fallible_next(size: usize);
     /// Between slices of a load: cond_resched(); false when a fatal signal is pending.
     fn lp_load_pause() -> bool;
     /// Logs the message and BUG()s: never returns.
@@ -186,6 +189,11 @@ impl Host for KernelHost {
     fn seed(&self) -> u32 {
         // SAFETY: no arguments; callable in any context.
         unsafe { lp_random_u32() }
+    }
+    fn linear_memory(&self, bytes: usize) {
+        // SAFETY: no pointers; any context (it only acts for a task inside
+        // lp_call_on_big_stack, on that task's own slot).
+        unsafe { lp_alloc_fallible_next(bytes) }
     }
     fn pause(&self) -> bool {
         // SAFETY: no arguments; only building an instance pauses, which runs in process

@@ -22,7 +22,7 @@ use crate::{
     core::RawRef,
     engine::Inst,
     error::ErrorKind,
-    errors::MemoryError,
+    errors::{MemoryError, TableError},
     func::WasmFuncEntity,
     memory::DataSegment,
     module::{
@@ -254,7 +254,8 @@ impl Module {
                 Table::new(context.as_context_mut(), table_type, init).map_err(|error| {
                     let error = match error.kind() {
                         ErrorKind::Table(error) => *error,
-                        error => panic!("unexpected error: {error}"),
+                        // luapkt: as for memories below
+                        _ => TableError::OutOfSystemMemory,
                     };
                     InstantiationError::FailedToInstantiateTable(error)
                 })?;
@@ -281,7 +282,9 @@ impl Module {
             let memory = Memory::new(context.as_context_mut(), memory_type).map_err(|error| {
                 let error = match error.kind() {
                     ErrorKind::Memory(error) => *error,
-                    error => panic!("unexpected error: {error}"),
+                    // luapkt: an error whose box could not be allocated arrives as the
+                    // OutOfSystemMemory trap (error.rs); upstream panicked on any other kind
+                    _ => MemoryError::OutOfSystemMemory,
                 };
                 InstantiationError::FailedToInstantiateMemory(error)
             })?;
