@@ -411,6 +411,11 @@ fi
 # The kernel log: console lines and each scenario's dmesg, attributed to the scenario (or the
 # boot) during which they were printed.
 bad_re='BUG:|WARNING:|Oops|Call Trace|Kernel panic'
+# An allocation failure the kernel reports (warn_alloc: "page allocation failure" or "vmalloc
+# error", then a stack dump) is not a bug: fault injection (tests/vm/debug) makes the kernel's
+# own allocations fail too, and not all of them are __GFP_NOWARN. Its Call Trace is excused.
+alloc_warn_re='page allocation failure|vmalloc error: size'
+alloc_warn_at=-100
 section=boot
 declare -A bad=()
 bad_order=()
@@ -422,7 +427,10 @@ while IFS= read -r line; do
     "@@vm done"*) section=shutdown ;;
     "ok - "*|"not ok - "*|"# "*|"@@vm "*) ;;
     *)
-      if [[ $line =~ $bad_re ]]; then
+      [[ $line =~ $alloc_warn_re ]] && alloc_warn_at=$lineno
+      if [[ $line == *"Call Trace"* ]] && ((lineno - alloc_warn_at <= 4)); then
+        :
+      elif [[ $line =~ $bad_re ]]; then
         [[ -n ${bad[$section]:-} ]] || bad_order+=("$section")
         bad[$section]+="#   $lineno: $line"$'\n'
       fi ;;
