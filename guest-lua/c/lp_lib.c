@@ -1421,8 +1421,22 @@ int lp_error_kind(lua_State *L, int status) {
 
 /* luaL_traceback's format without its search of package.loaded for each function's global
  * name, which costs ~100,000 fuel per error (a call's whole budget is 250,000): names come
- * from the call sites only, and at most 12 levels are listed. */
+ * from the call sites only, and at most 12 levels are listed. Written straight into the
+ * buffer: a lua_pushfstring per piece interned a string each, most of the handler's cost. */
 #define TRACEBACK_LEVELS 12
+
+static void add_int(luaL_Buffer *b, int v) {
+  char digits[12];
+  int n = 0;
+  unsigned u = v < 0 ? 0u - (unsigned)v : (unsigned)v;
+  do {
+    digits[n++] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0) luaL_addchar(b, '-');
+  while (n) luaL_addchar(b, digits[--n]);
+}
+
 static void traceback(lua_State *L, const char *msg) {
   luaL_Buffer b;
   lua_Debug ar;
@@ -1436,14 +1450,30 @@ static void traceback(lua_State *L, const char *msg) {
       break;
     }
     lua_getinfo(L, "Sln", &ar);
-    if (ar.currentline > 0) lua_pushfstring(L, "\n\t%s:%d:", ar.short_src, ar.currentline);
-    else lua_pushfstring(L, "\n\t%s:", ar.short_src);
-    luaL_addvalue(&b);
-    if (*ar.namewhat) lua_pushfstring(L, " in %s '%s'", ar.namewhat, ar.name);
-    else if (*ar.what == 'm') lua_pushliteral(L, " in main chunk");
-    else if (*ar.what == 'C') lua_pushliteral(L, " in ?");
-    else lua_pushfstring(L, " in function <%s:%d>", ar.short_src, ar.linedefined);
-    luaL_addvalue(&b);
+    luaL_addstring(&b, "\n\t");
+    luaL_addstring(&b, ar.short_src);
+    luaL_addchar(&b, ':');
+    if (ar.currentline > 0) {
+      add_int(&b, ar.currentline);
+      luaL_addchar(&b, ':');
+    }
+    if (*ar.namewhat) {
+      luaL_addstring(&b, " in ");
+      luaL_addstring(&b, ar.namewhat);
+      luaL_addstring(&b, " '");
+      luaL_addstring(&b, ar.name ? ar.name : "?");
+      luaL_addchar(&b, '\'');
+    } else if (*ar.what == 'm') {
+      luaL_addstring(&b, " in main chunk");
+    } else if (*ar.what == 'C') {
+      luaL_addstring(&b, " in ?");
+    } else {
+      luaL_addstring(&b, " in function <");
+      luaL_addstring(&b, ar.short_src);
+      luaL_addchar(&b, ':');
+      add_int(&b, ar.linedefined);
+      luaL_addchar(&b, '>');
+    }
   }
   luaL_pushresult(&b);
 }
