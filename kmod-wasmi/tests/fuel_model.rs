@@ -58,11 +58,7 @@ fn a_lua_loop_iteration_costs_about_a_hundred_fuel() {
 fn the_first_call_after_a_load_costs_what_the_next_ones_do() {
     // binding stops the collector; restarting it must not leave a GC step for the first
     // packet (it cost the first call of every fresh instance ~45,000 fuel: 48,984 vs 3,825)
-    let lim = Limits {
-        fuel: abi::limits::MAX_FUEL,
-        instructions: 0,
-        ..Limits::default()
-    };
+    let lim = roomy();
     for src in [
         "function process_packet(p) local ip = p.ip return ip and ip.saddr and lp.ACCEPT end",
         "function process_packet(p) return tostring(p.len) and lp.ACCEPT end",
