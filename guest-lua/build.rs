@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::{env, fs, thread};
 
+#[path = "build/fuel.rs"]
+mod fuel;
 #[path = "build/regions.rs"]
 mod regions;
 
@@ -105,12 +107,33 @@ fn main() {
     wasmparser::Validator::new()
         .validate_all(&with_regions)
         .expect("the fuel-region pass produced an invalid module");
-    fs::write(&wasm, &with_regions).expect("write lua.wasm");
+    let g = abi::guest::IMPORT_MODULE;
+    let (metered, fuel) = fuel::add_fuel(
+        &with_regions,
+        abi::guest::EXPORT_FUEL,
+        g,
+        abi::guest::IMPORT_OUT_OF_FUEL,
+    )
+    .expect("fuel pass");
+    wasmparser::Validator::new()
+        .validate_all(&metered)
+        .expect("the fuel pass produced an invalid module");
+    fs::write(&wasm, &metered).expect("write lua.wasm");
+    let hash = <sha2::Sha256 as sha2::Digest>::digest(&metered);
+    let bytes: Vec<String> = hash.iter().map(|b| format!("0x{b:02x}")).collect();
+    fs::write(
+        out.join("lua_wasm_sha256.rs"),
+        format!(
+            "/// SHA-256 of [`LUA_WASM`].\npub const LUA_WASM_SHA256: [u8; 32] = [{}];\n",
+            bytes.join(", ")
+        ),
+    )
+    .expect("write lua_wasm_sha256.rs");
     fs::write(
         out.join("regions.txt"),
         format!(
-            "{} functions, {} loops inserted\n",
-            report.functions, report.loops
+            "{} functions, {} loops inserted; fuel: {} region charges, {} bulk-memory charges\n",
+            report.functions, report.loops, fuel.charges, fuel.bulk
         ),
     )
     .expect("write regions.txt");

@@ -47,7 +47,7 @@ def main():
         "Machine: %s, %d cores, %s; %s." % (cpu(), os.cpu_count(), platform.platform(), datetime.date.today()),
         "",
         "ns per packet include the whole per-packet path of each engine (packet context, call, verdict,",
-        "stats). Fuel is wasmi's, the sandbox's machine-independent cost: deterministic per script and packet.",
+        "stats). Fuel is counted by the guest itself (docs/engines.md): the same number in every engine, deterministic per script and packet.",
         "",
         "| script | wasmi ns | wasmi fuel | wasmtime ns | native ns | wasmi / native | wasmtime / native |",
         "|---|---:|---:|---:|---:|---:|---:|",

@@ -30,6 +30,8 @@ cargo build -q -p lpctl
 # random wasm-smith modules)
 rm -rf target/vm/data
 cargo run -q -p luapkt-tests --bin hostile-packages -- target/vm/data >/dev/null
+# the peer's datagram as a capture, for 25-fuel.sh (the kernel's fuel against lpctl run's)
+cp tests/data/udp8.pcap target/vm/data/
 # the fuel-ceiling bench (wasmi's loop dispatch, as the kernel): 60-hostile.sh compares its
 # cost per fuel with the kernel's under the same emulation
 bench=$(cargo bench -p luapkt-runtime --bench fuel_ceiling --features portable-dispatch --no-run 2>&1 |

@@ -25,6 +25,9 @@ pub const IMPORT_PKT_READ: &str = "pkt_read";
 /// Returns `len`, or -1 when the range is not in the packet or the packet cannot be written.
 pub const IMPORT_PKT_WRITE: &str = "pkt_write";
 
+/// `out_of_fuel()`: the guest's fuel counter went below zero. The host traps (out of fuel) or
+/// refills the counter and returns, and the guest goes on (guest-lua/build/fuel.rs).
+pub const IMPORT_OUT_OF_FUEL: &str = "out_of_fuel";
 pub const TRY_OK: i32 = 0;
 pub const TRY_THREW: i32 = 1;
 
@@ -66,7 +69,15 @@ pub const EXPORT_FEATURES: &str = "lp_features";
 /// The chunk names the field `QUEUE` (`lp.QUEUE(n)`): it may return a queue verdict.
 pub const FEATURE_QUEUE: i32 = 1;
 /// The shadow-stack pointer global the host restores after unwinding.
+/// The guest's fuel counter: a mutable i64 global the guest decrements as it runs (fuel in the
+/// guest, guest-lua/build/fuel.rs). Absent from guests that leave metering to the engine.
+pub const EXPORT_FUEL: &str = "lp_fuel";
+/// Bytes of a guest's `memory.copy` or `memory.fill` per unit of fuel.
+pub const FUEL_BULK_BYTES: u32 = 8;
 pub const EXPORT_STACK_POINTER: &str = "__stack_pointer";
+/// `lp_fuel_stop() -> ()`: called by the host (from `lp.out_of_fuel`, when a packet's call first
+/// runs low) to make the Lua interpreter raise "out of fuel" at its next back edge or call.
+pub const EXPORT_FUEL_STOP: &str = "lp_fuel_stop";
 pub const EXPORT_MEMORY: &str = "memory";
 
 /// Error statuses (negative) returned by `lp_run`, `lp_load`, `lp_recover`, `lp_init`.
@@ -78,6 +89,9 @@ pub const ERR_STACK: i32 = -5;
 pub const ERR_SYNTAX: i32 = -6;
 pub const ERR_NO_FUNCTION: i32 = -7;
 pub const ERR_HANDLER: i32 = -8;
+/// The call's fuel ran low in Lua code: a Lua error raised at the interpreter's next back edge
+/// or call (the soft stop, `EXPORT_FUEL_STOP`); the instance is kept.
+pub const ERR_FUEL: i32 = -9;
 
 /// Layout of the packet context at `lp_ctx()`.
 ///

@@ -1,9 +1,10 @@
 //! Sandbox limits: defaults and the bounds a request is checked against.
 
-/// Wasm fuel granted to every call (refilled before each packet). One unit is roughly one wasm
-/// instruction (guest-lua's fuel-region pass makes wasmi charge only the code that runs): a Lua
-/// VM instruction costs ~90-160 fuel, a trivial `return lp.ACCEPT` ~2,000 (BENCHMARKS.md).
-pub const DEFAULT_FUEL: u64 = 250_000;
+/// Wasm fuel granted to every call (refilled before each packet). The built-in guest counts it
+/// itself (guest-lua/build/fuel.rs), so it is the same number under every engine: one unit is
+/// roughly one wasm instruction of real work (moves and structure free, calls 4): a Lua VM
+/// instruction costs ~30-60 fuel, a trivial `return lp.ACCEPT` ~800 (BENCHMARKS.md).
+pub const DEFAULT_FUEL: u64 = 100_000;
 /// Upper bound for `fuel`: with the fuel of an error's recovery and message it is the hard
 /// per-call ceiling ([`CALL_FUEL_CEILING`]) that no setting lifts.
 pub const MAX_FUEL: u64 = CALL_FUEL_CEILING - RECOVER_FUEL - MESSAGE_FUEL - BIND_FUEL;
@@ -12,29 +13,33 @@ pub const MAX_FUEL: u64 = CALL_FUEL_CEILING - RECOVER_FUEL - MESSAGE_FUEL - BIND
 /// Sized so that a call stays under 1 ms in the kernel on the machines luapkt targets: the
 /// slowest fuel measured (`cargo bench -p luapkt-runtime --bench fuel_ceiling`, wasmi's
 /// portable dispatch as in the kernel) and the figure are in docs/security.md.
-pub const CALL_FUEL_CEILING: u64 = 320_000;
+pub const CALL_FUEL_CEILING: u64 = 170_000;
 /// Fuel for finishing a call whose Lua error unwound to the host (`__close` handlers).
-pub const RECOVER_FUEL: u64 = 20_000;
+pub const RECOVER_FUEL: u64 = 10_000;
 /// Fuel for fetching an error message from the guest.
-pub const MESSAGE_FUEL: u64 = 5_000;
+pub const MESSAGE_FUEL: u64 = 2_000;
 /// Fuel for binding one entry (a rule's function and argument) in an instance; a lazy bind on
-/// the packet path runs before the call.
+/// the packet path runs before the call (a bind costs ~1,800-5,100, ~15,000 when the Lua
+/// registry grows).
 pub const BIND_FUEL: u64 = 20_000;
 /// Fuel for building an instance: the Lua state's setup and the script's top-level chunk,
 /// per instance, in process context. A load that needs more fails ("top-level chunk used its
 /// N fuel"). Changeable per script like the other limits.
-pub const DEFAULT_LOAD_FUEL: u64 = 200_000_000;
+pub const DEFAULT_LOAD_FUEL: u64 = 80_000_000;
 /// Bounds for `load_fuel`. The largest keeps one instance's build to seconds; it runs in
 /// slices of [`LOAD_SLICE_FUEL`] between which the kernel reschedules and checks for a fatal
 /// signal, so it never holds a CPU.
 pub const MIN_LOAD_FUEL: u64 = 1_000_000;
-pub const MAX_LOAD_FUEL: u64 = 10_000_000_000;
+pub const MAX_LOAD_FUEL: u64 = 4_000_000_000;
 /// Fuel of one slice of a load.
-pub const LOAD_SLICE_FUEL: u64 = 5_000_000;
+pub const LOAD_SLICE_FUEL: u64 = 2_000_000;
 /// Lua VM instructions one call may execute before it fails with "out of instructions", a clean
-/// Lua error that keeps the instance (running out of fuel is a trap: the instance is rebuilt).
-/// Sized to trip before the default fuel does. 0 disables the budget (fuel still bounds the call).
-pub const DEFAULT_INSTRUCTIONS: u32 = 1_500;
+/// Lua error that keeps the instance. Off by default: fuel, which the guest counts itself,
+/// bounds every call and stops it softly too (the first time it runs out the interpreter
+/// raises "out of fuel", a Lua error that keeps the instance; only a script that catches that
+/// and runs on traps), while the budget is a count hook that slows every Lua instruction
+/// (15-30% of a packet's time). A script that wants to count instructions sets it.
+pub const DEFAULT_INSTRUCTIONS: u32 = 0;
 /// Upper bound for `instructions`.
 pub const MAX_INSTRUCTIONS: u32 = 1_000_000_000;
 /// Linear memory of one instance, in bytes.

@@ -80,10 +80,11 @@ enum SelftestCmd {
 
 #[derive(Args, Clone)]
 struct LimitOpts {
-    /// Wasm fuel per packet (`max`: the ceiling, see docs/security.md)
+    /// Wasm fuel per packet, counted by the guest (`max`: the ceiling, see docs/security.md)
     #[arg(long)]
     fuel: Option<String>,
-    /// Lua instructions per packet (0: no budget)
+    /// Lua instructions per packet, a count hook that slows every instruction (0, the default:
+    /// none; fuel bounds the call and stops a loop softly, as an "out of fuel" Lua error)
     #[arg(long)]
     instructions: Option<String>,
     /// Linear memory per instance, bytes (K, M, G suffixes)
@@ -196,10 +197,11 @@ pub struct ScriptArgs {
     /// String passed to the entry function as its second argument
     #[arg(long)]
     arg: Option<String>,
-    /// Wasm fuel per packet (`max`: the ceiling, see docs/security.md)
+    /// Wasm fuel per packet, counted by the guest (`max`: the ceiling, see docs/security.md)
     #[arg(long)]
     fuel: Option<String>,
-    /// Lua instructions per packet (0: no budget)
+    /// Lua instructions per packet, a count hook that slows every instruction (0, the default:
+    /// none; fuel bounds the call and stops a loop softly, as an "out of fuel" Lua error)
     #[arg(long)]
     instructions: Option<String>,
     /// Linear memory per instance, bytes (suffixes K, M, G: powers of 1024)

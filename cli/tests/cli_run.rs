@@ -121,7 +121,7 @@ fn errors_show_the_applied_verdict_and_the_kind() {
         "--instructions",
         "0",
         "--fuel",
-        "100000",
+        "50000",
     ]);
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v["packets"][0]["error"], "out of fuel");

@@ -57,6 +57,9 @@ fn mischief() -> Config {
     Config {
         limits: Limits {
             memory: 256 << 10,
+            // the budget trips before the fuel (port 3), the C stack before the budget (port 5)
+            instructions: 1_500,
+            fuel: abi::limits::MAX_FUEL,
             ..config(MISCHIEF, None).limits
         },
         ..config(MISCHIEF, None)
@@ -471,15 +474,18 @@ fn instruction_budget() {
     let instr = Some((ErrorKind::Instructions, "out of instructions".to_string()));
     assert_eq!(run(&mut e, &tcp4(80)), (Verdict::Break, instr.clone()));
     assert_eq!(run(&mut e, &tcp4(80)), (Verdict::Break, instr));
-    // 0: no budget
-    let (mut e, _) = native(&cfg(
-        "1000000",
-        Limits {
-            instructions: 0,
-            ..limits
-        },
-    ));
+    // 0: no instruction budget; fuel, which native Lua does not count, still bounds the call
+    // (one instruction per abi::limits::DEFAULT_FUEL / 8 of fuel), as it does in the sandbox
+    let no_budget = Limits {
+        instructions: 0,
+        ..limits
+    };
+    let (mut e, _) = native(&cfg("1000", no_budget));
     assert_eq!(run(&mut e, &tcp4(80)), (Verdict::Drop, None));
+    let (mut e, _) = native(&cfg("1000000", no_budget));
+    let (verdict, error) = run(&mut e, &tcp4(80));
+    assert_eq!(verdict, Verdict::Break);
+    assert_eq!(error.map(|e| e.0), Some(ErrorKind::Fuel));
 }
 
 // ---- the sandbox's environment ------------------------------------------------------------------
@@ -633,13 +639,11 @@ function process_packet(pkt, arg)
   if arg == "leak" then
     -- errors unwinding through the wrappers must not use up the depth
     -- (argument errors of functions called from C search package.loaded for the function's
-    -- name: ~80,000 fuel each, so those two run on shallow packets only)
+    -- name: ~50,000 fuel each, so those two run on one shallow packet each)
     pcall(coroutine.wrap(function() error("x") end))
     pcall(load, 5)
-    if n <= 1 then
-      pcall(pcall)
-      pcall(coroutine.resume, 5)
-    end
+    if n == 0 then pcall(pcall) end
+    if n == 1 then pcall(coroutine.resume, 5) end
   end
   if arg == "co" then return co_nest(n) end
   return nest(n)
@@ -706,18 +710,63 @@ end
 
 local function show(ok, v)
   if not ok then return "error(" .. tostring(v) .. ")" end
+  -- (a long string or payload shows its start and its length: %q costs ~40 fuel per byte,
+  -- and a copy's allocation makes the collector work in proportion)
+  if (type(v) == "string" or type(v) == "userdata") and #v > 64 then
+    return string.format("%q...(%d)", v:sub(1, 64), #v)
+  end
   if type(v) == "string" then return string.format("%q", v) end
   return tostring(v)
 end
 
+local extra = {
+  function(pkt, pay) return pkt:u8(0), pkt:u16(2), pkt:u32(4) end,
+  function(pkt, pay) return pkt:bytes(0, 4) end,
+  function(pkt, pay) return pkt:u32(pkt.len - 4), pkt:bytes(pkt.len - 6, 6) end,
+  function(pkt, pay) return pkt:u8(pkt.len) end,
+  function(pkt, pay) return pkt:bytes(2200, 8) end,
+  function(pkt, pay) return #pay, pay:sub(1, 5), pay:sub(-4), pay:sub(3, 2) end,
+  function(pkt, pay) return pay:find("MARK", 1, true) end,
+  -- (a pattern scan costs ~100 fuel per byte: on the big payload it starts near MARK)
+  function(pkt, pay) return pay:find("M(A)RK", #pay > 2000 and 2000 or 1) end,
+  function(pkt, pay) return pay:find("nope", 1, true) end,
+  function(pkt, pay) return tostring(pay:sub(-10)) end,
+  function(pkt, pay)
+    local c4 = lp.cidr("10.0.0.0/8")
+    return tostring(c4), c4:contains((pkt.ip or pkt.ip6).saddr)
+  end,
+  function(pkt, pay)
+    local c6 = lp.cidr("2001:db8::/32")
+    return tostring(c6), c6:contains((pkt.ip or pkt.ip6).daddr)
+  end,
+}
+
+-- the checks ("path=want;...") are split into items two per field part, not all in the
+-- part that checks them (plain finds: a pattern costs ~1,000 fuel per character)
+local items, pos, parsed_for = {}, 1, nil
+local function parse_some(a, n)
+  if parsed_for ~= a then items, pos, parsed_for = {}, 1, a end
+  while n > 0 and pos <= #a do
+    local j = a:find(";", pos, true) or #a + 1
+    local item = a:sub(pos, j - 1)
+    local e = item:find("=", 1, true)
+    if e then items[#items + 1] = {item:sub(1, e - 1), item:sub(e + 1)} end
+    pos, n = j + 1, n - 1
+  end
+end
+
 -- one part per call (FIELD_PARTS calls per packet): a call has at most abi::limits::MAX_FUEL,
--- and each field looked up, logged and compared here costs ~25,000
+-- and each field looked up, logged and compared here costs ~20,000-40,000
 local part = 0
 function process_packet(pkt, arg)
-  part = part % 50 + 1
+  part = part % 90 + 1
+  -- a collection cycle's end (the sweep of everything that died since it started) can cost a
+  -- call ~100,000 fuel: collecting at the start of each part keeps the garbage to one part's
+  collectgarbage()
   local out = {}
-  if part <= 31 then
-    local per = 2
+  if part <= 62 then
+    parse_some(arg or "", 2)
+    local per = 1
     for i = (part - 1) * per + 1, math.min(part * per, #paths) do
       local path = paths[i]
       out[#out + 1] = path .. "=" .. show(pcall(get, pkt, path))
@@ -725,17 +774,12 @@ function process_packet(pkt, arg)
     for _, line in ipairs(out) do lp.log(line) end
     return lp.DROP
   end
-  if part >= 43 then
-    -- (plain finds: a pattern costs ~1,000 fuel per character of the argument)
+  if part >= 75 then
+    parse_some(arg or "", math.huge)
     local failed = {}
-    local k, i, a = 0, 1, arg or ""
-    while i <= #a do
-      local j = a:find(";", i, true) or #a + 1
-      local item = a:sub(i, j - 1)
-      local e = item:find("=", 1, true)
-      i, k = j + 1, k + 1
-      if e and k % 8 == part - 43 then
-        local path, want = item:sub(1, e - 1), item:sub(e + 1)
+    for k, item in ipairs(items) do
+      if k % 16 == part - 75 then
+        local path, want = item[1], item[2]
         local ok, v = pcall(get, pkt, path)
         if not ok or tostring(v) ~= want then failed[#failed + 1] = path .. "=" .. tostring(v) end
       end
@@ -743,32 +787,12 @@ function process_packet(pkt, arg)
     if #failed > 0 then lp.log("failed: " .. table.concat(failed, " ")) return lp.BREAK end
     return lp.DROP
   end
-  local pay = pkt.tcp and pkt.tcp.payload or pkt.udp and pkt.udp.payload
-  local extra = {
-    function() return pkt:u8(0), pkt:u16(2), pkt:u32(4) end,
-    function() return pkt:bytes(0, 4) end,
-    function() return pkt:u32(pkt.len - 4), pkt:bytes(pkt.len - 6, 6) end,
-    function() return pkt:u8(pkt.len) end,
-    function() return pkt:bytes(2200, 8) end,
-    function() return #pay, pay:sub(1, 5), pay:sub(-4), pay:sub(3, 2) end,
-    function() return pay:find("MARK", 1, true) end,
-    -- (a pattern scan costs ~100 fuel per byte: on the big payload it starts near MARK)
-    function() return pay:find("M(A)RK", #pay > 2000 and 2000 or 1) end,
-    function() return pay:find("nope", 1, true) end,
-    function() return tostring(pay:sub(-10)) end,
-    function()
-      local c4, c6 = lp.cidr("10.0.0.0/8"), lp.cidr("2001:db8::/32")
-      local ip = pkt.ip or pkt.ip6
-      return tostring(c4), tostring(c6), c4:contains(ip.saddr), c6:contains(ip.daddr)
-    end,
-  }
-  for i, f in ipairs(extra) do
-    if i ~= part - 31 then goto next end
-    local r = table.pack(pcall(f))
+  local f = extra[part - 62]
+  if f then
+    local r = table.pack(pcall(f, pkt, pkt.tcp and pkt.tcp.payload or pkt.udp and pkt.udp.payload))
     local parts = {}
     for j = 2, r.n do parts[#parts + 1] = show(true, r[j]) end
-    out[#out + 1] = "extra" .. i .. "=" .. (r[1] and table.concat(parts, ",") or show(false, r[2]))
-    ::next::
+    out[#out + 1] = "extra" .. (part - 62) .. "=" .. (r[1] and table.concat(parts, ",") or show(false, r[2]))
   end
   for _, line in ipairs(out) do lp.log(line) end
   return lp.DROP
@@ -776,7 +800,7 @@ end
 "#;
 
 /// Calls FIELDS makes per packet (its parts).
-const FIELD_PARTS: usize = 50;
+const FIELD_PARTS: usize = 90;
 
 /// Runs every part of FIELDS on `pkt`; the outcome of the last, the first failure otherwise.
 fn run_fields(e: &mut dyn Engine, pkt: &SlicePacket) -> (Verdict, Option<(ErrorKind, String)>) {
@@ -896,6 +920,7 @@ fn packet_fields_agree_with_the_sandbox() {
         let cfg = Config {
             limits: Limits {
                 instructions: 0,
+                fuel: abi::limits::MAX_FUEL,
                 ..config(FIELDS, None).limits
             },
             ..config(FIELDS, Some(case.checks))

@@ -25,6 +25,7 @@
 #define LP_ERR_SYNTAX (-6)
 #define LP_ERR_NO_FUNCTION (-7)
 #define LP_ERR_HANDLER (-8)
+#define LP_ERR_FUEL (-9)
 
 #define LP_CTX_LEN 0
 #define LP_CTX_WIN 4

@@ -41,4 +41,11 @@ void lp_writestringerror(const char *fmt, const char *p);
 #define lua_writeline() lp_writeline()
 #define lua_writestringerror(s, p) lp_writestringerror((s), (p))
 
+/* Lua turns every integer into text (tostring, concatenation, the line numbers of error
+ * messages) with snprintf(buf, n, "%lld", v); wasi-libc's printf core costs ~1,000 fuel a
+ * call for that. lp_snprintf (libc_sandbox.c) formats "%lld" itself and hands any other
+ * format to vsnprintf. */
+int lp_snprintf(char *s, __SIZE_TYPE__ n, const char *fmt, ...);
+#define snprintf lp_snprintf
+
 #endif

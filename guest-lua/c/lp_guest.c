@@ -38,6 +38,11 @@ IMPORT("log") void host_log(int level, const char *p, int len);
 IMPORT("now") long long host_now(void);
 IMPORT("pkt_read") int host_pkt_read(unsigned off, void *dst, unsigned len);
 IMPORT("pkt_write") int host_pkt_write(unsigned off, const void *src, unsigned len);
+IMPORT("out_of_fuel") void host_out_of_fuel(void);
+
+/* The fuel pass (guest-lua/build/fuel.rs) calls lp.out_of_fuel wherever the guest's fuel
+ * counter drops below zero. Nothing in C calls it: this export keeps the import linked. */
+EXPORT("lp_out_of_fuel") void lp_out_of_fuel(void) { host_out_of_fuel(); }
 
 /* Must match ldo.c's private struct (luai_jmpbuf is int, lp_conf.h). */
 struct lua_longjmp {
@@ -423,6 +428,38 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
 /* The instruction budget the count hook is set for (0: no hook). */
 static int hook_budget;
 
+/* The soft stop: a one-instruction count hook, set from outside the interpreter (the host's
+ * out-of-fuel import, when a packet's call first runs low), fires at the interpreter's next
+ * back edge, call or return, where raising a Lua error is safe. It puts the budget's hook (or
+ * none) back first, so it fires once. */
+static int stop_pending;
+/* The collector stopped for the soft stop's unwinding (its debt, put back at the next call). */
+static int stop_gc;
+static l_mem stop_gc_debt;
+
+static void fuel_stop_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  stop_pending = 0;
+  /* the unwinding (message handler, traceback) runs on the held-back fuel: no GC step in it,
+   * whose cost grows with the heap */
+  if (!stop_gc) {
+    stop_gc_debt = gc_stop(L);
+    stop_gc = 1;
+  }
+  if (hook_budget > 0) lua_sethook(L, budget_hook, LUA_MASKCOUNT, hook_budget);
+  else lua_sethook(L, NULL, 0, 0);
+  lp_raise_kind(L, LP_ERR_FUEL, "out of fuel");
+}
+
+/* lua_sethook is safe from anywhere (Lua's own interpreter sets it from a signal handler): it
+ * only stores the hook and marks the running functions to look at it. Only the main thread's
+ * interpreter sees it: a loop inside a coroutine runs on until the hard stop (a trap). */
+EXPORT("lp_fuel_stop") void lp_fuel_stop(void) {
+  if (!state.in_call) return;
+  stop_pending = 1;
+  lua_sethook(LS, fuel_stop_hook, LUA_MASKCOUNT, 1);
+}
+
 EXPORT("lp_run") int lp_run(int fref, int aref, int budget, int cap) {
   lua_State *L = LS;
   int status, v;
@@ -434,6 +471,15 @@ EXPORT("lp_run") int lp_run(int fref, int aref, int budget, int cap) {
   lp_push_packet(L);
   if (aref > 0) lua_rawgeti(L, LUA_REGISTRYINDEX, aref);
   else lua_pushnil(L);
+  if (stop_gc) {
+    stop_gc = 0;
+    gc_restart(L, stop_gc_debt);
+  }
+  /* a soft stop the last call did not reach: its hook must not fire in this one */
+  if (stop_pending) {
+    stop_pending = 0;
+    hook_budget = -1;
+  }
   /* The budget is per call: restart the count (lua_sethook only when the budget changes). */
   if (budget != hook_budget) {
     if (budget > 0) lua_sethook(L, budget_hook, LUA_MASKCOUNT, budget);

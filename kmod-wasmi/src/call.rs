@@ -17,6 +17,10 @@ use alloc::string::String;
 pub const RECOVER_FUEL: u64 = abi::limits::RECOVER_FUEL;
 /// Longest error message copied out of the guest.
 pub const MAX_MESSAGE: usize = 1024;
+/// Packet bytes a host copy (`pkt_read`, `pkt_write`) moves per unit of fuel: a copy costs
+/// about what the guest would pay to move the bytes itself, so fuel keeps bounding a call's
+/// time.
+pub const COPY_BYTES_PER_FUEL: usize = 16;
 /// Fuel for fetching an error message (two exports that return a pointer and a length).
 const MESSAGE_FUEL: u64 = abi::limits::MESSAGE_FUEL;
 
@@ -24,7 +28,7 @@ const MESSAGE_FUEL: u64 = abi::limits::MESSAGE_FUEL;
 pub trait GuestCalls {
     type Error;
     /// Fuel left.
-    fn fuel(&self) -> u64;
+    fn fuel(&mut self) -> u64;
     fn set_fuel(&mut self, fuel: u64);
     /// The guest's shadow-stack pointer (`__stack_pointer`).
     fn stack_pointer(&mut self) -> i32;
@@ -61,6 +65,7 @@ pub fn status_kind(status: i32) -> ErrorKind {
         g::ERR_RETURN => ErrorKind::Return,
         g::ERR_INSTRUCTIONS => ErrorKind::Instructions,
         g::ERR_STACK => ErrorKind::Stack,
+        g::ERR_FUEL => ErrorKind::Fuel,
         _ => ErrorKind::Lua,
     }
 }

@@ -6,12 +6,19 @@ use alloc::vec::Vec;
 use sha2::{Digest, Sha256};
 use wasmi::{CompilationMode, Config, Engine, Module};
 
+/// SHA-256 of the built-in guest (guest-lua's `lua.wasm`), the Lua VM lpctl packs by default.
+pub const BUILTIN_GUEST_SHA256: [u8; 32] = guest_lua::LUA_WASM_SHA256;
+
 /// A guest module compiled for one engine configuration.
 pub struct Guest {
     pub(crate) engine: Engine,
     pub(crate) module: Module,
     hash: [u8; 32],
     recursion: u32,
+    /// The guest counts its own fuel (the built-in guest, instrumented by guest-lua's fuel
+    /// pass): wasmi's metering is off. Any other guest is metered by wasmi, whatever it
+    /// exports: a counter the guest itself maintains is only as honest as the guest.
+    pub(crate) counts_fuel: bool,
 }
 
 impl Guest {
@@ -19,13 +26,18 @@ impl Guest {
     pub fn hash(&self) -> &[u8; 32] {
         &self.hash
     }
+
+    /// Whether fuel is the guest's own count (the same in every engine) or wasmi's.
+    pub fn counts_fuel(&self) -> bool {
+        self.counts_fuel
+    }
 }
 
-/// Engine configuration every luapkt guest runs under.
-fn engine(recursion: u32, cached_stacks: usize) -> Engine {
+/// Engine configuration every luapkt guest runs under; `meter`: wasmi charges fuel.
+fn engine(recursion: u32, cached_stacks: usize, meter: bool) -> Engine {
     let mut config = Config::default();
     config
-        .consume_fuel(true)
+        .consume_fuel(meter)
         // Eager translation: no translation work (or fuel) is charged to the first packets.
         .compilation_mode(CompilationMode::Eager)
         .set_max_recursion_depth(recursion as usize);
@@ -72,13 +84,15 @@ impl GuestCache {
         // Before wasmi sees the module: it allocates per declared item, and in the kernel a
         // failed allocation is fatal. Cache hits were checked when they were compiled.
         crate::precheck::check(bytes).map_err(LoadError::Module)?;
-        let engine = engine(recursion, self.cached_stacks);
+        let counts_fuel = hash == BUILTIN_GUEST_SHA256;
+        let engine = engine(recursion, self.cached_stacks, !counts_fuel);
         let module = Module::new(&engine, bytes).map_err(LoadError::Wasm)?;
         let guest = Arc::new(Guest {
             engine,
             module,
             hash,
             recursion,
+            counts_fuel,
         });
         self.entries.push(guest.clone());
         Ok(guest)

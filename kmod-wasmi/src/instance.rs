@@ -7,7 +7,7 @@
 //! stack pointer and reports `TRY_THREW`) or the top-level call (which restores it and runs
 //! `lp_recover`). Any other trap poisons the instance: its owner rebuilds it.
 
-use crate::call::{status_kind, CallState, GuestCalls, Outcome};
+use crate::call::{status_kind, CallState, GuestCalls, Outcome, COPY_BYTES_PER_FUEL};
 use crate::error::{ErrorKind, LoadError};
 use crate::guest::Guest;
 use crate::host::{Host, LogLevel};
@@ -22,10 +22,21 @@ use core::fmt;
 use core::ptr::NonNull;
 use wasmi::{
     errors::{HostError, InstantiationError, MemoryError, TableError},
-    AsContextMut, Caller, Error, Func, Global, Linker, Memory, ResourceLimiter, ResumableCall,
-    Store, StoreLimits, StoreLimitsBuilder, TrapCode, TypedFunc, Val,
+    AsContext, AsContextMut, Caller, Error, Func, Global, Linker, Memory, ResourceLimiter,
+    ResumableCall, Store, StoreLimits, StoreLimitsBuilder, TrapCode, TypedFunc, Val,
 };
 use wasmi_core::LimiterError;
+
+/// The most fuel of a packet's call held back for the soft stop: what the interpreter has to
+/// reach its next back edge or call and run the message handler of the "out of fuel" error
+/// (measured: between 10,000 and 15,000 on a fresh instance, the collector stopped). A call
+/// burning it inside one C function traps instead.
+pub const SOFT_STOP_FUEL: u64 = 20_000;
+
+/// The soft stop's share of a call's `fuel`: a quarter, at most [`SOFT_STOP_FUEL`].
+pub fn soft_stop_fuel(fuel: u64) -> u64 {
+    (fuel / 4).min(SOFT_STOP_FUEL)
+}
 
 /// Fuel for one setup step of an instance (instantiation, the guest's allocator, looking a
 /// function up): far more than the built-in guest needs, and bounded whatever a guest does.
@@ -159,9 +170,38 @@ pub(crate) struct StoreData {
     /// Set while a process-context run (the top-level chunk) takes its fuel in slices.
     slices: Option<Slices>,
     memory: Option<Memory>,
+    /// The guest's own fuel counter, when the guest counts fuel (`Guest::counts_fuel`);
+    /// otherwise wasmi's fuel is the instance's.
+    fuel: Option<Global>,
+    /// Fuel of a packet's call held back from the guest's counter for the soft stop: handed
+    /// out, with a call of `fuel_stop`, the first time the counter runs out ([`SOFT_STOP_FUEL`]).
+    soft: u64,
+    fuel_stop: Option<TypedFunc<(), ()>>,
     pkt: Option<PacketPtr>,
     host: Arc<dyn Host>,
     name: Arc<str>,
+}
+
+/// Fuel left: the guest's counter (never negative here) or wasmi's.
+fn fuel_left(ctx: impl AsContext<Data = StoreData>) -> u64 {
+    let c = ctx.as_context();
+    match c.data().fuel {
+        Some(counter) => counter.get(c).i64().unwrap_or(0).max(0) as u64,
+        None => c.get_fuel().unwrap_or(0),
+    }
+}
+
+/// Sets the fuel left, in the guest's counter or in wasmi.
+fn put_fuel(mut ctx: impl AsContextMut<Data = StoreData>, fuel: u64) {
+    let mut c = ctx.as_context_mut();
+    match c.data().fuel {
+        Some(counter) => {
+            let _ = counter.set(&mut c, Val::I64(fuel.min(i64::MAX as u64) as i64));
+        }
+        None => {
+            let _ = c.set_fuel(fuel);
+        }
+    }
 }
 
 // SAFETY: `pkt` is only set for the duration of `Instance::run`, which holds `&mut Instance`
@@ -310,21 +350,60 @@ fn linker(guest: &Guest) -> Result<Linker<StoreData>, LoadError> {
         },
     )
     .map_err(|e| LoadError::Wasm(Error::from(e)))?;
+    l.func_wrap(
+        g::IMPORT_MODULE,
+        g::IMPORT_OUT_OF_FUEL,
+        |mut caller: Caller<'_, StoreData>| -> Result<(), Error> {
+            // only a guest that counts its own fuel calls this honestly; for any other it is
+            // an out-of-fuel trap like wasmi's own
+            let Some(counter) = caller.data().fuel else {
+                return Err(Error::from(TrapCode::OutOfFuel));
+            };
+            let now = counter.get(&caller).i64().unwrap_or(0);
+            if now >= 0 {
+                return Ok(());
+            }
+            // a packet's call running low for the first time: the soft stop (the interpreter
+            // raises "out of fuel" at its next back edge or call; the instance is kept)
+            let soft = core::mem::take(&mut caller.data_mut().soft);
+            if soft > 0 {
+                let now = now.saturating_add_unsigned(soft);
+                counter.set(&mut caller, Val::I64(now))?;
+                if let Some(stop) = caller.data().fuel_stop {
+                    stop.call(&mut caller, ())?;
+                }
+                if counter.get(&caller).i64().unwrap_or(0) >= 0 {
+                    return Ok(());
+                }
+                return Err(Error::from(TrapCode::OutOfFuel));
+            }
+            // a sliced run (the top-level chunk at load) goes on with its next slice
+            let give = take_slice(&mut caller, now.unsigned_abs())?;
+            let _ = counter.set(&mut caller, Val::I64(now.saturating_add_unsigned(give)));
+            Ok(())
+        },
+    )
+    .map_err(|e| LoadError::Wasm(Error::from(e)))?;
     Ok(l)
 }
 
-/// Packet bytes a host copy moves per unit of fuel: a copy costs about what the guest would
-/// pay to move the bytes itself, so fuel keeps bounding a call's time.
-const COPY_BYTES_PER_FUEL: usize = 16;
-
-/// Charges the fuel of copying `len` packet bytes; out of fuel is a fuel trap.
+/// Charges the fuel of copying `len` packet bytes. A guest that counts its own fuel is charged
+/// like one of its untested regions: the counter may go below zero, and the guest's next test
+/// (a loop or a call) stops it as it would have. Otherwise out of fuel is a fuel trap.
 fn charge_copy(caller: &mut Caller<'_, StoreData>, len: usize) -> Result<(), Error> {
     let cost = (len / COPY_BYTES_PER_FUEL) as u64;
-    let left = caller.get_fuel()?;
+    if let Some(counter) = caller.data().fuel {
+        let now = counter.get(&*caller).i64().unwrap_or(0);
+        let cost = i64::try_from(cost).unwrap_or(i64::MAX);
+        counter.set(&mut *caller, Val::I64(now.saturating_sub(cost)))?;
+        return Ok(());
+    }
+    let left = fuel_left(&*caller);
     if left < cost {
         return Err(Error::from(TrapCode::OutOfFuel));
     }
-    caller.set_fuel(left - cost)
+    put_fuel(caller, left - cost);
+    Ok(())
 }
 
 /// Calls `func` taking fuel in slices from the store's [`Slices`] budget: each time the call
@@ -356,8 +435,18 @@ fn try_sliced(caller: &mut Caller<'_, StoreData>, tramp: Func, ud: i32) -> Resul
     call_sliced(caller, tramp, &[Val::I32(ud)], &mut [])
 }
 
-/// Hands the next slice of a sliced run's budget to the store, after letting the host pause.
+/// Hands the next slice of a sliced run's budget to wasmi, after letting the host pause.
 fn refill(mut ctx: impl AsContextMut<Data = StoreData>, required: u64) -> Result<(), Error> {
+    let give = take_slice(&mut ctx, required)?;
+    let mut c = ctx.as_context_mut();
+    let now = c.get_fuel()?;
+    c.set_fuel(now.saturating_add(give))
+}
+
+/// Takes the next slice of a sliced run's budget (at least `required`) after letting the host
+/// pause; out of fuel when there is no sliced run, the budget cannot cover `required`, or the
+/// host says stop.
+fn take_slice(mut ctx: impl AsContextMut<Data = StoreData>, required: u64) -> Result<u64, Error> {
     let mut c = ctx.as_context_mut();
     let host = c.data().host.clone();
     let Some(s) = c.data_mut().slices.as_mut() else {
@@ -379,8 +468,7 @@ fn refill(mut ctx: impl AsContextMut<Data = StoreData>, required: u64) -> Result
     };
     let give = s.left.min(SLICE_FUEL.max(required));
     s.left -= give;
-    let now = c.get_fuel()?;
-    c.set_fuel(now.saturating_add(give))
+    Ok(give)
 }
 
 fn typed<P: wasmi::WasmParams, R: wasmi::WasmResults>(
@@ -404,11 +492,12 @@ struct Calls<'a> {
 
 impl GuestCalls for Calls<'_> {
     type Error = Error;
-    fn fuel(&self) -> u64 {
-        self.store.get_fuel().unwrap_or(0)
+    fn fuel(&mut self) -> u64 {
+        fuel_left(&*self.store).saturating_add(self.store.data().soft)
     }
     fn set_fuel(&mut self, fuel: u64) {
-        let _ = self.store.set_fuel(fuel);
+        self.store.data_mut().soft = 0;
+        put_fuel(&mut *self.store, fuel);
     }
     fn stack_pointer(&mut self) -> i32 {
         match self.sp.get(&*self.store) {
@@ -523,16 +612,36 @@ impl Instance {
             tramp_func: None,
             slices: None,
             memory: None,
+            fuel: None,
+            soft: 0,
+            fuel_stop: None,
             pkt: None,
             host: host.clone(),
             name: Arc::from(name),
         };
         let mut store = Store::new(&guest.engine, data);
         store.limiter(|d| &mut d.limits);
-        store.set_fuel(SETUP_FUEL).map_err(LoadError::Wasm)?;
+        if !guest.counts_fuel {
+            store.set_fuel(SETUP_FUEL).map_err(LoadError::Wasm)?;
+        }
         let inst = linker(guest)?
             .instantiate_and_start(&mut store, &guest.module)
             .map_err(|e| instantiate_error(e, limits.memory))?;
+        if guest.counts_fuel {
+            let counter = inst
+                .get_global(&store, g::EXPORT_FUEL)
+                .filter(|c| c.get(&store).i64().is_some())
+                .ok_or(LoadError::Guest(g::EXPORT_FUEL))?;
+            store.data_mut().fuel = Some(counter);
+            store.data_mut().fuel_stop = inst
+                .get_typed_func::<(), ()>(&store, g::EXPORT_FUEL_STOP)
+                .ok();
+        } else if let Some(counter) = inst.get_global(&store, g::EXPORT_FUEL) {
+            // a guest built like ours but not trusted (another hash) keeps counting: its
+            // counter is made too large to run out, so that only wasmi's metering stops it
+            // (a guest that lowers it itself only gets the out-of-fuel trap sooner)
+            let _ = counter.set(&mut store, Val::I64(i64::MAX));
+        }
         let memory = inst
             .get_memory(&store, g::EXPORT_MEMORY)
             .ok_or(LoadError::Guest(g::EXPORT_MEMORY))?;
@@ -569,7 +678,7 @@ impl Instance {
             calls: CallState::with_capacity(MAX_MESSAGE * 3),
             features: !0,
         };
-        let _ = me.store.set_fuel(SETUP_FUEL);
+        put_fuel(&mut me.store, SETUP_FUEL);
         let ctx_addr = ctx.call(&mut me.store, ()).map_err(LoadError::Wasm)?;
         me.ctx_addr = ctx_addr as u32 as usize;
         if me
@@ -586,7 +695,7 @@ impl Instance {
             left: limits.load_fuel - first,
             ..Slices::default()
         });
-        let _ = me.store.set_fuel(first);
+        put_fuel(&mut me.store, first);
         let seed = host.seed() as i32;
         let init_func = *init.func();
         let r = me.call_top(|s| {
@@ -602,10 +711,10 @@ impl Instance {
             }
             Outcome::Trap(k) => return Err(LoadError::Init(k, String::new())),
         }
-        let left = me.store.get_fuel().unwrap_or(0);
+        let left = fuel_left(&me.store);
         let src = me.put_bytes(source, Some(SETUP_FUEL))?;
         let nm = me.put_bytes(name.as_bytes(), Some(SETUP_FUEL))?;
-        let _ = me.store.set_fuel(left);
+        put_fuel(&mut me.store, left);
         let (slen, nlen) = (source.len() as i32, name.len() as i32);
         let load_func = *load.func();
         let r = me.call_top(|s| {
@@ -626,7 +735,7 @@ impl Instance {
             Outcome::Status(0) => {
                 // a guest without the export may do anything
                 if let Ok(f) = inst.get_typed_func::<(), i32>(&me.store, g::EXPORT_FEATURES) {
-                    let _ = me.store.set_fuel(SETUP_FUEL);
+                    put_fuel(&mut me.store, SETUP_FUEL);
                     me.features = f.call(&mut me.store, ()).unwrap_or(!0);
                 }
                 Ok(me)
@@ -651,7 +760,7 @@ impl Instance {
     fn put_bytes(&mut self, bytes: &[u8], fuel: Option<u64>) -> Result<i32, LoadError> {
         let len = i32::try_from(bytes.len()).map_err(|_| LoadError::Guest("input too large"))?;
         if let Some(f) = fuel {
-            let _ = self.store.set_fuel(f);
+            put_fuel(&mut self.store, f);
         }
         let ptr = self
             .alloc
@@ -671,7 +780,7 @@ impl Instance {
 
     fn free_bytes(&mut self, ptr: i32, fuel: Option<u64>) {
         if let Some(f) = fuel {
-            let _ = self.store.set_fuel(f);
+            put_fuel(&mut self.store, f);
         }
         if let Err(e) = self.free.call(&mut self.store, ptr) {
             let _ = self.trapped(e);
@@ -731,7 +840,7 @@ impl Instance {
 
     /// Fuel the last bind left (tests measure what a bind costs).
     pub fn fuel_left(&self) -> u64 {
-        self.store.get_fuel().unwrap_or(0)
+        fuel_left(&self.store)
     }
 
     /// Runs entry `entry` on `pkt`. Returns the verdict or the error kind, and the fuel used.
@@ -753,9 +862,15 @@ impl Instance {
         {
             fill_context(pkt, buf);
         }
-        let _ = self.store.set_fuel(limits.fuel);
+        let soft = if self.store.data().fuel.is_some() && self.store.data().fuel_stop.is_some() {
+            soft_stop_fuel(limits.fuel)
+        } else {
+            0
+        };
+        put_fuel(&mut self.store, limits.fuel - soft);
         {
             let d = self.store.data_mut();
+            d.soft = soft;
             d.max_depth = limits.pcall_depth;
             // SAFETY: only the lifetime is erased. The pointer is cleared below before
             // `run` returns, and it is only dereferenced by `pkt_read` while the guest call
@@ -767,7 +882,11 @@ impl Instance {
         let cap = limits.pcall_depth as i32;
         let run = self.run;
         let out = self.call_top(|s| run.call(s, (fref, aref, budget, cap)));
-        self.store.data_mut().pkt = None;
+        {
+            let d = self.store.data_mut();
+            d.pkt = None;
+            d.soft = 0;
+        }
         let applied = match self
             .memory
             .data(&self.store)
@@ -802,7 +921,7 @@ impl Instance {
 
     /// Bytes the Lua allocator holds.
     pub fn lua_memory(&mut self) -> usize {
-        let _ = self.store.set_fuel(1_000_000);
+        put_fuel(&mut self.store, 1_000_000);
         self.mem_used.call(&mut self.store, ()).unwrap_or(0).max(0) as usize
     }
 

@@ -15,7 +15,7 @@ function process_packet(pkt)
   return lp.ACCEPT
 end
 function check(pkt, arg) if arg == 'web' then return lp.ACCEPT end return lp.BREAK end
-function spin(pkt) while true do end end
+function spin(pkt) pcall(function() while true do end end) while true do end end
 ";
 
 fn load(src: &str, n: usize, limits: Limits, on_error: OnError) -> PerCpuScript {

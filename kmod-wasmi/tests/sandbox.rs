@@ -464,7 +464,7 @@ function process_packet(p)
   local port = p.tcp.dport
   if port == 1 then return deep[50] == 50 and lp.ACCEPT or lp.DROP end
   if port == 2 then error("refused") end
-  if port == 3 then return nest(30) == 1 and lp.ACCEPT or lp.DROP end
+  if port == 3 then return nest(20) == 1 and lp.ACCEPT or lp.DROP end
   return lp.ACCEPT
 end
 "#;

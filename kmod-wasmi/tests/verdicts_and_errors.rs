@@ -63,6 +63,7 @@ function process_packet(pkt)
   if port == 1 then local t = nil; return t.field end
   if port == 2 then error("boom") end
   if port == 3 then while true do end end
+  if port == 30 then pcall(function() while true do end end) while true do end end
   if port == 4 then local s = "x" while true do s = s .. s end end
   if port == 5 then recurse() end
   if port == 6 then nest(40) end
@@ -97,9 +98,11 @@ fn expect_error(
 
 #[test]
 fn each_error_kind_is_reported_and_the_instance_keeps_serving() {
+    // the instruction budget is off by default; port 3 checks that it still works when set
     let limits = Limits {
         memory: 1 << 20,
         fuel: abi::limits::MAX_FUEL,
+        instructions: 1_000,
         ..Limits::default()
     };
     let (mut s, host) = load_with(
@@ -171,7 +174,19 @@ fn fuel_cuts_an_infinite_loop_and_the_instance_is_rebuilt() {
     let n = tcp4(80);
     let first = s.run(0, 0, &SlicePacket::new(&n));
     assert_eq!((first.verdict, first.error), (Verdict::Accept, None));
+    // the soft stop: "out of fuel" raised as a Lua error in the loop, the instance kept
     let p = tcp4(3);
+    let o = s.run(0, 0, &SlicePacket::new(&p));
+    assert_eq!(o.error, Some(ErrorKind::Fuel));
+    assert_eq!(o.verdict, Verdict::Drop, "on-error drop");
+    assert!(
+        s.message(0).starts_with("out of fuel\nstack traceback:"),
+        "{}",
+        s.message(0)
+    );
+    assert_eq!(s.stats().rebuilds, 0);
+    // the soft stop caught and the loop going on: the hard stop, a trap, a rebuild
+    let p = tcp4(30);
     let o = s.run(0, 0, &SlicePacket::new(&p));
     assert_eq!(o.error, Some(ErrorKind::Fuel));
     assert_eq!(o.verdict, Verdict::Drop, "on-error drop");

@@ -4,6 +4,10 @@
 mixed.pcap: Ethernet, 64 packets: TCP to ports 22/80/443/8080, UDP DNS, ICMP echo, IPv6 TCP
 and UDP, an ARP frame (skipped by lpctl), from 16 sources, some with HTTP payloads.
 
+udp8.pcap: raw IP, one IPv4/UDP datagram to port 7100 with the 8-byte payload "0000000\n":
+the shape of the datagrams the VM suite's peer sends (tests/vm/lib.sh udp_send), for comparing
+the kernel's fuel per call with lpctl run's (tests/vm/scenarios/25-fuel.sh).
+
 nat.pcap: Ethernet, 48 packets with valid checksums through the router of examples/nat.lua:
 client 10.0.1.2 to the public 10.0.3.2 (TCP with HTTP, UDP, ICMP echo), the server 10.0.2.2's
 answers, and a quarter of traffic NAT leaves alone (client to 10.0.2.1).
@@ -101,3 +105,4 @@ if __name__ == "__main__":
     out = os.path.dirname(os.path.abspath(__file__))
     write(os.path.join(out, "mixed.pcap"), mixed())
     write(os.path.join(out, "nat.pcap"), nat())
+    write(os.path.join(out, "udp8.pcap"), [ipv4([10, 99, 0, 2], [10, 99, 0, 1], 17, udp(40000, 7100, b"0000000\n"))], 101)

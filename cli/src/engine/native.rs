@@ -32,6 +32,11 @@ const MAX_MESSAGE: usize = 1024;
 /// Lua instructions the top-level chunk may run. The sandbox bounds it by fuel; this is a bound
 /// far above what that fuel allows, so that a runaway chunk fails instead of hanging.
 const LOAD_INSTRUCTIONS: c_int = 100_000_000;
+/// Without an instruction budget a packet's call is bounded by fuel alone, which native Lua
+/// does not count: it gets one Lua instruction per this much fuel instead (a Lua instruction
+/// costs 30-60 fuel in the sandbox, so this trips later than fuel would), and running out is
+/// reported as out of fuel.
+const FUEL_PER_INSTRUCTION: u64 = 8;
 
 /// `struct lp_native_host` in lp_native.c.
 #[repr(C)]
@@ -305,7 +310,13 @@ impl Engine for NativeEngine {
         self.data()
             .pkt
             .set(&pkt_ref as *const &dyn Packet as *const c_void);
-        let budget = c_int::try_from(self.limits.instructions).unwrap_or(c_int::MAX);
+        let by_fuel = self.limits.instructions == 0;
+        let budget = if by_fuel {
+            (self.limits.fuel / FUEL_PER_INSTRUCTION).max(1)
+        } else {
+            u64::from(self.limits.instructions)
+        };
+        let budget = c_int::try_from(budget).unwrap_or(c_int::MAX);
         let cap = c_int::try_from(self.limits.pcall_depth).unwrap_or(c_int::MAX);
         // SAFETY: the state is valid and `fref`/`aref` are its references; `pkt_ref` outlives
         // the call, and `pkt` is reset right after it.
@@ -318,7 +329,10 @@ impl Engine for NativeEngine {
 
         let mut res = match code {
             c if c > 0 => Verdict::from_code(c).ok_or(ErrorKind::Return),
-            st => Err(status_kind(st)),
+            st => match status_kind(st) {
+                ErrorKind::Instructions if by_fuel => Err(ErrorKind::Fuel),
+                kind => Err(kind),
+            },
         };
         if let (Ok(_), Err(e)) = (&res, applied) {
             res = Err(runtime::call::apply_error_kind(e));

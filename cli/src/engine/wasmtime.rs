@@ -5,10 +5,11 @@
 //! `__stack_pointer` and reports `TRY_THREW`, or the top-level call, which restores it and runs
 //! `lp_recover`), the re-entry cap as a [`DepthExceeded`] trap, fuel refilled before every call,
 //! the instance's memory limit, and a rebuild of the instance after any other trap — and
-//! `runtime::script`'s on-error policy. What differs is what the engines meter: wasmtime charges
-//! fuel per wasm operator executed and wasmi per region entered, so fuel values (and how much
-//! work a fuel limit allows) differ; and `limits.recursion` counts wasmi frames, which wasmtime
-//! can only approximate with a stack size in bytes ([`wasm_stack`]).
+//! `runtime::script`'s on-error policy. Fuel is the built-in guest's own count (its `lp_fuel`
+//! global, guest-lua/build/fuel.rs), so it is the same number under both engines; another
+//! guest is metered by wasmtime per operator. What differs: `limits.recursion` counts wasmi
+//! frames, which wasmtime can only approximate with a stack size in bytes ([`wasm_stack`]), and
+//! a load here is not taken in slices.
 
 use super::wasmi::CliHost;
 use super::{error_message, Config, Engine, Kind, LoadError, RunResult};
@@ -19,8 +20,8 @@ use runtime::{ErrorKind, Host, Limits, LogLevel, Packet, Verdict};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use wasmtime::{
-    Caller, Global, Linker, Memory, Module, Store, StoreLimits, StoreLimitsBuilder, Trap,
-    TypedFunc, Val,
+    AsContextMut, Caller, Global, Linker, Memory, Module, Store, StoreLimits, StoreLimitsBuilder,
+    Trap, TypedFunc, Val,
 };
 
 /// Fuel for building an instance: the script's top-level chunk may build large tables.
@@ -99,6 +100,9 @@ impl From<wasmtime::Error> for BuildError {
 struct Guest {
     engine: wasmtime::Engine,
     module: Module,
+    /// The built-in guest counts its own fuel (`lp_fuel`), the same count as under wasmi;
+    /// any other guest is metered by wasmtime.
+    counts_fuel: bool,
 }
 
 /// The wasm stack limit that approximates `limits.recursion` (see [`STACK_PER_FRAME`]). Within
@@ -115,11 +119,16 @@ fn guest(stack: usize, wasm: &[u8]) -> Result<Guest, wasmtime::Error> {
     if let Some((_, _, g)) = cache.iter().find(|(s, w, _)| *s == stack && w == wasm) {
         return Ok(g.clone());
     }
+    let counts_fuel = wasm == guest_lua::LUA_WASM;
     let mut config = wasmtime::Config::new();
-    config.consume_fuel(true).max_wasm_stack(stack);
+    config.consume_fuel(!counts_fuel).max_wasm_stack(stack);
     let engine = wasmtime::Engine::new(&config)?;
     let module = Module::new(&engine, wasm)?;
-    let guest = Guest { engine, module };
+    let guest = Guest {
+        engine,
+        module,
+        counts_fuel,
+    };
     cache.push((stack, wasm.to_vec(), guest.clone()));
     Ok(guest)
 }
@@ -131,6 +140,11 @@ struct StoreData {
     sp: Option<Global>,
     tramp: Option<TypedFunc<i32, ()>>,
     memory: Option<Memory>,
+    /// The guest's own fuel counter (`Guest::counts_fuel`); otherwise wasmtime's fuel.
+    fuel: Option<Global>,
+    /// Fuel held back for the soft stop, and the guest's stop (as `runtime::instance`).
+    soft: u64,
+    fuel_stop: Option<TypedFunc<(), ()>>,
     /// The running call's packet bytes (`pkt_read` serves from them), copied in per call: a
     /// store's data must be `'static`, so it cannot borrow the packet.
     pkt: Option<Vec<u8>>,
@@ -160,6 +174,46 @@ struct Instance {
     pkt_buf: Vec<u8>,
     /// Message, poison and fuel of the last call.
     calls: CallState,
+}
+
+/// Fuel left: the guest's counter (never negative here) or wasmtime's.
+fn fuel_left(mut ctx: impl AsContextMut<Data = StoreData>) -> u64 {
+    let mut c = ctx.as_context_mut();
+    match c.data().fuel {
+        Some(counter) => counter.get(&mut c).i64().unwrap_or(0).max(0) as u64,
+        None => c.get_fuel().unwrap_or(0),
+    }
+}
+
+/// Sets the fuel left, in the guest's counter or in wasmtime.
+fn put_fuel(mut ctx: impl AsContextMut<Data = StoreData>, fuel: u64) {
+    let mut c = ctx.as_context_mut();
+    match c.data().fuel {
+        Some(counter) => {
+            let _ = counter.set(&mut c, Val::I64(fuel.min(i64::MAX as u64) as i64));
+        }
+        None => {
+            let _ = c.set_fuel(fuel);
+        }
+    }
+}
+
+/// Charges the fuel of copying `len` packet bytes, as the kernel's host does (a guest that
+/// counts its own fuel is charged without a test: its next loop or call tests).
+fn charge_copy(caller: &mut Caller<'_, StoreData>, len: usize) -> wasmtime::Result<()> {
+    let cost = (len / runtime::call::COPY_BYTES_PER_FUEL) as u64;
+    if let Some(counter) = caller.data().fuel {
+        let now = counter.get(&mut *caller).i64().unwrap_or(0);
+        let cost = i64::try_from(cost).unwrap_or(i64::MAX);
+        counter.set(&mut *caller, Val::I64(now.saturating_sub(cost)))?;
+        return Ok(());
+    }
+    let left = fuel_left(&mut *caller);
+    if left < cost {
+        return Err(Trap::OutOfFuel.into());
+    }
+    put_fuel(caller, left - cost);
+    Ok(())
 }
 
 fn linker(engine: &wasmtime::Engine) -> Result<Linker<StoreData>, wasmtime::Error> {
@@ -222,63 +276,109 @@ fn linker(engine: &wasmtime::Engine) -> Result<Linker<StoreData>, wasmtime::Erro
     l.func_wrap(
         g::IMPORT_MODULE,
         g::IMPORT_PKT_READ,
-        |mut caller: Caller<'_, StoreData>, off: i32, dst: i32, len: i32| -> i32 {
+        |mut caller: Caller<'_, StoreData>,
+         off: i32,
+         dst: i32,
+         len: i32|
+         -> wasmtime::Result<i32> {
             let Some(mem) = caller.data().memory else {
-                return -1;
+                return Ok(-1);
             };
+            if caller.data().pkt.is_none() {
+                return Ok(-1);
+            }
             let (off, dst, len) = (
                 off as u32 as usize,
                 dst as u32 as usize,
                 len as u32 as usize,
             );
+            charge_copy(&mut caller, len)?;
             let (data, d) = mem.data_and_store_mut(&mut caller);
             let (Some(pkt), Some(out)) = (&d.pkt, data.get_mut(dst..dst.saturating_add(len)))
             else {
-                return -1;
+                return Ok(-1);
             };
             // SlicePacket::read: the whole range or nothing
-            match off.checked_add(len).and_then(|end| pkt.get(off..end)) {
-                Some(src) => {
-                    out.copy_from_slice(src);
-                    len as i32
-                }
-                None => -1,
-            }
+            Ok(
+                match off.checked_add(len).and_then(|end| pkt.get(off..end)) {
+                    Some(src) => {
+                        out.copy_from_slice(src);
+                        len as i32
+                    }
+                    None => -1,
+                },
+            )
         },
     )?;
     l.func_wrap(
         g::IMPORT_MODULE,
         g::IMPORT_PKT_WRITE,
-        |mut caller: Caller<'_, StoreData>, off: i32, src: i32, len: i32| -> i32 {
+        |mut caller: Caller<'_, StoreData>,
+         off: i32,
+         src: i32,
+         len: i32|
+         -> wasmtime::Result<i32> {
             let Some(mem) = caller.data().memory else {
-                return -1;
+                return Ok(-1);
             };
+            if caller.data().pkt.is_none() {
+                return Ok(-1);
+            }
             let (off, src, len) = (
                 off as u32 as usize,
                 src as u32 as usize,
                 len as u32 as usize,
             );
+            charge_copy(&mut caller, len)?;
             let (data, d) = mem.data_and_store_mut(&mut caller);
             let (Some(pkt), Some(from)) = (&mut d.pkt, data.get(src..src.saturating_add(len)))
             else {
-                return -1;
+                return Ok(-1);
             };
-            match off.checked_add(len).and_then(|end| pkt.get_mut(off..end)) {
-                Some(dst) => {
-                    dst.copy_from_slice(from);
-                    if d.written.len() == MAX_WRITTEN_RANGES {
-                        // one range over them all: copying unchanged bytes back is harmless
-                        let lo = d.written.iter().map(|r| r.0).min().unwrap_or(off).min(off);
-                        let hi = d.written.iter().map(|r| r.0 + r.1).max().unwrap_or(0);
-                        d.written.clear();
-                        d.written.push((lo, hi.max(off + len) - lo));
-                    } else {
-                        d.written.push((off, len));
+            Ok(
+                match off.checked_add(len).and_then(|end| pkt.get_mut(off..end)) {
+                    Some(dst) => {
+                        dst.copy_from_slice(from);
+                        if d.written.len() == MAX_WRITTEN_RANGES {
+                            // one range over them all: copying unchanged bytes back is harmless
+                            let lo = d.written.iter().map(|r| r.0).min().unwrap_or(off).min(off);
+                            let hi = d.written.iter().map(|r| r.0 + r.1).max().unwrap_or(0);
+                            d.written.clear();
+                            d.written.push((lo, hi.max(off + len) - lo));
+                        } else {
+                            d.written.push((off, len));
+                        }
+                        len as i32
                     }
-                    len as i32
-                }
-                None => -1,
+                    None => -1,
+                },
+            )
+        },
+    )?;
+    l.func_wrap(
+        g::IMPORT_MODULE,
+        g::IMPORT_OUT_OF_FUEL,
+        // loads are not sliced here: below zero is out of fuel, as for a packet's call, after
+        // the soft stop (runtime::instance's import, the same steps)
+        |mut caller: Caller<'_, StoreData>| -> wasmtime::Result<()> {
+            let Some(counter) = caller.data().fuel else {
+                return Err(Trap::OutOfFuel.into());
+            };
+            let now = counter.get(&mut caller).i64().unwrap_or(0);
+            if now >= 0 {
+                return Ok(());
             }
+            let soft = std::mem::take(&mut caller.data_mut().soft);
+            if soft > 0 {
+                counter.set(&mut caller, Val::I64(now.saturating_add_unsigned(soft)))?;
+                if let Some(stop) = caller.data().fuel_stop.clone() {
+                    stop.call(&mut caller, ())?;
+                }
+                if counter.get(&mut caller).i64().unwrap_or(0) >= 0 {
+                    return Ok(());
+                }
+            }
+            Err(Trap::OutOfFuel.into())
         },
     )?;
     Ok(l)
@@ -305,11 +405,13 @@ struct Calls<'a> {
 
 impl GuestCalls for Calls<'_> {
     type Error = wasmtime::Error;
-    fn fuel(&self) -> u64 {
-        self.store.get_fuel().unwrap_or(0)
+    fn fuel(&mut self) -> u64 {
+        let soft = self.store.data().soft;
+        fuel_left(&mut *self.store).saturating_add(soft)
     }
     fn set_fuel(&mut self, fuel: u64) {
-        let _ = self.store.set_fuel(fuel);
+        self.store.data_mut().soft = 0;
+        put_fuel(&mut *self.store, fuel);
     }
     fn stack_pointer(&mut self) -> i32 {
         match self.sp.get(&mut *self.store) {
@@ -374,6 +476,9 @@ impl Instance {
             sp: None,
             tramp: None,
             memory: None,
+            fuel: None,
+            soft: 0,
+            fuel_stop: None,
             pkt: None,
             written: Vec::new(),
             host: host.clone(),
@@ -381,8 +486,24 @@ impl Instance {
         };
         let mut store = Store::new(&guest.engine, data);
         store.limiter(|d| &mut d.limits);
-        store.set_fuel(LOAD_FUEL)?;
+        if !guest.counts_fuel {
+            store.set_fuel(LOAD_FUEL)?;
+        }
         let inst = linker(&guest.engine)?.instantiate(&mut store, &guest.module)?;
+        if guest.counts_fuel {
+            let counter = inst
+                .get_global(&mut store, g::EXPORT_FUEL)
+                .ok_or(runtime::LoadError::Guest(g::EXPORT_FUEL))?;
+            store.data_mut().fuel = Some(counter);
+            store.data_mut().fuel_stop = inst
+                .get_typed_func::<(), ()>(&mut store, g::EXPORT_FUEL_STOP)
+                .ok();
+            put_fuel(&mut store, LOAD_FUEL);
+        } else if let Some(counter) = inst.get_global(&mut store, g::EXPORT_FUEL) {
+            // an untrusted guest that counts too: only wasmtime's metering stops it (as
+            // runtime::instance does)
+            let _ = counter.set(&mut store, Val::I64(i64::MAX));
+        }
         let memory = inst
             .get_memory(&mut store, g::EXPORT_MEMORY)
             .ok_or(runtime::LoadError::Guest(g::EXPORT_MEMORY))?;
@@ -467,7 +588,7 @@ impl Instance {
     fn put_bytes(&mut self, bytes: &[u8]) -> Result<i32, BuildError> {
         let len =
             i32::try_from(bytes.len()).map_err(|_| runtime::LoadError::Guest("input too large"))?;
-        let _ = self.store.set_fuel(LOAD_FUEL);
+        put_fuel(&mut self.store, LOAD_FUEL);
         let ptr = self.alloc.call(&mut self.store, len)?;
         if ptr == 0 {
             let e = runtime::LoadError::Init(ErrorKind::Memory, "not enough memory".into());
@@ -483,7 +604,7 @@ impl Instance {
     }
 
     fn free_bytes(&mut self, ptr: i32) {
-        let _ = self.store.set_fuel(LOAD_FUEL);
+        put_fuel(&mut self.store, LOAD_FUEL);
         let _ = self.free.call(&mut self.store, ptr);
     }
 
@@ -506,7 +627,7 @@ impl Instance {
     /// Makes `func` (a global function) the entry, called with `arg`.
     fn bind(&mut self, func: &str, arg: Option<&[u8]>) -> Result<(), BuildError> {
         let name = self.put_bytes(func.as_bytes())?;
-        let _ = self.store.set_fuel(LOAD_FUEL);
+        put_fuel(&mut self.store, LOAD_FUEL);
         let fref = self
             .ref_global
             .call(&mut self.store, (name, func.len() as i32));
@@ -542,7 +663,14 @@ impl Instance {
         {
             runtime::packet::fill_context(pkt, buf);
         }
-        let _ = self.store.set_fuel(limits.fuel);
+        let d = self.store.data();
+        let soft = if d.fuel.is_some() && d.fuel_stop.is_some() {
+            runtime::instance::soft_stop_fuel(limits.fuel)
+        } else {
+            0
+        };
+        put_fuel(&mut self.store, limits.fuel - soft);
+        self.store.data_mut().soft = soft;
         let mut bytes = std::mem::take(&mut self.pkt_buf);
         bytes.clear();
         bytes.resize(pkt.len(), 0);
@@ -556,6 +684,7 @@ impl Instance {
         let cap = limits.pcall_depth as i32;
         let run = self.run.clone();
         let out = self.call_top(|s| run.call(s, (fref, aref, budget, cap)));
+        self.store.data_mut().soft = 0;
         let mut write_ok = true;
         let mut written = std::mem::take(&mut self.store.data_mut().written);
         if let Some(b) = self.store.data_mut().pkt.take() {

@@ -25,6 +25,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ffi::{c_char, c_int, c_void};
 use core::fmt::{self, Write};
 use core::mem::{offset_of, size_of};
+use runtime::guest::BUILTIN_GUEST_SHA256;
 use runtime::{
     package, Conntrack, ErrorKind, GuestCache, Host, Limits, LoadError, LogLevel, Meta, MetaWrite,
     Packet, PerCpuScript, SpareInstance,
@@ -445,10 +446,9 @@ unsafe fn bytes<'a>(p: *const u8, len: usize) -> &'a [u8] {
 }
 
 // ---------------------------------------------------------------------------------------
-// The built-in guest: the Lua VM this module was built with (build.rs hashes guest-lua's
-// lua.wasm). Packages carrying any other guest need CAP_SYS_ADMIN (lp_rt_load's `foreign_ok`).
-
-include!(concat!(env!("OUT_DIR"), "/builtin_guest.rs"));
+// The built-in guest: the Lua VM this module was built with (guest-lua's lua.wasm, known by
+// its hash). Packages carrying any other guest need CAP_SYS_ADMIN (lp_rt_load's `foreign_ok`),
+// and only the built-in guest's own fuel count is trusted (runtime::guest).
 
 /// Copies the SHA-256 of the built-in guest to `out`.
 ///

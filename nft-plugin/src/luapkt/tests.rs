@@ -80,7 +80,7 @@ fn package(len: usize) -> Vec<u8> {
 fn load_request(package: &[u8]) -> LoadRequest<'_> {
     LoadRequest {
         limits: Limits {
-            fuel: Some(200_000),
+            fuel: Some(100_000),
             ..Limits::default()
         },
         on_error: Some(OnError::Drop),
@@ -129,7 +129,7 @@ fn load_in_chunks() {
         cmd::LOAD_BEGIN, 1, 0, 0,
         8, 0, 1, 0, b'w', b'e', b'b', 0, // NAME
         8, 0, 3, 0, 0x70, 0x11, 0x01, 0x00, // SIZE 70000
-        12, 0, 6, 0, 0x40, 0x0d, 0x03, 0, 0, 0, 0, 0, // FUEL 200000
+        12, 0, 6, 0, 0xa0, 0x86, 0x01, 0, 0, 0, 0, 0, // FUEL 100000
         5, 0, 11, 0, 2, 0, 0, 0, // ON_ERROR drop
         8, 0, 12, 0, 1, 0, 0, 0, // FLAGS: FLAG_REPLACE
     ];

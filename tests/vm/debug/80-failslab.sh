@@ -213,7 +213,8 @@ function process_packet(pkt)
   end
   if p == 7006 then return deep(pkt) end
   if p == 7007 then return cos(pkt) end
-  if p == 7008 then while true do end end
+  -- (pcall catches the soft stop, "out of fuel", and the loop goes on: cut hard, a trap)
+  if p == 7008 then pcall(function() while true do end end) while true do end end
   return lp.ACCEPT
 end
 function alt(pkt, arg) return lp.CONTINUE end
@@ -228,13 +229,13 @@ prep_cold() {
   wait_until 50 sh -c '[ -z "$(lpctl script list 2>&1)" ]'
   echo N >/sys/module/$m/parameters/reserve
 }
-run_cold() { lpctl script load /tmp/inj.lua --name a --fuel 250000; }
+run_cold() { lpctl script load /tmp/inj.lua --name a --fuel 100000; }
 undo_cold() { echo Y >/sys/module/$m/parameters/reserve; drop_script a; }
 prep_load() { :; }
-run_load() { lpctl script load /tmp/inj.lua --name a --fuel 250000; }
+run_load() { lpctl script load /tmp/inj.lua --name a --fuel 100000; }
 undo_load() { drop_script a; }
 prep_replace() { :; }
-run_replace() { lpctl script load /tmp/inj.lua --name base --replace --fuel 250000 --pcall-depth 32; }
+run_replace() { lpctl script load /tmp/inj.lua --name base --replace --fuel 100000 --pcall-depth 32; }
 undo_replace() { :; }
 prep_ruleadd() { lpctl script load /tmp/inj.lua --name a >/dev/null 2>&1; }
 run_ruleadd() { lpctl rule add inet fi in iifname v0 udp dport 7100 lua script a function alt arg x; }
@@ -250,7 +251,7 @@ prep_unload() { lpctl script load /tmp/inj.lua --name a >/dev/null 2>&1; }
 run_unload() { lpctl script unload a; }
 undo_unload() { drop_script a; }
 prep_limits() { :; }
-run_limits() { lpctl script limits base --fuel 200000 --on-error accept; }
+run_limits() { lpctl script limits base --fuel 80000 --on-error accept; }
 undo_limits() { :; }
 
 if [ "$parts" = all ] || [ "$parts" = process ]; then
@@ -258,7 +259,7 @@ if [ "$parts" = all ] || [ "$parts" = process ]; then
   check "inject A: no script loaded (a cold load compiles the guest)" sh -c '[ -z "$(lpctl script list 2>&1)" ]'
   for cmd in $cmds; do
     if [ $cmd != cold ] && ! lpctl script list 2>/dev/null | grep -q '^base: '; then
-      check "inject A: load base" lpctl script load /tmp/inj.lua --name base --fuel 250000 --pcall-depth 32
+      check "inject A: load base" lpctl script load /tmp/inj.lua --name base --fuel 100000 --pcall-depth 32
       check "inject A: rule on base" lpctl rule add inet fi in iifname v0 udp dport 7000-7009 lua script base
     fi
     for attr in $ATTRS; do
@@ -317,7 +318,7 @@ if [ "$parts" = all ] || [ "$parts" = process ]; then
 fi
 
 # ---- B: every context, non-sleeping allocations (the packet path) ------------------------------
-load_inj() { lpctl script load /tmp/inj.lua --name inj --fuel 275000 --recursion 2048 --pcall-depth 32 --on-error accept "$@"; }
+load_inj() { lpctl script load /tmp/inj.lua --name inj --fuel 108000 --recursion 2048 --pcall-depth 32 --on-error accept "$@"; }
 if [ "$parts" = all ] || [ "$parts" = softirq ]; then
   make_table
   check "inject B: load inj" load_inj

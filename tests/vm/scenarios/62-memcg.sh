@@ -29,7 +29,8 @@ ncpu=$(grep -c '^processor' /proc/cpuinfo)
 
 cat >/tmp/m.lua <<'LUA'
 function process_packet(p)
-  if p.udp and p.udp.dport == 6101 then while true do end end
+  -- (pcall catches the soft stop, "out of fuel", and the loop goes on: cut hard, a trap)
+  if p.udp and p.udp.dport == 6101 then pcall(function() while true do end end) while true do end end
   return lp.ACCEPT
 end
 LUA
