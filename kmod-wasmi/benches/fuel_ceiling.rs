@@ -93,6 +93,16 @@ fn packet() -> Vec<u8> {
 }
 
 fn main() {
+    // FUEL_BENCH_WRITE=DIR: writes each script to DIR/NAME.lua and exits (the VM suite loads
+    // them into the kernel to measure the same scripts there)
+    if let Some(dir) = std::env::var_os("FUEL_BENCH_WRITE") {
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).expect("create FUEL_BENCH_WRITE");
+        for (name, src) in SCRIPTS {
+            std::fs::write(dir.join(format!("{name}.lua")), src).expect("write a script");
+        }
+        return;
+    }
     let calls: usize = std::env::var("FUEL_BENCH_CALLS")
         .ok()
         .and_then(|s| s.parse().ok())
