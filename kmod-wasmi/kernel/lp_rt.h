@@ -266,6 +266,12 @@ int lp_skb_write_meta(const struct lp_pkt *pkt, const struct lp_meta_write *w);
  * 16 KiB a task stack has, and their sleeping allocations must not fail (see lp_alloc).
  */
 int lp_call_on_big_stack(int (*fn)(void *arg), void *arg);
+/*
+ * process, inside lp_call_on_big_stack(). Between lp_nofail_atomic(true) and (false) the task
+ * runs a script with bottom halves disabled (a bind): its allocations are atomic and fallible
+ * by design, and load_atomic_allocs does not count them.
+ */
+void lp_nofail_atomic(bool on);
 /* process. One 64 KiB stack per possible CPU for lp_call_on_cpu_stack(). */
 int lp_cpu_stacks_init(void);
 void lp_cpu_stacks_free(void);

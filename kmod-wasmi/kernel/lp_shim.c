@@ -87,6 +87,10 @@ module_param_cb(reserve_hits, &lp_reserve_ops, &lp_reserve_hits, 0444);
 MODULE_PARM_DESC(reserve_hits, "allocations the reserve served when the allocator failed");
 module_param_cb(reserve_misses, &lp_reserve_ops, &lp_reserve_misses, 0444);
 MODULE_PARM_DESC(reserve_misses, "allocations neither the allocator nor the reserve could serve");
+/* counted by the too-small-to-fail mode below (lp_nofail_check_atomic) */
+static atomic_long_t lp_load_atomic_allocs;
+module_param_cb(load_atomic_allocs, &lp_reserve_ops, &lp_load_atomic_allocs, 0444);
+MODULE_PARM_DESC(load_atomic_allocs, "allocations loads made with bottom halves disabled (expected 0)");
 
 /*
  * reserve=N leaves failed allocations failed: fault-injection tests use it to reach the
@@ -190,7 +194,18 @@ static bool lp_reserve_give(void *ptr)
 struct lp_nofail_slot {
 	struct task_struct	*task;		/* NULL: free; only the owner reads the rest */
 	size_t			fallible_from;	/* 0, or the size of an announced fallible request */
+	bool			atomic_ok;	/* in lp_nofail_atomic_begin(): a script runs */
 };
+
+/*
+ * A loading task holding a lock that disables bottom halves (kmod-wasmi/ffi/spin) allocates
+ * atomically: such an allocation may fail where __GFP_NOFAIL was meant, and in wasmi's
+ * compiler a failure is a BUG(). Our wasmi (third_party/wasmi/LUAPKT.md) allocates outside
+ * those locks; load_atomic_allocs counts the allocations that still happen there (the VM tests
+ * expect 0). A bind runs a script in its instance with bottom halves disabled, where
+ * allocations are atomic and fallible like a packet's: lp_nofail_atomic_begin() marks it.
+ */
+static atomic_t lp_nofail_inside = ATOMIC_INIT(0);
 
 static struct lp_nofail_slot lp_nofail_slots[LP_NOFAIL_TASKS];
 static struct semaphore lp_nofail_sem = __SEMAPHORE_INITIALIZER(lp_nofail_sem, LP_NOFAIL_TASKS);
@@ -218,6 +233,8 @@ static struct lp_nofail_slot *lp_nofail_enter(void)
 
 		if (!cmpxchg(&s->task, NULL, current)) {
 			s->fallible_from = 0;
+			s->atomic_ok = false;
+			atomic_inc(&lp_nofail_inside);
 			return s;
 		}
 	}
@@ -232,8 +249,29 @@ static void lp_nofail_leave(struct lp_nofail_slot *s)
 	if (!s)
 		return;
 	s->fallible_from = 0;
+	atomic_dec(&lp_nofail_inside);
 	smp_store_release(&s->task, NULL);
 	up(&lp_nofail_sem);
+}
+
+void lp_nofail_atomic(bool on)
+{
+	struct lp_nofail_slot *s = lp_nofail_mine();
+
+	if (s)
+		s->atomic_ok = on;
+}
+
+/* an atomic allocation: is it a loading task's (not a softirq that interrupted one)? */
+static void lp_nofail_check_atomic(void)
+{
+	struct lp_nofail_slot *s;
+
+	if (likely(!atomic_read(&lp_nofail_inside)) || !in_task())
+		return;
+	s = lp_nofail_mine();
+	if (s && !s->atomic_ok)
+		atomic_long_inc(&lp_load_atomic_allocs);
 }
 
 void lp_alloc_fallible_next(size_t size)
@@ -275,6 +313,7 @@ void *lp_alloc(size_t size, size_t align, bool zero)
 			gfp |= __GFP_NOFAIL;
 		p = kvmalloc(size, gfp);
 	} else {
+		lp_nofail_check_atomic();
 		p = kmalloc(size, GFP_ATOMIC | __GFP_NOWARN | gfp);
 	}
 	if (unlikely(!p) && READ_ONCE(lp_reserve_on))

@@ -272,11 +272,13 @@ static int nft_lua_bind_on_stack(void *arg)
 	int err;
 
 	/* lp_rt_bind_on_cpu() validates in this CPU's instance: own it like eval does */
+	lp_nofail_atomic(true);
 	local_bh_disable();
 	err = lp_rt_bind_on_cpu(b->v->rt, smp_processor_id(), priv->func, strlen(priv->func),
 				priv->has_arg ? priv->arg : NULL, priv->arg_len,
 				&priv->entry, b->msg, sizeof(b->msg));
 	local_bh_enable();
+	lp_nofail_atomic(false);
 	return err;
 }
 

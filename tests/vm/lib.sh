@@ -213,3 +213,13 @@ nft_rule_bytes() { _nft_rule_field 2 "$@"; }
 nft_counter_packets() {
   nft list counter "$1" "$2" "$3" | sed -n 's/.*packets \([0-9]*\) bytes.*/\1/p' | head -n 1
 }
+
+# ---- module ---------------------------------------------------------------------------------
+
+# Loads allocate with sleeping, too-small-to-fail allocations; one made with bottom halves
+# disabled (under a lock wasmi shares with softirq) is atomic and may fail into a BUG()
+# (lp_shim.c, third_party/wasmi/LUAPKT.md). The module counts them since it was loaded.
+check_no_atomic_load_allocs() { # LABEL
+  check_eq "$1: loads made no atomic allocation (load_atomic_allocs)" 0 \
+    "$(cat "/sys/module/$LUAPKT_MODULE_NAME/parameters/load_atomic_allocs")"
+}

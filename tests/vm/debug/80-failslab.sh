@@ -442,6 +442,8 @@ check "inject after: rule on ok" lpctl rule add inet fi in iifname v0 udp dport 
 check_eq "inject after: 3 datagrams through ok" 3 "$(udp_transfer 3 7200)"
 check_eq "inject after: ok counted 3" 3 "$(stat_of ok run_cnt)"
 check "inject after: cleanup" cleanup_all
+# what part A's cold loads hit: wasmi allocating under a lock that disables bottom halves
+check_no_atomic_load_allocs "inject after"
 peer_down
 check "inject after: rmmod $m" rmmod "$m"
 check "inject after: modprobe $m again" modprobe "$m"

@@ -244,5 +244,6 @@ check "lua: unload once the rules are gone" wait_until 50 lpctl script unload ve
 check "lua: verdicts no longer listed after unload" sh -c '! lpctl script list | grep -q "^verdicts:"'
 # fast and filter stay loaded (no rule uses them now): rmmod frees them with the netns state
 # the peer netns goes away with its script loaded, then the module with two scripts loaded
+check_no_atomic_load_allocs lua
 peer_down
 check "lua: rmmod $m with scripts loaded" rmmod "$m"

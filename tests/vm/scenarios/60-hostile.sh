@@ -223,5 +223,6 @@ check "hostile: ... and so is raising a loaded script's memory past it" \
 echo 1024 >/sys/module/$m/parameters/max_netns_mbytes
 lpctl script unload cap1; lpctl script unload cap2
 
+check_no_atomic_load_allocs hostile
 peer_down
 check "hostile: rmmod $m" rmmod "$m"

@@ -126,6 +126,7 @@ note "measure: a killed load in its own namespace ended $t ms after SIGKILL (TCG
 check "lifecycle: a killed load in its own namespace ends within 5 s" [ "$t" -lt 5000 ]
 check "lifecycle: nothing left loaded" sh -c '[ -z "$(lpctl script list)" ]'
 
+check_no_atomic_load_allocs lifecycle
 # rmmod while a load runs (one that would take minutes): the load stops at its next slice
 # (ESHUTDOWN) and the module goes
 lpctl script load /tmp/spin.lua --name rmload --load-fuel max >/dev/null 2>/tmp/rmload.err &

@@ -10,7 +10,9 @@
 //! always make progress. Nesting is fine: bottom-half disabling counts.
 //!
 //! Allocations made while a lock is held see a non-zero preempt count and get GFP_ATOMIC
-//! (kmod-wasmi/kernel/lp_shim.c). Outside the kernel target the hooks do nothing.
+//! (kmod-wasmi/kernel/lp_shim.c), which may fail: a process-context holder that must not fail
+//! allocates before it locks, or uses [`mutex::SpinMutex`] for a lock no softirq takes.
+//! Outside the kernel target the hooks do nothing.
 #![no_std]
 
 use core::cell::UnsafeCell;
@@ -46,28 +48,29 @@ mod bh {
     pub fn enable() {}
 }
 
-/// A mutual-exclusion spin lock that disables bottom halves while held.
-pub struct Mutex<T: ?Sized> {
+/// A mutual-exclusion spin lock that disables bottom halves while held (`BH`, the default;
+/// see [`mutex::SpinMutex`] for the exception).
+pub struct Mutex<T: ?Sized, const BH: bool = true> {
     locked: AtomicBool,
     data: UnsafeCell<T>,
 }
 
 // SAFETY: the lock hands out access to `T` to one holder at a time.
-unsafe impl<T: ?Sized + Send> Send for Mutex<T> {}
+unsafe impl<T: ?Sized + Send, const BH: bool> Send for Mutex<T, BH> {}
 // SAFETY: as above; `T: Send` is enough because only one thread sees `&mut T` at a time.
-unsafe impl<T: ?Sized + Send> Sync for Mutex<T> {}
+unsafe impl<T: ?Sized + Send, const BH: bool> Sync for Mutex<T, BH> {}
 
 /// Holds a [`Mutex`]; releases it and re-enables bottom halves on drop. Not `Send`: bottom
 /// halves must be re-enabled on the CPU that disabled them.
-pub struct MutexGuard<'a, T: ?Sized> {
-    lock: &'a Mutex<T>,
+pub struct MutexGuard<'a, T: ?Sized, const BH: bool = true> {
+    lock: &'a Mutex<T, BH>,
     _not_send: core::marker::PhantomData<*mut ()>,
 }
 
 // SAFETY: a shared guard only gives `&T`.
-unsafe impl<T: ?Sized + Sync> Sync for MutexGuard<'_, T> {}
+unsafe impl<T: ?Sized + Sync, const BH: bool> Sync for MutexGuard<'_, T, BH> {}
 
-impl<T> Mutex<T> {
+impl<T, const BH: bool> Mutex<T, BH> {
     pub const fn new(value: T) -> Self {
         Mutex {
             locked: AtomicBool::new(false),
@@ -80,9 +83,11 @@ impl<T> Mutex<T> {
     }
 }
 
-impl<T: ?Sized> Mutex<T> {
-    pub fn lock(&self) -> MutexGuard<'_, T> {
-        bh::disable();
+impl<T: ?Sized, const BH: bool> Mutex<T, BH> {
+    pub fn lock(&self) -> MutexGuard<'_, T, BH> {
+        if BH {
+            bh::disable();
+        }
         while self
             .locked
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -98,8 +103,10 @@ impl<T: ?Sized> Mutex<T> {
         }
     }
 
-    pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
-        bh::disable();
+    pub fn try_lock(&self) -> Option<MutexGuard<'_, T, BH>> {
+        if BH {
+            bh::disable();
+        }
         if self
             .locked
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -110,7 +117,9 @@ impl<T: ?Sized> Mutex<T> {
                 _not_send: core::marker::PhantomData,
             })
         } else {
-            bh::enable();
+            if BH {
+                bh::enable();
+            }
             None
         }
     }
@@ -124,13 +133,13 @@ impl<T: ?Sized> Mutex<T> {
     }
 }
 
-impl<T: Default> Default for Mutex<T> {
+impl<T: Default, const BH: bool> Default for Mutex<T, BH> {
     fn default() -> Self {
         Mutex::new(T::default())
     }
 }
 
-impl<T: ?Sized + fmt::Debug> fmt::Debug for Mutex<T> {
+impl<T: ?Sized + fmt::Debug, const BH: bool> fmt::Debug for Mutex<T, BH> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.try_lock() {
             Some(g) => f.debug_struct("Mutex").field("data", &&*g).finish(),
@@ -139,7 +148,7 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for Mutex<T> {
     }
 }
 
-impl<T: ?Sized> Deref for MutexGuard<'_, T> {
+impl<T: ?Sized, const BH: bool> Deref for MutexGuard<'_, T, BH> {
     type Target = T;
     fn deref(&self) -> &T {
         // SAFETY: the guard proves the lock is held.
@@ -147,18 +156,31 @@ impl<T: ?Sized> Deref for MutexGuard<'_, T> {
     }
 }
 
-impl<T: ?Sized> DerefMut for MutexGuard<'_, T> {
+impl<T: ?Sized, const BH: bool> DerefMut for MutexGuard<'_, T, BH> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: the guard proves the lock is held, and it is borrowed mutably.
         unsafe { &mut *self.lock.data.get() }
     }
 }
 
-impl<T: ?Sized> Drop for MutexGuard<'_, T> {
+impl<T: ?Sized, const BH: bool> Drop for MutexGuard<'_, T, BH> {
     fn drop(&mut self) {
         self.lock.locked.store(false, Ordering::Release);
-        bh::enable();
+        if BH {
+            bh::enable();
+        }
     }
+}
+
+/// crates.io `spin`'s module path for its plain spin mutex, which wasmi names for the locks
+/// only compilation takes (third_party/wasmi/LUAPKT.md).
+pub mod mutex {
+    /// A spin lock that leaves bottom halves alone, for locks no softirq ever takes. Code
+    /// holding it in process context may allocate with sleeping allocations (GFP_KERNEL,
+    /// `__GFP_NOFAIL` in a load); under a bottom-half-disabling lock the same allocation is
+    /// atomic and may fail. Meant for locks one task takes at a time (nobody spins on a holder
+    /// that sleeps).
+    pub type SpinMutex<T> = super::Mutex<T, false>;
 }
 
 /// `state` value of a write-locked [`RwLock`]; otherwise it counts readers.

@@ -91,6 +91,23 @@ impl FuncTypeRegistry {
         })
     }
 
+    /// luapkt: the key of `func_type` if it is registered (a linear scan: a module has at most
+    /// a few hundred types, and lookups happen while compiling and instantiating).
+    pub(crate) fn find_func_type(&self, func_type: &FuncType) -> Option<DedupFuncType> {
+        self.func_types
+            .iter()
+            .find(|(_, registered)| *registered == func_type)
+            .map(|(key, _)| DedupFuncType(self.engine_id.wrap(key)))
+    }
+
+    /// luapkt: a copy with the same keys (the arena numbers items in insertion order).
+    pub(crate) fn duplicate(&self) -> Self {
+        Self {
+            engine_id: self.engine_id,
+            func_types: self.func_types.iter().map(|(_, t)| t.clone()).collect(),
+        }
+    }
+
     /// Allocates a new function type to the engine.
     pub(crate) fn alloc_func_type(&mut self, func_type: FuncType) -> DedupFuncType {
         let key = match self.func_types.alloc(func_type) {

@@ -74,7 +74,7 @@ use alloc::{
     vec::Vec,
 };
 use core::sync::atomic::{AtomicU32, Ordering};
-use spin::{Mutex, RwLock};
+use spin::{Mutex, RwLock, mutex::SpinMutex};
 #[cfg(feature = "validate")]
 use wasmparser::FuncValidatorAllocations;
 
@@ -475,9 +475,16 @@ pub struct EngineInner {
     ///
     /// The engine deduplicates function types to make the equality
     /// comparison very fast. This helps to speed up indirect calls.
-    func_types: RwLock<FuncTypeRegistry>,
+    ///
+    /// luapkt: copied on write. Host calls read it in softirq, so its lock disables bottom
+    /// halves in the kernel, and an allocation under it would be atomic (and a failure a
+    /// panic); a writer builds the next registry outside the lock and swaps it in.
+    func_types: RwLock<Arc<FuncTypeRegistry>>,
     /// Reusable allocation stacks.
-    allocs: Mutex<ReusableAllocationStack>,
+    ///
+    /// luapkt: a plain spin lock (only translation takes it, and recycling allocates under
+    /// it); see `CodeMap::alloc_lock`.
+    allocs: SpinMutex<ReusableAllocationStack>,
     /// Reusable engine stacks for Wasm execution.
     ///
     /// Concurrently executing Wasm executions each require their own stack to
@@ -553,6 +560,9 @@ impl ReusableAllocationStack {
     }
 }
 
+/// luapkt: the most pooled stacks `EngineStacks::new` reserves room for.
+const MAX_RESERVED_STACKS: usize = 1 << 16;
+
 /// The engine's stacks for reuse.
 ///
 /// Required for efficient concurrent Wasm executions.
@@ -595,18 +605,19 @@ unsafe impl Sync for EngineStacks {}
 impl EngineStacks {
     /// Creates new [`EngineStacks`] with the given [`StackConfig`].
     pub fn new(config: &StackConfig) -> Self {
-        Self {
-            stacks: Vec::new(),
-            config: *config,
-        }
+        let mut config = *config;
+        // luapkt: the pool's room is reserved up front (fallibly: without it `recycle`
+        // reserves under the lock as before), so that recycling does not allocate under a
+        // lock the kernel takes with bottom halves disabled.
+        let mut stacks = Vec::new();
+        let _ = stacks.try_reserve_exact(config.max_cached_stacks().min(MAX_RESERVED_STACKS));
+        Self { stacks, config }
     }
 
-    /// Reuse or create a new [`Stack`] if none was available.
-    pub fn reuse_or_new(&mut self) -> Stack {
-        match self.stacks.pop() {
-            Some(stack) => stack,
-            None => Stack::new(&self.config),
-        }
+    /// luapkt: a pooled stack, if any; [`EngineInner::reuse_or_new_stack`] creates one
+    /// outside the lock otherwise.
+    pub fn reuse(&mut self) -> Option<Stack> {
+        self.stacks.pop()
     }
 
     /// Disose and recycle the `stack`.
@@ -628,8 +639,8 @@ impl EngineInner {
         Self {
             config: config.clone(),
             code_map: CodeMap::default(),
-            func_types: RwLock::new(FuncTypeRegistry::new(engine_idx)),
-            allocs: Mutex::new(ReusableAllocationStack::default()),
+            func_types: RwLock::new(Arc::new(FuncTypeRegistry::new(engine_idx))),
+            allocs: SpinMutex::new(ReusableAllocationStack::default()),
             stacks: Mutex::new(EngineStacks::new(&config.stack)),
         }
     }
@@ -639,9 +650,38 @@ impl EngineInner {
         &self.config
     }
 
+    /// luapkt: a stack from the pool, or a new one made outside the pool's lock (which the
+    /// kernel takes with bottom halves disabled: allocations under it are atomic).
+    fn reuse_or_new_stack(&self) -> Stack {
+        let (reused, config) = {
+            let mut stacks = self.stacks.lock();
+            (stacks.reuse(), stacks.config)
+        };
+        reused.unwrap_or_else(|| Stack::new(&config))
+    }
+
     /// Allocates a new function type to the [`EngineInner`].
     fn alloc_func_type(&self, func_type: FuncType) -> DedupFuncType {
-        self.func_types.write().alloc_func_type(func_type)
+        // luapkt: nothing is allocated or freed under the lock (see `func_types`). Writers
+        // only add, so a registry that changed meanwhile is simply read again.
+        loop {
+            let current = Arc::clone(&self.func_types.read());
+            if let Some(key) = current.find_func_type(&func_type) {
+                return key;
+            }
+            let mut next = current.duplicate();
+            let key = next.alloc_func_type(func_type.clone());
+            let next = Arc::new(next);
+            let previous = {
+                let mut registry = self.func_types.write();
+                if !Arc::ptr_eq(&registry, &current) {
+                    continue;
+                }
+                core::mem::replace(&mut *registry, next)
+            };
+            drop(previous);
+            return key;
+        }
     }
 
     /// Returns a reference to the [`FuncEntry`] at `func` if any.

@@ -38,7 +38,7 @@ use core::{
     slice,
     sync::atomic::{AtomicU8, AtomicUsize, Ordering},
 };
-use spin::Mutex;
+use spin::mutex::SpinMutex;
 #[cfg(feature = "validate")]
 use wasmparser::ValidatorResources;
 use wasmparser::WasmFeatures;
@@ -74,7 +74,12 @@ pub struct CodeMap {
     /// The append-only, lock-free-readable storage for all [`FuncEntry`] definitions.
     funcs: Funcs,
     /// Serializes concurrent writers ([`Self::alloc_funcs`]); readers never take this lock.
-    alloc_lock: Mutex<()>,
+    ///
+    /// luapkt: a plain spin lock. Only compilation takes it, and `alloc_funcs` allocates under
+    /// it: luapkt's kernel `spin::Mutex` disables bottom halves, which makes that allocation
+    /// atomic (it may fail, and a failure here is a panic) where the compiling task could
+    /// sleep until it succeeds.
+    alloc_lock: SpinMutex<()>,
 }
 
 impl CodeMap {

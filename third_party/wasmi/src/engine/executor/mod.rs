@@ -58,7 +58,7 @@ impl EngineInner {
         Params: LowerToCells,
         Results: LiftFromCells,
     {
-        let stack = self.stacks.lock().reuse_or_new();
+        let stack = self.reuse_or_new_stack();
         let (outcome, stack) = execute_root_func(ctx.store, stack, func, params, results);
         self.stacks.lock().recycle(stack);
         let value = outcome.map_err(ExecutionOutcome::into_non_resumable)?;
@@ -84,7 +84,7 @@ impl EngineInner {
         Results: LiftFromCells,
     {
         let store = ctx.store;
-        let stack = self.stacks.lock().reuse_or_new();
+        let stack = self.reuse_or_new_stack();
         let (outcome, stack) = execute_root_func(store, stack, func, params, results);
         let value = match outcome {
             Ok(value) => value,
