@@ -7,10 +7,11 @@
 //! stack pointer and reports `TRY_THREW`) or the top-level call (which restores it and runs
 //! `lp_recover`). Any other trap poisons the instance: its owner rebuilds it.
 
-use crate::call::{status_kind, CallState, GuestCalls, Outcome, COPY_BYTES_PER_FUEL};
+use crate::call::{status_kind, CallState, GuestCalls, Outcome};
 use crate::error::{ErrorKind, LoadError};
 use crate::guest::Guest;
-use crate::host::{Host, LogLevel};
+use crate::host::Host;
+use crate::imports::{self, fuel_left, put_fuel, CallData, ImportCtx};
 use crate::limits::Limits;
 use crate::packet::{apply_context, fill_context, ApplyError, Packet};
 use abi::guest as g;
@@ -19,7 +20,6 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
-use core::ptr::NonNull;
 use wasmi::{
     errors::{HostError, InstantiationError, MemoryError, TableError},
     AsContext, AsContextMut, Caller, Error, Func, Global, Linker, Memory, ResourceLimiter,
@@ -93,9 +93,6 @@ pub(crate) fn try_string(s: &str) -> Option<String> {
     out.push_str(s);
     Some(out)
 }
-
-/// The packet of the running call, with its lifetime erased (see [`Instance::run`]).
-type PacketPtr = NonNull<dyn Packet + 'static>;
 
 /// The budget of a sliced run (the top-level chunk): fuel not yet handed out, and why the
 /// run stopped early.
@@ -173,39 +170,69 @@ pub(crate) struct StoreData {
     /// The guest's own fuel counter, when the guest counts fuel (`Guest::counts_fuel`);
     /// otherwise wasmi's fuel is the instance's.
     fuel: Option<Global>,
-    /// Fuel of a packet's call held back from the guest's counter for the soft stop: handed
-    /// out, with a call of `fuel_stop`, the first time the counter runs out ([`SOFT_STOP_FUEL`]).
-    soft: u64,
     fuel_stop: Option<TypedFunc<(), ()>>,
-    pkt: Option<PacketPtr>,
-    host: Arc<dyn Host>,
-    name: Arc<str>,
+    /// The packet in hand, the soft stop's fuel, the host and the script's name.
+    call: CallData,
 }
 
-/// Fuel left: the guest's counter (never negative here) or wasmi's.
-fn fuel_left(ctx: impl AsContext<Data = StoreData>) -> u64 {
-    let c = ctx.as_context();
-    match c.data().fuel {
-        Some(counter) => counter.get(c).i64().unwrap_or(0).max(0) as u64,
-        None => c.get_fuel().unwrap_or(0),
-    }
-}
-
-/// Sets the fuel left, in the guest's counter or in wasmi.
-fn put_fuel(mut ctx: impl AsContextMut<Data = StoreData>, fuel: u64) {
-    let mut c = ctx.as_context_mut();
-    match c.data().fuel {
-        Some(counter) => {
-            let _ = counter.set(&mut c, Val::I64(fuel.min(i64::MAX as u64) as i64));
+/// The imports' view of a wasmi caller (an import running) or store (the host between calls).
+macro_rules! import_ctx {
+    ($t:ty, $p:ident) => {
+        impl ImportCtx for $t {
+            type Error = Error;
+            fn fuel_trap() -> Error {
+                Error::from(TrapCode::OutOfFuel)
+            }
+            fn data(&self) -> &CallData {
+                &$p::data(self).call
+            }
+            fn data_mut(&mut self) -> &mut CallData {
+                &mut $p::data_mut(self).call
+            }
+            fn memory(&self) -> &[u8] {
+                match $p::data(self).memory {
+                    Some(m) => m.data(self),
+                    None => &[],
+                }
+            }
+            fn memory_mut(&mut self) -> &mut [u8] {
+                match $p::data(self).memory {
+                    Some(m) => m.data_mut(self),
+                    None => &mut [],
+                }
+            }
+            fn counter(&mut self) -> Option<i64> {
+                let c = AsContext::as_context(self);
+                c.data().fuel.map(|g| g.get(c).i64().unwrap_or(0))
+            }
+            fn set_counter(&mut self, value: i64) -> Result<(), Error> {
+                match $p::data(self).fuel {
+                    Some(g) => Ok(g.set(self, Val::I64(value))?),
+                    None => Ok(()),
+                }
+            }
+            fn engine_fuel(&self) -> u64 {
+                self.get_fuel().unwrap_or(0)
+            }
+            fn set_engine_fuel(&mut self, fuel: u64) {
+                let _ = self.set_fuel(fuel);
+            }
+            fn fuel_stop(&mut self) -> Result<(), Error> {
+                match $p::data(self).fuel_stop {
+                    Some(stop) => stop.call(self, ()),
+                    None => Ok(()),
+                }
+            }
+            fn take_slice(&mut self, required: u64) -> Result<u64, Error> {
+                take_slice(self, required)
+            }
         }
-        None => {
-            let _ = c.set_fuel(fuel);
-        }
-    }
+    };
 }
+import_ctx!(Caller<'_, StoreData>, Caller);
+import_ctx!(Store<StoreData>, Store);
 
-// SAFETY: `pkt` is only set for the duration of `Instance::run`, which holds `&mut Instance`
-// and the packet borrow; nothing else in StoreData is thread-bound.
+// SAFETY: nothing in StoreData is thread-bound (`CallData` explains its packet pointer).
 unsafe impl Send for StoreData {}
 
 pub struct Instance {
@@ -276,51 +303,22 @@ fn linker(guest: &Guest) -> Result<Linker<StoreData>, LoadError> {
     l.func_wrap(
         g::IMPORT_MODULE,
         g::IMPORT_LOG,
-        |caller: Caller<'_, StoreData>, level: i32, ptr: i32, len: i32| {
-            let d = caller.data();
-            let Some(mem) = d.memory else { return };
-            let data = mem.data(&caller);
-            let len = (len.max(0) as usize).min(MAX_MESSAGE);
-            let start = ptr as u32 as usize;
-            let line = data.get(start..start.saturating_add(len)).unwrap_or(&[]);
-            let level = if level == g::LOG_WARN {
-                LogLevel::Warn
-            } else {
-                LogLevel::Info
-            };
-            d.host.log(&d.name, level, line);
+        |mut caller: Caller<'_, StoreData>, level: i32, ptr: i32, len: i32| {
+            imports::log(&mut caller, level, ptr, len)
         },
     )
     .map_err(|e| LoadError::Wasm(Error::from(e)))?;
     l.func_wrap(
         g::IMPORT_MODULE,
         g::IMPORT_NOW,
-        |caller: Caller<'_, StoreData>| -> i64 { caller.data().host.now_ns() as i64 },
+        |caller: Caller<'_, StoreData>| -> i64 { imports::now(&caller) },
     )
     .map_err(|e| LoadError::Wasm(Error::from(e)))?;
     l.func_wrap(
         g::IMPORT_MODULE,
         g::IMPORT_PKT_READ,
         |mut caller: Caller<'_, StoreData>, off: i32, dst: i32, len: i32| -> Result<i32, Error> {
-            let (Some(mem), Some(pkt)) = (caller.data().memory, caller.data().pkt) else {
-                return Ok(-1);
-            };
-            let (off, dst, len) = (
-                off as u32 as usize,
-                dst as u32 as usize,
-                len as u32 as usize,
-            );
-            charge_copy(&mut caller, len)?;
-            let Some(out) = mem
-                .data_mut(&mut caller)
-                .get_mut(dst..dst.saturating_add(len))
-            else {
-                return Ok(-1);
-            };
-            // SAFETY: `pkt` is set only while `Instance::run` executes, and the packet it
-            // points to outlives that call (see `run`).
-            let pkt = unsafe { pkt.as_ref() };
-            Ok(if pkt.read(off, out) { len as i32 } else { -1 })
+            imports::pkt_read(&mut caller, off, dst, len)
         },
     )
     .map_err(|e| LoadError::Wasm(Error::from(e)))?;
@@ -328,25 +326,7 @@ fn linker(guest: &Guest) -> Result<Linker<StoreData>, LoadError> {
         g::IMPORT_MODULE,
         g::IMPORT_PKT_WRITE,
         |mut caller: Caller<'_, StoreData>, off: i32, src: i32, len: i32| -> Result<i32, Error> {
-            let (Some(mem), Some(pkt)) = (caller.data().memory, caller.data().pkt) else {
-                return Ok(-1);
-            };
-            let (off, src, len) = (
-                off as u32 as usize,
-                src as u32 as usize,
-                len as u32 as usize,
-            );
-            charge_copy(&mut caller, len)?;
-            let Some(bytes) = mem.data(&caller).get(src..src.saturating_add(len)) else {
-                return Ok(-1);
-            };
-            // SAFETY: as in `pkt_read`.
-            let pkt = unsafe { pkt.as_ref() };
-            Ok(if pkt.write(off, bytes) {
-                len as i32
-            } else {
-                -1
-            })
+            imports::pkt_write(&mut caller, off, src, len)
         },
     )
     .map_err(|e| LoadError::Wasm(Error::from(e)))?;
@@ -354,56 +334,11 @@ fn linker(guest: &Guest) -> Result<Linker<StoreData>, LoadError> {
         g::IMPORT_MODULE,
         g::IMPORT_OUT_OF_FUEL,
         |mut caller: Caller<'_, StoreData>| -> Result<(), Error> {
-            // only a guest that counts its own fuel calls this honestly; for any other it is
-            // an out-of-fuel trap like wasmi's own
-            let Some(counter) = caller.data().fuel else {
-                return Err(Error::from(TrapCode::OutOfFuel));
-            };
-            let now = counter.get(&caller).i64().unwrap_or(0);
-            if now >= 0 {
-                return Ok(());
-            }
-            // a packet's call running low for the first time: the soft stop (the interpreter
-            // raises "out of fuel" at its next back edge or call; the instance is kept)
-            let soft = core::mem::take(&mut caller.data_mut().soft);
-            if soft > 0 {
-                let now = now.saturating_add_unsigned(soft);
-                counter.set(&mut caller, Val::I64(now))?;
-                if let Some(stop) = caller.data().fuel_stop {
-                    stop.call(&mut caller, ())?;
-                }
-                if counter.get(&caller).i64().unwrap_or(0) >= 0 {
-                    return Ok(());
-                }
-                return Err(Error::from(TrapCode::OutOfFuel));
-            }
-            // a sliced run (the top-level chunk at load) goes on with its next slice
-            let give = take_slice(&mut caller, now.unsigned_abs())?;
-            let _ = counter.set(&mut caller, Val::I64(now.saturating_add_unsigned(give)));
-            Ok(())
+            imports::out_of_fuel(&mut caller)
         },
     )
     .map_err(|e| LoadError::Wasm(Error::from(e)))?;
     Ok(l)
-}
-
-/// Charges the fuel of copying `len` packet bytes. A guest that counts its own fuel is charged
-/// like one of its untested regions: the counter may go below zero, and the guest's next test
-/// (a loop or a call) stops it as it would have. Otherwise out of fuel is a fuel trap.
-fn charge_copy(caller: &mut Caller<'_, StoreData>, len: usize) -> Result<(), Error> {
-    let cost = (len / COPY_BYTES_PER_FUEL) as u64;
-    if let Some(counter) = caller.data().fuel {
-        let now = counter.get(&*caller).i64().unwrap_or(0);
-        let cost = i64::try_from(cost).unwrap_or(i64::MAX);
-        counter.set(&mut *caller, Val::I64(now.saturating_sub(cost)))?;
-        return Ok(());
-    }
-    let left = fuel_left(&*caller);
-    if left < cost {
-        return Err(Error::from(TrapCode::OutOfFuel));
-    }
-    put_fuel(caller, left - cost);
-    Ok(())
 }
 
 /// Calls `func` taking fuel in slices from the store's [`Slices`] budget: each time the call
@@ -448,7 +383,7 @@ fn refill(mut ctx: impl AsContextMut<Data = StoreData>, required: u64) -> Result
 /// host says stop.
 fn take_slice(mut ctx: impl AsContextMut<Data = StoreData>, required: u64) -> Result<u64, Error> {
     let mut c = ctx.as_context_mut();
-    let host = c.data().host.clone();
+    let host = c.data().call.host.clone();
     let Some(s) = c.data_mut().slices.as_mut() else {
         return Err(Error::from(TrapCode::OutOfFuel));
     };
@@ -493,10 +428,10 @@ struct Calls<'a> {
 impl GuestCalls for Calls<'_> {
     type Error = Error;
     fn fuel(&mut self) -> u64 {
-        fuel_left(&*self.store).saturating_add(self.store.data().soft)
+        fuel_left(&mut *self.store).saturating_add(self.store.data().call.soft)
     }
     fn set_fuel(&mut self, fuel: u64) {
-        self.store.data_mut().soft = 0;
+        self.store.data_mut().call.soft = 0;
         put_fuel(&mut *self.store, fuel);
     }
     fn stack_pointer(&mut self) -> i32 {
@@ -613,11 +548,8 @@ impl Instance {
             slices: None,
             memory: None,
             fuel: None,
-            soft: 0,
             fuel_stop: None,
-            pkt: None,
-            host: host.clone(),
-            name: Arc::from(name),
+            call: CallData::new(host.clone(), Arc::from(name)),
         };
         let mut store = Store::new(&guest.engine, data);
         store.limiter(|d| &mut d.limits);
@@ -711,7 +643,7 @@ impl Instance {
             }
             Outcome::Trap(k) => return Err(LoadError::Init(k, String::new())),
         }
-        let left = fuel_left(&me.store);
+        let left = fuel_left(&mut me.store);
         let src = me.put_bytes(source, Some(SETUP_FUEL))?;
         let nm = me.put_bytes(name.as_bytes(), Some(SETUP_FUEL))?;
         put_fuel(&mut me.store, left);
@@ -839,8 +771,8 @@ impl Instance {
     }
 
     /// Fuel the last bind left (tests measure what a bind costs).
-    pub fn fuel_left(&self) -> u64 {
-        fuel_left(&self.store)
+    pub fn fuel_left(&mut self) -> u64 {
+        fuel_left(&mut self.store)
     }
 
     /// Runs entry `entry` on `pkt`. Returns the verdict or the error kind, and the fuel used.
@@ -870,13 +802,10 @@ impl Instance {
         put_fuel(&mut self.store, limits.fuel - soft);
         {
             let d = self.store.data_mut();
-            d.soft = soft;
+            d.call.soft = soft;
             d.max_depth = limits.pcall_depth;
-            // SAFETY: only the lifetime is erased. The pointer is cleared below before
-            // `run` returns, and it is only dereferenced by `pkt_read` while the guest call
-            // made here runs, during which `pkt` is borrowed.
-            let erased: &'static (dyn Packet + 'static) = unsafe { core::mem::transmute(pkt) };
-            d.pkt = Some(NonNull::from(erased));
+            // SAFETY: cleared below, before `run` returns and `pkt`'s borrow ends.
+            unsafe { d.call.set_packet(pkt) };
         }
         let budget = limits.instructions as i32;
         let cap = limits.pcall_depth as i32;
@@ -884,8 +813,8 @@ impl Instance {
         let out = self.call_top(|s| run.call(s, (fref, aref, budget, cap)));
         {
             let d = self.store.data_mut();
-            d.pkt = None;
-            d.soft = 0;
+            d.call.clear_packet();
+            d.call.soft = 0;
         }
         let applied = match self
             .memory

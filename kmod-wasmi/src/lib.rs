@@ -13,6 +13,7 @@ pub mod error;
 pub mod guest;
 pub mod headers;
 pub mod host;
+pub mod imports;
 pub mod instance;
 pub mod limits;
 pub mod package;

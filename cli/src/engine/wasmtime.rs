@@ -1,6 +1,8 @@
 //! The same guest under wasmtime (Cranelift JIT), for differential checks against the sandbox.
 //!
-//! This mirrors `runtime::instance` (the wasmi host) call for call: the `lp` imports, Lua errors
+//! The `lp` imports are the runtime's own (`runtime::imports`, through [`Cx`]): packet reads
+//! and writes go to the packet itself, as in the kernel. The rest mirrors `runtime::instance`
+//! (the wasmi host) call for call: Lua errors
 //! as a [`LuaThrow`] host error caught by the innermost host frame (a `try`, which restores
 //! `__stack_pointer` and reports `TRY_THREW`, or the top-level call, which restores it and runs
 //! `lp_recover`), the re-entry cap as a [`DepthExceeded`] trap, fuel refilled before every call,
@@ -15,21 +17,18 @@ use super::wasmi::CliHost;
 use super::{error_message, Config, Engine, Kind, LoadError, RunResult};
 use abi::guest as g;
 use runtime::call::{status_kind, CallState, GuestCalls, Outcome};
+use runtime::imports::{self, fuel_left, put_fuel, CallData, ImportCtx};
 use runtime::packet::ApplyError;
 use runtime::{ErrorKind, Host, Limits, LogLevel, Packet, Verdict};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use wasmtime::{
-    AsContextMut, Caller, Global, Linker, Memory, Module, Store, StoreLimits, StoreLimitsBuilder,
-    Trap, TypedFunc, Val,
+    Caller, Global, Linker, Memory, Module, Store, StoreLimits, StoreLimitsBuilder, Trap,
+    TypedFunc, Val,
 };
 
 /// Fuel for building an instance: the script's top-level chunk may build large tables.
 const LOAD_FUEL: u64 = 4_000_000_000;
-/// Ranges `pkt_write` keeps apart before merging them into one (a call may write any number).
-const MAX_WRITTEN_RANGES: usize = 64;
-/// Longest log line copied out of the guest.
-const MAX_MESSAGE: usize = runtime::call::MAX_MESSAGE;
 /// wasmi limits the wasm call depth of one entry into the guest to `limits.recursion` frames;
 /// wasmtime limits the native stack all wasm (and host re-entry) frames of a call may use, in
 /// bytes. Measured on the Lua guest, a wasmi frame corresponds to about this much native stack
@@ -142,16 +141,10 @@ struct StoreData {
     memory: Option<Memory>,
     /// The guest's own fuel counter (`Guest::counts_fuel`); otherwise wasmtime's fuel.
     fuel: Option<Global>,
-    /// Fuel held back for the soft stop, and the guest's stop (as `runtime::instance`).
-    soft: u64,
+    /// The guest's soft stop (as `runtime::instance`).
     fuel_stop: Option<TypedFunc<(), ()>>,
-    /// The running call's packet bytes (`pkt_read` serves from them), copied in per call: a
-    /// store's data must be `'static`, so it cannot borrow the packet.
-    pkt: Option<Vec<u8>>,
-    /// Ranges `pkt_write` changed in `pkt`, copied to the real packet after the call.
-    written: Vec<(usize, usize)>,
-    host: Arc<dyn Host>,
-    name: Arc<str>,
+    /// The packet in hand, the soft stop's fuel, the host and the script's name.
+    call: CallData,
 }
 
 /// One instance of the script: a store with the guest instantiated and the script loaded.
@@ -170,51 +163,66 @@ struct Instance {
     ref_string: TypedFunc<(i32, i32), i32>,
     /// (function ref, argument ref) of the bound entry.
     entry: Option<(i32, i32)>,
-    /// The packet buffer between calls (reused).
-    pkt_buf: Vec<u8>,
     /// Message, poison and fuel of the last call.
     calls: CallState,
 }
 
-/// Fuel left: the guest's counter (never negative here) or wasmtime's.
-fn fuel_left(mut ctx: impl AsContextMut<Data = StoreData>) -> u64 {
-    let mut c = ctx.as_context_mut();
-    match c.data().fuel {
-        Some(counter) => counter.get(&mut c).i64().unwrap_or(0).max(0) as u64,
-        None => c.get_fuel().unwrap_or(0),
-    }
-}
+/// The shared imports' view (`runtime::imports`) of a wasmtime caller (an import running) or
+/// store (the host between calls).
+struct Cx<'a, T>(&'a mut T);
 
-/// Sets the fuel left, in the guest's counter or in wasmtime.
-fn put_fuel(mut ctx: impl AsContextMut<Data = StoreData>, fuel: u64) {
-    let mut c = ctx.as_context_mut();
-    match c.data().fuel {
-        Some(counter) => {
-            let _ = counter.set(&mut c, Val::I64(fuel.min(i64::MAX as u64) as i64));
+macro_rules! import_ctx {
+    ($t:ty, $p:ident) => {
+        impl ImportCtx for Cx<'_, $t> {
+            type Error = wasmtime::Error;
+            fn fuel_trap() -> wasmtime::Error {
+                Trap::OutOfFuel.into()
+            }
+            fn data(&self) -> &CallData {
+                &$p::data(self.0).call
+            }
+            fn data_mut(&mut self) -> &mut CallData {
+                &mut $p::data_mut(self.0).call
+            }
+            fn memory(&self) -> &[u8] {
+                match $p::data(self.0).memory {
+                    Some(m) => m.data(&*self.0),
+                    None => &[],
+                }
+            }
+            fn memory_mut(&mut self) -> &mut [u8] {
+                match $p::data(self.0).memory {
+                    Some(m) => m.data_mut(&mut *self.0),
+                    None => &mut [],
+                }
+            }
+            fn counter(&mut self) -> Option<i64> {
+                let g = $p::data(self.0).fuel?;
+                Some(g.get(&mut *self.0).i64().unwrap_or(0))
+            }
+            fn set_counter(&mut self, value: i64) -> wasmtime::Result<()> {
+                match $p::data(self.0).fuel {
+                    Some(g) => g.set(&mut *self.0, Val::I64(value)),
+                    None => Ok(()),
+                }
+            }
+            fn engine_fuel(&self) -> u64 {
+                self.0.get_fuel().unwrap_or(0)
+            }
+            fn set_engine_fuel(&mut self, fuel: u64) {
+                let _ = self.0.set_fuel(fuel);
+            }
+            fn fuel_stop(&mut self) -> wasmtime::Result<()> {
+                match $p::data(self.0).fuel_stop.clone() {
+                    Some(stop) => stop.call(&mut *self.0, ()),
+                    None => Ok(()),
+                }
+            }
         }
-        None => {
-            let _ = c.set_fuel(fuel);
-        }
-    }
+    };
 }
-
-/// Charges the fuel of copying `len` packet bytes, as the kernel's host does (a guest that
-/// counts its own fuel is charged without a test: its next loop or call tests).
-fn charge_copy(caller: &mut Caller<'_, StoreData>, len: usize) -> wasmtime::Result<()> {
-    let cost = (len / runtime::call::COPY_BYTES_PER_FUEL) as u64;
-    if let Some(counter) = caller.data().fuel {
-        let now = counter.get(&mut *caller).i64().unwrap_or(0);
-        let cost = i64::try_from(cost).unwrap_or(i64::MAX);
-        counter.set(&mut *caller, Val::I64(now.saturating_sub(cost)))?;
-        return Ok(());
-    }
-    let left = fuel_left(&mut *caller);
-    if left < cost {
-        return Err(Trap::OutOfFuel.into());
-    }
-    put_fuel(caller, left - cost);
-    Ok(())
-}
+import_ctx!(Caller<'_, StoreData>, Caller);
+import_ctx!(Store<StoreData>, Store);
 
 fn linker(engine: &wasmtime::Engine) -> Result<Linker<StoreData>, wasmtime::Error> {
     let mut l = Linker::<StoreData>::new(engine);
@@ -253,133 +261,35 @@ fn linker(engine: &wasmtime::Engine) -> Result<Linker<StoreData>, wasmtime::Erro
     l.func_wrap(
         g::IMPORT_MODULE,
         g::IMPORT_LOG,
-        |caller: Caller<'_, StoreData>, level: i32, ptr: i32, len: i32| {
-            let d = caller.data();
-            let Some(mem) = d.memory else { return };
-            let data = mem.data(&caller);
-            let len = (len.max(0) as usize).min(MAX_MESSAGE);
-            let start = ptr as u32 as usize;
-            let line = data.get(start..start.saturating_add(len)).unwrap_or(&[]);
-            let level = if level == g::LOG_WARN {
-                LogLevel::Warn
-            } else {
-                LogLevel::Info
-            };
-            d.host.log(&d.name, level, line);
+        |mut caller: Caller<'_, StoreData>, level: i32, ptr: i32, len: i32| {
+            imports::log(&mut Cx(&mut caller), level, ptr, len)
         },
     )?;
     l.func_wrap(
         g::IMPORT_MODULE,
         g::IMPORT_NOW,
-        |caller: Caller<'_, StoreData>| -> i64 { caller.data().host.now_ns() as i64 },
+        |mut caller: Caller<'_, StoreData>| -> i64 { imports::now(&Cx(&mut caller)) },
     )?;
     l.func_wrap(
         g::IMPORT_MODULE,
         g::IMPORT_PKT_READ,
-        |mut caller: Caller<'_, StoreData>,
-         off: i32,
-         dst: i32,
-         len: i32|
-         -> wasmtime::Result<i32> {
-            let Some(mem) = caller.data().memory else {
-                return Ok(-1);
-            };
-            if caller.data().pkt.is_none() {
-                return Ok(-1);
-            }
-            let (off, dst, len) = (
-                off as u32 as usize,
-                dst as u32 as usize,
-                len as u32 as usize,
-            );
-            charge_copy(&mut caller, len)?;
-            let (data, d) = mem.data_and_store_mut(&mut caller);
-            let (Some(pkt), Some(out)) = (&d.pkt, data.get_mut(dst..dst.saturating_add(len)))
-            else {
-                return Ok(-1);
-            };
-            // SlicePacket::read: the whole range or nothing
-            Ok(
-                match off.checked_add(len).and_then(|end| pkt.get(off..end)) {
-                    Some(src) => {
-                        out.copy_from_slice(src);
-                        len as i32
-                    }
-                    None => -1,
-                },
-            )
+        |mut caller: Caller<'_, StoreData>, off: i32, dst: i32, len: i32| {
+            imports::pkt_read(&mut Cx(&mut caller), off, dst, len)
         },
     )?;
     l.func_wrap(
         g::IMPORT_MODULE,
         g::IMPORT_PKT_WRITE,
-        |mut caller: Caller<'_, StoreData>,
-         off: i32,
-         src: i32,
-         len: i32|
-         -> wasmtime::Result<i32> {
-            let Some(mem) = caller.data().memory else {
-                return Ok(-1);
-            };
-            if caller.data().pkt.is_none() {
-                return Ok(-1);
-            }
-            let (off, src, len) = (
-                off as u32 as usize,
-                src as u32 as usize,
-                len as u32 as usize,
-            );
-            charge_copy(&mut caller, len)?;
-            let (data, d) = mem.data_and_store_mut(&mut caller);
-            let (Some(pkt), Some(from)) = (&mut d.pkt, data.get(src..src.saturating_add(len)))
-            else {
-                return Ok(-1);
-            };
-            Ok(
-                match off.checked_add(len).and_then(|end| pkt.get_mut(off..end)) {
-                    Some(dst) => {
-                        dst.copy_from_slice(from);
-                        if d.written.len() == MAX_WRITTEN_RANGES {
-                            // one range over them all: copying unchanged bytes back is harmless
-                            let lo = d.written.iter().map(|r| r.0).min().unwrap_or(off).min(off);
-                            let hi = d.written.iter().map(|r| r.0 + r.1).max().unwrap_or(0);
-                            d.written.clear();
-                            d.written.push((lo, hi.max(off + len) - lo));
-                        } else {
-                            d.written.push((off, len));
-                        }
-                        len as i32
-                    }
-                    None => -1,
-                },
-            )
+        |mut caller: Caller<'_, StoreData>, off: i32, src: i32, len: i32| {
+            imports::pkt_write(&mut Cx(&mut caller), off, src, len)
         },
     )?;
     l.func_wrap(
         g::IMPORT_MODULE,
         g::IMPORT_OUT_OF_FUEL,
         // loads are not sliced here: below zero is out of fuel, as for a packet's call, after
-        // the soft stop (runtime::instance's import, the same steps)
-        |mut caller: Caller<'_, StoreData>| -> wasmtime::Result<()> {
-            let Some(counter) = caller.data().fuel else {
-                return Err(Trap::OutOfFuel.into());
-            };
-            let now = counter.get(&mut caller).i64().unwrap_or(0);
-            if now >= 0 {
-                return Ok(());
-            }
-            let soft = std::mem::take(&mut caller.data_mut().soft);
-            if soft > 0 {
-                counter.set(&mut caller, Val::I64(now.saturating_add_unsigned(soft)))?;
-                if let Some(stop) = caller.data().fuel_stop.clone() {
-                    stop.call(&mut caller, ())?;
-                }
-                if counter.get(&mut caller).i64().unwrap_or(0) >= 0 {
-                    return Ok(());
-                }
-            }
-            Err(Trap::OutOfFuel.into())
-        },
+        // the soft stop
+        |mut caller: Caller<'_, StoreData>| imports::out_of_fuel(&mut Cx(&mut caller)),
     )?;
     Ok(l)
 }
@@ -406,12 +316,12 @@ struct Calls<'a> {
 impl GuestCalls for Calls<'_> {
     type Error = wasmtime::Error;
     fn fuel(&mut self) -> u64 {
-        let soft = self.store.data().soft;
-        fuel_left(&mut *self.store).saturating_add(soft)
+        let soft = self.store.data().call.soft;
+        fuel_left(&mut Cx(&mut *self.store)).saturating_add(soft)
     }
     fn set_fuel(&mut self, fuel: u64) {
-        self.store.data_mut().soft = 0;
-        put_fuel(&mut *self.store, fuel);
+        self.store.data_mut().call.soft = 0;
+        put_fuel(&mut Cx(&mut *self.store), fuel);
     }
     fn stack_pointer(&mut self) -> i32 {
         match self.sp.get(&mut *self.store) {
@@ -477,12 +387,8 @@ impl Instance {
             tramp: None,
             memory: None,
             fuel: None,
-            soft: 0,
             fuel_stop: None,
-            pkt: None,
-            written: Vec::new(),
-            host: host.clone(),
-            name: Arc::from(name),
+            call: CallData::new(host.clone(), Arc::from(name)),
         };
         let mut store = Store::new(&guest.engine, data);
         store.limiter(|d| &mut d.limits);
@@ -498,7 +404,7 @@ impl Instance {
             store.data_mut().fuel_stop = inst
                 .get_typed_func::<(), ()>(&mut store, g::EXPORT_FUEL_STOP)
                 .ok();
-            put_fuel(&mut store, LOAD_FUEL);
+            put_fuel(&mut Cx(&mut store), LOAD_FUEL);
         } else if let Some(counter) = inst.get_global(&mut store, g::EXPORT_FUEL) {
             // an untrusted guest that counts too: only wasmtime's metering stops it (as
             // runtime::instance does)
@@ -544,7 +450,6 @@ impl Instance {
             sp,
             ctx_addr: 0,
             entry: None,
-            pkt_buf: Vec::new(),
             calls: CallState::default(),
         };
         let ctx_addr = ctx.call(&mut me.store, ())?;
@@ -588,7 +493,7 @@ impl Instance {
     fn put_bytes(&mut self, bytes: &[u8]) -> Result<i32, BuildError> {
         let len =
             i32::try_from(bytes.len()).map_err(|_| runtime::LoadError::Guest("input too large"))?;
-        put_fuel(&mut self.store, LOAD_FUEL);
+        put_fuel(&mut Cx(&mut self.store), LOAD_FUEL);
         let ptr = self.alloc.call(&mut self.store, len)?;
         if ptr == 0 {
             let e = runtime::LoadError::Init(ErrorKind::Memory, "not enough memory".into());
@@ -604,7 +509,7 @@ impl Instance {
     }
 
     fn free_bytes(&mut self, ptr: i32) {
-        put_fuel(&mut self.store, LOAD_FUEL);
+        put_fuel(&mut Cx(&mut self.store), LOAD_FUEL);
         let _ = self.free.call(&mut self.store, ptr);
     }
 
@@ -627,7 +532,7 @@ impl Instance {
     /// Makes `func` (a global function) the entry, called with `arg`.
     fn bind(&mut self, func: &str, arg: Option<&[u8]>) -> Result<(), BuildError> {
         let name = self.put_bytes(func.as_bytes())?;
-        put_fuel(&mut self.store, LOAD_FUEL);
+        put_fuel(&mut Cx(&mut self.store), LOAD_FUEL);
         let fref = self
             .ref_global
             .call(&mut self.store, (name, func.len() as i32));
@@ -669,33 +574,24 @@ impl Instance {
         } else {
             0
         };
-        put_fuel(&mut self.store, limits.fuel - soft);
-        self.store.data_mut().soft = soft;
-        let mut bytes = std::mem::take(&mut self.pkt_buf);
-        bytes.clear();
-        bytes.resize(pkt.len(), 0);
+        put_fuel(&mut Cx(&mut self.store), limits.fuel - soft);
         {
             let d = self.store.data_mut();
+            d.call.soft = soft;
             d.max_depth = limits.pcall_depth;
-            // a packet that cannot be read whole serves no `pkt_read` (as an unreadable range)
-            d.pkt = pkt.read(0, &mut bytes).then_some(bytes);
+            // SAFETY: cleared below, before `run` returns and `pkt`'s borrow ends.
+            unsafe { d.call.set_packet(pkt) };
         }
         let budget = limits.instructions as i32;
         let cap = limits.pcall_depth as i32;
         let run = self.run.clone();
         let out = self.call_top(|s| run.call(s, (fref, aref, budget, cap)));
-        self.store.data_mut().soft = 0;
-        let mut write_ok = true;
-        let mut written = std::mem::take(&mut self.store.data_mut().written);
-        if let Some(b) = self.store.data_mut().pkt.take() {
-            for &(off, len) in &written {
-                write_ok &= pkt.write(off, &b[off..off + len]);
-            }
-            self.pkt_buf = b;
+        {
+            let d = self.store.data_mut();
+            d.call.clear_packet();
+            d.call.soft = 0;
         }
-        written.clear();
-        self.store.data_mut().written = written; // keeps its capacity
-                                                 // as runtime::Instance::run: writes stand even when the call fails afterwards
+        // as runtime::Instance::run: writes stand even when the call fails afterwards
         let applied = match self
             .memory
             .data(&self.store)
@@ -703,11 +599,6 @@ impl Instance {
         {
             Some(buf) => runtime::packet::apply_context(pkt, buf),
             None => Err(ApplyError::BadRange),
-        };
-        let applied = if write_ok {
-            applied
-        } else {
-            Err(ApplyError::Refused)
         };
         self.calls.finish_run(out, applied, limits.fuel)
     }
