@@ -1,12 +1,13 @@
-//! The top-level call protocol every engine host follows (wasmi in [`crate::instance`], wasmtime
-//! in `lpctl`): how a call that a Lua error unwound to the host is finished by `lp_recover`,
-//! which failures poison an instance, where the error message comes from, how much fuel a call
-//! used, and how its status and its packet writes become the call's result.
+//! The top-level call protocol every engine follows (wasmi, wasmtime in `lpctl`): how a call
+//! that a Lua error unwound to the host is finished by `lp_recover`, which failures poison an
+//! instance, where the error message comes from, how much fuel a call used, and how its status
+//! and its packet writes become the call's result.
 //!
-//! Engines differ in their store, function and error types only; [`GuestCalls`] is what this
-//! protocol needs from them.
+//! Engines differ in their store, function and error types only; [`Exec`] is what the runtime
+//! needs from them.
 
-use crate::error::ErrorKind;
+use crate::error::{ErrorKind, LoadError};
+use crate::imports::{fuel_left, put_fuel, ImportCtx};
 use crate::packet::ApplyError;
 use abi::guest as g;
 use abi::verdict::Verdict;
@@ -24,28 +25,72 @@ pub const COPY_BYTES_PER_FUEL: usize = 16;
 /// Fuel for fetching an error message (two exports that return a pointer and a length).
 const MESSAGE_FUEL: u64 = abi::limits::MESSAGE_FUEL;
 
-/// What the protocol needs from one engine's instance of the guest.
-pub trait GuestCalls {
-    type Error;
-    /// Fuel left.
-    fn fuel(&mut self) -> u64;
-    fn set_fuel(&mut self, fuel: u64);
+/// The guest's exports the runtime calls (`abi::guest::EXPORT_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Export {
+    /// `lp_ctx() -> addr`: the packet context's address.
+    Ctx,
+    /// `lp_init(seed) -> status`: creates the Lua state.
+    Init,
+    /// `lp_load(src, len, name, len) -> status`: runs the script's top-level chunk.
+    Load,
+    /// `lp_run(fref, aref, budget, cap) -> status`: a packet's call.
+    Run,
+    /// `lp_recover() -> status`: finishes a call a Lua error unwound to the host.
+    Recover,
+    /// `lp_errmsg() -> addr`, `lp_errlen() -> len`: the last error message.
+    ErrMsg,
+    ErrLen,
+    /// `lp_mem_used() -> bytes`: what the Lua allocator holds.
+    MemUsed,
+    /// `lp_alloc(len) -> addr`, `lp_free(addr)`: the guest's heap.
+    Alloc,
+    Free,
+    /// `lp_ref_global(name, len) -> ref`, `lp_ref_string(s, len) -> ref`: entries.
+    RefGlobal,
+    RefString,
+    /// `lp_features() -> bits` (`abi::guest::FEATURE_*`); optional.
+    Features,
+}
+
+/// What the runtime needs from one engine's instance of the guest, besides the imports' view
+/// ([`ImportCtx`]): the exports, the shadow-stack pointer and the re-entry depth, and what its
+/// errors mean. wasmi's is [`crate::wasmi_exec::WasmiExec`]; lpctl adds wasmtime's.
+pub trait Exec: ImportCtx {
+    /// Calls export `f` with `args` (as many as it takes); its result, 0 for an export without
+    /// one. A run taken in slices ([`crate::imports::CallData::slices`]) gets its fuel from
+    /// them also when the engine, not the guest, meters it.
+    fn call(&mut self, f: Export, args: &[i32]) -> Result<i32, Self::Error>;
+    /// Whether the guest has export `f` (all but [`Export::Features`] are required).
+    fn has(&self, f: Export) -> bool;
+    /// Whether the soft stop can work: the guest counts its fuel and exports `lp_fuel_stop`.
+    fn has_soft_stop(&self) -> bool;
     /// The guest's shadow-stack pointer (`__stack_pointer`).
     fn stack_pointer(&mut self) -> i32;
     /// False when the global cannot be set.
     fn set_stack_pointer(&mut self, sp: i32) -> bool;
     /// Forgets host re-entries (`try` frames): a top-level call starts at depth 0.
     fn reset_depth(&mut self);
-    /// `lp_recover()`.
-    fn recover(&mut self) -> Result<i32, Self::Error>;
-    /// `lp_errmsg()` and `lp_errlen()`.
-    fn error_message(&mut self) -> Option<(i32, i32)>;
-    /// The guest's linear memory.
-    fn memory(&self) -> &[u8];
+    /// The most nested re-entries (`try` frames) the next calls may make.
+    fn set_max_depth(&mut self, max: u32);
     /// The error is the `throw` import's: a Lua error unwinding to the host.
     fn is_lua_throw(e: &Self::Error) -> bool;
     /// The error kind of any other trap.
     fn trap_kind(e: &Self::Error) -> ErrorKind;
+    /// A trap outside the call protocol (setting up, binding) as a load error.
+    fn load_error(e: Self::Error) -> LoadError;
+}
+
+/// Fuel left to the running call, the soft stop's held-back share included.
+fn fuel<E: Exec>(e: &mut E) -> u64 {
+    let soft = e.data().soft;
+    fuel_left(e).saturating_add(soft)
+}
+
+/// Gives the next call `fuel`, none of it held back.
+pub fn set_fuel<E: Exec>(e: &mut E, fuel: u64) {
+    e.data_mut().soft = 0;
+    put_fuel(e, fuel);
 }
 
 /// How a top-level guest call ended.
@@ -95,17 +140,17 @@ impl CallState {
 
     /// Runs a top-level guest call `f`; a Lua error that unwinds to here is finished by
     /// `lp_recover`. Fills `message` on errors.
-    pub fn call_top<G: GuestCalls>(
+    pub fn call_top<G: Exec>(
         &mut self,
         g: &mut G,
         f: impl FnOnce(&mut G) -> Result<i32, G::Error>,
     ) -> Outcome {
         g.reset_depth();
-        let budget = g.fuel();
+        let budget = fuel(g);
         self.fuel_used = 0;
         let saved = g.stack_pointer();
         let result = f(g);
-        self.fuel_used = budget.saturating_sub(g.fuel());
+        self.fuel_used = budget.saturating_sub(fuel(g));
         let status = match result {
             Ok(st) => st,
             Err(e) if G::is_lua_throw(&e) => {
@@ -113,11 +158,11 @@ impl CallState {
                     return self.poison(g, ErrorKind::Trap);
                 }
                 // Recovery runs __close handlers: give it a fresh, bounded budget.
-                let fuel = g.fuel().max(RECOVER_FUEL);
-                g.set_fuel(fuel);
+                let given = fuel(g).max(RECOVER_FUEL);
+                set_fuel(g, given);
                 g.reset_depth();
-                let recovered = g.recover();
-                self.fuel_used += fuel.saturating_sub(g.fuel());
+                let recovered = g.call(Export::Recover, &[]);
+                self.fuel_used += given.saturating_sub(fuel(g));
                 match recovered {
                     Ok(st) => st,
                     Err(e) => return self.poison(g, G::trap_kind(&e)),
@@ -131,7 +176,7 @@ impl CallState {
         Outcome::Status(status)
     }
 
-    fn poison<G: GuestCalls>(&mut self, g: &mut G, kind: ErrorKind) -> Outcome {
+    fn poison<G: Exec>(&mut self, g: &mut G, kind: ErrorKind) -> Outcome {
         // With --stack-first the shadow stack sits at the bottom of memory: an overflow
         // wraps the stack pointer and the access traps out of bounds.
         let kind = if kind == ErrorKind::Trap && g.stack_pointer() < 1024 {
@@ -144,10 +189,10 @@ impl CallState {
         Outcome::Trap(kind)
     }
 
-    fn fetch_message<G: GuestCalls>(&mut self, g: &mut G) {
+    fn fetch_message<G: Exec>(&mut self, g: &mut G) {
         self.message.clear();
-        g.set_fuel(MESSAGE_FUEL);
-        let Some((ptr, len)) = g.error_message() else {
+        set_fuel(g, MESSAGE_FUEL);
+        let (Ok(ptr), Ok(len)) = (g.call(Export::ErrMsg, &[]), g.call(Export::ErrLen, &[])) else {
             return;
         };
         let (start, len) = (ptr as u32 as usize, (len.max(0) as usize).min(MAX_MESSAGE));

@@ -11,11 +11,21 @@ use crate::call::{COPY_BYTES_PER_FUEL, MAX_MESSAGE};
 use crate::host::{Host, LogLevel};
 use crate::packet::Packet;
 use abi::guest as g;
+use abi::limits::LOAD_SLICE_FUEL;
 use alloc::sync::Arc;
 use core::ptr::NonNull;
 
 /// The packet of the running call, with its lifetime erased (see [`CallData::set_packet`]).
 pub type PacketPtr = NonNull<dyn Packet + 'static>;
+
+/// The budget of a run taken in slices (the top-level chunk at load): fuel not yet handed out,
+/// and why the run stopped early.
+#[derive(Default)]
+pub struct Slices {
+    pub left: u64,
+    pub exhausted: bool,
+    pub interrupted: bool,
+}
 
 /// What the imports keep per instance, whatever the engine.
 pub struct CallData {
@@ -25,6 +35,8 @@ pub struct CallData {
     /// out, with a call of the guest's `lp_fuel_stop`, the first time the counter runs out
     /// (`instance::SOFT_STOP_FUEL`).
     pub soft: u64,
+    /// Set while a process-context run takes its fuel in slices.
+    pub slices: Option<Slices>,
     pub host: Arc<dyn Host>,
     /// The script's name, for its log lines.
     pub name: Arc<str>,
@@ -35,6 +47,7 @@ impl CallData {
         CallData {
             pkt: None,
             soft: 0,
+            slices: None,
             host,
             name,
         }
@@ -86,11 +99,33 @@ pub trait ImportCtx {
     fn set_engine_fuel(&mut self, fuel: u64);
     /// Calls the guest's `lp_fuel_stop` (the soft stop), if it exports one.
     fn fuel_stop(&mut self) -> Result<(), Self::Error>;
-    /// More fuel for a run taken in slices (wasmi's top-level chunk at load), at least
-    /// `required`; the fuel trap when there is none.
-    fn take_slice(&mut self, _required: u64) -> Result<u64, Self::Error> {
-        Err(Self::fuel_trap())
+}
+
+/// Takes the next slice of a sliced run's budget (at least `required`) after letting the host
+/// pause ([`Host::pause`]: the kernel reschedules there); the fuel trap when there is no
+/// sliced run, the budget cannot cover `required`, or the host says stop.
+pub fn take_slice<C: ImportCtx>(c: &mut C, required: u64) -> Result<u64, C::Error> {
+    let d = c.data_mut();
+    let Some(s) = d.slices.as_mut() else {
+        return Err(C::fuel_trap());
+    };
+    if s.left < required.max(1) {
+        s.left = 0;
+        s.exhausted = true;
+        return Err(C::fuel_trap());
     }
+    if !d.host.pause() {
+        if let Some(s) = d.slices.as_mut() {
+            s.interrupted = true;
+        }
+        return Err(C::fuel_trap());
+    }
+    let Some(s) = d.slices.as_mut() else {
+        return Err(C::fuel_trap());
+    };
+    let give = s.left.min(LOAD_SLICE_FUEL.max(required));
+    s.left -= give;
+    Ok(give)
 }
 
 /// Fuel left: the guest's counter (never negative here) or the engine's.
@@ -224,6 +259,6 @@ pub fn out_of_fuel<C: ImportCtx>(c: &mut C) -> Result<(), C::Error> {
             _ => Err(C::fuel_trap()),
         };
     }
-    let give = c.take_slice(now.unsigned_abs())?;
+    let give = take_slice(c, now.unsigned_abs())?;
     c.set_counter(now.saturating_add_unsigned(give))
 }

@@ -22,6 +22,7 @@ pub mod percpu;
 pub mod precheck;
 pub mod script;
 pub mod stats;
+pub mod wasmi_exec;
 
 pub use abi::verdict::{OnError, Verdict};
 pub use error::{ErrorKind, LoadError};

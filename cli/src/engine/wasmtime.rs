@@ -1,25 +1,26 @@
 //! The same guest under wasmtime (Cranelift JIT), for differential checks against the sandbox.
 //!
-//! The `lp` imports are the runtime's own (`runtime::imports`, through [`Cx`]): packet reads
-//! and writes go to the packet itself, as in the kernel. The rest mirrors `runtime::instance`
-//! (the wasmi host) call for call: Lua errors
-//! as a [`LuaThrow`] host error caught by the innermost host frame (a `try`, which restores
-//! `__stack_pointer` and reports `TRY_THREW`, or the top-level call, which restores it and runs
-//! `lp_recover`), the re-entry cap as a [`DepthExceeded`] trap, fuel refilled before every call,
-//! the instance's memory limit, and a rebuild of the instance after any other trap — and
-//! `runtime::script`'s on-error policy. Fuel is the built-in guest's own count (its `lp_fuel`
-//! global, guest-lua/build/fuel.rs), so it is the same number under both engines; another
-//! guest is metered by wasmtime per operator. What differs: `limits.recursion` counts wasmi
-//! frames, which wasmtime can only approximate with a stack size in bytes ([`wasm_stack`]), and
-//! a load here is not taken in slices.
+//! Only the engine is wasmtime's ([`WasmtimeExec`], the runtime's [`Exec`]): the script's
+//! instance is the runtime's own ([`Instance`]: Lua state setup, the top-level chunk in slices
+//! of the load budget, binding, a packet's call, the soft stop), and so are the `lp` imports
+//! (`runtime::imports`, through [`Cx`]; packet reads and writes go to the packet itself, as in
+//! the kernel). What this file adds: Lua errors as a [`LuaThrow`] host error caught by the
+//! innermost host frame (a `try`, which restores `__stack_pointer` and reports `TRY_THREW`, or
+//! the top-level call), the re-entry cap as a [`DepthExceeded`] trap, and
+//! `runtime::script`'s on-error policy with a rebuild after a trap. Fuel is the built-in
+//! guest's own count (its `lp_fuel` global, guest-lua/build/fuel.rs), so it is the same number
+//! under both engines; another guest is metered by wasmtime per operator, and gets its whole
+//! load budget at once (wasmtime cannot resume a call that ran dry). `limits.recursion`
+//! counts wasmi frames, which wasmtime can only approximate with a stack size in bytes
+//! ([`wasm_stack`]).
 
 use super::wasmi::CliHost;
 use super::{error_message, Config, Engine, Kind, LoadError, RunResult};
 use abi::guest as g;
-use runtime::call::{status_kind, CallState, GuestCalls, Outcome};
-use runtime::imports::{self, fuel_left, put_fuel, CallData, ImportCtx};
-use runtime::packet::ApplyError;
-use runtime::{ErrorKind, Host, Limits, LogLevel, Packet, Verdict};
+use runtime::call::{Exec, Export};
+use runtime::imports::{self, CallData, ImportCtx};
+use runtime::instance::Instance;
+use runtime::{ErrorKind, Host, Limits, LogLevel, Packet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use wasmtime::{
@@ -27,8 +28,8 @@ use wasmtime::{
     TypedFunc, Val,
 };
 
-/// Fuel for building an instance: the script's top-level chunk may build large tables.
-const LOAD_FUEL: u64 = 4_000_000_000;
+/// Fuel for instantiating a guest wasmtime meters (its start function, data segments).
+const SETUP_FUEL: u64 = 10_000_000;
 /// wasmi limits the wasm call depth of one entry into the guest to `limits.recursion` frames;
 /// wasmtime limits the native stack all wasm (and host re-entry) frames of a call may use, in
 /// bytes. Measured on the Lua guest, a wasmi frame corresponds to about this much native stack
@@ -141,30 +142,10 @@ struct StoreData {
     memory: Option<Memory>,
     /// The guest's own fuel counter (`Guest::counts_fuel`); otherwise wasmtime's fuel.
     fuel: Option<Global>,
-    /// The guest's soft stop (as `runtime::instance`).
+    /// The guest's soft stop (`runtime::imports::out_of_fuel`).
     fuel_stop: Option<TypedFunc<(), ()>>,
     /// The packet in hand, the soft stop's fuel, the host and the script's name.
     call: CallData,
-}
-
-/// One instance of the script: a store with the guest instantiated and the script loaded.
-struct Instance {
-    store: Store<StoreData>,
-    memory: Memory,
-    sp: Global,
-    ctx_addr: usize,
-    run: TypedFunc<(i32, i32, i32, i32), i32>,
-    recover: TypedFunc<(), i32>,
-    errmsg: TypedFunc<(), i32>,
-    errlen: TypedFunc<(), i32>,
-    alloc: TypedFunc<i32, i32>,
-    free: TypedFunc<i32, ()>,
-    ref_global: TypedFunc<(i32, i32), i32>,
-    ref_string: TypedFunc<(i32, i32), i32>,
-    /// (function ref, argument ref) of the bound entry.
-    entry: Option<(i32, i32)>,
-    /// Message, poison and fuel of the last call.
-    calls: CallState,
 }
 
 /// The shared imports' view (`runtime::imports`) of a wasmtime caller (an import running) or
@@ -304,56 +285,6 @@ fn typed<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
 }
 
 /// The call protocol's view of an instance: its store and the exports it uses.
-struct Calls<'a> {
-    store: &'a mut Store<StoreData>,
-    sp: Global,
-    memory: Memory,
-    recover: &'a TypedFunc<(), i32>,
-    errmsg: &'a TypedFunc<(), i32>,
-    errlen: &'a TypedFunc<(), i32>,
-}
-
-impl GuestCalls for Calls<'_> {
-    type Error = wasmtime::Error;
-    fn fuel(&mut self) -> u64 {
-        let soft = self.store.data().call.soft;
-        fuel_left(&mut Cx(&mut *self.store)).saturating_add(soft)
-    }
-    fn set_fuel(&mut self, fuel: u64) {
-        self.store.data_mut().call.soft = 0;
-        put_fuel(&mut Cx(&mut *self.store), fuel);
-    }
-    fn stack_pointer(&mut self) -> i32 {
-        match self.sp.get(&mut *self.store) {
-            Val::I32(v) => v,
-            _ => 0,
-        }
-    }
-    fn set_stack_pointer(&mut self, sp: i32) -> bool {
-        self.sp.set(&mut *self.store, Val::I32(sp)).is_ok()
-    }
-    fn reset_depth(&mut self) {
-        self.store.data_mut().depth = 0;
-    }
-    fn recover(&mut self) -> wasmtime::Result<i32> {
-        self.recover.call(&mut *self.store, ())
-    }
-    fn error_message(&mut self) -> Option<(i32, i32)> {
-        let ptr = self.errmsg.call(&mut *self.store, ()).ok()?;
-        let len = self.errlen.call(&mut *self.store, ()).ok()?;
-        Some((ptr, len))
-    }
-    fn memory(&self) -> &[u8] {
-        self.memory.data(&*self.store)
-    }
-    fn is_lua_throw(e: &wasmtime::Error) -> bool {
-        e.is::<LuaThrow>()
-    }
-    fn trap_kind(e: &wasmtime::Error) -> ErrorKind {
-        trap_kind(e)
-    }
-}
-
 fn trap_kind(e: &wasmtime::Error) -> ErrorKind {
     if e.is::<DepthExceeded>() {
         return ErrorKind::Stack;
@@ -365,15 +296,35 @@ fn trap_kind(e: &wasmtime::Error) -> ErrorKind {
     }
 }
 
-impl Instance {
-    /// Instantiates the guest, creates the Lua state and runs the script's top-level chunk.
-    fn new(
+/// wasmtime's instance of the guest: the store and the exports the runtime calls.
+struct WasmtimeExec {
+    store: Store<StoreData>,
+    memory: Memory,
+    sp: Global,
+    ctx: TypedFunc<(), i32>,
+    init: TypedFunc<i32, i32>,
+    load: TypedFunc<(i32, i32, i32, i32), i32>,
+    run: TypedFunc<(i32, i32, i32, i32), i32>,
+    recover: TypedFunc<(), i32>,
+    errmsg: TypedFunc<(), i32>,
+    errlen: TypedFunc<(), i32>,
+    mem_used: TypedFunc<(), i32>,
+    alloc: TypedFunc<i32, i32>,
+    free: TypedFunc<i32, ()>,
+    ref_global: TypedFunc<(i32, i32), i32>,
+    ref_string: TypedFunc<(i32, i32), i32>,
+    features: Option<TypedFunc<(), i32>>,
+}
+
+impl WasmtimeExec {
+    /// Instantiates `guest` for script `name` under `limits` (memory pre-sized to the limit,
+    /// as the kernel does: none grown per packet).
+    fn instantiate(
         guest: &Guest,
         name: &str,
-        source: &[u8],
         limits: &Limits,
         host: Arc<dyn Host>,
-    ) -> Result<Instance, BuildError> {
+    ) -> Result<WasmtimeExec, BuildError> {
         let data = StoreData {
             limits: StoreLimitsBuilder::new()
                 .memory_size(limits.memory as usize)
@@ -388,12 +339,12 @@ impl Instance {
             memory: None,
             fuel: None,
             fuel_stop: None,
-            call: CallData::new(host.clone(), Arc::from(name)),
+            call: CallData::new(host, Arc::from(name)),
         };
         let mut store = Store::new(&guest.engine, data);
         store.limiter(|d| &mut d.limits);
         if !guest.counts_fuel {
-            store.set_fuel(LOAD_FUEL)?;
+            store.set_fuel(SETUP_FUEL)?;
         }
         let inst = linker(&guest.engine)?.instantiate(&mut store, &guest.module)?;
         if guest.counts_fuel {
@@ -404,16 +355,14 @@ impl Instance {
             store.data_mut().fuel_stop = inst
                 .get_typed_func::<(), ()>(&mut store, g::EXPORT_FUEL_STOP)
                 .ok();
-            put_fuel(&mut Cx(&mut store), LOAD_FUEL);
         } else if let Some(counter) = inst.get_global(&mut store, g::EXPORT_FUEL) {
             // an untrusted guest that counts too: only wasmtime's metering stops it (as
-            // runtime::instance does)
+            // runtime::wasmi_exec does)
             let _ = counter.set(&mut store, Val::I64(i64::MAX));
         }
         let memory = inst
             .get_memory(&mut store, g::EXPORT_MEMORY)
             .ok_or(runtime::LoadError::Guest(g::EXPORT_MEMORY))?;
-        // as the kernel does: all of the memory limit up front, none grown per packet
         let (have, want) = (
             memory.size(&store),
             limits.memory / abi::module_caps::WASM_PAGE,
@@ -427,180 +376,138 @@ impl Instance {
             .get_global(&mut store, g::EXPORT_STACK_POINTER)
             .ok_or(runtime::LoadError::Guest(g::EXPORT_STACK_POINTER))?;
         let tramp = typed::<i32, ()>(&inst, &mut store, g::EXPORT_TRAMPOLINE)?;
-        let init = typed::<i32, i32>(&inst, &mut store, g::EXPORT_INIT)?;
-        let ctx = typed::<(), i32>(&inst, &mut store, g::EXPORT_CTX)?;
-        let load = typed::<(i32, i32, i32, i32), i32>(&inst, &mut store, g::EXPORT_LOAD)?;
         {
             let d = store.data_mut();
             d.sp = Some(sp);
             d.tramp = Some(tramp);
             d.memory = Some(memory);
         }
-        let mut me = Instance {
+        Ok(WasmtimeExec {
+            ctx: typed(&inst, &mut store, g::EXPORT_CTX)?,
+            init: typed(&inst, &mut store, g::EXPORT_INIT)?,
+            load: typed(&inst, &mut store, g::EXPORT_LOAD)?,
             run: typed(&inst, &mut store, g::EXPORT_RUN)?,
             recover: typed(&inst, &mut store, g::EXPORT_RECOVER)?,
             errmsg: typed(&inst, &mut store, g::EXPORT_ERRMSG)?,
             errlen: typed(&inst, &mut store, g::EXPORT_ERRLEN)?,
+            mem_used: typed(&inst, &mut store, g::EXPORT_MEM_USED)?,
             alloc: typed(&inst, &mut store, g::EXPORT_ALLOC)?,
             free: typed(&inst, &mut store, g::EXPORT_FREE)?,
             ref_global: typed(&inst, &mut store, g::EXPORT_REF_GLOBAL)?,
             ref_string: typed(&inst, &mut store, g::EXPORT_REF_STRING)?,
+            features: inst
+                .get_typed_func::<(), i32>(&mut store, g::EXPORT_FEATURES)
+                .ok(),
             store,
             memory,
             sp,
-            ctx_addr: 0,
-            entry: None,
-            calls: CallState::default(),
-        };
-        let ctx_addr = ctx.call(&mut me.store, ())?;
-        me.ctx_addr = ctx_addr as u32 as usize;
-        if me
-            .memory
-            .data(&me.store)
-            .get(me.ctx_addr..me.ctx_addr + g::ctx::SIZE)
-            .is_none()
-        {
-            return Err(runtime::LoadError::Guest("packet context outside memory").into());
-        }
-        let seed = host.seed() as i32;
-        match me.call_top(|s| init.call(s, seed)) {
-            Outcome::Status(0) => {}
-            Outcome::Status(st) => {
-                return Err(
-                    runtime::LoadError::Init(status_kind(st), me.calls.message.clone()).into(),
-                )
-            }
-            Outcome::Trap(k) => return Err(runtime::LoadError::Init(k, String::new()).into()),
-        }
-        let src = me.put_bytes(source)?;
-        let nm = me.put_bytes(name.as_bytes())?;
-        let (slen, nlen) = (source.len() as i32, name.len() as i32);
-        let r = me.call_top(|s| load.call(s, (src, slen, nm, nlen)));
-        me.free_bytes(src);
-        me.free_bytes(nm);
-        let e = match r {
-            Outcome::Status(0) => return Ok(me),
-            Outcome::Status(g::ERR_SYNTAX) => runtime::LoadError::Syntax(me.calls.message.clone()),
-            Outcome::Status(st) => {
-                runtime::LoadError::Init(status_kind(st), me.calls.message.clone())
-            }
-            Outcome::Trap(k) => runtime::LoadError::Init(k, String::new()),
-        };
-        Err(e.into())
+        })
     }
 
-    /// Copies bytes into guest memory (guest heap), returning their address.
-    fn put_bytes(&mut self, bytes: &[u8]) -> Result<i32, BuildError> {
-        let len =
-            i32::try_from(bytes.len()).map_err(|_| runtime::LoadError::Guest("input too large"))?;
-        put_fuel(&mut Cx(&mut self.store), LOAD_FUEL);
-        let ptr = self.alloc.call(&mut self.store, len)?;
-        if ptr == 0 {
-            let e = runtime::LoadError::Init(ErrorKind::Memory, "not enough memory".into());
-            return Err(e.into());
+    /// wasmtime cannot resume a call that ran dry: a run taken in slices that wasmtime meters
+    /// (a foreign guest) gets the rest of its budget at once. The built-in guest takes its
+    /// slices through the `out_of_fuel` import, as under wasmi.
+    fn give_slices(&mut self) {
+        let d = self.store.data_mut();
+        if d.fuel.is_some() {
+            return;
         }
-        let start = ptr as u32 as usize;
-        self.memory
-            .data_mut(&mut self.store)
-            .get_mut(start..start + bytes.len())
-            .ok_or(runtime::LoadError::Guest("allocation outside memory"))?
-            .copy_from_slice(bytes);
-        Ok(ptr)
-    }
-
-    fn free_bytes(&mut self, ptr: i32) {
-        put_fuel(&mut Cx(&mut self.store), LOAD_FUEL);
-        let _ = self.free.call(&mut self.store, ptr);
-    }
-
-    /// Runs a top-level guest call (see [`CallState::call_top`]).
-    fn call_top(
-        &mut self,
-        f: impl FnOnce(&mut Store<StoreData>) -> wasmtime::Result<i32>,
-    ) -> Outcome {
-        let mut calls = Calls {
-            store: &mut self.store,
-            sp: self.sp,
-            memory: self.memory,
-            recover: &self.recover,
-            errmsg: &self.errmsg,
-            errlen: &self.errlen,
+        let Some(s) = d.call.slices.as_mut() else {
+            return;
         };
-        self.calls.call_top(&mut calls, |c| f(c.store))
+        let rest = std::mem::take(&mut s.left);
+        let now = self.store.get_fuel().unwrap_or(0);
+        let _ = self.store.set_fuel(now.saturating_add(rest));
     }
+}
 
-    /// Makes `func` (a global function) the entry, called with `arg`.
-    fn bind(&mut self, func: &str, arg: Option<&[u8]>) -> Result<(), BuildError> {
-        let name = self.put_bytes(func.as_bytes())?;
-        put_fuel(&mut Cx(&mut self.store), LOAD_FUEL);
-        let fref = self
-            .ref_global
-            .call(&mut self.store, (name, func.len() as i32));
-        self.free_bytes(name);
-        let fref = fref?;
-        if fref < 0 {
-            return Err(runtime::LoadError::NoFunction(String::from(func)).into());
+impl ImportCtx for WasmtimeExec {
+    type Error = wasmtime::Error;
+    fn fuel_trap() -> wasmtime::Error {
+        Trap::OutOfFuel.into()
+    }
+    fn data(&self) -> &CallData {
+        &self.store.data().call
+    }
+    fn data_mut(&mut self) -> &mut CallData {
+        &mut self.store.data_mut().call
+    }
+    fn memory(&self) -> &[u8] {
+        self.memory.data(&self.store)
+    }
+    fn memory_mut(&mut self) -> &mut [u8] {
+        self.memory.data_mut(&mut self.store)
+    }
+    fn counter(&mut self) -> Option<i64> {
+        Cx(&mut self.store).counter()
+    }
+    fn set_counter(&mut self, value: i64) -> wasmtime::Result<()> {
+        Cx(&mut self.store).set_counter(value)
+    }
+    fn engine_fuel(&self) -> u64 {
+        self.store.get_fuel().unwrap_or(0)
+    }
+    fn set_engine_fuel(&mut self, fuel: u64) {
+        let _ = self.store.set_fuel(fuel);
+    }
+    fn fuel_stop(&mut self) -> wasmtime::Result<()> {
+        Cx(&mut self.store).fuel_stop()
+    }
+}
+
+impl Exec for WasmtimeExec {
+    fn call(&mut self, f: Export, args: &[i32]) -> wasmtime::Result<i32> {
+        if self.store.data().call.slices.is_some() {
+            self.give_slices();
         }
-        let aref = match arg {
-            Some(a) => {
-                let p = self.put_bytes(a)?;
-                let r = self.ref_string.call(&mut self.store, (p, a.len() as i32));
-                self.free_bytes(p);
-                r?
-            }
-            None => 0,
-        };
-        self.entry = Some((fref, aref));
-        Ok(())
-    }
-
-    /// Runs the entry on `pkt`. Returns the verdict or the error kind, and the fuel used.
-    fn run(&mut self, pkt: &dyn Packet, limits: &Limits) -> (Result<Verdict, ErrorKind>, u64) {
-        let Some((fref, aref)) = self.entry else {
-            self.calls.set_message("no such entry");
-            return (Err(ErrorKind::Trap), 0);
-        };
-        let ctx_addr = self.ctx_addr;
-        if let Some(buf) = self
-            .memory
-            .data_mut(&mut self.store)
-            .get_mut(ctx_addr..ctx_addr + g::ctx::SIZE)
-        {
-            runtime::packet::fill_context(pkt, buf);
+        let a = |i: usize| args.get(i).copied().unwrap_or(0);
+        let s = &mut self.store;
+        match f {
+            Export::Run => self.run.call(s, (a(0), a(1), a(2), a(3))),
+            Export::Recover => self.recover.call(s, ()),
+            Export::ErrMsg => self.errmsg.call(s, ()),
+            Export::ErrLen => self.errlen.call(s, ()),
+            Export::Ctx => self.ctx.call(s, ()),
+            Export::Init => self.init.call(s, a(0)),
+            Export::Load => self.load.call(s, (a(0), a(1), a(2), a(3))),
+            Export::MemUsed => self.mem_used.call(s, ()),
+            Export::Alloc => self.alloc.call(s, a(0)),
+            Export::Free => self.free.call(s, a(0)).map(|()| 0),
+            Export::RefGlobal => self.ref_global.call(s, (a(0), a(1))),
+            Export::RefString => self.ref_string.call(s, (a(0), a(1))),
+            Export::Features => match &self.features {
+                Some(f) => f.call(s, ()),
+                None => Ok(!0),
+            },
         }
+    }
+    fn has(&self, f: Export) -> bool {
+        f != Export::Features || self.features.is_some()
+    }
+    fn has_soft_stop(&self) -> bool {
         let d = self.store.data();
-        let soft = if d.fuel.is_some() && d.fuel_stop.is_some() {
-            runtime::instance::soft_stop_fuel(limits.fuel)
-        } else {
-            0
-        };
-        put_fuel(&mut Cx(&mut self.store), limits.fuel - soft);
-        {
-            let d = self.store.data_mut();
-            d.call.soft = soft;
-            d.max_depth = limits.pcall_depth;
-            // SAFETY: cleared below, before `run` returns and `pkt`'s borrow ends.
-            unsafe { d.call.set_packet(pkt) };
-        }
-        let budget = limits.instructions as i32;
-        let cap = limits.pcall_depth as i32;
-        let run = self.run.clone();
-        let out = self.call_top(|s| run.call(s, (fref, aref, budget, cap)));
-        {
-            let d = self.store.data_mut();
-            d.call.clear_packet();
-            d.call.soft = 0;
-        }
-        // as runtime::Instance::run: writes stand even when the call fails afterwards
-        let applied = match self
-            .memory
-            .data(&self.store)
-            .get(ctx_addr..ctx_addr + g::ctx::SIZE)
-        {
-            Some(buf) => runtime::packet::apply_context(pkt, buf),
-            None => Err(ApplyError::BadRange),
-        };
-        self.calls.finish_run(out, applied, limits.fuel)
+        d.fuel.is_some() && d.fuel_stop.is_some()
+    }
+    fn stack_pointer(&mut self) -> i32 {
+        self.sp.get(&mut self.store).i32().unwrap_or(0)
+    }
+    fn set_stack_pointer(&mut self, sp: i32) -> bool {
+        self.sp.set(&mut self.store, Val::I32(sp)).is_ok()
+    }
+    fn reset_depth(&mut self) {
+        self.store.data_mut().depth = 0;
+    }
+    fn set_max_depth(&mut self, max: u32) {
+        self.store.data_mut().max_depth = max;
+    }
+    fn is_lua_throw(e: &wasmtime::Error) -> bool {
+        e.is::<LuaThrow>()
+    }
+    fn trap_kind(e: &wasmtime::Error) -> ErrorKind {
+        trap_kind(e)
+    }
+    fn load_error(e: wasmtime::Error) -> runtime::LoadError {
+        runtime::LoadError::Init(trap_kind(&e), e.to_string())
     }
 }
 
@@ -609,7 +516,7 @@ pub struct WasmtimeEngine {
     guest: Guest,
     cfg: Config,
     host: Arc<dyn Host>,
-    instance: Instance,
+    instance: Instance<WasmtimeExec>,
     /// Message of the last error (kept across a rebuild).
     message: String,
     rebuilds: u64,
@@ -637,8 +544,13 @@ impl WasmtimeEngine {
         })
     }
 
-    fn build(guest: &Guest, cfg: &Config, host: Arc<dyn Host>) -> Result<Instance, BuildError> {
-        let mut inst = Instance::new(guest, &cfg.name, &cfg.source, &cfg.limits, host)?;
+    fn build(
+        guest: &Guest,
+        cfg: &Config,
+        host: Arc<dyn Host>,
+    ) -> Result<Instance<WasmtimeExec>, BuildError> {
+        let exec = WasmtimeExec::instantiate(guest, &cfg.name, &cfg.limits, host.clone())?;
+        let mut inst = Instance::start(exec, &cfg.name, &cfg.source, &cfg.limits, &*host)?;
         inst.bind(&cfg.function, cfg.arg.as_deref())?;
         Ok(inst)
     }
@@ -660,18 +572,19 @@ impl Engine for WasmtimeEngine {
     }
 
     fn run(&mut self, pkt: &dyn Packet) -> RunResult {
-        let (res, fuel) = self.instance.run(pkt, &self.cfg.limits);
+        let (res, fuel) = self.instance.run(0, pkt, &self.cfg.limits);
         let (verdict, error) = match res {
             Ok(v) => (v, None),
             Err(k) => {
-                let line = &self.instance.calls.message;
+                let line = self.instance.message();
                 self.host
                     .log(&self.cfg.name, LogLevel::Warn, line.as_bytes());
-                self.message.clone_from(line);
+                self.message.clear();
+                self.message.push_str(line);
                 (self.cfg.on_error.verdict(), Some(k))
             }
         };
-        if self.instance.calls.poisoned {
+        if self.instance.poisoned() {
             match Self::build(&self.guest, &self.cfg, self.host.clone()) {
                 Ok(inst) => {
                     self.instance = inst;
