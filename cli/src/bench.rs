@@ -81,7 +81,7 @@ pub fn instance_cost(opts: &Options) -> Result<InstanceCost> {
     let t = Instant::now();
     let guest = cache.get(cfg.guest_wasm(), cfg.limits.recursion)?;
     let compile_ms = t.elapsed().as_secs_f64() * 1e3;
-    let new = || Instance::new(&guest, &cfg.name, &cfg.source, &cfg.limits, host.clone());
+    let new = || Instance::new(&*guest, &cfg.name, &cfg.source, &cfg.limits, host.clone());
     let mut inst = new()?;
     let entry = inst.bind(&cfg.function, cfg.arg.as_deref())?;
     for p in &packets(&capture, opts.meta.meta()?) {

@@ -77,6 +77,8 @@ pub enum LoadError {
     Guest(&'static str),
     /// wasmi rejected the module or the instantiation.
     Wasm(wasmi::Error),
+    /// Another engine (lpctl's wasmtime) rejected the module or the instantiation: its message.
+    Rejected(alloc::string::String),
     /// The module declares more than a cap allows (`abi::module_caps`), or cannot be read:
     /// refused before wasmi parses it.
     Module(crate::precheck::PrecheckError),
@@ -111,6 +113,7 @@ impl fmt::Display for LoadError {
         match self {
             LoadError::Guest(what) => write!(f, "invalid guest module: {what}"),
             LoadError::Wasm(e) => write!(f, "guest module rejected: {e}"),
+            LoadError::Rejected(m) => write!(f, "guest module rejected: {m}"),
             LoadError::Module(e) => write!(f, "guest module refused: {e}"),
             LoadError::Syntax(m) => write!(f, "syntax error: {m}"),
             LoadError::Init(kind, m) if m.is_empty() => write!(f, "top-level chunk failed: {kind}"),

@@ -1,6 +1,10 @@
 //! Compiled guests, cached by content hash: many scripts share one compiled Lua VM.
 
+use crate::call::Exec;
 use crate::error::LoadError;
+use crate::host::Host;
+use crate::limits::Limits;
+use crate::wasmi_exec::WasmiExec;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use sha2::{Digest, Sha256};
@@ -30,6 +34,37 @@ impl Guest {
     /// Whether fuel is the guest's own count (the same in every engine) or wasmi's.
     pub fn counts_fuel(&self) -> bool {
         self.counts_fuel
+    }
+}
+
+/// A guest compiled for one engine, which builds instances of it: wasmi's [`Guest`], and
+/// lpctl's wasmtime guest. [`crate::Script`] keeps its instances this way.
+pub trait CompiledGuest {
+    type Exec: Exec;
+    /// A fresh instance for script `name` under `limits` (linear memory pre-sized to the
+    /// limit), before the Lua state exists ([`crate::instance::Instance::start`] makes it).
+    fn instantiate(
+        &self,
+        name: &str,
+        limits: &Limits,
+        host: Arc<dyn Host>,
+    ) -> Result<Self::Exec, LoadError>;
+    /// SHA-256 of the guest module.
+    fn hash(&self) -> &[u8; 32];
+}
+
+impl CompiledGuest for Guest {
+    type Exec = WasmiExec;
+    fn instantiate(
+        &self,
+        name: &str,
+        limits: &Limits,
+        host: Arc<dyn Host>,
+    ) -> Result<WasmiExec, LoadError> {
+        WasmiExec::instantiate(self, name, limits, host)
+    }
+    fn hash(&self) -> &[u8; 32] {
+        &self.hash
     }
 }
 

@@ -5,7 +5,7 @@
 
 use crate::call::{status_kind, CallState, Exec, Export, Outcome};
 use crate::error::{ErrorKind, LoadError};
-use crate::guest::Guest;
+use crate::guest::CompiledGuest;
 use crate::host::Host;
 use crate::imports::{fuel_left, put_fuel, Slices};
 use crate::limits::Limits;
@@ -60,17 +60,17 @@ pub struct Instance<E: Exec = WasmiExec> {
     features: i32,
 }
 
-impl Instance<WasmiExec> {
-    /// Instantiates the guest under wasmi, creates the Lua state and runs the script's
-    /// top-level chunk (see [`Instance::start`]).
-    pub fn new(
-        guest: &Guest,
+impl<E: Exec> Instance<E> {
+    /// Instantiates `guest`, creates the Lua state and runs the script's top-level chunk (see
+    /// [`Instance::start`]).
+    pub fn new<G: CompiledGuest<Exec = E>>(
+        guest: &G,
         name: &str,
         source: &[u8],
         limits: &Limits,
         host: Arc<dyn Host>,
-    ) -> Result<Instance, LoadError> {
-        let exec = WasmiExec::instantiate(guest, name, limits, host.clone())?;
+    ) -> Result<Instance<E>, LoadError> {
+        let exec = guest.instantiate(name, limits, host.clone())?;
         Instance::start(exec, name, source, limits, &*host)
     }
 }

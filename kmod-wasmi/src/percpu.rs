@@ -321,7 +321,7 @@ impl PerCpuScript {
         let limits = self.limits.get();
         let mut spare = SpareInstance {
             inst: Instance::new(
-                &self.guest,
+                &*self.guest,
                 &self.name,
                 &self.source,
                 &limits,

@@ -1,7 +1,7 @@
 //! A loaded script: its source, limits, error policy, one instance per CPU, and its stats.
 
 use crate::error::{ErrorKind, LoadError};
-use crate::guest::{Guest, GuestCache};
+use crate::guest::{CompiledGuest, Guest, GuestCache};
 use crate::host::{Host, LogLevel};
 use crate::instance::Instance;
 use crate::limits::Limits;
@@ -31,21 +31,23 @@ struct Entry {
     arg: Option<Vec<u8>>,
 }
 
-pub struct Script {
+/// A script and its instances, under wasmi's guest unless said otherwise (lpctl runs the
+/// same container under wasmtime).
+pub struct Script<G: CompiledGuest = Guest> {
     name: String,
     source: Vec<u8>,
-    guest: Arc<Guest>,
+    guest: Arc<G>,
     host: Arc<dyn Host>,
     limits: Limits,
     on_error: OnError,
-    instances: Vec<Instance>,
+    instances: Vec<Instance<G::Exec>>,
     entries: Vec<Entry>,
     stats: Stats,
     /// Message of the last error, per instance (kept across a rebuild).
     messages: Vec<String>,
 }
 
-impl Script {
+impl Script<Guest> {
     /// Compiles (or reuses) the guest and builds `instances` instances of the script.
     #[allow(clippy::too_many_arguments)]
     pub fn load(
@@ -60,9 +62,25 @@ impl Script {
     ) -> Result<Script, LoadError> {
         limits.validate().map_err(LoadError::Limit)?;
         let guest = cache.get(guest_wasm, limits.recursion)?;
+        Script::with_guest(guest, name, source, limits, on_error, instances, host)
+    }
+}
+
+impl<G: CompiledGuest> Script<G> {
+    /// Builds `instances` instances of the script in `guest`.
+    pub fn with_guest(
+        guest: Arc<G>,
+        name: &str,
+        source: &[u8],
+        limits: Limits,
+        on_error: OnError,
+        instances: usize,
+        host: Arc<dyn Host>,
+    ) -> Result<Script<G>, LoadError> {
+        limits.validate().map_err(LoadError::Limit)?;
         let mut built = Vec::with_capacity(instances);
         for _ in 0..instances.max(1) {
-            built.push(Instance::new(&guest, name, source, &limits, host.clone())?);
+            built.push(Instance::new(&*guest, name, source, &limits, host.clone())?);
         }
         Ok(Script {
             name: String::from(name),
@@ -124,7 +142,7 @@ impl Script {
     /// Replaces a poisoned instance with a fresh one (the script's top-level chunk runs again).
     fn rebuild(&mut self, cpu: usize) {
         let fresh = Instance::new(
-            &self.guest,
+            &*self.guest,
             &self.name,
             &self.source,
             &self.limits,
@@ -176,7 +194,7 @@ impl Script {
     pub fn instances(&self) -> usize {
         self.instances.len()
     }
-    pub fn instance(&mut self, cpu: usize) -> &mut Instance {
+    pub fn instance(&mut self, cpu: usize) -> &mut Instance<G::Exec> {
         let n = self.instances.len();
         &mut self.instances[cpu % n]
     }

@@ -6,6 +6,7 @@ use runtime::{ErrorKind, Limits, OnError, Packet, Verdict};
 use std::fmt;
 
 pub mod native;
+pub mod script;
 pub mod wasmi;
 pub mod wasmtime;
 

@@ -1,7 +1,9 @@
 //! The sandbox: the runtime that the kernel module links, run in userspace.
 
-use super::{error_message, Config, Engine, Kind, LoadError, RunResult};
-use runtime::{GuestCache, Host, LogLevel, Packet, Script};
+use super::script::{CliGuest, ScriptEngine};
+use super::{Config, Kind};
+use runtime::guest::Guest;
+use runtime::{GuestCache, Host, LogLevel};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -42,52 +44,12 @@ impl Host for CliHost {
     }
 }
 
-pub struct WasmiEngine {
-    script: Script,
-    entry: usize,
-}
+/// The sandbox's engine: wasmi, as in the kernel.
+pub type WasmiEngine = ScriptEngine<Guest>;
 
-impl WasmiEngine {
-    pub fn load(cfg: &Config) -> Result<Self, LoadError> {
-        Self::load_with_host(cfg, CliHost::new(false))
-    }
-
-    pub fn load_with_host(cfg: &Config, host: Arc<dyn Host>) -> Result<Self, LoadError> {
-        let mut cache = GuestCache::new();
-        let mut script = Script::load(
-            &mut cache,
-            cfg.guest_wasm(),
-            &cfg.name,
-            &cfg.source,
-            cfg.limits,
-            cfg.on_error,
-            1,
-            host,
-        )
-        .map_err(|e| LoadError(format!("{}: {e}", cfg.name)))?;
-        let entry = script
-            .bind(&cfg.function, cfg.arg.as_deref())
-            .map_err(|e| LoadError(format!("{}: {e}", cfg.name)))?;
-        Ok(WasmiEngine { script, entry })
-    }
-
-    pub fn script(&self) -> &Script {
-        &self.script
-    }
-}
-
-impl Engine for WasmiEngine {
-    fn kind(&self) -> Kind {
-        Kind::Wasmi
-    }
-    fn run(&mut self, pkt: &dyn Packet) -> RunResult {
-        let o = self.script.run(0, self.entry, pkt);
-        RunResult {
-            verdict: o.verdict,
-            error: o
-                .error
-                .map(|k| (k, error_message(k, self.script.message(0)))),
-            fuel: Some(o.fuel),
-        }
+impl CliGuest for Guest {
+    const KIND: Kind = Kind::Wasmi;
+    fn compile(cfg: &Config) -> Result<Arc<Guest>, runtime::LoadError> {
+        GuestCache::new().get(cfg.guest_wasm(), cfg.limits.recursion)
     }
 }

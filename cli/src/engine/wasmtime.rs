@@ -14,13 +14,14 @@
 //! counts wasmi frames, which wasmtime can only approximate with a stack size in bytes
 //! ([`wasm_stack`]).
 
-use super::wasmi::CliHost;
-use super::{error_message, Config, Engine, Kind, LoadError, RunResult};
+use super::script::{CliGuest, ScriptEngine};
+use super::{Config, Kind};
 use abi::guest as g;
 use runtime::call::{Exec, Export};
+use runtime::guest::CompiledGuest;
 use runtime::imports::{self, CallData, ImportCtx};
-use runtime::instance::Instance;
-use runtime::{ErrorKind, Host, Limits, LogLevel, Packet};
+use runtime::{ErrorKind, Host, Limits};
+use sha2::{Digest, Sha256};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use wasmtime::{
@@ -96,10 +97,10 @@ impl From<wasmtime::Error> for BuildError {
 /// The guest compiled for one wasm stack size, shared by every engine of the process (like
 /// the runtime's `GuestCache`): Cranelift compiles `lua.wasm` once per stack size, not once per
 /// script or rebuild (~0.6 s in an optimised build, ~11 s in a debug build).
-#[derive(Clone)]
-struct Guest {
+pub struct WasmtimeGuest {
     engine: wasmtime::Engine,
     module: Module,
+    hash: [u8; 32],
     /// The built-in guest counts its own fuel (`lp_fuel`), the same count as under wasmi;
     /// any other guest is metered by wasmtime.
     counts_fuel: bool,
@@ -113,8 +114,11 @@ fn wasm_stack(limits: &Limits) -> usize {
     frames.saturating_add(reentries).min(MAX_WASM_STACK)
 }
 
-fn guest(stack: usize, wasm: &[u8]) -> Result<Guest, wasmtime::Error> {
-    static CACHE: Mutex<Vec<(usize, Vec<u8>, Guest)>> = Mutex::new(Vec::new());
+/// Compiled guests by (wasm stack size, module bytes).
+type GuestCache = Vec<(usize, Vec<u8>, Arc<WasmtimeGuest>)>;
+
+fn guest(stack: usize, wasm: &[u8]) -> Result<Arc<WasmtimeGuest>, wasmtime::Error> {
+    static CACHE: Mutex<GuestCache> = Mutex::new(Vec::new());
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, _, g)) = cache.iter().find(|(s, w, _)| *s == stack && w == wasm) {
         return Ok(g.clone());
@@ -124,11 +128,12 @@ fn guest(stack: usize, wasm: &[u8]) -> Result<Guest, wasmtime::Error> {
     config.consume_fuel(!counts_fuel).max_wasm_stack(stack);
     let engine = wasmtime::Engine::new(&config)?;
     let module = Module::new(&engine, wasm)?;
-    let guest = Guest {
+    let guest = Arc::new(WasmtimeGuest {
         engine,
         module,
+        hash: Sha256::digest(wasm).into(),
         counts_fuel,
-    };
+    });
     cache.push((stack, wasm.to_vec(), guest.clone()));
     Ok(guest)
 }
@@ -297,7 +302,7 @@ fn trap_kind(e: &wasmtime::Error) -> ErrorKind {
 }
 
 /// wasmtime's instance of the guest: the store and the exports the runtime calls.
-struct WasmtimeExec {
+pub struct WasmtimeExec {
     store: Store<StoreData>,
     memory: Memory,
     sp: Global,
@@ -320,7 +325,7 @@ impl WasmtimeExec {
     /// Instantiates `guest` for script `name` under `limits` (memory pre-sized to the limit,
     /// as the kernel does: none grown per packet).
     fn instantiate(
-        guest: &Guest,
+        guest: &WasmtimeGuest,
         name: &str,
         limits: &Limits,
         host: Arc<dyn Host>,
@@ -511,96 +516,37 @@ impl Exec for WasmtimeExec {
     }
 }
 
-/// A script instantiated under wasmtime, with the on-error policy of `runtime::Script`.
-pub struct WasmtimeEngine {
-    guest: Guest,
-    cfg: Config,
-    host: Arc<dyn Host>,
-    instance: Instance<WasmtimeExec>,
-    /// Message of the last error (kept across a rebuild).
-    message: String,
-    rebuilds: u64,
+/// A script under wasmtime, in the runtime's script container.
+pub type WasmtimeEngine = ScriptEngine<WasmtimeGuest>;
+
+impl From<BuildError> for runtime::LoadError {
+    fn from(e: BuildError) -> Self {
+        match e {
+            BuildError::Runtime(e) => e,
+            BuildError::Wasm(e) => runtime::LoadError::Rejected(e.to_string()),
+        }
+    }
 }
 
-impl WasmtimeEngine {
-    pub fn load(cfg: &Config) -> Result<Self, LoadError> {
-        Self::load_with_host(cfg, CliHost::new(false))
-    }
-
-    pub fn load_with_host(cfg: &Config, host: Arc<dyn Host>) -> Result<Self, LoadError> {
-        let fail = |e: BuildError| LoadError(format!("{}: {e}", cfg.name));
-        cfg.limits
-            .validate()
-            .map_err(|e| fail(runtime::LoadError::Limit(e).into()))?;
-        let guest = guest(wasm_stack(&cfg.limits), cfg.guest_wasm()).map_err(|e| fail(e.into()))?;
-        let instance = Self::build(&guest, cfg, host.clone()).map_err(fail)?;
-        Ok(WasmtimeEngine {
-            guest,
-            cfg: cfg.clone(),
-            host,
-            instance,
-            message: String::new(),
-            rebuilds: 0,
-        })
-    }
-
-    fn build(
-        guest: &Guest,
-        cfg: &Config,
+impl CompiledGuest for WasmtimeGuest {
+    type Exec = WasmtimeExec;
+    fn instantiate(
+        &self,
+        name: &str,
+        limits: &Limits,
         host: Arc<dyn Host>,
-    ) -> Result<Instance<WasmtimeExec>, BuildError> {
-        let exec = WasmtimeExec::instantiate(guest, &cfg.name, &cfg.limits, host.clone())?;
-        let mut inst = Instance::start(exec, &cfg.name, &cfg.source, &cfg.limits, &*host)?;
-        inst.bind(&cfg.function, cfg.arg.as_deref())?;
-        Ok(inst)
+    ) -> Result<WasmtimeExec, runtime::LoadError> {
+        Ok(WasmtimeExec::instantiate(self, name, limits, host)?)
     }
-
-    /// Instances rebuilt after a trap that may have left the Lua state inconsistent.
-    pub fn rebuilds(&self) -> u64 {
-        self.rebuilds
-    }
-
-    /// Message of the last error (Lua message and traceback, or the trap's fixed message).
-    pub fn message(&self) -> &str {
-        &self.message
+    fn hash(&self) -> &[u8; 32] {
+        &self.hash
     }
 }
 
-impl Engine for WasmtimeEngine {
-    fn kind(&self) -> Kind {
-        Kind::Wasmtime
-    }
-
-    fn run(&mut self, pkt: &dyn Packet) -> RunResult {
-        let (res, fuel) = self.instance.run(0, pkt, &self.cfg.limits);
-        let (verdict, error) = match res {
-            Ok(v) => (v, None),
-            Err(k) => {
-                let line = self.instance.message();
-                self.host
-                    .log(&self.cfg.name, LogLevel::Warn, line.as_bytes());
-                self.message.clear();
-                self.message.push_str(line);
-                (self.cfg.on_error.verdict(), Some(k))
-            }
-        };
-        if self.instance.poisoned() {
-            match Self::build(&self.guest, &self.cfg, self.host.clone()) {
-                Ok(inst) => {
-                    self.instance = inst;
-                    self.rebuilds += 1;
-                }
-                Err(_) => self.host.log(
-                    &self.cfg.name,
-                    LogLevel::Warn,
-                    b"instance rebuild failed; keeping the old one",
-                ),
-            }
-        }
-        RunResult {
-            verdict,
-            error: error.map(|k| (k, error_message(k, &self.message))),
-            fuel: Some(fuel),
-        }
+impl CliGuest for WasmtimeGuest {
+    const KIND: Kind = Kind::Wasmtime;
+    fn compile(cfg: &Config) -> Result<Arc<WasmtimeGuest>, runtime::LoadError> {
+        guest(wasm_stack(&cfg.limits), cfg.guest_wasm())
+            .map_err(|e| runtime::LoadError::Rejected(e.to_string()))
     }
 }

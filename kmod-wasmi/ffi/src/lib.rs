@@ -379,7 +379,7 @@ fn put_msg(msg: *mut c_char, len: usize, args: fmt::Arguments<'_>) {
 
 fn load_errno(e: &LoadError) -> c_int {
     match e {
-        LoadError::Guest(_) | LoadError::Wasm(_) => ENOEXEC,
+        LoadError::Guest(_) | LoadError::Wasm(_) | LoadError::Rejected(_) => ENOEXEC,
         LoadError::Module(_) => ENOEXEC,
         LoadError::Syntax(_) => EINVAL,
         LoadError::Init(ErrorKind::Memory, _) => ENOMEM,
