@@ -129,6 +129,8 @@ fn main() {
         ),
     )
     .expect("write lua_wasm_sha256.rs");
+    // for dependents' build scripts (`links`): lpctl translates the guest with wasm2c
+    println!("cargo:wasm={}", wasm.display());
     fs::write(
         out.join("regions.txt"),
         format!(

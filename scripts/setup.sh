@@ -7,7 +7,7 @@
 # is present.
 set -euo pipefail
 
-APT_PACKAGES=(clang-16 lld-16 llvm-16 wasi-libc libclang-rt-16-dev-wasm32 binaryen python3 libpcap-dev
+APT_PACKAGES=(clang-16 lld-16 llvm-16 wasi-libc libclang-rt-16-dev-wasm32 binaryen wabt python3 libpcap-dev
   qemu-system-x86 busybox-static nftables socat iproute2 kmod ethtool util-linux dash binutils cpio xz-utils zstd gzip)
 
 missing=()

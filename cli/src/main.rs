@@ -277,7 +277,7 @@ struct BenchArgs {
     #[arg(long, default_value_t = 300)]
     millis: u64,
     /// Engines to measure
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Kind::Wasmi, Kind::Wasmtime, Kind::Native])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Kind::Wasmi, Kind::Wasmtime, Kind::Compiled, Kind::Native])]
     engines: Vec<Kind>,
 }
 

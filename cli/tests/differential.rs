@@ -4,7 +4,9 @@
 //! built-in guest counts its own fuel (guest-lua/build/fuel.rs), so fuel must be identical too,
 //! to the unit, on every run.
 
-use lpctl::engine::wasmtime::WasmtimeEngine;
+use lpctl::engine::compiled::TranslatedGuest;
+use lpctl::engine::script::{CliGuest, ScriptEngine};
+use lpctl::engine::wasmtime::WasmtimeGuest;
 use lpctl::engine::{self, Config, Engine, Kind, RunResult};
 use runtime::{ErrorKind, Limits, Meta, OnError, SlicePacket, Verdict};
 use std::collections::BTreeSet;
@@ -532,7 +534,7 @@ fn trap_message(r: &RunResult) -> bool {
 fn compare(what: &str, a: &RunResult, b: &RunResult, mismatches: &mut Vec<String>) {
     let kind = |r: &RunResult| r.error.as_ref().map(|e| e.0);
     if a.verdict != b.verdict || kind(a) != kind(b) {
-        mismatches.push(format!("{what}: wasmi {a:?} / wasmtime {b:?}"));
+        mismatches.push(format!("{what}: {a:?} / {b:?}"));
         return;
     }
     let msg = |r: &RunResult| r.error.as_ref().map(|e| e.1.clone());
@@ -550,15 +552,12 @@ fn compare(what: &str, a: &RunResult, b: &RunResult, mismatches: &mut Vec<String
     if a.fuel.is_none() || b.fuel.is_none() {
         mismatches.push(format!("{what}: fuel not metered"));
     } else if a.fuel != b.fuel {
-        mismatches.push(format!(
-            "{what}: fuel differs: wasmi {:?} / wasmtime {:?}",
-            a.fuel, b.fuel
-        ));
+        mismatches.push(format!("{what}: fuel differs: {:?} / {:?}", a.fuel, b.fuel));
     }
 }
 
 #[test]
-fn wasmi_and_wasmtime_agree_on_the_corpus() {
+fn wasmi_wasmtime_and_compiled_agree_on_the_corpus() {
     let packets = packets();
     let corpus = corpus();
     assert!(corpus.len() >= 12);
@@ -570,7 +569,11 @@ fn wasmi_and_wasmtime_agree_on_the_corpus() {
         let cfg = config(c);
         let mut wasmi = engine::load(Kind::Wasmi, &cfg).unwrap_or_else(|e| panic!("wasmi: {e}"));
         let mut wt = engine::load(Kind::Wasmtime, &cfg).unwrap_or_else(|e| panic!("wasmtime: {e}"));
-        assert_eq!((wasmi.kind(), wt.kind()), (Kind::Wasmi, Kind::Wasmtime));
+        let mut cc = engine::load(Kind::Compiled, &cfg).unwrap_or_else(|e| panic!("compiled: {e}"));
+        assert_eq!(
+            (wasmi.kind(), wt.kind(), cc.kind()),
+            (Kind::Wasmi, Kind::Wasmtime, Kind::Compiled)
+        );
         let mut kinds = BTreeSet::new();
         // twice over: the second pass sees the state (and rebuilds) the first one left
         for pass in 0..2 {
@@ -581,11 +584,18 @@ fn wasmi_and_wasmtime_agree_on_the_corpus() {
                 };
                 let a = wasmi.run(&sp);
                 let b = wt.run(&sp);
+                let d = cc.run(&sp);
                 runs += 1;
                 compare(
-                    &format!("{} / {} (pass {pass})", c.name, p.name),
+                    &format!("{} / {} (pass {pass}) wasmi~wasmtime", c.name, p.name),
                     &a,
                     &b,
+                    &mut mismatches,
+                );
+                compare(
+                    &format!("{} / {} (pass {pass}) wasmi~compiled", c.name, p.name),
+                    &a,
+                    &d,
                     &mut mismatches,
                 );
                 if let Some((k, _)) = &a.error {
@@ -625,7 +635,7 @@ fn wasmi_and_wasmtime_agree_on_the_corpus() {
 }
 
 #[test]
-fn both_engines_refuse_bad_scripts_alike() {
+fn every_engine_refuses_bad_scripts_alike() {
     let bad = [
         case("syntax.lua", "function process_packet( return end"),
         case(
@@ -669,24 +679,28 @@ fn both_engines_refuse_bad_scripts_alike() {
         let b = engine::load(Kind::Wasmtime, &cfg)
             .err()
             .map(|e| e.to_string());
+        let d = engine::load(Kind::Compiled, &cfg)
+            .err()
+            .map(|e| e.to_string());
         let a = a.unwrap_or_else(|| panic!("{}: wasmi loaded it", c.name));
         let b = b.unwrap_or_else(|| panic!("{}: wasmtime loaded it", c.name));
+        let d = d.unwrap_or_else(|| panic!("{}: compiled loaded it", c.name));
         assert!(a.starts_with(&format!("{}: ", c.name)), "{a}");
-        if a.contains("guest module rejected: ") || b.contains("guest module rejected: ") {
+        if a.contains("guest module rejected: ") {
             // the engines word their own instantiation failures differently
             let prefix = format!("{}: guest module rejected: ", c.name);
             assert!(
-                a.starts_with(&prefix) && b.starts_with(&prefix),
-                "{a} / {b}"
+                a.starts_with(&prefix) && b.starts_with(&prefix) && d.starts_with(&prefix),
+                "{a} / {b} / {d}"
             );
             continue;
         }
         assert_eq!(a, b, "{}", c.name);
+        assert_eq!(a, d, "{}", c.name);
     }
 }
 
-#[test]
-fn a_rebuilt_instance_serves_the_next_packet() {
+fn a_rebuilt_instance_serves_the_next_packet<G: CliGuest>() {
     let limits = Limits {
         instructions: 0,
         fuel: abi::limits::MAX_FUEL,
@@ -703,11 +717,11 @@ fn a_rebuilt_instance_serves_the_next_packet() {
         )
     };
     let cfg = config(&c);
-    let mut wt = WasmtimeEngine::load(&cfg).unwrap();
+    let mut wt = ScriptEngine::<G>::load(&cfg).unwrap();
     let all = packets();
     let find = |name: &str| all.iter().find(|p| p.name == name).unwrap();
     let (ok, spin) = (find("tcp4 :1"), find("tcp4 :3"));
-    let run = |e: &mut WasmtimeEngine, p: &Pkt| {
+    let run = |e: &mut ScriptEngine<G>, p: &Pkt| {
         e.run(&SlicePacket {
             data: &p.data,
             meta: p.meta,
@@ -730,5 +744,15 @@ fn a_rebuilt_instance_serves_the_next_packet() {
     assert_eq!(r.error.map(|e| e.0), Some(ErrorKind::Lua));
     assert!(wt.message().contains("stack traceback"), "{}", wt.message());
     assert_eq!(run(&mut wt, ok).verdict, Verdict::Queue(3));
-    assert_eq!((wt.kind(), wt.rebuilds()), (Kind::Wasmtime, 1));
+    assert_eq!((wt.kind(), wt.rebuilds()), (G::KIND, 1));
+}
+
+#[test]
+fn a_rebuilt_instance_serves_the_next_packet_under_wasmtime() {
+    a_rebuilt_instance_serves_the_next_packet::<WasmtimeGuest>();
+}
+
+#[test]
+fn a_rebuilt_instance_serves_the_next_packet_compiled() {
+    a_rebuilt_instance_serves_the_next_packet::<TranslatedGuest>();
 }

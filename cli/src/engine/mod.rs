@@ -5,6 +5,7 @@
 use runtime::{ErrorKind, Limits, OnError, Packet, Verdict};
 use std::fmt;
 
+pub mod compiled;
 pub mod native;
 pub mod script;
 pub mod wasmi;
@@ -15,6 +16,8 @@ pub mod wasmtime;
 pub enum Kind {
     Wasmi,
     Wasmtime,
+    /// The built-in guest translated to C (wasm2c) and compiled into lpctl.
+    Compiled,
     Native,
 }
 
@@ -23,6 +26,7 @@ impl fmt::Display for Kind {
         f.write_str(match self {
             Kind::Wasmi => "wasmi",
             Kind::Wasmtime => "wasmtime",
+            Kind::Compiled => "compiled",
             Kind::Native => "native",
         })
     }
@@ -75,6 +79,7 @@ pub fn load(kind: Kind, cfg: &Config) -> Result<Box<dyn Engine>, LoadError> {
     match kind {
         Kind::Wasmi => Ok(Box::new(wasmi::WasmiEngine::load(cfg)?)),
         Kind::Wasmtime => Ok(Box::new(wasmtime::WasmtimeEngine::load(cfg)?)),
+        Kind::Compiled => Ok(Box::new(compiled::CompiledEngine::load(cfg)?)),
         Kind::Native => Ok(Box::new(native::NativeEngine::load(cfg)?)),
     }
 }
