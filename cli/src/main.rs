@@ -41,7 +41,7 @@ struct Cli {
 enum Command {
     /// Run a script over every packet of a pcap, in order, through one instance
     Run(RunArgs),
-    /// Measure a script over a pcap's packets on wasmi, wasmtime and native Lua
+    /// Measure a script over a pcap's packets on wasmi, wasmtime, the compiled guest and native Lua
     Bench(BenchArgs),
     /// Pack a Lua script and the guest into a .lpk package
     Pack(PackArgs),
