@@ -1,8 +1,9 @@
 //! Differential test: every script of a small corpus runs over the same hand-built packets under
-//! wasmi (the kernel's engine) and wasmtime, which must agree on every verdict and error kind.
-//! Lua error messages must be identical too; only the fixed messages of traps may differ. The
-//! built-in guest counts its own fuel (guest-lua/build/fuel.rs), so fuel must be identical too,
-//! to the unit, on every run.
+//! wasmi (the kernel's engine), wasmtime and the compiled guest (wasm2c), which must agree on
+//! every verdict and error kind. Lua error messages must be identical too; only the fixed
+//! messages of traps may differ. The built-in guest counts its own fuel
+//! (guest-lua/build/fuel.rs), so fuel must be identical too, to the unit, on every run. Scripts
+//! that rewrite packets must leave the same bytes and metadata under every engine.
 
 use lpctl::engine::compiled::TranslatedGuest;
 use lpctl::engine::script::{CliGuest, ScriptEngine};
@@ -755,4 +756,77 @@ fn a_rebuilt_instance_serves_the_next_packet_under_wasmtime() {
 #[test]
 fn a_rebuilt_instance_serves_the_next_packet_compiled() {
     a_rebuilt_instance_serves_the_next_packet::<TranslatedGuest>();
+}
+
+// ---- written bytes --------------------------------------------------------------------------
+
+/// What a call left: the verdict, the error kind, the packet's bytes and metadata writes.
+type Written = (Verdict, Option<ErrorKind>, Vec<u8>, runtime::MetaWrite);
+
+fn run_writes(kind: Kind, cfg: &Config, frames: &[(Vec<u8>, Meta)]) -> Vec<Written> {
+    let mut e = engine::load(kind, cfg).unwrap_or_else(|e| panic!("{kind}: {e}"));
+    frames
+        .iter()
+        .map(|(data, meta)| {
+            let p = runtime::OwnedPacket::new(data.clone(), *meta);
+            let r = e.run(&p);
+            let w = p.written.get();
+            (r.verdict, r.error.map(|e| e.0), p.into_bytes(), w)
+        })
+        .collect()
+}
+
+#[test]
+fn every_engine_writes_the_same_bytes() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let nat: Vec<(Vec<u8>, Meta)> = lpctl::pcap::read_file(&root.join("tests/data/nat.pcap"))
+        .unwrap()
+        .into_iter()
+        .filter_map(|f| match f.kind {
+            lpctl::pcap::FrameKind::Ip { data, .. } => Some((data, Meta::default())),
+            _ => None,
+        })
+        .collect();
+    let setters = r#"
+function process_packet(pkt)
+  local t, u = pkt.tcp, pkt.udp
+  if pkt.ip then pkt.ip.ttl = 7 pkt.ip.dscp = 10 pkt.ip.id = 4242 end
+  if pkt.ip6 then pkt.ip6.hoplimit = 9 pkt.ip6.flowlabel = 77 end
+  if t then t.sport = 1234 t.dport = (t.dport + 1) % 65536 t.window = 99 t.urg = true end
+  if u then u.sport = 53 u.dport = 5353 end
+  pkt.meta.mark = 0x2a
+  if pkt.len > 60 then pkt:set_u8(pkt.len - 1, 0x41) pkt:set_bytes(pkt.len - 4, "BC") end
+  if pkt.len > 2100 then pkt:set_u32(2100, 0xdeadbeef) end
+  return lp.ACCEPT
+end"#;
+    let mine: Vec<(Vec<u8>, Meta)> = packets().into_iter().map(|p| (p.data, p.meta)).collect();
+    let cases = [
+        (
+            Config {
+                function: "nat".into(),
+                ..config(&case("nat.lua", include_str!("../../examples/nat.lua")))
+            },
+            &nat,
+        ),
+        (config(&case("setters.lua", setters)), &mine),
+    ];
+    for (cfg, frames) in cases {
+        let wasmi = run_writes(Kind::Wasmi, &cfg, frames);
+        let changed = wasmi
+            .iter()
+            .zip(frames.iter())
+            .filter(|((_, _, after, _), (before, _))| after != before)
+            .count();
+        assert!(
+            changed * 2 >= frames.len(),
+            "{}: {changed} packets changed",
+            cfg.name
+        );
+        for kind in [Kind::Wasmtime, Kind::Compiled] {
+            let other = run_writes(kind, &cfg, frames);
+            for (i, (a, b)) in wasmi.iter().zip(&other).enumerate() {
+                assert_eq!(a, b, "{} packet {i}: wasmi / {kind}", cfg.name);
+            }
+        }
+    }
 }
