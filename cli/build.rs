@@ -45,6 +45,15 @@ fn compiled_guest(manifest: &std::path::Path) {
     let wasm = env::var("DEP_LUAPKT_GUEST_WASM")
         .expect("DEP_LUAPKT_GUEST_WASM not set: guest-lua's build prints it (links)");
     println!("cargo:rerun-if-env-changed=DEP_LUAPKT_GUEST_WASM");
+    // the path stays when guest-lua rebuilds the guest: its content must trigger this too
+    println!("cargo:rerun-if-changed={wasm}");
+    let bytes = std::fs::read(&wasm).unwrap_or_else(|e| panic!("{wasm}: {e}"));
+    let hash: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&bytes).into();
+    std::fs::write(
+        out.join("w2c_sha256.rs"),
+        format!("/// SHA-256 of the guest wasm2c translated.\npub const W2C_SHA256: [u8; 32] = {hash:?};\n"),
+    )
+    .expect("write w2c_sha256.rs");
     for f in ["wasm-rt.h", "lp_w2c_rt.c", "lp_w2c_host.c"] {
         println!("cargo:rerun-if-changed={}", w2c_dir.join(f).display());
     }

@@ -36,6 +36,8 @@ extern "C" {
     fn lp_w2c_call(w: *mut LpW2c, x: c_int, a: *const i32, ret: *mut i32) -> c_int;
 }
 
+include!(concat!(env!("OUT_DIR"), "/w2c_sha256.rs"));
+
 /// Trap codes (guest-lua/w2c/wasm-rt.h's `wasm_rt_trap_t`).
 const TRAP_EXHAUSTION: c_int = 8;
 const TRAP_FUEL: c_int = 9;
@@ -80,6 +82,12 @@ impl CliGuest for TranslatedGuest {
         if cfg.guest_wasm() != guest_lua::LUA_WASM {
             return Err(runtime::LoadError::Rejected(
                 "the compiled engine runs only the built-in guest".into(),
+            ));
+        }
+        // build.rs translated this very guest (it reruns when lua.wasm changes)
+        if W2C_SHA256 != guest_lua::LUA_WASM_SHA256 {
+            return Err(runtime::LoadError::Rejected(
+                "lpctl's compiled guest is not the built-in guest: rebuild lpctl".into(),
             ));
         }
         static INIT: Once = Once::new();
