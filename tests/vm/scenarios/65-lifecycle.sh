@@ -33,12 +33,20 @@ table inet cyc {
 }
 NFT
 # steady traffic (a few thousand packets a second) that leaves the CPUs to the cycles
+# (in_peer is a function: `$!` is the subshell running it, not the looping sh under nsenter,
+# which records its own PID so that flood_off can stop the loop before its socat)
 flood_on() {
-  in_peer sh -c ". /vm/lib.sh; while :; do udp_send 200 $VM_HOST_IP 6100; sleep 0.05; done" \
-    >/dev/null 2>&1 &
+  in_peer sh -c "echo \$\$ >/tmp/flood.pid; . /vm/lib.sh
+    while :; do udp_send 200 $VM_HOST_IP 6100; sleep 0.05; done" >/dev/null 2>&1 &
   flood=$!
 }
-flood_off() { kill $flood 2>/dev/null; wait $flood 2>/dev/null; in_peer pkill socat 2>/dev/null; :; }
+flood_off() {
+  [ -s /tmp/flood.pid ] && kill "$(cat /tmp/flood.pid)" 2>/dev/null
+  kill $flood 2>/dev/null; wait $flood 2>/dev/null
+  in_peer pkill socat 2>/dev/null
+  rm -f /tmp/flood.pid
+  :
+}
 
 # cycles N: sets loaded, failed, ruled, swapped, ran (the flood reached a script). Nine cycles
 # in ten: load (may fail at an instance), replace, unload. Every tenth: load, a lua rule, a
