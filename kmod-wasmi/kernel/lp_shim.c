@@ -194,7 +194,7 @@ static bool lp_reserve_give(void *ptr)
 struct lp_nofail_slot {
 	struct task_struct	*task;		/* NULL: free; only the owner reads the rest */
 	size_t			fallible_from;	/* 0, or the size of an announced fallible request */
-	bool			atomic_ok;	/* in lp_nofail_atomic_begin(): a script runs */
+	bool			atomic_ok;	/* between lp_nofail_atomic(true) and (false): a script runs */
 };
 
 /*
@@ -203,7 +203,7 @@ struct lp_nofail_slot {
  * compiler a failure is a BUG(). Our wasmi (third_party/wasmi/LUAPKT.md) allocates outside
  * those locks; load_atomic_allocs counts the allocations that still happen there (the VM tests
  * expect 0). A bind runs a script in its instance with bottom halves disabled, where
- * allocations are atomic and fallible like a packet's: lp_nofail_atomic_begin() marks it.
+ * allocations are atomic and fallible like a packet's: lp_nofail_atomic() marks it.
  */
 static atomic_t lp_nofail_inside = ATOMIC_INIT(0);
 

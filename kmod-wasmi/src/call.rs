@@ -88,7 +88,7 @@ fn fuel<E: Exec>(e: &mut E) -> u64 {
 }
 
 /// Gives the next call `fuel`, none of it held back.
-pub fn set_fuel<E: Exec>(e: &mut E, fuel: u64) {
+fn set_fuel<E: Exec>(e: &mut E, fuel: u64) {
     e.data_mut().soft = 0;
     put_fuel(e, fuel);
 }

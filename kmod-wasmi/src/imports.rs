@@ -1,6 +1,6 @@
 //! The `lp` imports (`abi::guest::IMPORT_*`) and the fuel they handle, written once for every
 //! engine. An engine's linker wraps these functions around its own caller type through
-//! [`ImportCtx`] (wasmi in [`crate::instance`], wasmtime in lpctl), so a script's packet reads,
+//! [`ImportCtx`] (wasmi in [`crate::wasmi_exec`]; wasmtime and the compiled guest in lpctl), so a script's packet reads,
 //! writes, log lines and fuel behave the same whichever engine runs it.
 //!
 //! `try` and `throw` stay with the engines: they are control flow (a nested call into the

@@ -18,7 +18,7 @@ use abi::guest as g;
 use alloc::sync::Arc;
 use core::fmt;
 use wasmi::{
-    errors::{HostError, InstantiationError, MemoryError, TableError},
+    errors::{HostError, InstantiationError, LinkerError, MemoryError, TableError},
     AsContext, AsContextMut, Caller, Error, Func, Global, Linker, Memory, ResourceLimiter,
     ResumableCall, Store, StoreLimits, StoreLimitsBuilder, TrapCode, TypedFunc, Val,
 };
@@ -190,7 +190,8 @@ import_ctx!(Store<StoreData>, Store);
 // SAFETY: nothing in StoreData is thread-bound (`CallData` explains its packet pointer).
 unsafe impl Send for StoreData {}
 
-fn linker(guest: &Guest) -> Result<Linker<StoreData>, LoadError> {
+/// The `lp` imports, linked (wasmi reports a failure as a `LinkerError`; the caller maps it).
+fn linker(guest: &Guest) -> Result<Linker<StoreData>, LinkerError> {
     let mut l = Linker::<StoreData>::new(&guest.engine);
     l.func_wrap(
         g::IMPORT_MODULE,
@@ -225,52 +226,45 @@ fn linker(guest: &Guest) -> Result<Linker<StoreData>, LoadError> {
                 Err(e) => Err(e),
             }
         },
-    )
-    .map_err(|e| LoadError::Wasm(Error::from(e)))?;
+    )?;
     l.func_wrap(
         g::IMPORT_MODULE,
         g::IMPORT_THROW,
         |_: Caller<'_, StoreData>| -> Result<(), Error> { Err(Error::host(LuaThrow)) },
-    )
-    .map_err(|e| LoadError::Wasm(Error::from(e)))?;
+    )?;
     l.func_wrap(
         g::IMPORT_MODULE,
         g::IMPORT_LOG,
         |mut caller: Caller<'_, StoreData>, level: i32, ptr: i32, len: i32| {
             imports::log(&mut caller, level, ptr, len)
         },
-    )
-    .map_err(|e| LoadError::Wasm(Error::from(e)))?;
+    )?;
     l.func_wrap(
         g::IMPORT_MODULE,
         g::IMPORT_NOW,
         |caller: Caller<'_, StoreData>| -> i64 { imports::now(&caller) },
-    )
-    .map_err(|e| LoadError::Wasm(Error::from(e)))?;
+    )?;
     l.func_wrap(
         g::IMPORT_MODULE,
         g::IMPORT_PKT_READ,
         |mut caller: Caller<'_, StoreData>, off: i32, dst: i32, len: i32| -> Result<i32, Error> {
             imports::pkt_read(&mut caller, off, dst, len)
         },
-    )
-    .map_err(|e| LoadError::Wasm(Error::from(e)))?;
+    )?;
     l.func_wrap(
         g::IMPORT_MODULE,
         g::IMPORT_PKT_WRITE,
         |mut caller: Caller<'_, StoreData>, off: i32, src: i32, len: i32| -> Result<i32, Error> {
             imports::pkt_write(&mut caller, off, src, len)
         },
-    )
-    .map_err(|e| LoadError::Wasm(Error::from(e)))?;
+    )?;
     l.func_wrap(
         g::IMPORT_MODULE,
         g::IMPORT_OUT_OF_FUEL,
         |mut caller: Caller<'_, StoreData>| -> Result<(), Error> {
             imports::out_of_fuel(&mut caller)
         },
-    )
-    .map_err(|e| LoadError::Wasm(Error::from(e)))?;
+    )?;
     Ok(l)
 }
 
@@ -413,7 +407,8 @@ impl WasmiExec {
         if !guest.counts_fuel {
             store.set_fuel(SETUP_FUEL).map_err(LoadError::Wasm)?;
         }
-        let inst = linker(guest)?
+        let inst = linker(guest)
+            .map_err(|e| LoadError::Wasm(Error::from(e)))?
             .instantiate_and_start(&mut store, &guest.module)
             .map_err(|e| instantiate_error(e, limits.memory))?;
         if guest.counts_fuel {

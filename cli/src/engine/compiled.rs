@@ -261,42 +261,37 @@ impl ImportCtx for Inner {
     }
 }
 
-macro_rules! delegate_import_ctx {
-    () => {
-        type Error = Trap;
-        fn fuel_trap() -> Trap {
-            Inner::fuel_trap()
-        }
-        fn data(&self) -> &CallData {
-            self.inner().data()
-        }
-        fn data_mut(&mut self) -> &mut CallData {
-            self.inner_mut().data_mut()
-        }
-        fn memory(&self) -> &[u8] {
-            self.inner().memory()
-        }
-        fn memory_mut(&mut self) -> &mut [u8] {
-            self.inner_mut().memory_mut()
-        }
-        fn counter(&mut self) -> Option<i64> {
-            self.inner_mut().counter()
-        }
-        fn set_counter(&mut self, value: i64) -> Result<(), Trap> {
-            self.inner_mut().set_counter(value)
-        }
-        fn engine_fuel(&self) -> u64 {
-            0
-        }
-        fn set_engine_fuel(&mut self, _fuel: u64) {}
-        fn fuel_stop(&mut self) -> Result<(), Trap> {
-            self.inner_mut().fuel_stop()
-        }
-    };
-}
-
+// The instance is the imports' view of itself: everything goes to `Inner`.
 impl ImportCtx for CompiledExec {
-    delegate_import_ctx!();
+    type Error = Trap;
+    fn fuel_trap() -> Trap {
+        Inner::fuel_trap()
+    }
+    fn data(&self) -> &CallData {
+        self.inner().data()
+    }
+    fn data_mut(&mut self) -> &mut CallData {
+        self.inner_mut().data_mut()
+    }
+    fn memory(&self) -> &[u8] {
+        self.inner().memory()
+    }
+    fn memory_mut(&mut self) -> &mut [u8] {
+        self.inner_mut().memory_mut()
+    }
+    fn counter(&mut self) -> Option<i64> {
+        self.inner_mut().counter()
+    }
+    fn set_counter(&mut self, value: i64) -> Result<(), Trap> {
+        self.inner_mut().set_counter(value)
+    }
+    fn engine_fuel(&self) -> u64 {
+        0
+    }
+    fn set_engine_fuel(&mut self, _fuel: u64) {}
+    fn fuel_stop(&mut self) -> Result<(), Trap> {
+        self.inner_mut().fuel_stop()
+    }
 }
 
 impl Exec for CompiledExec {
