@@ -33,49 +33,4 @@ fn main() {
         // a baseline for benchmarks: optimised whatever the profile
         .opt_level(2);
     b.compile("lp_native");
-    compiled_guest(&manifest);
-}
-
-/// The compiled engine (src/engine/compiled.rs): the built-in guest translated to C by WABT's
-/// wasm2c and compiled with the runtime and host glue of guest-lua/w2c.
-fn compiled_guest(manifest: &std::path::Path) {
-    let out = PathBuf::from(env::var("OUT_DIR").unwrap());
-    let w2c_dir = manifest.join("..").join("guest-lua").join("w2c");
-    let c_dir = manifest.join("..").join("guest-lua").join("c");
-    let wasm = env::var("DEP_LUAPKT_GUEST_WASM")
-        .expect("DEP_LUAPKT_GUEST_WASM not set: guest-lua's build prints it (links)");
-    println!("cargo:rerun-if-env-changed=DEP_LUAPKT_GUEST_WASM");
-    // the path stays when guest-lua rebuilds the guest: its content must trigger this too
-    println!("cargo:rerun-if-changed={wasm}");
-    let bytes = std::fs::read(&wasm).unwrap_or_else(|e| panic!("{wasm}: {e}"));
-    let hash: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&bytes).into();
-    std::fs::write(
-        out.join("w2c_sha256.rs"),
-        format!("/// SHA-256 of the guest wasm2c translated.\npub const W2C_SHA256: [u8; 32] = {hash:?};\n"),
-    )
-    .expect("write w2c_sha256.rs");
-    for f in ["wasm-rt.h", "lp_w2c_rt.c", "lp_w2c_host.c"] {
-        println!("cargo:rerun-if-changed={}", w2c_dir.join(f).display());
-    }
-    let c = out.join("lua_w2c.c");
-    let status = std::process::Command::new("wasm2c")
-        .arg(&wasm)
-        .args(["-n", "lua", "-o"])
-        .arg(&c)
-        .status()
-        .unwrap_or_else(|e| panic!("wasm2c: {e} (WABT's wasm2c: scripts/setup.sh installs wabt)"));
-    assert!(status.success(), "wasm2c {wasm} failed: {status}");
-    cc::Build::new()
-        .file(&c)
-        .file(w2c_dir.join("lp_w2c_rt.c"))
-        .file(w2c_dir.join("lp_w2c_host.c"))
-        .include(&w2c_dir)
-        .include(&out)
-        .include(&c_dir)
-        // as wasm2c asks: no sibling-call optimisation, IEEE rounding kept
-        .flag("-fno-optimize-sibling-calls")
-        .flag("-frounding-math")
-        .warnings(false)
-        .opt_level(2)
-        .compile("lp_compiled");
 }

@@ -5,14 +5,16 @@
 #      LUAPKT_KVER=6.1.0-56-amd64 pins an ABI instead of asking apt-cache);
 #   2. compiles kmod-wasmi/ffi (the runtime as a staticlib) for x86_64-unknown-none with
 #      core/alloc rebuilt for the kernel code model (../shared/notes/kernel-build.md) and the
-#      mitigation flags the kernel's config asks for (retpolines, return thunks, IBT);
+#      mitigation flags the kernel's config asks for (retpolines, return thunks, IBT); its
+#      build translates the built-in guest with wasm2c and compiles it with clang-16 and the
+#      kernel's flags (the compiled engine, kmod-wasmi/build.rs);
 #   3. merges the staticlib into one relocatable object, lp_rust.rlo: strips LLVM bitcode and
 #      unwind tables, localizes compiler_builtins' mem* (the kernel's are used), keeps only
 #      what the lp_rt_* entry points reach, folds sections (kmod-wasmi/kernel/lp_rust.lds);
 #   4. builds the module out of tree with Kbuild in target/kmod/<KVER>/build and fails on any
 #      compiler, objtool or modpost warning;
 #   5. checks the result: every undefined symbol is a kernel export, no GOTPCREL relocation,
-#      no vector register in the Rust code.
+#      no vector register in the Rust code, objtool clean on it as on the C objects.
 # Output: target/kmod/<KVER>/nft_lua.ko (and target/kmod/<KVER>/build.log).
 #
 # Against a kernel tree built here instead of Debian's headers (the debug kernel of
@@ -56,7 +58,7 @@ apt_install() {
     "${missing[@]}" >/dev/null
 }
 
-apt_install build-essential bc flex bison libelf-dev kmod binutils
+apt_install build-essential bc flex bison libelf-dev kmod binutils clang-16 wabt
 
 if [[ -n "${LUAPKT_KDIR:-}" ]]; then
   KVER=$(cat "$LUAPKT_KDIR/include/config/kernel.release")
@@ -92,6 +94,13 @@ conf 'RETPOLINE|MITIGATION_RETPOLINE' && RUSTFLAGS+=" -Zretpoline-external-thunk
 conf 'RETHUNK|MITIGATION_RETHUNK' && RUSTFLAGS+=" -Zfunction-return=thunk-extern"
 conf 'X86_KERNEL_IBT' && RUSTFLAGS+=" -Zcf-protection=branch"
 log "rustflags: $RUSTFLAGS"
+# the same mitigations for the compiled guest's C (kmod-wasmi/build.rs adds the rest of the
+# kernel's flags and soft-float)
+KCFLAGS_GUEST=""
+conf 'RETPOLINE|MITIGATION_RETPOLINE' && KCFLAGS_GUEST+=" -mretpoline-external-thunk"
+conf 'RETHUNK|MITIGATION_RETHUNK' && KCFLAGS_GUEST+=" -mfunction-return=thunk-extern -DLP_W2C_RETHUNK"
+conf 'X86_KERNEL_IBT' && KCFLAGS_GUEST+=" -fcf-protection=branch"
+log "guest cflags:$KCFLAGS_GUEST"
 
 FFI=kmod-wasmi/ffi
 RUST_TARGET_DIR=$ROOT/target/kmod/rust-$SERIES
@@ -100,7 +109,7 @@ RUST_TARGET_DIR=$ROOT/target/kmod/rust-$SERIES
 # builds use the same versions of shared dependencies
 [[ -f $FFI/Cargo.lock ]] || cp Cargo.lock "$FFI/Cargo.lock"
 t0=$(date +%s)
-(cd "$FFI" && RUSTC_BOOTSTRAP=1 RUSTFLAGS="$RUSTFLAGS" \
+(cd "$FFI" && RUSTC_BOOTSTRAP=1 RUSTFLAGS="$RUSTFLAGS" LUAPKT_GUEST_KCFLAGS="$KCFLAGS_GUEST" \
   cargo build --release --target x86_64-unknown-none -Zbuild-std=core,alloc \
     --target-dir "$RUST_TARGET_DIR" -q)
 STATICLIB=$RUST_TARGET_DIR/x86_64-unknown-none/release/libluapkt_kmod.a
@@ -168,6 +177,24 @@ gotpc=$(readelf -rW "$KO" | grep -c GOTPCREL || true)
 [[ "$gotpc" == 0 ]] || die "$gotpc GOTPCREL relocations (the module loader rejects them)"
 vec=$(objdump -d --no-show-raw-insn "$BUILD/lp_rust.rlo" | grep -cE '%[xyz]mm[0-9]' || true)
 [[ "$vec" == 0 ]] || die "$vec instructions use vector registers in the Rust object"
+# objtool over the Rust object (with the compiled guest): 6.12's Kbuild runs it on the linked
+# module (nft_lua.o, --link), which includes it, and its warnings failed the build above; 6.1's
+# runs it on each C object only, so here it runs, with the same options, on a copy of ours
+# (--orc would add unwind data to it). Retpolines, return thunks, IBT, stack frames.
+if grep -q 'objtool/objtool .* --link .*nft_lua\.o' "$BUILD/.nft_lua.o.cmd" 2>/dev/null; then
+  log "objtool: Kbuild checked the linked module"
+else
+  OBJTOOL_ARGS=$(sed -n 's/.*objtool\/objtool \(.*\) --module .*/\1/p' "$BUILD/.lp_shim.o.cmd" | head -n1)
+  [[ -n $OBJTOOL_ARGS ]] || die "no objtool command in $BUILD/.lp_shim.o.cmd or .nft_lua.o.cmd"
+  cp "$BUILD/lp_rust.rlo" "$TMP/objtool.o"
+  # shellcheck disable=SC2086
+  "$KDIR/tools/objtool/objtool" $OBJTOOL_ARGS --module "$TMP/objtool.o" >"$TMP/objtool.log" 2>&1 || true
+  if grep -v 'Linked object detected' "$TMP/objtool.log" | grep -q .; then
+    cat "$TMP/objtool.log" >&2
+    die "objtool warns about the Rust object (objtool $OBJTOOL_ARGS)"
+  fi
+  log "objtool: clean on the Rust object"
+fi
 depends=$(modinfo -F depends "$KO")
 log "ok: $KO ($(du -h "$KO" | cut -f1), text $(size "$KO" | awk 'NR==2{print $1}') bytes," \
   "$(wc -l <"$TMP/undef") undefined symbols, depends: $depends)"

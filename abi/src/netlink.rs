@@ -90,7 +90,10 @@ pub mod attr {
     pub const PAD: u16 = 18;
     /// NLA_U64: fuel for building one instance (Lua setup and the top-level chunk).
     pub const LOAD_FUEL: u16 = 19;
-    pub const MAX: u16 = 19;
+    /// NLA_U8: the engine a script's instances run on, [`super::ENGINE_WASMI`] or
+    /// [`super::ENGINE_COMPILED`] (absent at load: the module's default).
+    pub const ENGINE: u16 = 20;
+    pub const MAX: u16 = 20;
 }
 
 /// Counters nested in `attr::STATS`, all NLA_U64.
@@ -124,6 +127,11 @@ pub mod stat {
 pub const ON_ERROR_BREAK: u8 = 0;
 pub const ON_ERROR_ACCEPT: u8 = 1;
 pub const ON_ERROR_DROP: u8 = 2;
+
+/// wasmi, the reference engine: any guest.
+pub const ENGINE_WASMI: u8 = 1;
+/// The built-in guest compiled into the module (wasm2c): only the built-in guest.
+pub const ENGINE_COMPILED: u8 = 2;
 
 /// Replace a loaded script of the same name atomically.
 pub const FLAG_REPLACE: u32 = 1;

@@ -131,6 +131,11 @@ enum ScriptCmd {
         /// Swap a loaded script of the same name atomically
         #[arg(long)]
         replace: bool,
+        /// Engine its instances run on: wasmi (the reference, any guest) or compiled (the
+        /// built-in guest compiled into the module, native speed). Default: the module's
+        /// parameter default_engine
+        #[arg(long, value_name = "ENGINE")]
+        engine: Option<String>,
     },
     /// Unload a script (refused while rules use it)
     Unload { name: String },
@@ -255,9 +260,10 @@ pub struct MetaArgs {
 struct RunArgs {
     #[command(flatten)]
     script: ScriptArgs,
-    /// Engine to run the script on
-    #[arg(long, value_enum, default_value_t = Kind::Wasmi)]
-    engine: Kind,
+    /// Engine to run the script on [default: compiled, as the kernel's default; wasmi for a
+    /// package that carries another guest]
+    #[arg(long, value_enum)]
+    engine: Option<Kind>,
     /// Print the script's log (lp.log, print) and error reports on stderr
     #[arg(short, long)]
     verbose: bool,
@@ -303,7 +309,15 @@ fn main() -> ExitCode {
                 name,
                 limits,
                 replace,
-            } => script_cmd::load(&file, name.as_deref(), &limits.args(), replace, mode),
+                engine,
+            } => script_cmd::load(
+                &file,
+                name.as_deref(),
+                &limits.args(),
+                replace,
+                engine.as_deref(),
+                mode,
+            ),
             ScriptCmd::Unload { name } => script_cmd::unload(&name, mode),
             ScriptCmd::List => script_cmd::list(mode),
             ScriptCmd::Show { name } => script_cmd::show_one(&name, mode),

@@ -315,17 +315,33 @@ pub struct Output {
     pub keep_dropped: bool,
 }
 
-pub fn run(opts: &Options, kind: Kind, verbose: bool, out: &Output, mode: Mode) -> Result<()> {
+/// `kind`: `None` picks as the kernel does for a script that names no engine: compiled for
+/// the built-in guest, wasmi for another.
+pub fn run(
+    opts: &Options,
+    kind: Option<Kind>,
+    verbose: bool,
+    out: &Output,
+    mode: Mode,
+) -> Result<()> {
     let cfg = opts.config()?;
     let meta = opts.meta.meta()?;
     let capture = read_capture(&opts.pcap)?;
-    let mut eng = if kind == Kind::Wasmi && verbose {
-        Box::new(engine::wasmi::WasmiEngine::load_with_host(
-            &cfg,
-            engine::wasmi::CliHost::new(true),
-        )?)
+    let kind = kind.unwrap_or(if cfg.guest_wasm() == guest_lua::LUA_WASM {
+        Kind::Compiled
     } else {
-        engine::load(kind, &cfg)?
+        Kind::Wasmi
+    });
+    let logging = || engine::wasmi::CliHost::new(true);
+    let mut eng: Box<dyn engine::Engine> = match kind {
+        Kind::Wasmi if verbose => {
+            Box::new(engine::wasmi::WasmiEngine::load_with_host(&cfg, logging())?)
+        }
+        Kind::Compiled if verbose => Box::new(engine::compiled::CompiledEngine::load_with_host(
+            &cfg,
+            logging(),
+        )?),
+        _ => engine::load(kind, &cfg)?,
     };
     let mut tally = Tally::default();
     let mut rows = Vec::with_capacity(capture.packets.len());

@@ -3,7 +3,7 @@
 use crate::output::{self, Mode};
 use crate::pack;
 use anyhow::{Context, Result};
-use nft_plugin::luapkt::{Limits, LoadRequest, Luapkt, OnError, ScriptInfo};
+use nft_plugin::luapkt::{Engine, Limits, LoadRequest, Luapkt, OnError, ScriptInfo};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -137,9 +137,10 @@ pub fn info_text(i: &ScriptInfo) -> String {
     let s = &i.stats;
     let l = &i.limits;
     let mut out = format!(
-        "{}: tag {}  refs {}  instances {}  memory {}\n",
+        "{}: tag {}  engine {}  refs {}  instances {}  memory {}\n",
         i.name,
         i.tag,
+        i.engine.unwrap_or(Engine::Wasmi),
         i.refs,
         i.instances,
         kib(i.mem_bytes)
@@ -187,8 +188,12 @@ pub fn load(
     name: Option<&str>,
     limits: &LimitArgs,
     replace: bool,
+    engine: Option<&str>,
     mode: Mode,
 ) -> Result<()> {
+    let engine = engine
+        .map(|e| e.parse::<Engine>().map_err(|e| anyhow::anyhow!("--{e}")))
+        .transpose()?;
     let (name, package) = package_of(file, name)?;
     let (limits, on_error) = limits.parse()?;
     let mut lp = Luapkt::open()?;
@@ -197,6 +202,7 @@ pub fn load(
         package: &package,
         limits,
         on_error,
+        engine,
         replace,
     })?;
     show(mode, std::slice::from_ref(&info));

@@ -1,17 +1,19 @@
 /*
  * The compiled engine's host side in C: the guest's `lp` imports (wasm2c names them Z_lpZ_*)
  * and every call into the guest. The imports that are data (log, now, packet bytes, fuel) call
- * the runtime's own, in Rust (lpctl's src/engine/compiled.rs, over runtime::imports); the two
- * that are control flow are here: `try` re-enters the guest under a setjmp of its own, `throw`
- * unwinds to the innermost one. Every call into the guest from Rust is armed the same way and
- * returns the trap code (0: none), so that no longjmp ever crosses a Rust frame.
+ * the runtime's own, in Rust (kmod-wasmi/src/compiled_exec.rs, over runtime::imports); the two
+ * that are control flow are here: `try` re-enters the guest under a lp_setjmp of its own,
+ * `throw` unwinds to the innermost one. Every call into the guest from Rust is armed the same
+ * way and returns the trap code (0: none), so that no longjmp ever crosses a Rust frame.
+ *
+ * In the kernel (-DLP_W2C_KERNEL) guest code runs with preemption disabled: the innermost
+ * armed frame is kept per CPU, and another task must not run guest code on this CPU while this
+ * one is inside. The one place a call may reschedule is between the slices of a load's budget
+ * (the out_of_fuel import): preemption is enabled around it and this task's frame put back
+ * after. Softirqs nest (a packet's call interrupting a load's) and restore what they found.
  */
-#include <stdlib.h>
-
 #include "lp_abi.h"
 #include "lua_w2c.h"
-
-extern _Thread_local jmp_buf *lp_w2c_target;
 
 /* what Rust provides (status: 0, or the trap code to raise) */
 extern void lp_w2c_import_log(void *rust, uint32_t level, uint32_t ptr, uint32_t len);
@@ -19,6 +21,24 @@ extern uint64_t lp_w2c_import_now(void *rust);
 extern int lp_w2c_import_pkt_read(void *rust, uint32_t off, uint32_t dst, uint32_t len, int32_t *out);
 extern int lp_w2c_import_pkt_write(void *rust, uint32_t off, uint32_t src, uint32_t len, int32_t *out);
 extern int lp_w2c_import_out_of_fuel(void *rust);
+/* zeroed, 16-byte aligned, NULL on failure; freed with the size it was allocated with */
+extern void *lp_w2c_zalloc(size_t size);
+extern void lp_w2c_dealloc(void *p, size_t size);
+extern lp_jmp_buf **lp_w2c_target_slot(void);
+
+#ifdef LP_W2C_KERNEL
+extern void lp_w2c_preempt_disable(void);
+extern void lp_w2c_preempt_enable(void);
+/* native stack a top-level call may use below its host frame: the script stacks are 64 KiB */
+#define LP_W2C_STACK (40u << 10)
+#else
+static inline void lp_w2c_preempt_disable(void) {}
+static inline void lp_w2c_preempt_enable(void) {}
+#define LP_W2C_STACK (1u << 20)
+#endif
+
+/* table elements room is made for (the built-in guest has 185) */
+#define LP_W2C_TABLE_MAX 1024u
 
 struct Z_lp_instance_t {
   void *rust;
@@ -27,14 +47,14 @@ struct Z_lp_instance_t {
   uint32_t recursion;        /* wasm frames per entry into the guest */
 };
 
-extern _Thread_local uintptr_t lp_w2c_stack_floor;
-/* native stack a top-level call may use below its host frame */
-#define LP_W2C_STACK (1u << 20)
-
+/* The state wasm-rt.h's prologue check reads sits right in front of the instance. */
 struct lp_w2c {
+  struct lp_w2c_state st;
   Z_lua_instance_t inst;
   struct Z_lp_instance_t host;
 };
+_Static_assert(offsetof(struct lp_w2c, inst) == sizeof(struct lp_w2c_state),
+               "the prologue's state must directly precede the instance");
 
 void Z_lpZ_log(struct Z_lp_instance_t *h, u32 level, u32 ptr, u32 len) {
   lp_w2c_import_log(h->rust, level, ptr, len);
@@ -59,30 +79,38 @@ u32 Z_lpZ_pkt_write(struct Z_lp_instance_t *h, u32 off, u32 src, u32 len) {
 }
 
 void Z_lpZ_out_of_fuel(struct Z_lp_instance_t *h) {
-  int trap = lp_w2c_import_out_of_fuel(h->rust);
+  lp_jmp_buf *mine = *lp_w2c_target_slot();
+  int trap;
+  /* the next slice of a load may come after a reschedule (see the top) */
+  lp_w2c_preempt_enable();
+  trap = lp_w2c_import_out_of_fuel(h->rust);
+  lp_w2c_preempt_disable();
+  *lp_w2c_target_slot() = mine;
   if (trap) wasm_rt_trap(trap);
 }
 
+/* The generated code calls this as a function that returns: it must have a return path (never
+ * taken; `h` is never NULL) or objtool, seeing a dead end, calls what follows unreachable. */
 void Z_lpZ_throw(struct Z_lp_instance_t *h) {
-  (void)h;
-  wasm_rt_trap(LP_W2C_TRAP_THROW);
+  if (LIKELY(h != NULL)) wasm_rt_trap(LP_W2C_TRAP_THROW);
 }
 
 u32 Z_lpZ_try(struct Z_lp_instance_t *h, u32 ud) {
-  jmp_buf here;
-  jmp_buf *outer = lp_w2c_target;
+  struct lp_w2c_state *st = LP_W2C_STATE(h->inst);
+  lp_jmp_buf here;
+  lp_jmp_buf *outer = *lp_w2c_target_slot();
   uint32_t sp = h->inst->w2c___stack_pointer;
-  uint32_t depth = lp_w2c_depth, max = lp_w2c_max_depth;
+  uint32_t depth = st->depth, max = st->max_depth;
   int code;
   if (h->depth >= h->max_depth) wasm_rt_trap(LP_W2C_TRAP_DEPTH);
   h->depth++;
-  lp_w2c_target = &here;
-  lp_w2c_max_depth = depth + h->recursion;
-  code = setjmp(here);
+  st->max_depth = depth + h->recursion;
+  *lp_w2c_target_slot() = &here;
+  code = lp_setjmp(&here);
   if (code == 0) Z_luaZ_lp_trampoline(h->inst, ud);
-  lp_w2c_target = outer;
-  lp_w2c_depth = depth;
-  lp_w2c_max_depth = max;
+  *lp_w2c_target_slot() = outer;
+  st->depth = depth;
+  st->max_depth = max;
   h->depth--;
   if (code == 0) return LP_TRY_OK;
   if (code == LP_W2C_TRAP_THROW) {
@@ -98,40 +126,57 @@ void lp_w2c_init(void) {
   Z_lua_init_module();
 }
 
-/* A new instance for `rust` (its import context); NULL when instantiation failed. */
-struct lp_w2c *lp_w2c_new(void *rust) {
-  jmp_buf here;
-  jmp_buf *outer = lp_w2c_target;
-  struct lp_w2c *volatile w = calloc(1, sizeof *w);
-  if (!w) return NULL;
-  w->host.rust = rust;
-  w->host.inst = &w->inst;
-  lp_w2c_target = &here;
-  if (setjmp(here)) {
-    lp_w2c_target = outer;
-    Z_lua_free(&w->inst);
-    free(w);
-    return NULL;
-  }
-  Z_lua_instantiate(&w->inst, &w->host);
-  lp_w2c_target = outer;
-  return w;
-}
-
 void lp_w2c_free(struct lp_w2c *w) {
   if (!w) return;
   Z_lua_free(&w->inst);
-  free(w);
+  if (w->inst.w2c_memory.data) lp_w2c_dealloc(w->inst.w2c_memory.data, w->inst.w2c_memory.capacity);
+  if (w->inst.w2c_T0.data)
+    lp_w2c_dealloc(w->inst.w2c_T0.data, LP_W2C_TABLE_MAX * sizeof *w->inst.w2c_T0.data);
+  lp_w2c_dealloc(w, sizeof *w);
 }
 
-/* Grows linear memory to `pages` and makes that its maximum (the script's memory limit):
- * 0, -1 when the allocator fails, -2 when the guest starts with more than `pages`. */
-int lp_w2c_presize(struct lp_w2c *w, uint32_t pages) {
-  wasm_rt_memory_t *m = &w->inst.w2c_memory;
-  if (pages < m->pages) return -2;
-  if (pages > m->pages && wasm_rt_grow_memory(m, pages - m->pages) == (uint32_t)-1) return -1;
-  m->max_pages = m->pages;
-  return 0;
+/*
+ * A new instance for `rust` (its import context) whose linear memory may grow to `memory`
+ * bytes, allocated here in full. *err: 0, -1 when an allocation failed, -2 when the guest's
+ * initial memory exceeds `memory`, -3 when instantiation trapped otherwise.
+ */
+struct lp_w2c *lp_w2c_new(void *rust, uint64_t memory, int *err) {
+  lp_jmp_buf here;
+  lp_jmp_buf *outer;
+  struct lp_w2c *w;
+  int code;
+  *err = -1;
+  if (memory < 65536u || memory != (size_t)memory) {
+    *err = -2;
+    return NULL;
+  }
+  w = lp_w2c_zalloc(sizeof *w);
+  if (!w) return NULL;
+  w->host.rust = rust;
+  w->host.inst = &w->inst;
+  /* the memory first: the embedder's announced allocation is the next one this large */
+  w->inst.w2c_memory.data = lp_w2c_zalloc((size_t)memory);
+  w->inst.w2c_memory.capacity = memory;
+  w->inst.w2c_T0.data = lp_w2c_zalloc(LP_W2C_TABLE_MAX * sizeof *w->inst.w2c_T0.data);
+  w->inst.w2c_T0.max_size = LP_W2C_TABLE_MAX;
+  if (!w->inst.w2c_memory.data || !w->inst.w2c_T0.data) {
+    lp_w2c_free(w);
+    return NULL;
+  }
+  lp_w2c_preempt_disable();
+  outer = *lp_w2c_target_slot();
+  *lp_w2c_target_slot() = &here;
+  code = lp_setjmp(&here);
+  if (code == 0) Z_lua_instantiate(&w->inst, &w->host);
+  *lp_w2c_target_slot() = outer;
+  lp_w2c_preempt_enable();
+  if (code) {
+    *err = code == LP_W2C_TRAP_MEMORY ? -2 : -3;
+    lp_w2c_free(w);
+    return NULL;
+  }
+  *err = 0;
+  return w;
 }
 
 uint8_t *lp_w2c_memory(struct lp_w2c *w, uint64_t *size) {
@@ -162,23 +207,27 @@ void lp_w2c_limits(struct lp_w2c *w, uint32_t reentries, uint32_t recursion) {
   w->host.recursion = recursion;
 }
 
-/* The exports, numbered as runtime::call::Export (compiled.rs keeps the two in step). */
+/* The exports, numbered as compiled_exec.rs's `export_number`. */
 enum { X_CTX, X_INIT, X_LOAD, X_RUN, X_RECOVER, X_ERRMSG, X_ERRLEN, X_MEM_USED, X_ALLOC,
        X_FREE, X_REF_GLOBAL, X_REF_STRING, X_FEATURES, X_FUEL_STOP };
 
 /* Calls export `x` with `a`; its result in *ret. Returns 0, or the trap code. */
 int lp_w2c_call(struct lp_w2c *w, int x, const int32_t *a, int32_t *ret) {
-  jmp_buf here;
-  jmp_buf *outer = lp_w2c_target;
-  uint32_t depth = lp_w2c_depth, max = lp_w2c_max_depth;
-  uintptr_t floor = lp_w2c_stack_floor;
+  struct lp_w2c_state *st = &w->st;
+  lp_jmp_buf here;
+  lp_jmp_buf *outer;
+  uint32_t depth = st->depth, max = st->max_depth;
+  uintptr_t floor = st->stack_floor;
   Z_lua_instance_t *i = &w->inst;
   int code;
-  lp_w2c_target = &here;
-  lp_w2c_max_depth = depth + w->host.recursion;
+  lp_w2c_preempt_disable();
+  outer = *lp_w2c_target_slot();
+  st->max_depth = depth + w->host.recursion;
   /* a nested call (the soft stop's, from an import) keeps the outer call's floor */
-  if (!outer) lp_w2c_stack_floor = (uintptr_t)__builtin_frame_address(0) - LP_W2C_STACK;
-  code = setjmp(here);
+  if (st->entries++ == 0)
+    st->stack_floor = (uintptr_t)__builtin_frame_address(0) - LP_W2C_STACK;
+  *lp_w2c_target_slot() = &here;
+  code = lp_setjmp(&here);
   if (code == 0) {
     int32_t r = 0;
     switch (x) {
@@ -200,9 +249,11 @@ int lp_w2c_call(struct lp_w2c *w, int x, const int32_t *a, int32_t *ret) {
     }
     *ret = r;
   }
-  lp_w2c_target = outer;
-  lp_w2c_depth = depth;
-  lp_w2c_max_depth = max;
-  lp_w2c_stack_floor = floor;
+  *lp_w2c_target_slot() = outer;
+  st->entries--;
+  st->depth = depth;
+  st->max_depth = max;
+  st->stack_floor = floor;
+  lp_w2c_preempt_enable();
   return code;
 }

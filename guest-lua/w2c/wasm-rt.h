@@ -2,7 +2,7 @@
  * The runtime interface wasm2c's output (WABT 1.0.32) compiles against, written for luapkt's
  * compiled engine (docs/engines.md). Only what the built-in guest's translation uses:
  *  - linear memory with explicit bounds checks (no guard pages, no signal handler);
- *  - a call-depth count in every function prologue, per thread, against a per-thread limit
+ *  - a call-depth count in every function prologue, per instance, against a limit
  *    the host sets for each call;
  *  - a trap unwinds (longjmp) to the innermost host frame that armed one (lp_w2c_host.c).
  * The names and layouts are the ones the generated code uses.
@@ -10,7 +10,6 @@
 #ifndef LP_WASM_RT_H
 #define LP_WASM_RT_H
 
-#include <setjmp.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,17 +26,37 @@
 #define WABT_BIG_ENDIAN 0
 
 /*
- * Per thread: the depth of wasm calls and its limit (the host sets it per entry into the
- * guest, as wasmi limits each entry's frames), and the lowest native stack address guest code
- * may use: every prologue checks both (a frame below the floor sees a limit of 0).
+ * Per instance, in front of the instance wasm2c lays out (lp_w2c_host.c's struct lp_w2c): the
+ * depth of wasm calls and its limit (the host sets it per entry into the guest, as wasmi limits
+ * each entry's frames), and the lowest native stack address guest code may use. Every
+ * prologue checks both (a frame below the floor sees a limit of 0); each generated function has
+ * its instance in `instance`. Per instance rather than per thread: the kernel has no thread-
+ * local storage, and a packet's call (softirq) may interrupt a load's on the same CPU.
  */
-extern _Thread_local uint32_t lp_w2c_depth;
-extern _Thread_local uint32_t lp_w2c_max_depth;
-extern _Thread_local uintptr_t lp_w2c_stack_floor;
-#define wasm_rt_call_stack_depth lp_w2c_depth
-#define WASM_RT_MAX_CALL_STACK_DEPTH                                                    \
-  (LIKELY((uintptr_t)__builtin_frame_address(0) > lp_w2c_stack_floor) ? lp_w2c_max_depth \
-                                                                        : 0u)
+struct lp_w2c_state {
+  uint32_t depth, max_depth;
+  uintptr_t stack_floor;
+  uint32_t entries; /* host entries into the guest running now (nested: the soft stop's) */
+  uint32_t pad;
+};
+#define LP_W2C_STATE(inst) ((struct lp_w2c_state *)((char *)(inst) - sizeof(struct lp_w2c_state)))
+#define wasm_rt_call_stack_depth (LP_W2C_STATE(instance)->depth)
+#define WASM_RT_MAX_CALL_STACK_DEPTH                                     \
+  (LIKELY((uintptr_t)__builtin_frame_address(0) >                       \
+          LP_W2C_STATE(instance)->stack_floor)                          \
+       ? LP_W2C_STATE(instance)->max_depth                              \
+       : 0u)
+
+/*
+ * Non-local exits (a trap to the host's entry, a Lua error to the innermost `try`): setjmp and
+ * longjmp of our own on x86-64 (lp_w2c_jmp.c), the same in the kernel, which has none, and in
+ * lpctl, whose tests thereby run the kernel's.
+ */
+typedef struct {
+  uint64_t regs[8]; /* rbx, rbp, r12-r15, rsp, return address */
+} lp_jmp_buf;
+__attribute__((returns_twice)) int lp_setjmp(lp_jmp_buf *b);
+WASM_RT_NO_RETURN void lp_longjmp(lp_jmp_buf *b, int v);
 
 typedef enum {
   WASM_RT_TRAP_NONE,
@@ -76,10 +95,13 @@ typedef struct {
 typedef void *wasm_rt_externref_t;
 #define wasm_rt_externref_null_value ((wasm_rt_externref_t)NULL)
 
+/* `capacity`: bytes allocated, set before instantiation (lp_w2c_new): memory grows within it
+ * and never allocates while guest code runs. */
 typedef struct {
   uint8_t *data;
   uint32_t pages, max_pages;
   uint64_t size;
+  uint64_t capacity;
 } wasm_rt_memory_t;
 
 typedef struct {

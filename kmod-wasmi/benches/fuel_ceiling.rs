@@ -113,14 +113,23 @@ fn main() {
         ..Limits::default()
     };
     let host: Arc<dyn Host> = Arc::new(BenchHost(Instant::now()));
+    // FUEL_BENCH_ENGINE=compiled: the compiled engine (built with the feature `compiled`)
+    let compiled = match std::env::var("FUEL_BENCH_ENGINE").as_deref() {
+        Ok("compiled") if cfg!(feature = "compiled") => true,
+        Ok("compiled") => panic!("FUEL_BENCH_ENGINE=compiled: built without the feature compiled"),
+        Ok("wasmi") | Err(_) => false,
+        Ok(e) => panic!("FUEL_BENCH_ENGINE={e}: wasmi or compiled"),
+    };
     let mut cache = GuestCache::new();
     let pkt = packet();
     println!(
-        "fuel per call {MAX_FUEL} (ceiling {CALL_FUEL_CEILING}), {calls} calls each, dispatch: {}",
-        if cfg!(feature = "portable-dispatch") {
-            "portable (as in the kernel)"
+        "fuel per call {MAX_FUEL} (ceiling {CALL_FUEL_CEILING}), {calls} calls each, engine: {}",
+        if compiled {
+            "compiled"
+        } else if cfg!(feature = "portable-dispatch") {
+            "wasmi, portable dispatch (as in the kernel)"
         } else {
-            "default"
+            "wasmi, default dispatch"
         }
     );
     println!(
@@ -138,32 +147,39 @@ fn main() {
         {
             continue;
         }
-        let mut s = Script::load(
-            &mut cache,
-            guest_lua::LUA_WASM,
-            name,
-            src.as_bytes(),
-            limits,
-            OnError::Break,
-            1,
-            host.clone(),
-        )
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let entry = s.bind(runtime::DEFAULT_ENTRY, None).expect("bind");
-        // one warm-up call (first use of stacks, caches)
-        let _ = s.run(0, entry, &SlicePacket::new(&pkt));
-        // the call's own time, as the script's counters measure it: a fuel trap poisons the
-        // instance and Script::run rebuilds it afterwards, which is not the call's time
-        let (mut total, mut max, mut fuel, mut errors) = (0u128, 0u128, 0u64, 0usize);
-        for _ in 0..calls {
-            let before = s.stats().run_time_ns;
-            let o = s.run(0, entry, &SlicePacket::new(&pkt));
-            let ns = u128::from(s.stats().run_time_ns - before);
-            total += ns;
-            max = max.max(ns);
-            fuel += o.fuel;
-            errors += usize::from(o.error.is_some());
-        }
+        let (total, max, fuel, errors) = if compiled {
+            #[cfg(feature = "compiled")]
+            {
+                let guest = runtime::compiled_exec::TranslatedGuest::new(guest_lua::LUA_WASM)
+                    .expect("the compiled guest");
+                let s = Script::with_guest(
+                    guest,
+                    name,
+                    src.as_bytes(),
+                    limits,
+                    OnError::Break,
+                    1,
+                    host.clone(),
+                )
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+                measure(s, calls, &pkt)
+            }
+            #[cfg(not(feature = "compiled"))]
+            unreachable!()
+        } else {
+            let s = Script::load(
+                &mut cache,
+                guest_lua::LUA_WASM,
+                name,
+                src.as_bytes(),
+                limits,
+                OnError::Break,
+                1,
+                host.clone(),
+            )
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            measure(s, calls, &pkt)
+        };
         let per_fuel = total as f64 / fuel.max(1) as f64;
         worst = worst.max(per_fuel);
         println!(
@@ -179,4 +195,28 @@ fn main() {
         "worst: {worst:.3} ns/fuel -> a call at the ceiling ({CALL_FUEL_CEILING} fuel) takes about {:.0} us",
         worst * CALL_FUEL_CEILING as f64 / 1000.0
     );
+}
+
+/// `calls` calls of `s`'s entry after one warm-up call: total and longest ns, fuel, errors.
+fn measure<G: runtime::guest::CompiledGuest>(
+    mut s: Script<G>,
+    calls: usize,
+    pkt: &[u8],
+) -> (u128, u128, u64, usize) {
+    let entry = s.bind(runtime::DEFAULT_ENTRY, None).expect("bind");
+    // one warm-up call (first use of stacks, caches)
+    let _ = s.run(0, entry, &SlicePacket::new(pkt));
+    // the call's own time, as the script's counters measure it: a fuel trap poisons the
+    // instance and Script::run rebuilds it afterwards, which is not the call's time
+    let (mut total, mut max, mut fuel, mut errors) = (0u128, 0u128, 0u64, 0usize);
+    for _ in 0..calls {
+        let before = s.stats().run_time_ns;
+        let o = s.run(0, entry, &SlicePacket::new(pkt));
+        let ns = u128::from(s.stats().run_time_ns - before);
+        total += ns;
+        max = max.max(ns);
+        fuel += o.fuel;
+        errors += usize::from(o.error.is_some());
+    }
+    (total, max, fuel, errors)
 }

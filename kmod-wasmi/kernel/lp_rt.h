@@ -139,14 +139,17 @@ int lp_rt_check_limits(const struct lp_limits *limits, char *msg, size_t msg_len
  * script's top-level chunk. With @replaces (a live script, read only), its entries are bound
  * in the new instances at the same indices; a function missing in the new script fails the
  * load. The top-level chunk runs in slices of fuel with lp_load_pause() between them. Unless
- * @foreign_ok, a package whose guest is not the built-in one is refused (-EPERM). Returns 0
+ * @foreign_ok, a package whose guest is not the built-in one is refused (-EPERM). @engine:
+ * LUAPKT_ENGINE_* (another value: -EINVAL); the compiled engine takes only the built-in
+ * guest: another one is refused (-ENOEXEC) when the loader named the engine
+ * (@engine_named), and runs on wasmi when compiled is only the default. Returns 0
  * and *@out, or -EINVAL (package, syntax, top-level error), -ENOEXEC (guest rejected),
  * -ERANGE (limits), -ENOENT (bound function missing), -ETIME (the load budget ran out),
  * -EINTR (a fatal signal), -EPERM, -ENOMEM.
  */
 int lp_rt_load(struct lp_cache *cache, const u8 *pkg, size_t pkg_len,
 	       const char *name, size_t name_len, const struct lp_limits *limits,
-	       u32 instances, const struct lp_script *replaces, bool foreign_ok,
+	       u8 engine, bool engine_named, u32 instances, const struct lp_script *replaces, bool foreign_ok,
 	       struct lp_script **out, char *msg, size_t msg_len);
 /* any. SHA-256 of the built-in guest (the Lua VM the module was built with). */
 void lp_rt_builtin_guest(u8 out[32]);
@@ -155,6 +158,8 @@ void lp_rt_script_free(struct lp_script *s);
 
 /* any. First 8 bytes of the package's SHA-256. */
 void lp_rt_tag(const struct lp_script *s, u8 tag[8]);
+/* any. The engine its instances run on (LUAPKT_ENGINE_*), fixed at load. */
+u8 lp_rt_engine(const struct lp_script *s);
 /* any. Instances (slots), fixed at load. */
 u32 lp_rt_instances(const struct lp_script *s);
 /* any. The script names lp.QUEUE: its rules are refused where nf_queue cannot reinject. */
@@ -272,6 +277,11 @@ int lp_call_on_big_stack(int (*fn)(void *arg), void *arg);
  * by design, and load_atomic_allocs does not count them.
  */
 void lp_nofail_atomic(bool on);
+/* any, preemption disabled. This CPU's innermost armed frame of the compiled guest. */
+void **lp_w2c_target_slot(void);
+/* any. Guest code of the compiled engine runs between these (see lp_shim.c). */
+void lp_w2c_preempt_disable(void);
+void lp_w2c_preempt_enable(void);
 /* process. One 64 KiB stack per possible CPU for lp_call_on_cpu_stack(). */
 int lp_cpu_stacks_init(void);
 void lp_cpu_stacks_free(void);

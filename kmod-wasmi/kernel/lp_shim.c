@@ -607,3 +607,27 @@ void lp_bh_enable(void)
 {
 	local_bh_enable();
 }
+
+/*
+ * The compiled guest (guest-lua/w2c) unwinds a trap to the innermost host frame that armed
+ * one: kept per CPU, since the kernel has no thread-local storage. Guest code runs with
+ * preemption disabled (lp_w2c_host.c), so the task that armed the frame is the one running;
+ * a softirq interrupting it restores the slot before returning. The only point where a call
+ * reschedules, between a load's slices, puts the task's own frame back afterwards.
+ */
+static DEFINE_PER_CPU(void *, lp_w2c_target);
+
+void **lp_w2c_target_slot(void)
+{
+	return this_cpu_ptr(&lp_w2c_target);
+}
+
+void lp_w2c_preempt_disable(void)
+{
+	preempt_disable();
+}
+
+void lp_w2c_preempt_enable(void)
+{
+	preempt_enable();
+}

@@ -63,6 +63,7 @@ enum luapkt_attributes {
 	LUAPKT_A_INSTANCES	= 17,	/* NLA_U32 */
 	LUAPKT_A_PAD		= 18,
 	LUAPKT_A_LOAD_FUEL	= 19,	/* NLA_U64 */
+	LUAPKT_A_ENGINE		= 20,	/* NLA_U8, LUAPKT_ENGINE_* */
 	__LUAPKT_A_MAX
 };
 #define LUAPKT_A_MAX		(__LUAPKT_A_MAX - 1)
@@ -96,6 +97,9 @@ enum luapkt_stat_attributes {
 #define LUAPKT_ON_ERROR_BREAK	0
 #define LUAPKT_ON_ERROR_ACCEPT	1
 #define LUAPKT_ON_ERROR_DROP	2
+
+#define LUAPKT_ENGINE_WASMI	1
+#define LUAPKT_ENGINE_COMPILED	2
 
 #define LUAPKT_FLAG_REPLACE	1
 

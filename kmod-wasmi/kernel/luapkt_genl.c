@@ -51,6 +51,25 @@ module_param(allow_userns, bool, 0644);
 MODULE_PARM_DESC(allow_userns,
 		 "let CAP_NET_ADMIN over a network namespace's user namespace load scripts (default: initial namespace only)");
 
+/*
+ * The engine of a script loaded without LUAPKT_A_ENGINE (LUAPKT_ENGINE_*): compiled, which
+ * runs only the built-in guest; a package that carries another one runs on wasmi then.
+ */
+static unsigned int default_engine = LUAPKT_ENGINE_COMPILED;
+
+static int luapkt_set_engine(const char *val, const struct kernel_param *kp)
+{
+	return param_set_uint_minmax(val, kp, LUAPKT_ENGINE_WASMI, LUAPKT_ENGINE_COMPILED);
+}
+
+static const struct kernel_param_ops luapkt_engine_ops = {
+	.set	= luapkt_set_engine,
+	.get	= param_get_uint,
+};
+module_param_cb(default_engine, &luapkt_engine_ops, &default_engine, 0644);
+MODULE_PARM_DESC(default_engine,
+		 "engine of scripts loaded without one: 1 wasmi, 2 compiled (default; packages with another guest: wasmi)");
+
 static unsigned int max_scripts = 64;
 module_param(max_scripts, uint, 0644);
 MODULE_PARM_DESC(max_scripts, "scripts per network namespace (default 64)");
@@ -75,6 +94,7 @@ struct luapkt_upload {
 	u32			size;
 	u32			received;
 	u32			flags;
+	u8			engine;		/* LUAPKT_ENGINE_*, 0: default_engine */
 	struct lp_limits	limits;
 	u8			*buf;		/* kvmalloc'd, @size bytes */
 	char			name[LUAPKT_NAME_MAX + 1];
@@ -274,6 +294,8 @@ static const struct nla_policy luapkt_genl_policy[LUAPKT_A_MAX + 1] = {
 	[LUAPKT_A_MEM_BYTES]	= { .type = NLA_REJECT },
 	[LUAPKT_A_INSTANCES]	= { .type = NLA_REJECT },
 	[LUAPKT_A_LOAD_FUEL]	= { .type = NLA_U64 },
+	[LUAPKT_A_ENGINE]	= NLA_POLICY_RANGE(NLA_U8, LUAPKT_ENGINE_WASMI,
+						   LUAPKT_ENGINE_COMPILED),
 };
 
 static void luapkt_parse_limits(struct nlattr **tb, struct lp_limits *l)
@@ -413,6 +435,7 @@ static int luapkt_fill_script(struct sk_buff *skb, const struct luapkt_script *s
 	    nla_put_u32(skb, LUAPKT_A_RECURSION, l.recursion) ||
 	    nla_put_u32(skb, LUAPKT_A_PCALL_DEPTH, l.pcall_depth) ||
 	    nla_put_u8(skb, LUAPKT_A_ON_ERROR, l.on_error) ||
+	    nla_put_u8(skb, LUAPKT_A_ENGINE, lp_rt_engine(v->rt)) ||
 	    nla_put_u64_64bit(skb, LUAPKT_A_LOAD_FUEL, l.load_fuel, LUAPKT_A_PAD) ||
 	    luapkt_put_stats(skb, &st, atomic_read(&v->rebuild_failures)))
 		goto nla_put_failure;
@@ -482,6 +505,8 @@ static int luapkt_nl_load_begin(struct sk_buff *skb, struct genl_info *info)
 	}
 	if (tb[LUAPKT_A_FLAGS])
 		up->flags = nla_get_u32(tb[LUAPKT_A_FLAGS]);
+	if (tb[LUAPKT_A_ENGINE])
+		up->engine = nla_get_u8(tb[LUAPKT_A_ENGINE]);
 	lp_rt_default_limits(&up->limits);
 	luapkt_parse_limits(tb, &up->limits);
 	err = lp_rt_check_limits(&up->limits, err_msg, sizeof(err_msg));
@@ -639,8 +664,9 @@ static int luapkt_load_on_stack(void *arg)
 
 	/* one instance per possible CPU id (nr_cpu_ids also covers sparse masks) */
 	return lp_rt_load(luapkt_cache, l->up->buf, l->up->size, l->up->name,
-			  strlen(l->up->name), &l->up->limits, nr_cpu_ids, l->replaces,
-			  l->foreign_ok, &l->rt, l->msg, l->msg_len);
+			  strlen(l->up->name), &l->up->limits,
+			  l->up->engine ?: READ_ONCE(default_engine), l->up->engine != 0,
+			  nr_cpu_ids, l->replaces, l->foreign_ok, &l->rt, l->msg, l->msg_len);
 }
 
 static int luapkt_nl_load_commit(struct sk_buff *skb, struct genl_info *info)
@@ -916,6 +942,12 @@ static int luapkt_nl_set_limits(struct sk_buff *skb, struct genl_info *info)
 		mutex_unlock(&ln->mutex);
 		NL_SET_ERR_MSG_ATTR(extack, info->attrs[LUAPKT_A_NAME], "no such script");
 		return -ENOENT;
+	}
+	if (info->attrs[LUAPKT_A_ENGINE]) {
+		mutex_unlock(&ln->mutex);
+		NL_SET_ERR_MSG_ATTR(extack, info->attrs[LUAPKT_A_ENGINE],
+				    "the engine is chosen when a script is loaded");
+		return -EINVAL;
 	}
 	v = rcu_dereference_protected(s->cur, lockdep_is_held(&ln->mutex));
 	lp_rt_get_limits(v->rt, &l);

@@ -9,6 +9,8 @@ extern crate alloc;
 extern crate std;
 
 pub mod call;
+#[cfg(feature = "compiled")]
+pub mod compiled_exec;
 pub mod error;
 pub mod guest;
 pub mod headers;
@@ -30,6 +32,6 @@ pub use guest::GuestCache;
 pub use host::{Host, LogLevel};
 pub use limits::Limits;
 pub use packet::{Conntrack, Meta, MetaWrite, OwnedPacket, Packet, SlicePacket};
-pub use percpu::{PerCpuScript, RunOutcome, SpareInstance};
+pub use percpu::{EngineKind, PerCpuScript, RunOutcome, SpareInstance};
 pub use script::{Outcome, Script, DEFAULT_ENTRY};
 pub use stats::Stats;

@@ -24,6 +24,7 @@ use crate::instance::Instance;
 use crate::limits::Limits;
 use crate::packet::Packet;
 use crate::stats::{verdict_index, Stats};
+use crate::wasmi_exec::WasmiExec;
 use abi::verdict::{OnError, Verdict};
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -79,10 +80,82 @@ impl Entry {
     }
 }
 
+/// The engine a script's instances run on, chosen when it is loaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EngineKind {
+    /// wasmi, the reference: any guest.
+    #[default]
+    Wasmi,
+    /// The built-in guest compiled into the module (`crate::compiled_exec`).
+    Compiled,
+}
+
+impl EngineKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Wasmi => "wasmi",
+            EngineKind::Compiled => "compiled",
+        }
+    }
+}
+
+/// A script's guest under its engine.
+enum AnyGuest {
+    Wasmi(Arc<Guest>),
+    #[cfg(feature = "compiled")]
+    Compiled(Arc<crate::compiled_exec::TranslatedGuest>),
+}
+
+/// An instance under either engine: one match per call, no virtual dispatch inside.
+// (wasmi's is the larger by far; both live boxed in a slot)
+#[allow(clippy::large_enum_variant)]
+enum AnyInstance {
+    Wasmi(Instance<WasmiExec>),
+    #[cfg(feature = "compiled")]
+    Compiled(Instance<crate::compiled_exec::CompiledExec>),
+}
+
+/// `$body` with `$i` bound to the instance, whichever engine it runs on.
+macro_rules! with_instance {
+    ($inst:expr, $i:ident => $body:expr) => {
+        match $inst {
+            AnyInstance::Wasmi($i) => $body,
+            #[cfg(feature = "compiled")]
+            AnyInstance::Compiled($i) => $body,
+        }
+    };
+}
+
+impl AnyInstance {
+    fn bind(&mut self, func: &str, arg: Option<&[u8]>) -> Result<usize, LoadError> {
+        with_instance!(self, i => i.bind(func, arg))
+    }
+    fn run(
+        &mut self,
+        entry: usize,
+        pkt: &dyn Packet,
+        limits: &Limits,
+    ) -> (Result<Verdict, ErrorKind>, u64) {
+        with_instance!(self, i => i.run(entry, pkt, limits))
+    }
+    fn poisoned(&self) -> bool {
+        with_instance!(self, i => i.poisoned())
+    }
+    fn message(&self) -> &str {
+        with_instance!(self, i => i.message())
+    }
+    fn may_queue(&self) -> bool {
+        with_instance!(self, i => i.may_queue())
+    }
+    fn memory_size(&self) -> usize {
+        with_instance!(self, i => i.memory_size())
+    }
+}
+
 /// An instance with the number of entries bound in it (entries are bound in table order, so
 /// entry `i` of the table is entry `i` of every instance).
 pub struct SpareInstance {
-    inst: Instance,
+    inst: AnyInstance,
     bound: usize,
 }
 
@@ -223,7 +296,7 @@ fn load_error_kind(e: &LoadError) -> ErrorKind {
 pub struct PerCpuScript {
     name: String,
     source: Vec<u8>,
-    guest: Arc<Guest>,
+    guest: AnyGuest,
     host: Arc<dyn Host>,
     limits: AtomicLimits,
     on_error: AtomicU8,
@@ -242,12 +315,13 @@ pub struct PerCpuScript {
 unsafe impl Sync for PerCpuScript {}
 
 impl PerCpuScript {
-    /// Compiles (or reuses) the guest and builds `instances` instances, each with the entries
-    /// of `entries_from` bound in the same order (a replacement keeps the indices rules hold).
-    /// Process context: allocates and runs the top-level chunk once per instance.
+    /// Compiles (or reuses) the guest for `engine` and builds `instances` instances, each with
+    /// the entries of `entries_from` bound in the same order (a replacement keeps the indices
+    /// rules hold). Process context: allocates and runs the top-level chunk once per instance.
     #[allow(clippy::too_many_arguments)]
     pub fn load(
         cache: &mut GuestCache,
+        engine: EngineKind,
         guest_wasm: &[u8],
         name: &str,
         source: &[u8],
@@ -258,7 +332,19 @@ impl PerCpuScript {
         entries_from: Option<&PerCpuScript>,
     ) -> Result<PerCpuScript, LoadError> {
         limits.validate().map_err(LoadError::Limit)?;
-        let guest = cache.get(guest_wasm, limits.recursion)?;
+        let guest = match engine {
+            EngineKind::Wasmi => AnyGuest::Wasmi(cache.get(guest_wasm, limits.recursion)?),
+            #[cfg(feature = "compiled")]
+            EngineKind::Compiled => {
+                AnyGuest::Compiled(crate::compiled_exec::TranslatedGuest::new(guest_wasm)?)
+            }
+            #[cfg(not(feature = "compiled"))]
+            EngineKind::Compiled => {
+                return Err(LoadError::Rejected(String::from(
+                    "the compiled engine is not built in",
+                )))
+            }
+        };
         let mut entries = Vec::new();
         // reserved in full: appending an entry (in atomic context) never reallocates
         entries
@@ -319,16 +405,17 @@ impl PerCpuScript {
     /// Builds a fresh instance with every entry of the table bound. Process context.
     pub fn build_instance(&self) -> Result<SpareInstance, LoadError> {
         let limits = self.limits.get();
-        let mut spare = SpareInstance {
-            inst: Instance::new(
-                &*self.guest,
-                &self.name,
-                &self.source,
-                &limits,
-                self.host.clone(),
-            )?,
-            bound: 0,
+        let (name, source, host) = (&self.name, &self.source, self.host.clone());
+        let inst = match &self.guest {
+            AnyGuest::Wasmi(g) => {
+                AnyInstance::Wasmi(Instance::new(&**g, name, source, &limits, host)?)
+            }
+            #[cfg(feature = "compiled")]
+            AnyGuest::Compiled(g) => {
+                AnyInstance::Compiled(Instance::new(&**g, name, source, &limits, host)?)
+            }
         };
+        let mut spare = SpareInstance { inst, bound: 0 };
         self.catch_up(&mut spare)?;
         Ok(spare)
     }
@@ -638,7 +725,19 @@ impl PerCpuScript {
         self.may_queue
     }
     pub fn guest_hash(&self) -> &[u8; 32] {
-        self.guest.hash()
+        match &self.guest {
+            AnyGuest::Wasmi(g) => g.hash(),
+            #[cfg(feature = "compiled")]
+            AnyGuest::Compiled(g) => crate::guest::CompiledGuest::hash(&**g),
+        }
+    }
+    /// The engine its instances run on.
+    pub fn engine(&self) -> EngineKind {
+        match &self.guest {
+            AnyGuest::Wasmi(_) => EngineKind::Wasmi,
+            #[cfg(feature = "compiled")]
+            AnyGuest::Compiled(_) => EngineKind::Compiled,
+        }
     }
 }
 

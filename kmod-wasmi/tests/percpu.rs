@@ -4,7 +4,9 @@
 mod common;
 
 use common::{host, tcp4};
-use runtime::{ErrorKind, GuestCache, Limits, OnError, PerCpuScript, SlicePacket, Verdict};
+use runtime::{
+    EngineKind, ErrorKind, GuestCache, Limits, OnError, PerCpuScript, SlicePacket, Verdict,
+};
 use std::sync::Arc;
 
 const COUNTER: &str = "
@@ -18,10 +20,41 @@ function check(pkt, arg) if arg == 'web' then return lp.ACCEPT end return lp.BRE
 function spin(pkt) pcall(function() while true do end end) while true do end end
 ";
 
-fn load(src: &str, n: usize, limits: Limits, on_error: OnError) -> PerCpuScript {
+/// Each test runs on every engine the kernel has (`compiled` with the feature).
+macro_rules! on_each_engine {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn wasmi() {
+                super::$name(runtime::EngineKind::Wasmi)
+            }
+            #[cfg(feature = "compiled")]
+            #[test]
+            fn compiled() {
+                super::$name(runtime::EngineKind::Compiled)
+            }
+        }
+    )*};
+}
+
+on_each_engine!(
+    slots_run_concurrently_and_keep_their_own_state,
+    entries_bind_lazily_with_the_same_index_everywhere,
+    a_poisoned_slot_applies_the_policy_until_a_fresh_instance_is_installed,
+    limits_and_policy_change_live_and_a_replacement_keeps_entries,
+);
+
+fn load(
+    engine: EngineKind,
+    src: &str,
+    n: usize,
+    limits: Limits,
+    on_error: OnError,
+) -> PerCpuScript {
     let mut cache = GuestCache::new();
     PerCpuScript::load(
         &mut cache,
+        engine,
         guest_lua::LUA_WASM,
         "percpu",
         src.as_bytes(),
@@ -34,9 +67,8 @@ fn load(src: &str, n: usize, limits: Limits, on_error: OnError) -> PerCpuScript 
     .unwrap_or_else(|e| panic!("load failed: {e}"))
 }
 
-#[test]
-fn slots_run_concurrently_and_keep_their_own_state() {
-    let s = Arc::new(load(COUNTER, 4, Limits::default(), OnError::Break));
+fn slots_run_concurrently_and_keep_their_own_state(engine: EngineKind) {
+    let s = Arc::new(load(engine, COUNTER, 4, Limits::default(), OnError::Break));
     // SAFETY: single-threaded here; slot 0 is used by this thread only.
     let e = unsafe { s.bind_on_cpu(0, "process_packet", None) }.unwrap();
     assert_eq!(e, 0);
@@ -66,9 +98,8 @@ fn slots_run_concurrently_and_keep_their_own_state() {
     assert!(s.memory_bytes() >= 4 * 64 * 1024);
 }
 
-#[test]
-fn entries_bind_lazily_with_the_same_index_everywhere() {
-    let s = load(COUNTER, 3, Limits::default(), OnError::Break);
+fn entries_bind_lazily_with_the_same_index_everywhere(engine: EngineKind) {
+    let s = load(engine, COUNTER, 3, Limits::default(), OnError::Break);
     let p = tcp4(80);
     // SAFETY: single-threaded: no two calls overlap.
     unsafe {
@@ -103,14 +134,13 @@ fn entries_bind_lazily_with_the_same_index_everywhere() {
     }
 }
 
-#[test]
-fn a_poisoned_slot_applies_the_policy_until_a_fresh_instance_is_installed() {
+fn a_poisoned_slot_applies_the_policy_until_a_fresh_instance_is_installed(engine: EngineKind) {
     let limits = Limits {
         instructions: 0,
         fuel: abi::limits::MAX_FUEL,
         ..Limits::default()
     };
-    let s = load(COUNTER, 2, limits, OnError::Drop);
+    let s = load(engine, COUNTER, 2, limits, OnError::Drop);
     let p = tcp4(80);
     // SAFETY: single-threaded: no two calls overlap, and the old instance is dropped after
     // the last call that could use it.
@@ -152,9 +182,8 @@ fn a_poisoned_slot_applies_the_policy_until_a_fresh_instance_is_installed() {
     assert_eq!(st.run_cnt, 5);
 }
 
-#[test]
-fn limits_and_policy_change_live_and_a_replacement_keeps_entries() {
-    let s = load(COUNTER, 1, Limits::default(), OnError::Break);
+fn limits_and_policy_change_live_and_a_replacement_keeps_entries(engine: EngineKind) {
+    let s = load(engine, COUNTER, 1, Limits::default(), OnError::Break);
     let p = tcp4(80);
     // SAFETY: single-threaded.
     let spin = unsafe {
@@ -190,6 +219,7 @@ fn limits_and_policy_change_live_and_a_replacement_keeps_entries() {
               function spin() return lp.CONTINUE end";
     let next = PerCpuScript::load(
         &mut cache,
+        engine,
         guest_lua::LUA_WASM,
         "percpu",
         v2.as_bytes(),
@@ -214,6 +244,7 @@ fn limits_and_policy_change_live_and_a_replacement_keeps_entries() {
     }
     let missing = PerCpuScript::load(
         &mut cache,
+        engine,
         guest_lua::LUA_WASM,
         "percpu",
         b"function process_packet() end",

@@ -120,6 +120,7 @@ fn load_percpu(
     let mut cache = GuestCache::new();
     PerCpuScript::load(
         &mut cache,
+        runtime::EngineKind::Wasmi,
         guest_lua::LUA_WASM,
         "sandbox",
         src.as_bytes(),
@@ -399,6 +400,7 @@ fn a_queue_verdict_the_host_cannot_apply_is_an_error_of_the_policy() {
     let mut cache = GuestCache::new();
     let s = PerCpuScript::load(
         &mut cache,
+        runtime::EngineKind::Wasmi,
         guest_lua::LUA_WASM,
         "q",
         b"function process_packet(p) return lp.QUEUE(3) end",

@@ -71,6 +71,55 @@ impl FromStr for OnError {
     }
 }
 
+/// The engine a loaded script's instances run on, chosen at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// wasmi, the reference engine: any guest.
+    Wasmi,
+    /// The built-in guest compiled into the module: only the built-in guest.
+    Compiled,
+}
+
+impl Engine {
+    pub fn number(self) -> u8 {
+        match self {
+            Engine::Wasmi => nl::ENGINE_WASMI,
+            Engine::Compiled => nl::ENGINE_COMPILED,
+        }
+    }
+
+    pub fn from_number(n: u8) -> Option<Self> {
+        [Engine::Wasmi, Engine::Compiled]
+            .into_iter()
+            .find(|e| e.number() == n)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Wasmi => "wasmi",
+            Engine::Compiled => "compiled",
+        }
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Engine {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        [Engine::Wasmi, Engine::Compiled]
+            .into_iter()
+            .find(|e| e.name() == s)
+            .ok_or_else(|| Error::invalid(format!("engine {s}"), "not one of wasmi, compiled"))
+    }
+}
+
 /// Limits to set; `None` keeps the current value (or the default, at load).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {
@@ -221,6 +270,8 @@ pub struct ScriptInfo {
     pub instances: u32,
     pub limits: ScriptLimits,
     pub on_error: OnError,
+    /// `None` from a module that does not report it (before engines were selectable: wasmi).
+    pub engine: Option<Engine>,
     pub stats: Stats,
 }
 
@@ -232,6 +283,8 @@ pub struct LoadRequest<'a> {
     pub package: &'a [u8],
     pub limits: Limits,
     pub on_error: Option<OnError>,
+    /// `None`: the module's default.
+    pub engine: Option<Engine>,
     /// Swap a loaded script of the same name atomically instead of failing with EEXIST.
     pub replace: bool,
 }
@@ -243,6 +296,7 @@ impl<'a> LoadRequest<'a> {
             package,
             limits: Limits::default(),
             on_error: None,
+            engine: None,
             replace: false,
         }
     }
@@ -312,6 +366,9 @@ impl<T: Transport> Luapkt<T> {
             request.limits.encode(m);
             if let Some(on_error) = request.on_error {
                 m.attr_u8(attr::ON_ERROR, on_error.number());
+            }
+            if let Some(engine) = request.engine {
+                m.attr_u8(attr::ENGINE, engine.number());
             }
             let flags = if request.replace { nl::FLAG_REPLACE } else { 0 };
             m.attr_u32(attr::FLAGS, flags);
@@ -489,6 +546,7 @@ fn decode_script(attrs: &[u8]) -> Decoded<ScriptInfo> {
     let (mut fuel, mut instructions, mut memory, mut recursion, mut pcall_depth) =
         (None, None, None, None, None);
     let mut on_error = None;
+    let mut engine = None;
     let mut load_fuel = 0;
     let mut stats = Stats::default();
     for a in wire::attrs(attrs) {
@@ -516,6 +574,13 @@ fn decode_script(attrs: &[u8]) -> Decoded<ScriptInfo> {
                 );
             }
             attr::LOAD_FUEL => load_fuel = a.u64("LUAPKT_ATTR_LOAD_FUEL")?,
+            attr::ENGINE => {
+                let n = a.u8("LUAPKT_ATTR_ENGINE")?;
+                engine = Some(
+                    Engine::from_number(n)
+                        .ok_or_else(|| Malformed::new(format!("LUAPKT_ATTR_ENGINE {n}")))?,
+                );
+            }
             attr::STATS => stats = decode_stats(a.value)?,
             _ => {}
         }
@@ -535,6 +600,7 @@ fn decode_script(attrs: &[u8]) -> Decoded<ScriptInfo> {
             load_fuel,
         },
         on_error: required(on_error, "LUAPKT_ATTR_ON_ERROR")?,
+        engine,
         stats,
     })
 }

@@ -18,6 +18,7 @@
 
 extern crate alloc;
 
+use abi::netlink;
 use abi::verdict::OnError;
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -27,8 +28,8 @@ use core::fmt::{self, Write};
 use core::mem::{offset_of, size_of};
 use runtime::guest::BUILTIN_GUEST_SHA256;
 use runtime::{
-    package, Conntrack, ErrorKind, GuestCache, Host, Limits, LoadError, LogLevel, Meta, MetaWrite,
-    Packet, PerCpuScript, SpareInstance,
+    package, Conntrack, EngineKind, ErrorKind, GuestCache, Host, Limits, LoadError, LogLevel, Meta,
+    MetaWrite, Packet, PerCpuScript, SpareInstance,
 };
 use sha2::{Digest, Sha256};
 
@@ -87,7 +88,9 @@ extern "C" {
     /// Between slices of a load: cond_resched(); false when a fatal signal is pending.
     fn lp_load_pause() -> bool;
     /// Logs the message and BUG()s: never returns.
-    fn lp_panic(msg: *const u8, len: usize) -> !;
+    /// Does not return (BUG()); declared returning so that the call is followed by `ud2`,
+    /// where objtool looks for the end of the panic handler.
+    fn lp_panic(msg: *const u8, len: usize);
     /// Rate-limited printk: `luapkt: <name>: <line>`; `level` 0 info, 1 warning.
     fn lp_log(level: c_int, name: *const u8, name_len: usize, line: *const u8, line_len: usize);
     /// ktime_get_ns().
@@ -157,8 +160,12 @@ impl<const N: usize> Write for Buf<N> {
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let mut b = Buf::<256>::new();
     let _ = write!(b, "{info}");
-    // SAFETY: `b.data[..b.len]` is initialized; lp_panic does not return.
-    unsafe { lp_panic(b.data.as_ptr(), b.len) }
+    // SAFETY: `b.data[..b.len]` is initialized; lp_panic does not return, and `ud2` after it
+    // is never reached.
+    unsafe {
+        lp_panic(b.data.as_ptr(), b.len);
+        core::arch::asm!("ud2", options(noreturn))
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -552,6 +559,8 @@ pub unsafe extern "C" fn lp_rt_load(
     name: *const u8,
     name_len: usize,
     limits: *const LpLimits,
+    engine: u8,
+    engine_named: bool,
     instances: u32,
     replaces: *const LpScript,
     foreign_ok: bool,
@@ -587,7 +596,8 @@ pub unsafe extern "C" fn lp_rt_load(
             return -EINVAL;
         }
     };
-    if !foreign_ok && Sha256::digest(p.module).as_slice() != BUILTIN_GUEST_SHA256 {
+    let builtin = Sha256::digest(p.module).as_slice() == BUILTIN_GUEST_SHA256;
+    if !foreign_ok && !builtin {
         put_msg(
             msg,
             msg_len,
@@ -597,9 +607,20 @@ pub unsafe extern "C" fn lp_rt_load(
         );
         return -EPERM;
     }
+    let engine = match engine {
+        netlink::ENGINE_WASMI => EngineKind::Wasmi,
+        // the default gives way to the reference engine for another guest
+        netlink::ENGINE_COMPILED if !engine_named && !builtin => EngineKind::Wasmi,
+        netlink::ENGINE_COMPILED => EngineKind::Compiled,
+        n => {
+            put_msg(msg, msg_len, format_args!("unknown engine {n}"));
+            return -EINVAL;
+        }
+    };
     let host: Arc<dyn Host> = Arc::new(KernelHost);
     let rt = match PerCpuScript::load(
         cache,
+        engine,
         p.module,
         name,
         p.script,
@@ -622,6 +643,19 @@ pub unsafe extern "C" fn lp_rt_load(
     // SAFETY: the caller's contract.
     unsafe { out.write(Box::into_raw(s)) };
     0
+}
+
+/// The engine `s`'s instances run on (`LUAPKT_ENGINE_*`).
+///
+/// # Safety
+/// `s` is a live script.
+#[no_mangle]
+pub unsafe extern "C" fn lp_rt_engine(s: *const LpScript) -> u8 {
+    // SAFETY: the caller's contract.
+    match unsafe { (*s).rt.engine() } {
+        EngineKind::Wasmi => netlink::ENGINE_WASMI,
+        EngineKind::Compiled => netlink::ENGINE_COMPILED,
+    }
 }
 
 /// Frees a script. Process context; no call may be running on it (the caller waited for an
@@ -911,3 +945,29 @@ impl RebuildLog for PerCpuScript {
         KernelHost.log(self.name(), LogLevel::Warn, &b.data[..b.len]);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// The compiled guest's libm (guest-lua/w2c/kinclude/math.h): soft-float, as the rest of the
+// module. wasm2c's wrappers handle NaN before calling these.
+
+macro_rules! guest_libm {
+    ($($name:ident = $f:ident($t:ty)),* $(,)?) => {$(
+        #[no_mangle]
+        extern "C" fn $name(x: $t) -> $t {
+            libm::$f(x)
+        }
+    )*};
+}
+
+guest_libm!(
+    lp_w2c_floor = floor(f64),
+    lp_w2c_ceil = ceil(f64),
+    lp_w2c_trunc = trunc(f64),
+    lp_w2c_sqrt = sqrt(f64),
+    lp_w2c_rint = rint(f64),
+    lp_w2c_floorf = floorf(f32),
+    lp_w2c_ceilf = ceilf(f32),
+    lp_w2c_truncf = truncf(f32),
+    lp_w2c_sqrtf = sqrtf(f32),
+    lp_w2c_rintf = rintf(f32),
+);

@@ -29,6 +29,7 @@ fn script_msg(seq: u32, flags: u16, name: &str) -> Vec<u8> {
         .attr_u32(attr::RECURSION, 1024)
         .attr_u32(attr::PCALL_DEPTH, 8)
         .attr_u8(attr::ON_ERROR, nl::ON_ERROR_DROP)
+        .attr_u8(attr::ENGINE, nl::ENGINE_COMPILED)
         .attr(attr::PAD, &[])
         .begin_nest(attr::STATS)
         .attr_u64(stat::RUN_CNT, 10)
@@ -57,6 +58,7 @@ fn expected_script(name: &str) -> ScriptInfo {
             load_fuel: 0,
         },
         on_error: OnError::Drop,
+        engine: Some(Engine::Compiled),
         stats: Stats {
             run_cnt: 10,
             accept: 7,
@@ -84,6 +86,7 @@ fn load_request(package: &[u8]) -> LoadRequest<'_> {
             ..Limits::default()
         },
         on_error: Some(OnError::Drop),
+        engine: Some(Engine::Compiled),
         replace: true,
         ..LoadRequest::new("web", package)
     }
@@ -125,12 +128,13 @@ fn load_in_chunks() {
     assert_eq!(sent.len(), 6);
     #[rustfmt::skip]
     let begin: &[u8] = &[
-        64, 0, 0, 0, 0x1d, 0, 0x05, 0, 2, 0, 0, 0, 0, 0, 0, 0, // REQUEST|ACK, seq 2
+        72, 0, 0, 0, 0x1d, 0, 0x05, 0, 2, 0, 0, 0, 0, 0, 0, 0, // REQUEST|ACK, seq 2
         cmd::LOAD_BEGIN, 1, 0, 0,
         8, 0, 1, 0, b'w', b'e', b'b', 0, // NAME
         8, 0, 3, 0, 0x70, 0x11, 0x01, 0x00, // SIZE 70000
         12, 0, 6, 0, 0xa0, 0x86, 0x01, 0, 0, 0, 0, 0, // FUEL 100000
         5, 0, 11, 0, 2, 0, 0, 0, // ON_ERROR drop
+        5, 0, 20, 0, 2, 0, 0, 0, // ENGINE compiled
         8, 0, 12, 0, 1, 0, 0, 0, // FLAGS: FLAG_REPLACE
     ];
     assert_eq!(sent[1], begin);
@@ -385,6 +389,8 @@ fn malformed_script_replies() {
         .attr_u8(attr::REFS, 1);
     let mut bad_on_error = reply(2, 0, cmd::GET);
     bad_on_error.attr_u8(attr::ON_ERROR, 9);
+    let mut bad_engine = reply(2, 0, cmd::GET);
+    bad_engine.attr_u8(attr::ENGINE, 7);
     let mut bad_tag = reply(2, 0, cmd::GET);
     bad_tag.attr(attr::TAG, &[1, 2, 3]);
     let mut bad_stats = reply(2, 0, cmd::GET);
@@ -403,6 +409,7 @@ fn malformed_script_replies() {
             "LUAPKT_ATTR_REFS: 1 bytes where 4 were expected",
         ),
         (vec![bad_on_error.finish()], "LUAPKT_ATTR_ON_ERROR 9"),
+        (vec![bad_engine.finish()], "LUAPKT_ATTR_ENGINE 7"),
         (vec![bad_tag.finish()], "LUAPKT_ATTR_TAG: 3 bytes, not 8"),
         (
             vec![bad_stats.finish()],
