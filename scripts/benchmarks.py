@@ -3,7 +3,7 @@
 and writes BENCHMARKS.md: ns and fuel per packet on wasmi, wasmtime, the compiled guest (wasm2c)
 and native Lua, in one run
 per script, with ratios to native and their geometric mean."""
-import json, math, os, platform, subprocess, sys, datetime
+import glob, json, math, os, platform, re, subprocess, sys, datetime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LPCTL = os.path.join(ROOT, "target", "release", "lpctl")
@@ -84,12 +84,82 @@ def main():
         i = inst[s]
         lines.append("| %s | %d KiB | %d KiB | %.0f us | %.1f ms |" % (
             s, i["memory_bytes"] // 1024, i["lua_bytes"] // 1024, i["create_us"], i["guest_compile_ms"]))
+    lines += fuel_ceiling()
+    lines += kernel()
     notes = os.path.join(ROOT, "docs", "benchmarks-notes.md")
     if os.path.exists(notes):
         lines += ["", open(notes).read().rstrip()]
     with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+def fuel_ceiling():
+    """The slowest fuel on each engine (kmod-wasmi/benches/fuel_ceiling.rs, userspace)."""
+    out = subprocess.run(["cargo", "bench", "-p", "luapkt-runtime", "--bench", "fuel_ceiling",
+                          "--features", "portable-dispatch,compiled", "--no-run"],
+                         cwd=ROOT, check=True, capture_output=True, text=True)
+    exe = re.findall(r"\((target/release/deps/fuel_ceiling-[0-9a-f]+)\)", out.stderr)[-1]
+    lines = ["", "## The slowest fuel (the per-call ceiling, docs/security.md)", "",
+             "`kmod-wasmi/benches/fuel_ceiling.rs`: 15 hostile scripts that burn all their fuel, 20 calls",
+             "each, in userspace on this machine; wasmi with the kernel's loop dispatch.", "",
+             "| engine | slowest ns per fuel | script | a call at the ceiling (170,000 fuel) |",
+             "|---|---:|---|---:|"]
+    for engine in ("compiled", "wasmi"):
+        env = dict(os.environ, FUEL_BENCH_ENGINE=engine, FUEL_BENCH_CALLS="20")
+        r = subprocess.run([os.path.join(ROOT, exe)], env=env, check=True, capture_output=True,
+                           text=True).stdout
+        rows = [l.split() for l in r.splitlines()[2:] if l and not l.startswith("worst")]
+        worst = max(rows, key=lambda x: float(x[3]))
+        lines.append("| %s | %.3f | %s | %.0f us |" % (engine, float(worst[3]), worst[0],
+                                                      float(worst[3]) * 170000 / 1000))
+    return lines
+
+KERNEL_MEASURES = [
+    ("20-nft-lua", r"fast: 200 calls, mean (\d+) ns and (\d+) fuel", "`return lp.ACCEPT` per call"),
+    ("20-nft-lua", r"filter: 200 calls, mean (\d+) ns and (\d+) fuel", "a filter reading fields, per call"),
+    ("40-writes", r"ttlonly: 200 calls, mean (\d+) ns and (\d+) fuel", "TTL decrement (a write), per call"),
+    ("50-nat", r"NAT script: \d+ runs, (\d+) fuel and (\d+) ns per packet", "examples/nat.lua per packet"),
+]
+
+def kernel():
+    """The kernel's per-call costs from the last VM suite (target/vm/serial-*.log): both engines."""
+    lines = []
+    for log in sorted(glob.glob(os.path.join(ROOT, "target", "vm", "serial-6.*.log"))):
+        kver = os.path.basename(log)[len("serial-"):-len(".log")]
+        sections, cur = {}, None
+        for l in open(log, errors="replace"):
+            if l.startswith("@@vm begin "):
+                cur = l.split()[2]
+                sections[cur] = []
+            elif cur and l.startswith("# measure:"):
+                sections[cur].append(l)
+        rows = []
+        for scen, pat, what in KERNEL_MEASURES:
+            got = {}
+            for engine, name in (("compiled", scen), ("wasmi", scen + "@wasmi")):
+                for l in sections.get(name, []):
+                    m = re.search(pat, l)
+                    if m:
+                        ns, fuel = (m.group(2), m.group(1)) if "NAT" in pat else (m.group(1), m.group(2))
+                        got[engine] = (int(ns), int(fuel))
+            if len(got) == 2:
+                c, w = got["compiled"], got["wasmi"]
+                rows.append("| %s | %d | %d | %d | %.1f |" % (what, c[1], c[0], w[0], w[0] / c[0]))
+        notes = [(l, engine) for name, engine in (("50-nat", "compiled"), ("50-nat@wasmi", "wasmi"))
+                 for l in sections.get(name, []) if "NAT throughput" in l]
+        notes += [(l, "") for l in sections.get("70-pktgen", []) if "pktgen" in l]
+        if not rows:
+            continue
+        lines += ["", "## In the kernel (%s, the test VM)" % kver, "",
+                  "From the last VM suite (`tests/vm`, `target/vm/serial-%s.log`): the same scenarios on" % kver,
+                  "the compiled engine (the module's default) and again on wasmi (`# vm-engines: wasmi`),",
+                  "softirq calls timed by the module. The VM runs under TCG (no KVM): absolute times are",
+                  "emulation's, the ratios between engines are what carries over.", "",
+                  "| call | fuel | compiled ns | wasmi ns | wasmi / compiled |",
+                  "|---|---:|---:|---:|---:|"] + rows
+        for l, engine in notes:
+            lines.append("- " + (engine + ": " if engine else "") + l[len("# measure: "):].strip())
+    return lines
 
 if __name__ == "__main__":
     main()

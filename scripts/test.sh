@@ -32,9 +32,9 @@ rm -rf target/vm/data
 cargo run -q -p luapkt-tests --bin hostile-packages -- target/vm/data >/dev/null
 # the peer's datagram as a capture, for 25-fuel.sh (the kernel's fuel against lpctl run's)
 cp tests/data/udp8.pcap target/vm/data/
-# the fuel-ceiling bench (wasmi's loop dispatch, as the kernel): 60-hostile.sh compares its
-# cost per fuel with the kernel's under the same emulation
-bench=$(cargo bench -p luapkt-runtime --bench fuel_ceiling --features portable-dispatch --no-run 2>&1 |
+# the fuel-ceiling bench (wasmi's loop dispatch, as the kernel, and the compiled engine):
+# 60-hostile.sh compares its cost per fuel with the kernel's under the same emulation
+bench=$(cargo bench -p luapkt-runtime --bench fuel_ceiling --features portable-dispatch,compiled --no-run 2>&1 |
   sed -n 's/.*(\(target\/release\/deps\/fuel_ceiling-[0-9a-f]*\)).*/\1/p' | tail -n 1)
 cp "$bench" target/vm/data/fuel_ceiling
 for ko in "${kos[@]}"; do

@@ -43,9 +43,23 @@ reset_state() {
   nft flush ruleset 2>/dev/null
 }
 
-for s in /vm/scenarios/*.sh; do
-  [ -e "$s" ] || continue
-  name=$(basename "$s" .sh)
+# The engine scripts load on when a scenario names none (nft_lua's default_engine: 1 wasmi,
+# 2 compiled), for one run and every modprobe in it; `set_engine` alone: the module's own.
+ENGINE_PARAM=/sys/module/${LUAPKT_MODULE_NAME:-none}/parameters/default_engine
+set_engine() {
+  if [ -n "${1:-}" ]; then
+    mkdir -p /etc/modprobe.d
+    echo "options $LUAPKT_MODULE_NAME default_engine=$1" >/etc/modprobe.d/luapkt-engine.conf
+    [ ! -w "$ENGINE_PARAM" ] || echo "$1" >"$ENGINE_PARAM"
+  else
+    rm -f /etc/modprobe.d/luapkt-engine.conf
+    [ ! -w "$ENGINE_PARAM" ] || echo "$ENGINE_DEFAULT" >"$ENGINE_PARAM"
+  fi
+}
+
+run_scenario() { # FILE NAME
+  s=$1
+  name=$2
   echo "@@vm begin $name"
   rm -f /tmp/.vm-checks # lib.sh appends a line per check
   # a scenario may ask for more time: "# vm-timeout: SECONDS"
@@ -62,6 +76,25 @@ for s in /vm/scenarios/*.sh; do
   dmesg -c | tee -a /run/vm-dmesg.log
   echo "@@vm end $name rc=$rc checks=$n"
   reset_state
+}
+
+# A scenario marked "# vm-engines: ENGINE" (wasmi or compiled, the one the module does not
+# default to) runs a second time with scripts on it, its checks named "ENGINE: ..." (lib.sh's
+# VM_CHECK_PREFIX).
+for s in /vm/scenarios/*.sh; do
+  [ -e "$s" ] || continue
+  name=$(basename "$s" .sh)
+  run_scenario "$s" "$name"
+  e=$(sed -n 's/^# vm-engines:[[:space:]]*\([a-z]*\).*/\1/p' "$s" | head -n 1)
+  if [ -n "$e" ] && [ -n "${LUAPKT_MODULE_NAME:-}" ]; then
+    modprobe "$LUAPKT_MODULE_NAME" 2>/dev/null
+    ENGINE_DEFAULT=$(cat "$ENGINE_PARAM" 2>/dev/null || echo 1)
+    case $e in wasmi) set_engine 1 ;; compiled) set_engine 2 ;; esac
+    export VM_CHECK_PREFIX="$e: "
+    run_scenario "$s" "$name@$e"
+    unset VM_CHECK_PREFIX
+    set_engine
+  fi
 done
 
 echo "@@vm done uptime=$(cut -d' ' -f1 /proc/uptime)"

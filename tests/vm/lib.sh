@@ -40,14 +40,15 @@ PEER_PID=
 
 _vm_count() { echo x >>/tmp/.vm-checks; }
 
+# VM_CHECK_PREFIX: set by init.sh when it runs a scenario again on another engine.
 pass() {
   _vm_count
-  echo "ok - $1"
+  echo "ok - ${VM_CHECK_PREFIX:-}$1"
 }
 
 fail() {
   _vm_count
-  echo "not ok - $1: $2"
+  echo "not ok - ${VM_CHECK_PREFIX:-}$1: $2"
 }
 
 note() { echo "# $*"; }

@@ -231,6 +231,11 @@ for f in "$scenarios"/*.sh; do
   ((skip)) && continue
   scen_files+=("$f")
   scen_names+=("$(basename "$f" .sh)")
+  # run again on another engine by init.sh ("# vm-engines: ENGINE")
+  eng=$(sed -n 's/^# vm-engines:[[:space:]]*\([a-z]*\).*/\1/p' "$f" | head -n 1)
+  if [[ -n $module && -n $eng ]]; then
+    scen_names+=("$(basename "$f" .sh)@$eng")
+  fi
   # shellcheck disable=SC2207
   extra_mods+=($(sed -n 's/^# vm-modules:[[:space:]]*//p' "$f"))
 done

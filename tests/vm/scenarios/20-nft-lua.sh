@@ -3,6 +3,7 @@
 # atomic replacement, EBUSY while rules use a script, stats, and the probes of stack and load
 # time (printed as "# measure:" notes).
 # vm-requires: module lpctl
+# vm-engines: wasmi
 . /vm/lib.sh
 
 m=$LUAPKT_MODULE_NAME

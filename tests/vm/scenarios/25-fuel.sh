@@ -3,6 +3,7 @@
 # (/vm/data/udp8.pcap has the shape of the peer's datagrams), for a trivial script, one that
 # reads fields, and one that loops; and a script out of fuel is cut at the same count.
 # vm-requires: module lpctl
+# vm-engines: wasmi
 . /vm/lib.sh
 
 m=$LUAPKT_MODULE_NAME

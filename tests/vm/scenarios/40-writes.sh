@@ -6,6 +6,7 @@
 # reassembled 3000-byte datagram, a write outside the packet (a Lua error), and the Ethernet
 # header read and written in a netdev ingress chain.
 # vm-requires: module lpctl
+# vm-engines: wasmi
 # vm-modules: nft_ct
 . /vm/lib.sh
 

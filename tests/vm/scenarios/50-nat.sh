@@ -4,6 +4,7 @@
 # CHECKSUM_PARTIAL packets and once with full checksums; then the throughput of a bulk transfer
 # through the Lua NAT and through nft's native NAT (printed as "# measure:" notes).
 # vm-requires: module lpctl
+# vm-engines: wasmi
 # vm-modules: nft_chain_nat nft_nat
 . /vm/lib.sh
 

@@ -6,6 +6,7 @@
 # softlockup_panic=1: a CPU held too long fails the run. Packages come from
 # tests/src/bin/hostile-packages.rs (run.sh --data).
 # vm-requires: module lpctl
+# vm-engines: wasmi
 # vm-timeout: 420
 . /vm/lib.sh
 
@@ -140,9 +141,12 @@ factor() {
   ns1=$(stat_of "$1" run_time_ns); f1=$(stat_of "$1" fuel_total)
   [ -x $D/fuel_ceiling ] && [ $((f1 - f0)) -gt 0 ] || return 0
   k=$(awk -v n=$((ns1 - ns0)) -v f=$((f1 - f0)) 'BEGIN { printf "%.2f", n / f }')
-  u=$(FUEL_BENCH_ONLY=$4 FUEL_BENCH_CALLS=10 $D/fuel_ceiling | awk -v b="$4" '$1 == b { print $4 }')
+  # the bench on the engine the script runs on
+  e=$(lpctl -j script show "$1" | sed -n 's/.*"engine":"\([a-z]*\)".*/\1/p')
+  u=$(FUEL_BENCH_ENGINE=${e:-wasmi} FUEL_BENCH_ONLY=$4 FUEL_BENCH_CALLS=10 $D/fuel_ceiling |
+    awk -v b="$4" '$1 == b { print $4 }')
   r=$(awk -v k="$k" -v u="$u" 'BEGIN { if (u > 0) printf "%.2f", k / u; else print "?" }')
-  note "measure: $4 costs $k ns per fuel in the kernel (softirq) and $u in userspace, same engine, same TCG guest: ratio $r" >&2
+  note "measure: $4 costs $k ns per fuel in the kernel (softirq) and $u in userspace, same engine (${e:-wasmi}), same TCG guest: ratio $r" >&2
   echo "$4 $k $r"
 }
 t0=$(uptime_ms)
