@@ -80,13 +80,13 @@ run_scenario() { # FILE NAME
 
 # A scenario marked "# vm-engines: ENGINE" (wasmi or compiled, the one the module does not
 # default to) runs a second time with scripts on it, its checks named "ENGINE: ..." (lib.sh's
-# VM_CHECK_PREFIX).
+# VM_CHECK_PREFIX), unless run.sh was given --no-reruns.
 for s in /vm/scenarios/*.sh; do
   [ -e "$s" ] || continue
   name=$(basename "$s" .sh)
   run_scenario "$s" "$name"
   e=$(sed -n 's/^# vm-engines:[[:space:]]*\([a-z]*\).*/\1/p' "$s" | head -n 1)
-  if [ -n "$e" ] && [ -n "${LUAPKT_MODULE_NAME:-}" ]; then
+  if [ -n "$e" ] && [ -n "${LUAPKT_MODULE_NAME:-}" ] && [ "${VM_ENGINE_RERUNS:-1}" = 1 ]; then
     modprobe "$LUAPKT_MODULE_NAME" 2>/dev/null
     ENGINE_DEFAULT=$(cat "$ENGINE_PARAM" 2>/dev/null || echo 1)
     case $e in wasmi) set_engine 1 ;; compiled) set_engine 2 ;; esac

@@ -4,7 +4,7 @@
 #
 #   tests/vm/run.sh [--kernel 6.1|6.12|KVER] [--module PATH/nft_lua.ko] [--lpctl PATH]
 #                   [--scenarios DIR] [--data DIR] [--timeout SECONDS] [--keep]
-#                   [--kernel-dir DIR] [--memory SIZE]
+#                   [--kernel-dir DIR] [--memory SIZE] [--no-reruns]
 #
 #   --kernel     series (newest ABI apt knows) or exact version; default: the one the module
 #                was built for (its vermagic), else 6.1
@@ -20,6 +20,8 @@
 #                3600 s timeout and 600 s per scenario unless --memory, --timeout or
 #                $VM_TIMEOUT, $VM_SCENARIO_TIMEOUT say otherwise
 #   --memory     guest memory (qemu -m; default 512M, 1G for a debug kernel)
+#   --no-reruns  run scenarios marked "# vm-engines: ENGINE" once, on the module's default
+#                engine only (by default init.sh runs them again on ENGINE)
 #   environment: VM_SCENARIO_TIMEOUT (per scenario in the guest, default 120 s),
 #                VM_APPEND (extra kernel command line, e.g. loglevel=7)
 #
@@ -41,6 +43,7 @@ module=
 lpctl=
 scenarios=$VM_DIR/scenarios
 keep=0
+reruns=1
 timeout=${VM_TIMEOUT:-900}
 timeout_given=${VM_TIMEOUT:+1}
 kernel_dir=
@@ -61,6 +64,7 @@ while (($#)); do
     --kernel-dir) kernel_dir=${2:?}; shift 2 ;;
     --memory) memory=${2:?}; shift 2 ;;
     --keep) keep=1; shift ;;
+    --no-reruns) reruns=0; shift ;;
     -h|--help) usage 0 ;;
     *) echo "vm: unknown argument: $1" >&2; usage 2 >&2 ;;
   esac
@@ -233,7 +237,7 @@ for f in "$scenarios"/*.sh; do
   scen_names+=("$(basename "$f" .sh)")
   # run again on another engine by init.sh ("# vm-engines: ENGINE")
   eng=$(sed -n 's/^# vm-engines:[[:space:]]*\([a-z]*\).*/\1/p' "$f" | head -n 1)
-  if [[ -n $module && -n $eng ]]; then
+  if [[ -n $module && -n $eng ]] && ((reruns)); then
     scen_names+=("$(basename "$f" .sh)@$eng")
   fi
   # shellcheck disable=SC2207
@@ -351,12 +355,13 @@ printf '%s\n' "${preload[@]}" >"$root/vm/modules"
 {
   echo "KVER=$kver"
   echo "VM_SCENARIO_TIMEOUT=${VM_SCENARIO_TIMEOUT:-120}"
+  echo "VM_ENGINE_RERUNS=$reruns"
   if [[ -n $module ]]; then
     echo "LUAPKT_MODULE=$guest_module"
     echo "LUAPKT_MODULE_NAME=$mod_name"
   fi
   [[ -n $lpctl ]] && echo "LPCTL=/usr/bin/lpctl"
-  echo "export KVER VM_SCENARIO_TIMEOUT${module:+ LUAPKT_MODULE LUAPKT_MODULE_NAME}${lpctl:+ LPCTL}"
+  echo "export KVER VM_SCENARIO_TIMEOUT VM_ENGINE_RERUNS${module:+ LUAPKT_MODULE LUAPKT_MODULE_NAME}${lpctl:+ LPCTL}"
 } >"$root/vm/env"
 
 initrd=$work/initramfs.cpio
