@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the no_std runtime for x86_64-unknown-none the way the kernel module links it
-# (../shared/notes/kernel-build.md): core and alloc rebuilt with kernel code model, no unwinding.
+# (kmod-wasmi/kernel/README.md): core and alloc rebuilt with kernel code model, no unwinding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUSTC_BOOTSTRAP=1 \

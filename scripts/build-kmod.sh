@@ -4,7 +4,7 @@
 #   1. installs the build packages and the newest linux-headers of the series (idempotent;
 #      LUAPKT_KVER=6.1.0-56-amd64 pins an ABI instead of asking apt-cache);
 #   2. compiles kmod-wasmi/ffi (the runtime as a staticlib) for x86_64-unknown-none with
-#      core/alloc rebuilt for the kernel code model (../shared/notes/kernel-build.md) and the
+#      core/alloc rebuilt for the kernel code model (kmod-wasmi/kernel/README.md) and the
 #      mitigation flags the kernel's config asks for (retpolines, return thunks, IBT); its
 #      build translates the built-in guest with wasm2c and compiles it with clang-16 and the
 #      kernel's flags (the compiled engine, kmod-wasmi/build.rs);

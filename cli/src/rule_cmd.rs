@@ -1,6 +1,6 @@
 //! `lpctl rule ...`: nft rules whose verdict comes from a script.
 //!
-//! Stock nft cannot show an expression it does not know (DESIGN.md), so a `lua` rule lives alone
+//! Stock nft cannot show an expression it does not know (docs/netlink.md), so a `lua` rule lives alone
 //! in a chain of its own, `lua-NAME`, created with a comment that says so, and the user's match
 //! goes to the real `nft` as `... jump lua-NAME`. `nft list ruleset` then shows the jump and the
 //! chain's comment; `lpctl rule list` shows the `lua` rules themselves.

@@ -296,6 +296,14 @@ pub fn netlink() -> Result<bool> {
         cmd::LOAD_BEGIN,
         &attrs(&[name.clone(), size.clone(), nla(attr::ON_ERROR, &[9])]),
     );
+    for engine in [0u8, 3, 255] {
+        r.case(
+            &format!("begin: ENGINE {engine} (out of range)"),
+            &[ERANGE, EINVAL],
+            cmd::LOAD_BEGIN,
+            &attrs(&[name.clone(), size.clone(), nla(attr::ENGINE, &[engine])]),
+        );
+    }
     r.case(
         "begin: unknown FLAGS bit",
         &[EINVAL, ERANGE],

@@ -136,9 +136,9 @@ void lp_w2c_free(struct lp_w2c *w) {
 }
 
 /*
- * A new instance for `rust` (its import context) whose linear memory may grow to `memory`
- * bytes, allocated here in full. *err: 0, -1 when an allocation failed, -2 when the guest's
- * initial memory exceeds `memory`, -3 when instantiation trapped otherwise.
+ * A new instance for `rust` (its import context) whose linear memory is `memory` bytes,
+ * allocated here in full. *err: 0, -1 when an allocation failed, -2 when the guest's initial
+ * or maximum memory does not fit `memory`, -3 when instantiation trapped otherwise.
  */
 struct lp_w2c *lp_w2c_new(void *rust, uint64_t memory, int *err) {
   lp_jmp_buf here;
@@ -174,6 +174,20 @@ struct lp_w2c *lp_w2c_new(void *rust, uint64_t memory, int *err) {
     *err = code == LP_W2C_TRAP_MEMORY ? -2 : -3;
     lp_w2c_free(w);
     return NULL;
+  }
+  /* As wasmi's instances (and the other engines'): linear memory is the script's limit from
+   * the start, memory.size says so and the guest's allocator never grows it. Fuel, and where
+   * memory runs out, are then the same number in every engine. */
+  {
+    wasm_rt_memory_t *m = &w->inst.w2c_memory;
+    uint32_t pages = (uint32_t)(memory / 65536u);
+    if (pages > m->max_pages) {
+      *err = -2;
+      lp_w2c_free(w);
+      return NULL;
+    }
+    m->pages = m->max_pages = pages;
+    m->size = (uint64_t)pages * 65536u;
   }
   *err = 0;
   return w;

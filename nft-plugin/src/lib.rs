@@ -1,7 +1,7 @@
 //! All of luapkt's netlink, in Rust.
 //!
 //! - [`nft`]: nf_tables over `NETLINK_NETFILTER`. Stock nft and libnftnl cannot build or parse
-//!   a `lua` expression (DESIGN.md, "nft and unknown expressions"), so this crate encodes the few
+//!   a `lua` expression (docs/netlink.md), so this crate encodes the few
 //!   messages luapkt needs itself: atomic batches that create tables and chains (with nft's
 //!   chain comment), append rules made of a `lua` expression, delete rules and chains; and
 //!   dumps that list chains and rules, decoding `lua` expressions in full and every other
