@@ -147,38 +147,21 @@ fn main() {
         {
             continue;
         }
+        let script = (*name, src.as_bytes(), limits, host.clone());
         let (total, max, fuel, errors) = if compiled {
             #[cfg(feature = "compiled")]
             {
                 let guest = runtime::compiled_exec::TranslatedGuest::new(guest_lua::LUA_WASM)
                     .expect("the compiled guest");
-                let s = Script::with_guest(
-                    guest,
-                    name,
-                    src.as_bytes(),
-                    limits,
-                    OnError::Break,
-                    1,
-                    host.clone(),
-                )
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-                measure(s, calls, &pkt)
+                measure(guest, script, calls, &pkt)
             }
             #[cfg(not(feature = "compiled"))]
             unreachable!()
         } else {
-            let s = Script::load(
-                &mut cache,
-                guest_lua::LUA_WASM,
-                name,
-                src.as_bytes(),
-                limits,
-                OnError::Break,
-                1,
-                host.clone(),
-            )
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-            measure(s, calls, &pkt)
+            let guest = cache
+                .get(guest_lua::LUA_WASM, limits.recursion)
+                .expect("the wasmi guest");
+            measure(guest, script, calls, &pkt)
         };
         let per_fuel = total as f64 / fuel.max(1) as f64;
         worst = worst.max(per_fuel);
@@ -197,12 +180,16 @@ fn main() {
     );
 }
 
-/// `calls` calls of `s`'s entry after one warm-up call: total and longest ns, fuel, errors.
+/// Script `(name, source, limits, host)` in one instance of `guest`: `calls` calls of its entry
+/// after one warm-up call. Total and longest ns, fuel, errors.
 fn measure<G: runtime::guest::CompiledGuest>(
-    mut s: Script<G>,
+    guest: Arc<G>,
+    (name, src, limits, host): (&str, &[u8], Limits, Arc<dyn Host>),
     calls: usize,
     pkt: &[u8],
 ) -> (u128, u128, u64, usize) {
+    let mut s = Script::with_guest(guest, name, src, limits, OnError::Break, 1, host)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     let entry = s.bind(runtime::DEFAULT_ENTRY, None).expect("bind");
     // one warm-up call (first use of stacks, caches)
     let _ = s.run(0, entry, &SlicePacket::new(pkt));

@@ -84,7 +84,7 @@ impl TranslatedGuest {
     /// The compiled guest, for a script whose guest module is `guest_wasm`: only the built-in
     /// guest has a translation.
     pub fn new(guest_wasm: &[u8]) -> Result<Arc<TranslatedGuest>, LoadError> {
-        if guest_wasm != guest_lua::LUA_WASM {
+        if !crate::guest::is_builtin(guest_wasm) {
             return Err(LoadError::Rejected(String::from(
                 "the compiled engine runs only the built-in guest",
             )));

@@ -13,6 +13,11 @@ use wasmi::{CompilationMode, Config, Engine, Module};
 /// SHA-256 of the built-in guest (guest-lua's `lua.wasm`), the Lua VM lpctl packs by default.
 pub const BUILTIN_GUEST_SHA256: [u8; 32] = guest_lua::LUA_WASM_SHA256;
 
+/// Whether `wasm` is the built-in guest (a comparison of bytes: no hash of the module).
+pub fn is_builtin(wasm: &[u8]) -> bool {
+    wasm == guest_lua::LUA_WASM
+}
+
 /// A guest module compiled for one engine configuration.
 pub struct Guest {
     pub(crate) engine: Engine,

@@ -596,7 +596,7 @@ pub unsafe extern "C" fn lp_rt_load(
             return -EINVAL;
         }
     };
-    let builtin = Sha256::digest(p.module).as_slice() == BUILTIN_GUEST_SHA256;
+    let builtin = runtime::guest::is_builtin(p.module);
     if !foreign_ok && !builtin {
         put_msg(
             msg,

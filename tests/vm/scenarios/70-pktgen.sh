@@ -55,19 +55,20 @@ table inet pg {
 NFT
 a=$(rate)
 check_ge "pktgen: (a) nft alone: packets counted" 1000 "$a"
-nft flush chain inet pg pre
-nft add rule inet pg pre iifname v0 udp dport 9 counter comment '"rx"'
-check "pktgen: lua rule on the compiled engine" \
-  lpctl rule add inet pg pre iifname v0 udp dport 9 lua script acc
-b=$(rate)
-check_ge "pktgen: (b) with the lua rule (compiled): packets counted" 1000 "$b"
-check_ge "pktgen: ... the script ran for them" 1000 \
-  "$(lpctl -j script show acc | sed -n 's/.*"run_cnt":\([0-9]*\).*/\1/p')"
-nft flush chain inet pg pre
-nft add rule inet pg pre iifname v0 udp dport 9 counter comment '"rx"'
-check "pktgen: lua rule on wasmi" \
-  lpctl rule add inet pg pre iifname v0 udp dport 9 lua script accw
-w=$(rate)
-check_ge "pktgen: (b) with the lua rule (wasmi): packets counted" 1000 "$w"
+# lua_rate SCRIPT ENGINE: the rate with the counting rule and a lua rule running SCRIPT, in R
+lua_rate() {
+  nft flush chain inet pg pre
+  nft add rule inet pg pre iifname v0 udp dport 9 counter comment '"rx"'
+  check "pktgen: lua rule on the $2 engine" \
+    lpctl rule add inet pg pre iifname v0 udp dport 9 lua script "$1"
+  R=$(rate)
+  check_ge "pktgen: (b) with the lua rule ($2): packets counted" 1000 "$R"
+  check_ge "pktgen: ... the script ($2) ran for them" 1000 \
+    "$(lpctl -j script show "$1" | sed -n 's/.*"run_cnt":\([0-9]*\).*/\1/p')"
+}
+lua_rate acc compiled
+b=$R
+lua_rate accw wasmi
+w=$R
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0) printf "%.2f", b / a; else print "?" }'; }
 note "measure: pktgen 60-byte UDP, packets/s at the host's prerouting (TCG): (a) nft accept $a, (b) + lua accept: compiled $b (b/a $(ratio "$a" "$b")), wasmi $w (b/a $(ratio "$a" "$w"))"
