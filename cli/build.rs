@@ -1,6 +1,7 @@
 //! Compiles the C half of the native engine (src/engine/native.rs) for the host: the packet
 //! library the wasm guest uses (guest-lua/c/lp_lib.c) and its native glue (lp_native.c), against
-//! the Lua 5.4 headers of mlua-sys's vendored build, whose library the final link brings in.
+//! the Lua 5.4 headers of mlua-sys's vendored build, whose library the final link brings in
+//! (and the internal headers of the same Lua sources, which guest-lua's build finds).
 
 use std::env;
 use std::path::PathBuf;
@@ -19,6 +20,10 @@ fn main() {
         println!("cargo:rerun-if-changed={}", c_dir.join(f).display());
     }
     println!("cargo:rerun-if-env-changed=DEP_LUA_INCLUDE");
+    // the packet library reads Lua values directly where a field read is hot (lp_lib.c): the
+    // internal headers of the Lua both builds use (guest-lua's build finds them)
+    let lua_src = env::var("DEP_LUAPKT_GUEST_LUA_SRC")
+        .expect("DEP_LUAPKT_GUEST_LUA_SRC not set: lpctl must depend directly on guest-lua");
 
     let mut b = cc::Build::new();
     for f in C_FILES {
@@ -26,6 +31,7 @@ fn main() {
     }
     b.include(&c_dir)
         .include(&lua_include)
+        .include(&lua_src)
         // as the guest and mlua-sys's Lua are built
         .define("LUA_COMPAT_5_3", None)
         .warnings(true)

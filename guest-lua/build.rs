@@ -95,7 +95,6 @@ fn main() {
         "-Wl,--stack-first",
         &format!("-Wl,-z,stack-size={STACK_SIZE}"),
         "-Wl,--gc-sections",
-        "-Wl,--strip-all",
     ])
     .args(&objs)
     .arg("-o")
@@ -103,6 +102,9 @@ fn main() {
     run(&mut link, "link lua.wasm");
 
     let linked = fs::read(&wasm).expect("read lua.wasm");
+    // the linked module keeps its name section (the passes drop it, so lua.wasm is the same
+    // bytes): function names for fuel profiles (`wasm-objdump -x lua-linked.wasm`)
+    fs::write(out.join("lua-linked.wasm"), &linked).expect("write lua-linked.wasm");
     let (with_regions, report) = regions::add_fuel_regions(&linked).expect("fuel-region pass");
     wasmparser::Validator::new()
         .validate_all(&with_regions)
@@ -131,6 +133,9 @@ fn main() {
     .expect("write lua_wasm_sha256.rs");
     // for dependents' build scripts (`links`): lpctl translates the guest with wasm2c
     println!("cargo:wasm={}", wasm.display());
+    // and lpctl's native baseline builds the packet library against the same Lua's internal
+    // headers (mlua-sys vendors this lua-src too; its include dir has the public ones only)
+    println!("cargo:lua_src={}", lua.display());
     fs::write(
         out.join("regions.txt"),
         format!(

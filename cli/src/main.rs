@@ -59,7 +59,12 @@ enum Command {
 #[derive(Subcommand)]
 enum SelftestCmd {
     /// Malformed requests to the luapkt family: each must be refused with an errno
-    Netlink,
+    Netlink {
+        /// A loaded script, for the cases that need one (SET_LIMITS with an ENGINE); it is
+        /// left as it was
+        #[arg(long)]
+        script: Option<String>,
+    },
     /// Random and mutated requests to the luapkt family and the lua nf_tables expression;
     /// prints the kernel's answers by errno
     FuzzNetlink {
@@ -336,11 +341,13 @@ fn main() -> ExitCode {
                 ..
             } => rule_cmd::delete(&family, &table, &chain, handle, mode),
         },
-        Command::Selftest(SelftestCmd::Netlink) => match selftest::netlink() {
-            Ok(true) => Ok(()),
-            Ok(false) => return ExitCode::FAILURE,
-            Err(e) => Err(e),
-        },
+        Command::Selftest(SelftestCmd::Netlink { script }) => {
+            match selftest::netlink(script.as_deref()) {
+                Ok(true) => Ok(()),
+                Ok(false) => return ExitCode::FAILURE,
+                Err(e) => Err(e),
+            }
+        }
         Command::Selftest(SelftestCmd::FuzzNetlink {
             count,
             seed,

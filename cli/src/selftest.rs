@@ -209,8 +209,9 @@ fn upload_and_commit(r: &mut Runner, id: u32, package: &[u8]) -> Result<Outcome>
     Ok(outcome(r.commit(id)))
 }
 
-/// Runs every case; `Ok(true)` when the kernel refused each as expected.
-pub fn netlink() -> Result<bool> {
+/// Runs every case; `Ok(true)` when the kernel refused each as expected. `script` names a
+/// loaded script for the cases that need one.
+pub fn netlink(script: Option<&str>) -> Result<bool> {
     let lp = Luapkt::open().context("luapkt family")?;
     let mut r = Runner { lp, failed: 0 };
     let size = nla_u32(attr::SIZE, 64);
@@ -472,6 +473,19 @@ pub fn netlink() -> Result<bool> {
     );
     r.case("get: missing NAME", &[EINVAL], cmd::GET, &[]);
     r.case("set limits: missing NAME", &[EINVAL], cmd::SET_LIMITS, &[]);
+    if let Some(script) = script {
+        // the engine is chosen at load: a SET_LIMITS naming one changes nothing
+        r.case(
+            "set limits: ENGINE of a loaded script",
+            &[EINVAL],
+            cmd::SET_LIMITS,
+            &attrs(&[
+                nla_str(attr::NAME, script),
+                nla(attr::ENGINE, &[abi::netlink::ENGINE_WASMI]),
+                nla_u32(attr::INSTRUCTIONS, 12_345),
+            ]),
+        );
+    }
     r.case(
         "abort: unknown upload id",
         &[ENOENT],

@@ -437,11 +437,13 @@ fn memory_limit_is_per_engine_and_recovers() {
     }
     assert!(ok >= 3, "only {ok} allocations fit");
     assert!(e.lua_memory() <= 512 * 1024);
-    // what is still referenced stays, so the next allocation fails too
-    assert_eq!(
-        run(&mut e, &tcp4(1)).1.map(|x| x.0),
-        Some(ErrorKind::Memory)
-    );
+    // what is still referenced stays: at most one more allocation fits (the failed one's
+    // garbage, collected, may leave room for it, depending on the base's size), then they fail
+    let again = (0..2)
+        .map(|_| run(&mut e, &tcp4(1)).1.map(|x| x.0))
+        .collect::<Vec<_>>();
+    assert!(again.contains(&Some(ErrorKind::Memory)), "{again:?}");
+    assert!(e.lua_memory() <= 512 * 1024);
     assert_eq!(run(&mut e, &tcp4(80)), (Verdict::Drop, None));
     assert_eq!(run(&mut e, &tcp4(2)), (Verdict::Accept, None));
     assert!(

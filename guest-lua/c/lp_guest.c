@@ -28,6 +28,7 @@
 #include "ldo.h"
 #include "lstate.h"
 #include "lstring.h"
+#include "lvm.h"
 
 #define EXPORT(name) __attribute__((export_name(name)))
 #define IMPORT(name) __attribute__((import_module("lp"), import_name(name)))
@@ -71,6 +72,7 @@ static struct {
   int armed;
   struct lua_longjmp *lj;      /* the inline handler */
   int threw;                   /* a throw reached lj: status and previous saved below */
+  int run;                     /* lp_run's call: old_ci, old_allowhook and old_top are the base level's */
   int status;
   struct lua_longjmp *previous;
   /* luaD_pcall's state, to finish its error path in lp_recover */
@@ -238,6 +240,7 @@ static int top_pcall_h(lua_State *L, int nargs, int nresults) {
   top.old_nCcalls = L->nCcalls;
   top.old_top = savestack(L, L->top.p - (nargs + 1));
   top.nresults = nresults;
+  top.run = 0;
   top.threw = 0;
   top.lj = NULL;
   top.armed = 1;
@@ -263,6 +266,11 @@ static int top_recover(lua_State *L) {
   top.lj = NULL;
   top.armed = 0;
   if (top.threw) L->errorJmp = top.previous;
+  if (top.run) {
+    top.old_ci = &L->base_ci;
+    top.old_allowhook = 1;
+    top.old_top = savestack(L, L->base_ci.func.p + 2);
+  }
   L->nCcalls = top.old_nCcalls;
   L->ci = top.old_ci;
   L->allowhook = top.old_allowhook;
@@ -328,6 +336,9 @@ EXPORT("lp_recover") int lp_recover(void) {
   return err;
 }
 
+/* CallInfos lp_load leaves ready for packet calls. */
+#define PRESET_CIS 6
+
 /* Features of the loaded chunk (LP_FEATURE_*), for the host to check where the script's
  * rules stand. */
 static int features;
@@ -377,7 +388,45 @@ EXPORT("lp_load") int lp_load(const char *src, int len, const char *name, int nl
   /* the load's garbage is collected now, on the load budget: otherwise the first packets pay
    * for it in GC steps, on the per-call fuel */
   lua_gc(L, LUA_GCCOLLECT);
+  /* CallInfos for a packet call's first levels (the entry, a metamethod, a library function):
+   * the collection just freed the load's spare ones, and the first call to go that deep would
+   * pay ~170 fuel for them that later calls do not */
+  for (int i = 0; i < PRESET_CIS; i++)
+    if (!luaE_extendCI(L, 0)) break;
   return 0;
+}
+
+/* Registry values of the entries and arguments lp_run has met, by ref: a copy stays valid
+ * because nothing releases a ref while the instance lives (the registry anchors the value for
+ * the collector, and scripts cannot reach the registry). Saves a registry lookup per call. */
+#define REF_CACHE 8
+static struct {
+  int ref;
+  TValue v;
+} ref_cache[REF_CACHE];
+
+static const TValue *ref_value(lua_State *L, int ref) {
+  unsigned i = (unsigned)ref % REF_CACHE;
+  if (ref_cache[i].ref != ref || ref <= 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    L->top.p--;
+    ref_cache[i].v = *s2v(L->top.p);
+    ref_cache[i].ref = ref;
+  }
+  return &ref_cache[i].v;
+}
+
+/* luaL_ref on the value on top, which also goes into the cache: lp_ref_global and
+ * lp_ref_string fill it on the bind's fuel, not the first packet's. */
+static int ref_top(lua_State *L) {
+  TValue v = *s2v(L->top.p - 1);
+  int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  unsigned i = (unsigned)ref % REF_CACHE;
+  if (ref > 0) {
+    ref_cache[i].v = v;
+    ref_cache[i].ref = ref;
+  }
+  return ref;
 }
 
 /* Binding an entry runs on a small fixed fuel (abi::limits::BIND_FUEL), maybe on the packet
@@ -404,7 +453,7 @@ EXPORT("lp_ref_global") int lp_ref_global(const char *name, int nlen) {
   debt = gc_stop(L);
   lua_pushglobaltable(L);
   lua_pushlstring(L, name, (size_t)nlen);
-  if (lua_rawget(L, -2) == LUA_TFUNCTION) r = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (lua_rawget(L, -2) == LUA_TFUNCTION) r = ref_top(L);
   gc_restart(L, debt);
   lua_settop(L, 0);
   return r;
@@ -415,7 +464,7 @@ EXPORT("lp_ref_string") int lp_ref_string(const char *s, int len) {
   int r;
   l_mem debt = gc_stop(L);
   lua_pushlstring(L, s, (size_t)len);
-  r = luaL_ref(L, LUA_REGISTRYINDEX);
+  r = ref_top(L);
   gc_restart(L, debt);
   return r;
 }
@@ -460,17 +509,38 @@ EXPORT("lp_fuel_stop") void lp_fuel_stop(void) {
   lua_sethook(LS, fuel_stop_hook, LUA_MASKCOUNT, 1);
 }
 
-EXPORT("lp_run") int lp_run(int fref, int aref, int budget, int cap) {
-  lua_State *L = LS;
-  int status, v;
-  depth_cap = cap;
-  try_depth = 0;
-  lua_settop(L, 0);
-  lua_pushcfunction(L, lp_msgh);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, fref);
-  lp_push_packet(L);
-  if (aref > 0) lua_rawgeti(L, LUA_REGISTRYINDEX, aref);
-  else lua_pushnil(L);
+/*
+ * A packet's call: lua_pcall(L, 2, 1, msgh) on [msgh, entry, packet, argument] without the
+ * API's layers (they were ~40% of the fuel of `return lp.ACCEPT`). Between host calls the
+ * stack is empty at the base level, so the four values are stored in place. The protected
+ * call is luaD_pcall's and luaD_rawrunprotected's bookkeeping with lp_try's inline case: a
+ * throw unwinds the host call and lp_recover finishes it (top_recover).
+ */
+static struct lua_longjmp run_lj; /* lp_run's handler (lp_run never nests) */
+
+/* luaD_precall(L, func, 1) (ldo.c, Lua 5.4.9) for the common case: a Lua function whose frame
+ * fits the stack, with a CallInfo left from an earlier call; anything else goes to Lua's. */
+static CallInfo *run_precall(lua_State *L, StkId func) {
+  if (ttisLclosure(s2v(func))) {
+    Proto *p = clLvalue(s2v(func))->p;
+    CallInfo *ci = L->ci->next;
+    int narg = cast_int(L->top.p - func) - 1;
+    if (ci != NULL && L->stack_last.p - L->top.p > p->maxstacksize) {
+      ci->func.p = func;
+      ci->nresults = 1;
+      ci->callstatus = 0;
+      ci->top.p = func + 1 + p->maxstacksize;
+      ci->u.l.savedpc = p->code;
+      L->ci = ci;
+      for (; narg < p->numparams; narg++) setnilvalue(s2v(L->top.p++));
+      return ci;
+    }
+  }
+  return luaD_precall(L, func, 1);
+}
+
+/* The slow part of lp_run's start: a soft stop's leftovers, a new instruction budget. */
+static __attribute__((noinline)) void run_prepare(lua_State *L, int budget) {
   if (stop_gc) {
     stop_gc = 0;
     gc_restart(L, stop_gc_debt);
@@ -488,16 +558,74 @@ EXPORT("lp_run") int lp_run(int fref, int aref, int budget, int cap) {
   } else if (budget > 0) {
     L->hookcount = L->basehookcount;
   }
-  state.in_call = 1;
-  status = top_pcall_h(L, 2, 1);
-  state.in_call = 0;
-  if (status != LUA_OK) {
-    int err = classify(L, status);
-    lua_settop(L, 0);
-    return err;
-  }
-  v = lp_verdict(L, -1, errbuf, sizeof errbuf);
+}
+
+/* The slow part of lp_run's end: any result but a plain verdict. */
+static __attribute__((noinline)) int run_verdict(lua_State *L) {
+  int v = lp_verdict(L, -1, errbuf, sizeof errbuf);
   if (v == LP_ERR_RETURN) errlen = (int)strlen(errbuf);
-  lua_settop(L, 0);
+  return v;
+}
+_Static_assert(LP_DROP == LP_ACCEPT + 1 && LP_CONTINUE == LP_ACCEPT + 2 && LP_BREAK == LP_ACCEPT + 3,
+               "lp_run checks the plain verdicts as one range");
+
+EXPORT("lp_run") int lp_run(int fref, int aref, int budget, int cap) {
+  lua_State *L = LS;
+  struct lua_longjmp *lj = &run_lj;
+  StkId base, func;
+  CallInfo *ci;
+  int v;
+  depth_cap = cap;
+  try_depth = 0;
+  base = L->base_ci.func.p + 1;
+  L->top.p = base; /* lua_settop(L, 0): nothing to close at the base level */
+  setfvalue(s2v(base), lp_msgh);
+  func = base + 1;
+  /* each value is copied before the next lookup, which may reuse its cache slot */
+  setobj2s(L, func, ref_value(L, fref));
+  setpvalue(s2v(base + 2), lp_packet_new(L));
+  if (aref > 0) {
+    setobj2s(L, base + 3, ref_value(L, aref));
+  } else {
+    setnilvalue(s2v(base + 3));
+  }
+  L->top.p = base + 4;
+  if (stop_gc | stop_pending | (budget != hook_budget) | (budget > 0)) run_prepare(L, budget);
+  state.pending = 0; /* lp_kind_reset */
+  state.err_kind = 0;
+  /* luaD_pcall's state for top_recover (the rest is the base level's: top.run) */
+  top.run = 1;
+  top.old_errfunc = L->errfunc;
+  top.old_nCcalls = L->nCcalls;
+  top.threw = 0;
+  lj->status = LUA_OK;
+  lj->previous = L->errorJmp;
+  L->errorJmp = lj;
+  top.lj = lj;
+  L->errfunc = savestack(L, base);
+  state.in_call = 1;
+  /* luaD_callnoyield (the base level is far from LUAI_MAXCCALLS) */
+  L->nCcalls += nyci;
+  if ((ci = run_precall(L, func)) != NULL) {
+    ci->callstatus = CIST_FRESH;
+    luaV_execute(L, ci);
+  }
+  state.in_call = 0;
+  L->nCcalls = top.old_nCcalls;
+  L->errorJmp = lj->previous;
+  L->errfunc = top.old_errfunc;
+  top.lj = NULL;
+  /* the result sits where the entry was, in a stack the call may have moved (grown) */
+  base = L->base_ci.func.p + 1;
+  func = base + 1;
+  if (ttisinteger(s2v(func))) {
+    lua_Integer r = ivalue(s2v(func));
+    if (r >= LP_ACCEPT && r <= LP_BREAK) {
+      L->top.p = base;
+      return (int)r;
+    }
+  }
+  v = run_verdict(L);
+  L->top.p = base;
   return v;
 }

@@ -52,7 +52,10 @@ static inline void lp_kind_reset(lua_State *L) { lp_state(L)->pending = 0; lp_st
 /* After a top-level call failed with status LUA_ERRRUN or LUA_ERRERR: LP_ERR_INSTRUCTIONS,
  * LP_ERR_STACK or LP_ERR_RUNTIME (LP_ERR_HANDLER for LUA_ERRERR). */
 int lp_error_kind(lua_State *L, int status);
-void lp_push_packet(lua_State *L);        /* the packet object of the current call */
+/* Starts a call: its packet object (earlier calls' objects stop being valid), as a value for
+ * lua_pushlightuserdata, or pushed. */
+void *lp_packet_new(lua_State *L);
+void lp_push_packet(lua_State *L);
 /* Decodes the value at idx as a verdict code (> 0) or returns LP_ERR_RETURN and writes the
  * reason to why[0..n). */
 int lp_verdict(lua_State *L, int idx, char *why, size_t n);

@@ -1,11 +1,13 @@
 /*
  * The luapkt Lua library: the global `lp` and the packet object.
  *
- * Only Lua's public C API is used here, so the same file builds into the wasm guest and into the
- * native baseline of `lpctl bench`. The packet object, its protocol classes and payload views are
- * light userdata (see "packet objects" below): handing one out and reading a field allocate
- * nothing (addresses and byte strings excepted, which are Lua strings). Field names are interned
- * once; __index compares the key's interned pointer instead of comparing strings.
+ * The same file builds into the wasm guest and into the native baseline of `lpctl bench`, both
+ * against the same Lua sources: Lua's C API, and its internal headers where a field read is hot
+ * (key_id reads the key's string directly). The packet object, its protocol classes and payload
+ * views are light userdata (see "packet objects" below): handing one out and reading a field
+ * allocate nothing (addresses and byte strings excepted, which are Lua strings). Field names are
+ * interned once; __index finds the key by its interned pointer in a small hash of the keys
+ * (KEY_BUCKET), and whether the class has it by a bit (key_in).
  */
 #include <string.h>
 
@@ -14,6 +16,10 @@
 #include "lp_host.h"
 #include "lua.h"
 #include "lualib.h"
+
+#include "lobject.h"
+#include "lstate.h"
+#include "lstring.h"
 
 /* ---- field names ---------------------------------------------------------------------- */
 
@@ -43,23 +49,51 @@ static const char *const key_names[K_COUNT] = {
 enum cls { C_PKT, C_IP, C_IP6, C_TCP, C_UDP, C_ICMP, C_ICMP6, C_META, C_TCPPAY, C_UDPPAY, C_ETH, C_CT, C_NCLS };
 
 /* The library's per-state data (a userdata anchored in the registry, found via lp_state). */
+/* Key strings by bucket (KEY_BUCKET), as K + 1 (0: free): a field read finds its key with one
+ * or two pointer comparisons instead of a walk through the class's keys. */
+#define KEY_BUCKETS 128
+#define KEY_WAYS 2
+#define KEY_BUCKET(s, len) (((len) + (uint8_t)(s)[0] * 14u + (uint8_t)(s)[(len) - 1]) & (KEY_BUCKETS - 1))
+_Static_assert(K_COUNT < 255, "keys are stored as K + 1 in a byte");
+
 struct lp_lib {
   const char *keyp[K_COUNT]; /* interned key strings: equal keys are the same pointer */
+  uint8_t bucket[KEY_BUCKETS][KEY_WAYS];
+  uint16_t in_set[K_COUNT]; /* the key sets (enum key_set) each key is in, as bits */
   uintptr_t gen;             /* generation of the current call's objects (lp_push_packet) */
   int find_ref;              /* registry ref of the original string.find */
   uint8_t scratch[64];       /* reads beyond the window */
 };
 #define LIB(L) ((struct lp_lib *)lp_state(L)->lib)
 
-static int key_of(lua_State *L, int idx, const int *cands, int n) {
+/* The key (K_*) the value at idx is, or -1: an interned key string is the same pointer. */
+static int key_id(lua_State *L, int idx) {
+  const struct lp_lib *lib = LIB(L);
+  const uint8_t *b;
   const char *k;
-  const char *const *keyp = LIB(L)->keyp;
-  int i;
-  if (lua_type(L, idx) != LUA_TSTRING) return -1;
-  k = lua_tostring(L, idx);
-  for (i = 0; i < n; i++)
-    if (keyp[cands[i]] == k) return cands[i];
+  size_t len;
+  int j;
+  StkId o = L->ci->func.p + idx;
+  TString *ts;
+  if (o >= L->top.p || !ttisshrstring(s2v(o))) return -1; /* every key is a short string */
+  ts = tsvalue(s2v(o));
+  k = getstr(ts);
+  len = ts->shrlen;
+  if (len == 0) return -1;
+  b = lib->bucket[KEY_BUCKET(k, len)];
+  for (j = 0; j < KEY_WAYS && b[j]; j++)
+    if (lib->keyp[b[j] - 1] == k) return b[j] - 1;
   return -1;
+}
+
+/* The sets of keys (a class's fields and methods) key_in checks against. */
+enum key_set { S_CT, S_ETH, S_ICMP, S_IP, S_IP6, S_META, S_PKT, S_TCP, S_UDP, S_VIEW, S_COUNT };
+_Static_assert(S_COUNT <= 16, "key sets are bits of a uint16_t");
+
+/* The key at idx when it is in `set`, else -1. */
+static int key_in(lua_State *L, int idx, enum key_set set) {
+  int k = key_id(L, idx);
+  return k >= 0 && (LIB(L)->in_set[k] >> set & 1) ? k : -1;
 }
 
 /* ---- packet bytes --------------------------------------------------------------------- */
@@ -87,7 +121,7 @@ static uint32_t rd16(const uint8_t *p) { return (uint32_t)p[0] << 8 | p[1]; }
 #define CLS_BITS 4
 #define CLS_MASK (((uintptr_t)1 << CLS_BITS) - 1)
 #define GEN_MASK (UINTPTR_MAX >> CLS_BITS)
-_Static_assert(C_NCLS <= 1 << CLS_BITS, "classes must fit in CLS_BITS");
+_Static_assert(C_NCLS < 1 << CLS_BITS, "classes must fit in CLS_BITS, with CLS_MASK left for no class");
 #define ALL_CLASSES ((1u << C_NCLS) - 1)
 #define VIEW_CLASSES (1u << C_TCPPAY | 1u << C_UDPPAY)
 
@@ -107,11 +141,12 @@ static int obj_cls(lua_State *L, int idx) {
  * `expected` in the error) and belong to the running call. */
 static int check_obj(lua_State *L, int idx, unsigned classes, const char *expected, struct lp_state **Sp) {
   struct lp_state *S = lp_state(L);
-  int cls = obj_cls(L, idx);
+  uintptr_t v = lua_type(L, idx) == LUA_TLIGHTUSERDATA ? (uintptr_t)lua_touserdata(L, idx) : CLS_MASK;
+  int cls = (v & CLS_MASK) < C_NCLS ? (int)(v & CLS_MASK) : -1;
   if (cls < 0 || !(classes & 1u << cls))
     luaL_argerror(L, idx, lua_pushfstring(L, "%s expected, got %s", expected,
                                           cls < 0 ? luaL_typename(L, idx) : cls_names[cls]));
-  if (!S->in_call || (uintptr_t)lua_touserdata(L, idx) >> CLS_BITS != LIB(L)->gen)
+  if (!S->in_call || v >> CLS_BITS != ((struct lp_lib *)S->lib)->gen)
     luaL_error(L, "packet used outside of its call");
   *Sp = S;
   return cls;
@@ -699,7 +734,7 @@ static int l_pkt_u16(lua_State *L) { return pkt_uint(L, 2); }
 static int l_pkt_u32(lua_State *L) { return pkt_uint(L, 4); }
 
 static int pkt_index(lua_State *L, struct lp_state *S) {
-  switch (key_of(L, 2, pkt_keys, (int)(sizeof pkt_keys / sizeof *pkt_keys))) {
+  switch (key_in(L, 2, S_PKT)) {
     case K_ip: if (PKT_NFPROTO(S) == LP_NFPROTO_IPV4) { push_obj(L, C_IP); return 1; } break;
     case K_ip6: if (PKT_NFPROTO(S) == LP_NFPROTO_IPV6) { push_obj(L, C_IP6); return 1; } break;
     case K_tcp: if (has_l4(S, 6)) { push_obj(L, C_TCP); return 1; } break;
@@ -729,7 +764,7 @@ static const int ip_keys[] = {K_saddr, K_daddr, K_protocol, K_ttl, K_length, K_i
 
 static int ip_index(lua_State *L, struct lp_state *S) {
   const uint8_t *h = hdr(L, S, 0, 20);
-  switch (key_of(L, 2, ip_keys, (int)(sizeof ip_keys / sizeof *ip_keys))) {
+  switch (key_in(L, 2, S_IP)) {
     case K_saddr: push_addr(L, h + 12, 4); return 1;
     case K_daddr: push_addr(L, h + 16, 4); return 1;
     case K_protocol: lua_pushinteger(L, h[9]); return 1;
@@ -750,7 +785,7 @@ static const int ip6_keys[] = {K_saddr, K_daddr, K_nexthdr, K_hoplimit, K_length
 
 static int ip6_index(lua_State *L, struct lp_state *S) {
   const uint8_t *h = hdr(L, S, 0, 40);
-  switch (key_of(L, 2, ip6_keys, (int)(sizeof ip6_keys / sizeof *ip6_keys))) {
+  switch (key_in(L, 2, S_IP6)) {
     case K_saddr: push_addr(L, h + 8, 16); return 1;
     case K_daddr: push_addr(L, h + 24, 16); return 1;
     case K_nexthdr: lua_pushinteger(L, h[6]); return 1;
@@ -769,7 +804,7 @@ static uint32_t tcp_opt(lua_State *L, struct lp_state *S, uint8_t kind, uint8_t 
 
 static int tcp_index(lua_State *L, struct lp_state *S) {
   const uint8_t *h = hdr(L, S, PKT_L4OFF(S), 20);
-  int k = key_of(L, 2, tcp_keys, (int)(sizeof tcp_keys / sizeof *tcp_keys));
+  int k = key_in(L, 2, S_TCP);
   switch (k) {
     case K_sport: lua_pushinteger(L, rd16(h)); return 1;
     case K_dport: lua_pushinteger(L, rd16(h + 2)); return 1;
@@ -807,7 +842,7 @@ static const int udp_keys[] = {K_dport, K_sport, K_length, K_payload, K_checksum
 
 static int udp_index(lua_State *L, struct lp_state *S) {
   const uint8_t *h = hdr(L, S, PKT_L4OFF(S), 8);
-  switch (key_of(L, 2, udp_keys, (int)(sizeof udp_keys / sizeof *udp_keys))) {
+  switch (key_in(L, 2, S_UDP)) {
     case K_sport: lua_pushinteger(L, rd16(h)); return 1;
     case K_dport: lua_pushinteger(L, rd16(h + 2)); return 1;
     case K_length: lua_pushinteger(L, rd16(h + 4)); return 1;
@@ -821,7 +856,7 @@ static const int icmp_keys[] = {K_type, K_code, K_checksum, K_id, K_sequence};
 
 static int icmp_index(lua_State *L, struct lp_state *S) {
   const uint8_t *h = hdr(L, S, PKT_L4OFF(S), 4);
-  switch (key_of(L, 2, icmp_keys, (int)(sizeof icmp_keys / sizeof *icmp_keys))) {
+  switch (key_in(L, 2, S_ICMP)) {
     case K_type: lua_pushinteger(L, h[0]); return 1;
     case K_code: lua_pushinteger(L, h[1]); return 1;
     case K_checksum: lua_pushinteger(L, rd16(h + 2)); return 1;
@@ -840,7 +875,7 @@ static void push_ifname(lua_State *L, const uint8_t *p) {
 }
 
 static int meta_index(lua_State *L, struct lp_state *S) {
-  switch (key_of(L, 2, meta_keys, (int)(sizeof meta_keys / sizeof *meta_keys))) {
+  switch (key_in(L, 2, S_META)) {
     case K_mark: lua_pushinteger(L, ctx32(S, LP_CTX_MARK)); return 1;
     case K_len: lua_pushinteger(L, PKT_LEN(S)); return 1;
     case K_l4proto: lua_pushinteger(L, PKT_L4PROTO(S)); return 1;
@@ -858,7 +893,7 @@ static int ct_index(lua_State *L, struct lp_state *S);
 static const int view_keys[] = {K_sub, K_find, K_as};
 
 static int view_index(lua_State *L) {
-  switch (key_of(L, 2, view_keys, 3)) {
+  switch (key_in(L, 2, S_VIEW)) {
     case K_sub: lua_pushcfunction(L, l_view_sub); return 1;
     case K_find: lua_pushcfunction(L, l_view_find); return 1;
     case K_as: lua_pushcfunction(L, lp_proto_as); return 1; /* lp_proto.c */
@@ -923,7 +958,7 @@ static int no_field(lua_State *L, int cls) {
 static int ip_newindex(lua_State *L, struct lp_state *S) {
   const uint8_t *h = hdr(L, S, 0, 20);
   uint8_t a[16];
-  int k = key_of(L, 2, ip_keys, (int)(sizeof ip_keys / sizeof *ip_keys));
+  int k = key_in(L, 2, S_IP);
   const char *n = lua_tostring(L, 2);
   switch (k) {
     case K_saddr: check_addr(L, C_IP, n, 4, a); set_field(L, S, 12, a, 4, CK_IP | CK_PSEUDO); return 0;
@@ -942,7 +977,7 @@ static int ip_newindex(lua_State *L, struct lp_state *S) {
 static int ip6_newindex(lua_State *L, struct lp_state *S) {
   uint32_t w = rd32(hdr(L, S, 0, 40));
   uint8_t a[16];
-  int k = key_of(L, 2, ip6_keys, (int)(sizeof ip6_keys / sizeof *ip6_keys));
+  int k = key_in(L, 2, S_IP6);
   const char *n = lua_tostring(L, 2);
   switch (k) {
     case K_saddr: check_addr(L, C_IP6, n, 16, a); set_field(L, S, 8, a, 16, CK_PSEUDO); return 0;
@@ -989,7 +1024,7 @@ static uint32_t tcp_opt(lua_State *L, struct lp_state *S, uint8_t kind, uint8_t 
 static int tcp_newindex(lua_State *L, struct lp_state *S) {
   const uint8_t *h = hdr(L, S, PKT_L4OFF(S), 20);
   uint32_t l4 = PKT_L4OFF(S), o;
-  int k = key_of(L, 2, tcp_keys, (int)(sizeof tcp_keys / sizeof *tcp_keys));
+  int k = key_in(L, 2, S_TCP);
   const char *n = lua_tostring(L, 2);
   if (tcp_flag(k)) {
     uint32_t f = h[13], bit = (uint32_t)tcp_flag(k);
@@ -1024,7 +1059,7 @@ static int tcp_newindex(lua_State *L, struct lp_state *S) {
 
 static int udp_newindex(lua_State *L, struct lp_state *S) {
   uint32_t l4 = PKT_L4OFF(S);
-  int k = key_of(L, 2, udp_keys, (int)(sizeof udp_keys / sizeof *udp_keys));
+  int k = key_in(L, 2, S_UDP);
   const char *n = lua_tostring(L, 2);
   (void)hdr(L, S, l4, 8);
   switch (k) {
@@ -1038,7 +1073,7 @@ static int udp_newindex(lua_State *L, struct lp_state *S) {
 
 static int icmp_newindex(lua_State *L, struct lp_state *S, int cls) {
   uint32_t l4 = PKT_L4OFF(S);
-  int k = key_of(L, 2, icmp_keys, (int)(sizeof icmp_keys / sizeof *icmp_keys));
+  int k = key_in(L, 2, S_ICMP);
   const char *n = lua_tostring(L, 2);
   switch (k) {
     case K_type: set_uint(L, S, l4, check_uint(L, cls, n, 255), 1, CK_L4); return 0;
@@ -1051,7 +1086,7 @@ static int icmp_newindex(lua_State *L, struct lp_state *S, int cls) {
 }
 
 static int meta_newindex(lua_State *L, struct lp_state *S) {
-  int k = key_of(L, 2, meta_keys, (int)(sizeof meta_keys / sizeof *meta_keys));
+  int k = key_in(L, 2, S_META);
   if (k == K_mark) {
     put32le(S, LP_CTX_MARK, check_uint(L, C_META, "mark", 0xffffffff));
     S->ctx[LP_CTX_OUT] |= LP_OUT_MARK;
@@ -1063,7 +1098,7 @@ static int meta_newindex(lua_State *L, struct lp_state *S) {
 static const int ct_keys[] = {K_state, K_mark, K_id};
 
 static int ct_index(lua_State *L, struct lp_state *S) {
-  switch (key_of(L, 2, ct_keys, 3)) {
+  switch (key_in(L, 2, S_CT)) {
     case K_state: {
       uint8_t st = S->ctx[LP_CTX_CT_STATE];
       lua_pushstring(L, st & LP_CT_INVALID ? "invalid" : st & LP_CT_ESTABLISHED ? "established"
@@ -1078,7 +1113,7 @@ static int ct_index(lua_State *L, struct lp_state *S) {
 }
 
 static int ct_newindex(lua_State *L, struct lp_state *S) {
-  int k = key_of(L, 2, ct_keys, 3);
+  int k = key_in(L, 2, S_CT);
   if (k == K_mark) {
     uint32_t v = check_uint(L, C_CT, "mark", 0xffffffff);
     if (S->ctx[LP_CTX_CT_STATE] & LP_CT_UNTRACKED)
@@ -1106,7 +1141,7 @@ static void push_mac(lua_State *L, const uint8_t *m) {
 
 static int eth_index(lua_State *L, struct lp_state *S) {
   const uint8_t *e = S->ctx + LP_CTX_ETH;
-  switch (key_of(L, 2, eth_keys, 3)) {
+  switch (key_in(L, 2, S_ETH)) {
     case K_dst: push_mac(L, e); return 1;
     case K_src: push_mac(L, e + 6); return 1;
     case K_type: lua_pushinteger(L, rd16(e + 12)); return 1;
@@ -1116,7 +1151,7 @@ static int eth_index(lua_State *L, struct lp_state *S) {
 
 static int eth_newindex(lua_State *L, struct lp_state *S) {
   uint8_t *e = S->ctx + LP_CTX_ETH;
-  int k = key_of(L, 2, eth_keys, 3);
+  int k = key_in(L, 2, S_ETH);
   if (k == K_type) {
     uint32_t v = check_uint(L, C_ETH, "type", 0xffff);
     e[12] = (uint8_t)(v >> 8);
@@ -1307,13 +1342,16 @@ int lp_verdict(lua_State *L, int idx, char *why, size_t n) {
   return LP_ERR_RETURN;
 }
 
-/* Starts a new call: the objects of earlier calls stop being valid. Called once per call. */
-void lp_push_packet(lua_State *L) {
+/* Starts a new call: the objects of earlier calls stop being valid. Called once per call;
+ * returns the packet object's value (a light userdata). */
+void *lp_packet_new(lua_State *L) {
   struct lp_lib *lib = LIB(L);
   lib->gen = (lib->gen + 1) & GEN_MASK;
   if (!lib->gen) lib->gen = 1;
-  push_obj(L, C_PKT);
+  return (void *)(lib->gen << CLS_BITS | (uintptr_t)C_PKT);
 }
+
+void lp_push_packet(lua_State *L) { lua_pushlightuserdata(L, lp_packet_new(L)); }
 
 int lp_openlib(lua_State *L) {
   static const luaL_Reg lp_funcs[] = {
@@ -1329,10 +1367,37 @@ int lp_openlib(lua_State *L) {
   lua_createtable(L, K_COUNT, 0);
   for (i = 0; i < K_COUNT; i++) {
     lua_pushstring(L, key_names[i]);
-    lib->keyp[i] = lua_tostring(L, -1);
+    size_t len;
+    const char *k = lua_tolstring(L, -1, &len);
+    uint8_t *b = lib->bucket[KEY_BUCKET(k, len)];
+    int j = 0;
+    while (j < KEY_WAYS && b[j]) j++;
+    if (j == KEY_WAYS) return luaL_error(L, "lp: more than %d keys in the bucket of '%s'", KEY_WAYS, k);
+    b[j] = (uint8_t)(i + 1);
+    lib->keyp[i] = k;
     lua_rawseti(L, -2, i + 1);
   }
   lua_setfield(L, LUA_REGISTRYINDEX, "lp.keys");
+  {
+    /* each class's keys as bits of in_set, for key_in */
+    static const struct {
+      const int *keys;
+      size_t n;
+    } sets[S_COUNT] = {
+        [S_CT] = {ct_keys, sizeof ct_keys / sizeof *ct_keys},
+        [S_ETH] = {eth_keys, sizeof eth_keys / sizeof *eth_keys},
+        [S_ICMP] = {icmp_keys, sizeof icmp_keys / sizeof *icmp_keys},
+        [S_IP] = {ip_keys, sizeof ip_keys / sizeof *ip_keys},
+        [S_IP6] = {ip6_keys, sizeof ip6_keys / sizeof *ip6_keys},
+        [S_META] = {meta_keys, sizeof meta_keys / sizeof *meta_keys},
+        [S_PKT] = {pkt_keys, sizeof pkt_keys / sizeof *pkt_keys},
+        [S_TCP] = {tcp_keys, sizeof tcp_keys / sizeof *tcp_keys},
+        [S_UDP] = {udp_keys, sizeof udp_keys / sizeof *udp_keys},
+        [S_VIEW] = {view_keys, sizeof view_keys / sizeof *view_keys},
+    };
+    for (i = 0; i < S_COUNT; i++)
+      for (size_t j = 0; j < sets[i].n; j++) lib->in_set[sets[i].keys[j]] |= (uint16_t)(1u << i);
+  }
 
   /* string.find as the string library defined it, for payload:find */
   luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 0);

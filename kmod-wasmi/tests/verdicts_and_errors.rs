@@ -27,6 +27,19 @@ fn verdict_mapping_follows_design() {
     assert_eq!(verdict_of("return nil"), (Verdict::Continue, None));
     assert_eq!(verdict_of(""), (Verdict::Continue, None));
     assert_eq!(verdict_of("return false"), (Verdict::Break, None));
+    // the verdict is read where the entry was, in the stack as it is after the call: one that
+    // grows the stack (moves it) and fills the freed block with DROPs returns CONTINUE
+    for n in [8, 16, 32] {
+        assert_eq!(
+            verdict_of(&format!(
+                "local grown = select('#', string.byte(string.rep('x', 300), 1, -1)) \
+                 local t = {{}} for i = 1, {n} do t[i] = lp.DROP end \
+                 return grown == 300 and lp.CONTINUE"
+            )),
+            (Verdict::Continue, None),
+            "{n} DROPs"
+        );
+    }
     // anything else is an error resolved by the default policy (break)
     for bad in [
         "return 'accept'",
@@ -262,6 +275,40 @@ fn the_argument_reaches_the_entry_function() {
         Verdict::Drop
     );
     assert!(s.bind("missing", None).is_err());
+}
+
+#[test]
+fn many_bindings_each_reach_their_function_and_argument() {
+    // the guest keeps the values of bindings in a small cache (8 slots): twelve bindings run
+    // forwards, backwards and forwards again evict each other and must not mix
+    let src: String = (0..12)
+        .map(|i| {
+            let v = if i % 2 == 0 { "ACCEPT" } else { "DROP" };
+            format!("function f{i}(pkt, arg) if arg == 'a{i}' then return lp.{v} end return lp.BREAK end\n")
+        })
+        .collect();
+    let (mut s, _) = load_with(
+        &(src + "function process_packet() end"),
+        Limits::default(),
+        OnError::Break,
+    );
+    let entries: Vec<usize> = (0..12)
+        .map(|i| {
+            s.bind(&format!("f{i}"), Some(format!("a{i}").as_bytes()))
+                .unwrap()
+        })
+        .collect();
+    let p = tcp4(22);
+    let order = (0..12).chain((0..12).rev()).chain(0..12);
+    for i in order {
+        let want = if i % 2 == 0 {
+            Verdict::Accept
+        } else {
+            Verdict::Drop
+        };
+        let o = s.run(0, entries[i], &SlicePacket::new(&p));
+        assert_eq!((o.verdict, o.error), (want, None), "f{i}");
+    }
 }
 
 #[test]

@@ -383,7 +383,10 @@ timeout -k 5 "$timeout" qemu-system-x86_64 \
   </dev/null >"$serial" 2>"$work/qemu.stderr" || qemu_rc=$?
 boot_wall=$(elapsed "$t_boot")
 sed -i 's/\r$//' "$serial"
-serial_kept=$OUT/serial-$kver.log # the last run's, for reading after the fact
+# the last run's, for reading after the fact (scenarios from another directory than the suite's,
+# e.g. the demo's, keep their own: a suite may run at the same time)
+serial_kept=$OUT/serial-$kver.log
+[[ $scenarios == "$VM_DIR/scenarios" ]] || serial_kept=$OUT/serial-$kver-$(basename "$scenarios").log
 cp "$serial" "$serial_kept"
 if ((qemu_rc == 124 || qemu_rc == 137)); then
   log "qemu killed after the ${timeout} s timeout"

@@ -11,7 +11,14 @@ m=$LUAPKT_MODULE_NAME
 grep -q "^$m " /proc/modules || modprobe "$m"
 check "malformed: $m loaded" grep -q "^$m " /proc/modules
 
-lpctl selftest netlink >/tmp/selftest.out 2>&1
+# a loaded script for the cases that need one (SET_LIMITS naming an engine, with a new
+# instruction budget): it must be left as it was
+cat >/tmp/held.lua <<'EOT'
+function process_packet(pkt) return lp.ACCEPT end
+EOT
+check "malformed: a script for the cases that need one" lpctl script load /tmp/held.lua --name held
+lpctl -j script show held >/tmp/held.before 2>&1
+lpctl selftest netlink --script held >/tmp/selftest.out 2>&1
 rc=$?
 cases=0
 while read -r st rest; do
@@ -31,6 +38,11 @@ done </tmp/selftest.out
 check_eq "malformed: lpctl selftest netlink exit status" 0 "$rc"
 check_ge "malformed: selftest ran its cases" 30 "$cases"
 
+lpctl -j script show held >/tmp/held.after 2>&1
+check "malformed: SET_LIMITS with an ENGINE left the script as it was (limits, engine)" \
+  sh -c 'grep -q "\"engine\"" /tmp/held.after && cmp -s /tmp/held.before /tmp/held.after'
+check "malformed: ... and its instruction budget is not 12345" sh -c '! grep -q 12345 /tmp/held.after'
+check "malformed: the held script unloads" lpctl script unload held
 check "malformed: no malformed upload was loaded" sh -c '! lpctl script list | grep -q "^selftest-malformed:"'
 cat >/tmp/tiny.lua <<'EOT'
 function process_packet(pkt) return lp.ACCEPT end
