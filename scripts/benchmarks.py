@@ -85,6 +85,7 @@ def main():
         lines.append("| %s | %d KiB | %d KiB | %.0f us | %.1f ms |" % (
             s, i["memory_bytes"] // 1024, i["lua_bytes"] // 1024, i["create_us"], i["guest_compile_ms"]))
     lines += fuel_ceiling()
+    lines += kbench()
     lines += kernel()
     notes = os.path.join(ROOT, "docs", "benchmarks-notes.md")
     if os.path.exists(notes):
@@ -92,6 +93,31 @@ def main():
     with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+def kbench():
+    """The modules' Rust objects (kernel flags) in a userspace bench, beside lpctl bench."""
+    out = subprocess.run([os.path.join(ROOT, "scripts", "kbench.sh"), "--json", "--millis", MILLIS],
+                         cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    rows = json.loads(out)
+    lines = ["", "## The kernel's flags on the real CPU (`scripts/kbench.sh`)", "",
+             "nft_lua.ko's Rust object (the runtime, wasmi with the kernel's portable dispatch, the compiled",
+             "guest; built by `scripts/build-kmod.sh` with the kernel's code model and its retpoline,",
+             "return-thunk and (6.12) IBT flags) linked into a userspace program",
+             "(`kmod-wasmi/kbench/kbench.c`: the module's C glue stood in for by libc, the thunks by the",
+             "plain instructions they replace), over the same captures as above; `lpctl bench` (userspace",
+             "flags; wasmi with its default dispatch) and native Lua measured in the same run.", "",
+             "| kernel | script | engine | kernel flags ns | userspace ns | kernel / userspace | kernel flags / native | fuel |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    geo = {}
+    for r in rows:
+        lines.append("| %s | %s | %s | %.0f | %.0f | %.2f | %.2f | %.0f |" % (
+            r["series"], r["script"], r["engine"], r["kernel_flags_ns"], r["userspace_ns"],
+            r["kernel_flags_ns"] / r["userspace_ns"], r["kernel_flags_ns"] / r["native_ns"], r["fuel"]))
+        geo.setdefault((r["series"], r["engine"]), []).append(r["kernel_flags_ns"] / r["native_ns"])
+    lines += ["", "Geometric mean of kernel flags / native: " + "; ".join(
+        "%s %s %.2f" % (s, e, math.exp(sum(map(math.log, v)) / len(v))) for (s, e), v in sorted(geo.items()))
+        + "."]
+    return lines
 
 def fuel_ceiling():
     """The slowest fuel on each engine (kmod-wasmi/benches/fuel_ceiling.rs, userspace)."""
@@ -126,6 +152,8 @@ def kernel():
     lines = []
     for log in sorted(glob.glob(os.path.join(ROOT, "target", "vm", "serial-6.*.log"))):
         kver = os.path.basename(log)[len("serial-"):-len(".log")]
+        if kver.endswith("-demo"):  # the README demo's run (tests/vm/demo): no measures
+            continue
         sections, cur = {}, None
         for l in open(log, errors="replace"):
             if l.startswith("@@vm begin "):

@@ -24,8 +24,10 @@ for series in 6.1 6.12; do
   kos+=("$(cat target/kmod-built-$series)")
   [[ -f ${kos[-1]} ]] || { echo "test: no nft_lua.ko was built for $series" >&2; exit 1; }
 done
-echo "== VM suite: the module, lpctl and real traffic in qemu"
 cargo build -q -p lpctl
+echo "== the kernel-flags harness: the modules' Rust objects in a userspace bench (scripts/kbench.sh)"
+LPCTL=target/debug/lpctl ./scripts/kbench.sh --check --millis 20
+echo "== VM suite: the module, lpctl and real traffic in qemu"
 # hostile packages for 60-hostile.sh (crafted counts, a foreign guest, a spinning guest,
 # random wasm-smith modules)
 rm -rf target/vm/data

@@ -1,0 +1,2 @@
+/* For lp_rt.h in userspace (kbench.c): offsetof. */
+#include <stddef.h>
