@@ -74,6 +74,8 @@ u64 lp_ktime_ns(void)
 	return (u64)t.tv_sec * 1000000000u + (u64)t.tv_nsec;
 }
 
+u64 lp_clock_ns(void) { return lp_ktime_ns(); }
+
 /* fixed: the same string-hash seed in every run, so the same fuel */
 u32 lp_random_u32(void) { return 0x2545f491u; }
 

@@ -245,6 +245,7 @@ void lp_loads_stop(void);
 bool lp_loads_stopping(void);
 /* any. */
 u64 lp_ktime_ns(void);
+u64 lp_clock_ns(void);
 /* any. */
 u32 lp_random_u32(void);
 /* slot. skb_copy_bits() at @off bytes past the network header; 0 or -EFAULT. */

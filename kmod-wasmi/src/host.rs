@@ -10,8 +10,14 @@ pub enum LogLevel {
 }
 
 pub trait Host: Send + Sync {
-    /// Monotonic nanoseconds.
+    /// Monotonic nanoseconds (`lp.now`).
     fn now_ns(&self) -> u64;
+    /// Nanoseconds for timing a call: only differences read on one CPU are used, so the
+    /// kernel reads its CPU's scheduler clock (a direct `rdtsc`), not ktime's clocksource
+    /// (a seqcount and an indirect call, a retpoline's worth): two reads per packet.
+    fn clock_ns(&self) -> u64 {
+        self.now_ns()
+    }
     /// One line of a script's log (`lp.log`, `print`, Lua warnings, error reports).
     fn log(&self, script: &str, level: LogLevel, line: &[u8]);
     /// Seed for a new Lua state's string hashing.

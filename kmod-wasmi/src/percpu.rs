@@ -566,7 +566,7 @@ impl PerCpuScript {
         pkt: &dyn Packet,
         policy: Verdict,
     ) -> RunOutcome {
-        let t0 = self.host.now_ns();
+        let t0 = self.host.clock_ns();
         let (res, fuel) = if entry >= spare.bound {
             // an entry bound on another CPU after this instance was built
             match self.catch_up(spare) {
@@ -576,7 +576,7 @@ impl PerCpuScript {
         } else {
             spare.inst.run(entry, pkt, &self.limits.get())
         };
-        let ns = self.host.now_ns().saturating_sub(t0);
+        let ns = self.host.clock_ns().saturating_sub(t0);
         let (verdict, error) = match res {
             Ok(v) => (v, None),
             Err(k) => {

@@ -95,6 +95,8 @@ extern "C" {
     fn lp_log(level: c_int, name: *const u8, name_len: usize, line: *const u8, line_len: usize);
     /// ktime_get_ns().
     fn lp_ktime_ns() -> u64;
+    /// local_clock(): this CPU's scheduler clock, for timing a call.
+    fn lp_clock_ns() -> u64;
     /// get_random_u32().
     fn lp_random_u32() -> u32;
     /// skb_copy_bits() from `off` bytes past the network header; 0 or a negative errno.
@@ -177,6 +179,10 @@ impl Host for KernelHost {
     fn now_ns(&self) -> u64 {
         // SAFETY: no arguments; callable in any context.
         unsafe { lp_ktime_ns() }
+    }
+    fn clock_ns(&self) -> u64 {
+        // SAFETY: no arguments; callable in any context.
+        unsafe { lp_clock_ns() }
     }
     fn log(&self, script: &str, level: LogLevel, line: &[u8]) {
         let level = match level {
