@@ -579,16 +579,18 @@ EXPORT("lp_run") int lp_run(int fref, int aref, int budget, int cap) {
   try_depth = 0;
   base = L->base_ci.func.p + 1;
   L->top.p = base; /* lua_settop(L, 0): nothing to close at the base level */
-  setfvalue(s2v(base), lp_msgh);
   func = base + 1;
-  /* each value is copied before the next lookup, which may reuse its cache slot */
+  /* The lookups first: a cache miss pushes the registry's value at L->top (base) on its way,
+   * so the message handler goes there after them. Each value is copied before the next
+   * lookup, which may reuse its cache slot. */
   setobj2s(L, func, ref_value(L, fref));
-  setpvalue(s2v(base + 2), lp_packet_new(L));
   if (aref > 0) {
     setobj2s(L, base + 3, ref_value(L, aref));
   } else {
     setnilvalue(s2v(base + 3));
   }
+  setfvalue(s2v(base), lp_msgh);
+  setpvalue(s2v(base + 2), lp_packet_new(L));
   L->top.p = base + 4;
   if (stop_gc | stop_pending | (budget != hook_budget) | (budget > 0)) run_prepare(L, budget);
   state.pending = 0; /* lp_kind_reset */

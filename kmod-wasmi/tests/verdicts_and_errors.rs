@@ -312,6 +312,37 @@ fn many_bindings_each_reach_their_function_and_argument() {
 }
 
 #[test]
+fn errors_of_many_bindings_reach_the_message_handler() {
+    // a binding missing from the guest's cache is looked up in the registry on its call: the
+    // error of that call must still go through the message handler (the Lua error, its text)
+    let src: String = (0..12)
+        .map(|i| format!("function f{i}(pkt, arg) error('boom' .. arg) end\n"))
+        .collect();
+    let (mut s, _) = load_with(
+        &(src + "function process_packet() end"),
+        Limits::default(),
+        OnError::Break,
+    );
+    let entries: Vec<usize> = (0..12)
+        .map(|i| {
+            s.bind(&format!("f{i}"), Some(format!("{i}").as_bytes()))
+                .unwrap()
+        })
+        .collect();
+    let p = tcp4(22);
+    for i in (0..12).chain((0..12).rev()) {
+        let o = s.run(0, entries[i], &SlicePacket::new(&p));
+        assert_eq!(
+            (o.verdict, o.error),
+            (Verdict::Break, Some(ErrorKind::Lua)),
+            "f{i}"
+        );
+        let msg = s.message(0);
+        assert!(msg.contains(&format!("boom{i}")), "f{i}: {msg}");
+    }
+}
+
+#[test]
 fn bad_scripts_are_refused_at_load() {
     use runtime::{GuestCache, LoadError, Script};
     let mut cache = GuestCache::new();
