@@ -95,29 +95,18 @@ def main():
     print("\n".join(lines))
 
 def kbench():
-    """The modules' Rust objects (kernel flags) in a userspace bench, beside lpctl bench."""
-    out = subprocess.run([os.path.join(ROOT, "scripts", "kbench.sh"), "--json", "--millis", MILLIS],
-                         cwd=ROOT, check=True, capture_output=True, text=True).stdout
-    rows = json.loads(out)
-    lines = ["", "## The kernel's flags on the real CPU (`scripts/kbench.sh`)", "",
-             "nft_lua.ko's Rust object (the runtime, wasmi with the kernel's portable dispatch, the compiled",
-             "guest; built by `scripts/build-kmod.sh` with the kernel's code model and its retpoline,",
-             "return-thunk and (6.12) IBT flags) linked into a userspace program",
-             "(`kmod-wasmi/kbench/kbench.c`: the module's C glue stood in for by libc, the thunks by the",
-             "plain instructions they replace), over the same captures as above; `lpctl bench` (userspace",
-             "flags; wasmi with its default dispatch) and native Lua measured in the same run.", "",
-             "| kernel | script | engine | kernel flags ns | userspace ns | kernel / userspace | kernel flags / native | fuel |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
-    geo = {}
-    for r in rows:
-        lines.append("| %s | %s | %s | %.0f | %.0f | %.2f | %.2f | %.0f |" % (
-            r["series"], r["script"], r["engine"], r["kernel_flags_ns"], r["userspace_ns"],
-            r["kernel_flags_ns"] / r["userspace_ns"], r["kernel_flags_ns"] / r["native_ns"], r["fuel"]))
-        geo.setdefault((r["series"], r["engine"]), []).append(r["kernel_flags_ns"] / r["native_ns"])
-    lines += ["", "Geometric mean of kernel flags / native: " + "; ".join(
-        "%s %s %.2f" % (s, e, math.exp(sum(map(math.log, v)) / len(v))) for (s, e), v in sorted(geo.items()))
-        + "."]
-    return lines
+    """The modules' Rust objects (kernel flags) in a userspace bench, beside lpctl bench: the
+    table scripts/kbench.sh prints."""
+    table = subprocess.run([os.path.join(ROOT, "scripts", "kbench.sh"), "--millis", MILLIS],
+                           cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    return ["", "## The kernel's flags on the real CPU (`scripts/kbench.sh`)", "",
+            "nft_lua.ko's Rust object (the runtime, wasmi with the kernel's portable dispatch, the compiled",
+            "guest; built by `scripts/build-kmod.sh` with the kernel's code model and its retpoline,",
+            "return-thunk and (6.12) IBT flags) linked into a userspace program",
+            "(`kmod-wasmi/kbench/kbench.c`: the module's C glue stood in for by libc, the thunks by the",
+            "plain instructions they replace), over the same captures as above; `lpctl bench` (userspace",
+            "flags; wasmi with its default dispatch) and native Lua measured in the same run.", ""
+            ] + table.rstrip().split("\n")
 
 def fuel_ceiling():
     """The slowest fuel on each engine (kmod-wasmi/benches/fuel_ceiling.rs, userspace)."""

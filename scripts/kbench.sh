@@ -107,7 +107,7 @@ for c in "${cases[@]}"; do
 done
 
 python3 - "$json" "$check" "${results[@]}" -- "${user[@]}" <<'EOF'
-import json, sys
+import json, math, sys
 args = sys.argv[3:]
 sep = args.index("--")
 kern, user = args[:sep], args[sep + 1:]
@@ -138,10 +138,15 @@ if sys.argv[2] == "1" and bad:
     sys.exit("kbench: " + "; ".join(bad))
 if sys.argv[1] == "1" or sys.argv[2] == "1":
     sys.exit(0)
-print("| kernel | script | engine | kernel flags ns | userspace ns | kernel / userspace | kernel / native | fuel |")
+print("| kernel | script | engine | kernel flags ns | userspace ns | kernel / userspace | kernel flags / native | fuel |")
 print("|---|---|---|---:|---:|---:|---:|---:|")
+geo = {}
 for r in rows:
     print("| %s | %s | %s | %.0f | %.0f | %.2f | %.2f | %.0f |" % (
         r["series"], r["script"], r["engine"], r["kernel_flags_ns"], r["userspace_ns"],
         r["kernel_flags_ns"] / r["userspace_ns"], r["kernel_flags_ns"] / r["native_ns"], r["fuel"]))
+    geo.setdefault((r["series"], r["engine"]), []).append(r["kernel_flags_ns"] / r["native_ns"])
+print()
+print("Geometric mean of kernel flags / native: " + "; ".join(
+    "%s %s %.2f" % (s, e, math.exp(sum(map(math.log, v)) / len(v))) for (s, e), v in sorted(geo.items())) + ".")
 EOF

@@ -405,15 +405,19 @@ static struct {
   TValue v;
 } ref_cache[REF_CACHE];
 
+static const TValue *ref_cache_put(int ref, const TValue *v) {
+  unsigned i = (unsigned)ref % REF_CACHE;
+  ref_cache[i].v = *v;
+  ref_cache[i].ref = ref;
+  return &ref_cache[i].v;
+}
+
 static const TValue *ref_value(lua_State *L, int ref) {
   unsigned i = (unsigned)ref % REF_CACHE;
-  if (ref_cache[i].ref != ref || ref <= 0) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-    L->top.p--;
-    ref_cache[i].v = *s2v(L->top.p);
-    ref_cache[i].ref = ref;
-  }
-  return &ref_cache[i].v;
+  if (ref_cache[i].ref == ref && ref > 0) return &ref_cache[i].v;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  L->top.p--;
+  return ref_cache_put(ref, s2v(L->top.p));
 }
 
 /* luaL_ref on the value on top, which also goes into the cache: lp_ref_global and
@@ -421,11 +425,7 @@ static const TValue *ref_value(lua_State *L, int ref) {
 static int ref_top(lua_State *L) {
   TValue v = *s2v(L->top.p - 1);
   int ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  unsigned i = (unsigned)ref % REF_CACHE;
-  if (ref > 0) {
-    ref_cache[i].v = v;
-    ref_cache[i].ref = ref;
-  }
+  if (ref > 0) ref_cache_put(ref, &v);
   return ref;
 }
 

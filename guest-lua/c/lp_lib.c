@@ -19,7 +19,6 @@
 
 #include "lobject.h"
 #include "lstate.h"
-#include "lstring.h"
 
 /* ---- field names ---------------------------------------------------------------------- */
 
@@ -48,7 +47,6 @@ static const char *const key_names[K_COUNT] = {
 
 enum cls { C_PKT, C_IP, C_IP6, C_TCP, C_UDP, C_ICMP, C_ICMP6, C_META, C_TCPPAY, C_UDPPAY, C_ETH, C_CT, C_NCLS };
 
-/* The library's per-state data (a userdata anchored in the registry, found via lp_state). */
 /* Key strings by bucket (KEY_BUCKET), as K + 1 (0: free): a field read finds its key with one
  * or two pointer comparisons instead of a walk through the class's keys. */
 #define KEY_BUCKETS 128
@@ -56,6 +54,7 @@ enum cls { C_PKT, C_IP, C_IP6, C_TCP, C_UDP, C_ICMP, C_ICMP6, C_META, C_TCPPAY, 
 #define KEY_BUCKET(s, len) (((len) + (uint8_t)(s)[0] * 14u + (uint8_t)(s)[(len) - 1]) & (KEY_BUCKETS - 1))
 _Static_assert(K_COUNT < 255, "keys are stored as K + 1 in a byte");
 
+/* The library's per-state data (a userdata anchored in the registry, found via lp_state). */
 struct lp_lib {
   const char *keyp[K_COUNT]; /* interned key strings: equal keys are the same pointer */
   uint8_t bucket[KEY_BUCKETS][KEY_WAYS];
@@ -125,24 +124,29 @@ _Static_assert(C_NCLS < 1 << CLS_BITS, "classes must fit in CLS_BITS, with CLS_M
 #define ALL_CLASSES ((1u << C_NCLS) - 1)
 #define VIEW_CLASSES (1u << C_TCPPAY | 1u << C_UDPPAY)
 
-static void push_obj(lua_State *L, int cls) {
-  lua_pushlightuserdata(L, (void *)(LIB(L)->gen << CLS_BITS | (uintptr_t)cls));
+/* The value of a packet object of class cls handed out by call gen. */
+#define OBJ_VALUE(gen, cls) ((void *)((gen) << CLS_BITS | (uintptr_t)(cls)))
+
+static void push_obj(lua_State *L, int cls) { lua_pushlightuserdata(L, OBJ_VALUE(LIB(L)->gen, cls)); }
+
+/* The value at idx as a packet object's (class and generation), CLS_MASK (no class) when it
+ * is no light userdata. */
+static uintptr_t obj_value(lua_State *L, int idx) {
+  return lua_type(L, idx) == LUA_TLIGHTUSERDATA ? (uintptr_t)lua_touserdata(L, idx) : CLS_MASK;
 }
 
+/* The class in a packet object's value, or -1 when the value is not one. */
+static int value_cls(uintptr_t v) { return (v & CLS_MASK) < C_NCLS ? (int)(v & CLS_MASK) : -1; }
+
 /* Class of the packet object at idx (of any call), or -1 when the value is not one. */
-static int obj_cls(lua_State *L, int idx) {
-  uintptr_t cls;
-  if (lua_type(L, idx) != LUA_TLIGHTUSERDATA) return -1;
-  cls = (uintptr_t)lua_touserdata(L, idx) & CLS_MASK;
-  return cls < C_NCLS ? (int)cls : -1;
-}
+static int obj_cls(lua_State *L, int idx) { return value_cls(obj_value(L, idx)); }
 
 /* The class of the packet object at idx, which must be one of `classes` (a bit mask, named
  * `expected` in the error) and belong to the running call. */
 static int check_obj(lua_State *L, int idx, unsigned classes, const char *expected, struct lp_state **Sp) {
   struct lp_state *S = lp_state(L);
-  uintptr_t v = lua_type(L, idx) == LUA_TLIGHTUSERDATA ? (uintptr_t)lua_touserdata(L, idx) : CLS_MASK;
-  int cls = (v & CLS_MASK) < C_NCLS ? (int)(v & CLS_MASK) : -1;
+  uintptr_t v = obj_value(L, idx);
+  int cls = value_cls(v);
   if (cls < 0 || !(classes & 1u << cls))
     luaL_argerror(L, idx, lua_pushfstring(L, "%s expected, got %s", expected,
                                           cls < 0 ? luaL_typename(L, idx) : cls_names[cls]));
@@ -1348,7 +1352,7 @@ void *lp_packet_new(lua_State *L) {
   struct lp_lib *lib = LIB(L);
   lib->gen = (lib->gen + 1) & GEN_MASK;
   if (!lib->gen) lib->gen = 1;
-  return (void *)(lib->gen << CLS_BITS | (uintptr_t)C_PKT);
+  return OBJ_VALUE(lib->gen, C_PKT);
 }
 
 void lp_push_packet(lua_State *L) { lua_pushlightuserdata(L, lp_packet_new(L)); }

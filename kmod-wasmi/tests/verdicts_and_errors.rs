@@ -277,27 +277,34 @@ fn the_argument_reaches_the_entry_function() {
     assert!(s.bind("missing", None).is_err());
 }
 
-#[test]
-fn many_bindings_each_reach_their_function_and_argument() {
-    // the guest keeps the values of bindings in a small cache (8 slots): twelve bindings run
-    // forwards, backwards and forwards again evict each other and must not mix
+/// Twelve entries `f0`..`f11`, bound with the arguments "a0".."a11": more bindings than the
+/// guest's cache of bound values has slots (8). `body(i)` is the body of `f{i}(pkt, arg)`.
+fn twelve_bindings(body: impl Fn(usize) -> String) -> (runtime::Script, Vec<usize>) {
     let src: String = (0..12)
-        .map(|i| {
-            let v = if i % 2 == 0 { "ACCEPT" } else { "DROP" };
-            format!("function f{i}(pkt, arg) if arg == 'a{i}' then return lp.{v} end return lp.BREAK end\n")
-        })
+        .map(|i| format!("function f{i}(pkt, arg) {} end\n", body(i)))
         .collect();
     let (mut s, _) = load_with(
         &(src + "function process_packet() end"),
         Limits::default(),
         OnError::Break,
     );
-    let entries: Vec<usize> = (0..12)
+    let entries = (0..12)
         .map(|i| {
             s.bind(&format!("f{i}"), Some(format!("a{i}").as_bytes()))
                 .unwrap()
         })
         .collect();
+    (s, entries)
+}
+
+#[test]
+fn many_bindings_each_reach_their_function_and_argument() {
+    // the guest keeps the values of bindings in a small cache (8 slots): twelve bindings run
+    // forwards, backwards and forwards again evict each other and must not mix
+    let (mut s, entries) = twelve_bindings(|i| {
+        let v = if i % 2 == 0 { "ACCEPT" } else { "DROP" };
+        format!("if arg == 'a{i}' then return lp.{v} end return lp.BREAK")
+    });
     let p = tcp4(22);
     let order = (0..12).chain((0..12).rev()).chain(0..12);
     for i in order {
@@ -315,20 +322,7 @@ fn many_bindings_each_reach_their_function_and_argument() {
 fn errors_of_many_bindings_reach_the_message_handler() {
     // a binding missing from the guest's cache is looked up in the registry on its call: the
     // error of that call must still go through the message handler (the Lua error, its text)
-    let src: String = (0..12)
-        .map(|i| format!("function f{i}(pkt, arg) error('boom' .. arg) end\n"))
-        .collect();
-    let (mut s, _) = load_with(
-        &(src + "function process_packet() end"),
-        Limits::default(),
-        OnError::Break,
-    );
-    let entries: Vec<usize> = (0..12)
-        .map(|i| {
-            s.bind(&format!("f{i}"), Some(format!("{i}").as_bytes()))
-                .unwrap()
-        })
-        .collect();
+    let (mut s, entries) = twelve_bindings(|i| format!("error('boom f{i} <' .. arg .. '>')"));
     let p = tcp4(22);
     for i in (0..12).chain((0..12).rev()) {
         let o = s.run(0, entries[i], &SlicePacket::new(&p));
@@ -338,7 +332,7 @@ fn errors_of_many_bindings_reach_the_message_handler() {
             "f{i}"
         );
         let msg = s.message(0);
-        assert!(msg.contains(&format!("boom{i}")), "f{i}: {msg}");
+        assert!(msg.contains(&format!("boom f{i} <a{i}>")), "f{i}: {msg}");
     }
 }
 
