@@ -44,7 +44,7 @@ fn main() {
         // interpreter where every wasm call costs a frame (~25% fewer ns per packet)
         "-flto".into(),
         // memcpy/memset become memory.copy/memory.fill: wasmi charges a copy by its size
-        // (kmod-wasmi/src/guest.rs) instead of ~35 fuel per byte of a byte loop, which the
+        // (kmod-wasmi/runtime/src/guest.rs) instead of ~35 fuel per byte of a byte loop, which the
         // per-call fuel ceiling (abi::limits::CALL_FUEL_CEILING) could not afford
         "-mbulk-memory".into(),
         "-ffunction-sections".into(),
@@ -68,14 +68,12 @@ fn main() {
     }
     let warn = vec!["-Wall".to_string(), "-Wextra".into(), "-Werror".into()];
     jobs.push((c_dir.join("lauxlib_sandbox.c"), vec!["-w".into()]));
-    for f in [
-        "lp_lib.c",
-        "lp_bytes.c",
-        "lp_proto.c",
-        "lp_guest.c",
-        "libc_sandbox.c",
-    ] {
+    for f in ["lp_guest.c", "libc_sandbox.c"] {
         jobs.push((c_dir.join(f), warn.clone()));
+    }
+    // the packet library: every file of c/lib (lpctl's native baseline builds the same list)
+    for f in lib_files(&c_dir) {
+        jobs.push((f, warn.clone()));
     }
 
     let objs = compile_all(&clang, &common, &jobs, &obj_dir);
@@ -136,6 +134,8 @@ fn main() {
     // and lpctl's native baseline builds the packet library against the same Lua's internal
     // headers (mlua-sys vendors this lua-src too; its include dir has the public ones only)
     println!("cargo:lua_src={}", lua.display());
+    // and the library's C: every file of this directory (lib_files), the host interface above it
+    println!("cargo:lib_dir={}", c_dir.join("lib").display());
     fs::write(
         out.join("regions.txt"),
         format!(
@@ -144,6 +144,17 @@ fn main() {
         ),
     )
     .expect("write regions.txt");
+}
+
+/// The packet library's C files (c/lib/*.c), in a fixed order.
+fn lib_files(c_dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(c_dir.join("lib"))
+        .expect("read c/lib")
+        .map(|e| e.expect("read c/lib").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "c"))
+        .collect();
+    files.sort();
+    files
 }
 
 fn compile_all(

@@ -7,7 +7,7 @@
 #      core/alloc rebuilt for the kernel code model (kmod-wasmi/kernel/README.md) and the
 #      mitigation flags the kernel's config asks for (retpolines, return thunks, IBT); its
 #      build translates the built-in guest with wasm2c and compiles it with clang-16 and the
-#      kernel's flags (the compiled engine, kmod-wasmi/build.rs);
+#      kernel's flags (the compiled engine, kmod-wasmi/runtime/build.rs);
 #   3. merges the staticlib into one relocatable object, lp_rust.rlo: strips LLVM bitcode and
 #      unwind tables, localizes compiler_builtins' mem* (the kernel's are used), keeps only
 #      what the lp_rt_* entry points reach, folds sections (kmod-wasmi/kernel/lp_rust.lds);
@@ -94,7 +94,7 @@ conf 'RETPOLINE|MITIGATION_RETPOLINE' && RUSTFLAGS+=" -Zretpoline-external-thunk
 conf 'RETHUNK|MITIGATION_RETHUNK' && RUSTFLAGS+=" -Zfunction-return=thunk-extern"
 conf 'X86_KERNEL_IBT' && RUSTFLAGS+=" -Zcf-protection=branch"
 log "rustflags: $RUSTFLAGS"
-# the same mitigations for the compiled guest's C (kmod-wasmi/build.rs adds the rest of the
+# the same mitigations for the compiled guest's C (kmod-wasmi/runtime/build.rs adds the rest of the
 # kernel's flags and soft-float)
 KCFLAGS_GUEST=""
 conf 'RETPOLINE|MITIGATION_RETPOLINE' && KCFLAGS_GUEST+=" -mretpoline-external-thunk"

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
-cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --features lpctl/selftest -- -D warnings
 echo "== runtime for the kernel target (x86_64-unknown-none, build-std)"
 ./scripts/build-kernel-runtime.sh
 echo "== cargo test"
@@ -24,7 +24,7 @@ for series in 6.1 6.12; do
   kos+=("$(cat target/kmod-built-$series)")
   [[ -f ${kos[-1]} ]] || { echo "test: no nft_lua.ko was built for $series" >&2; exit 1; }
 done
-cargo build -q -p lpctl
+cargo build -q -p lpctl --features selftest
 echo "== the kernel-flags harness: the modules' Rust objects in a userspace bench (scripts/kbench.sh)"
 LPCTL=target/debug/lpctl ./scripts/kbench.sh --check --millis 20
 echo "== VM suite: the module, lpctl and real traffic in qemu"

@@ -1,7 +1,7 @@
 //! The guest ABI: what `lua.wasm` imports from its host, what it exports, and the layout of the
 //! packet context the host writes into guest memory before every call.
 //!
-//! Mirrored for C in `guest-lua/c/lp_abi.h` (checked by a test in `guest-lua`).
+//! For C, `guest-lua/c/lp_abi.h` is generated from this file (`tests/src/c_headers.rs`).
 
 /// Import module of every host function. The guest imports nothing else (no WASI).
 pub const IMPORT_MODULE: &str = "lp";

@@ -1,8 +1,10 @@
 //! The single source of truth for every number two sides of luapkt must agree on.
 //!
 //! `guest` is the contract between the wasm guest (`guest-lua/`, C) and the hosts that run it
-//! (`kmod-wasmi/`, the kernel, `lpctl`). The C side mirrors these values in
-//! `guest-lua/c/lp_abi.h`; a test in `guest-lua` checks that both agree.
+//! (`kmod-wasmi/`, the kernel, `lpctl`). The C headers (`guest-lua/c/lp_abi.h`,
+//! `kmod-wasmi/kernel/luapkt_abi.h`) are generated from these modules by
+//! `cargo run -p luapkt-tests --bin abi-headers`, and `cargo test` fails when they are stale.
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 #![no_std]
 
 pub mod guest;

@@ -7,7 +7,7 @@
 //! roughly 4x what the built-in guest (`guest-lua`'s `lua.wasm`) declares, rounded, so a
 //! rebuilt or somewhat larger guest still fits while a module claiming 300,000 functions does
 //! not. Each cap's doc gives the built-in guest's figure when the caps were set (they drift a
-//! little as guest-lua's C changes); the test `kmod-wasmi/tests/hostile_modules.rs` prints the
+//! little as guest-lua's C changes); the test `kmod-wasmi/runtime/tests/hostile_modules.rs` prints the
 //! current ones and checks the guest stays at most a third of every cap (exactly one memory).
 //!
 //! Per-table, per-memory and per-function caps apply to each one; the others to the module.

@@ -1,6 +1,7 @@
 //! Netlink numbers: the nft expression `lua` and the generic netlink family `luapkt`.
 //!
-//! Mirrored for the kernel in `kmod-wasmi/kernel/luapkt_abi.h` (a test checks they agree).
+//! For the kernel's C, `kmod-wasmi/kernel/luapkt_abi.h` is generated from this file
+//! (`tests/src/c_headers.rs`).
 
 /// Name of the nft expression (`MODULE_ALIAS_NFT_EXPR("lua")`).
 pub const EXPR_NAME: &str = "lua";

@@ -1,4 +1,5 @@
 //! `lpctl` as a library: the commands and engines, used by the binary and its tests.
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 pub mod bench;
 pub mod engine;
 pub mod output;

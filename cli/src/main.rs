@@ -11,6 +11,7 @@ use lpctl::{bench, output, pack, rule_cmd, run, script_cmd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[cfg(feature = "selftest")]
 mod selftest;
 
 #[derive(Parser)]
@@ -51,11 +52,13 @@ enum Command {
     /// nft rules whose verdict comes from a script
     #[command(subcommand)]
     Rule(RuleCmd),
-    /// Checks against the running kernel, for the VM tests
+    /// Checks against the running kernel, for the VM tests (built with feature `selftest`)
+    #[cfg(feature = "selftest")]
     #[command(subcommand, hide = true)]
     Selftest(SelftestCmd),
 }
 
+#[cfg(feature = "selftest")]
 #[derive(Subcommand)]
 enum SelftestCmd {
     /// Malformed requests to the luapkt family: each must be refused with an errno
@@ -341,6 +344,7 @@ fn main() -> ExitCode {
                 ..
             } => rule_cmd::delete(&family, &table, &chain, handle, mode),
         },
+        #[cfg(feature = "selftest")]
         Command::Selftest(SelftestCmd::Netlink { script }) => {
             match selftest::netlink(script.as_deref()) {
                 Ok(true) => Ok(()),
@@ -348,6 +352,7 @@ fn main() -> ExitCode {
                 Err(e) => Err(e),
             }
         }
+        #[cfg(feature = "selftest")]
         Command::Selftest(SelftestCmd::FuzzNetlink {
             count,
             seed,

@@ -211,7 +211,7 @@ fn upload_and_commit(r: &mut Runner, id: u32, package: &[u8]) -> Result<Outcome>
 
 /// Runs every case; `Ok(true)` when the kernel refused each as expected. `script` names a
 /// loaded script for the cases that need one.
-pub fn netlink(script: Option<&str>) -> Result<bool> {
+pub(crate) fn netlink(script: Option<&str>) -> Result<bool> {
     let lp = Luapkt::open().context("luapkt family")?;
     let mut r = Runner { lp, failed: 0 };
     let size = nla_u32(attr::SIZE, 64);
@@ -592,7 +592,7 @@ const SOCKET_GONE: [i32; 4] = [9, 32, 107, 111];
 const REOPENS_MAX: u32 = 20;
 
 /// `--seed`: decimal or 0x-hex.
-pub fn parse_seed(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_seed(s: &str) -> Result<u64, String> {
     let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         Some(hex) => u64::from_str_radix(hex, 16),
         None => s.parse(),
@@ -2426,7 +2426,7 @@ fn unload_all(names: &[String]) -> (Vec<String>, Vec<String>) {
 }
 
 /// `lpctl selftest fuzz-netlink`: Err only when the socket layer itself fails.
-pub fn fuzz_netlink(count: u64, seed: u64, nft_share: u64, trace: bool) -> Result<()> {
+pub(crate) fn fuzz_netlink(count: u64, seed: u64, nft_share: u64, trace: bool) -> Result<()> {
     println!(
         "fuzz-netlink: seed {seed:#x}, {count} requests, {nft_share}% of them nf_tables rules"
     );

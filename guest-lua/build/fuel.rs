@@ -29,7 +29,7 @@ use wasm_encoder::{
 use wasmparser::{Operator, Parser, Payload, TypeRef};
 
 /// Bytes of a `memory.copy` or `memory.fill` per unit of fuel (a power of two: a shift).
-pub const BULK_BYTES_PER_FUEL: u32 = abi::guest::FUEL_BULK_BYTES;
+pub(crate) const BULK_BYTES_PER_FUEL: u32 = abi::guest::FUEL_BULK_BYTES;
 const _: () = assert!(BULK_BYTES_PER_FUEL.is_power_of_two());
 /// A direct call, an indirect one (type check, table lookup), and a bulk-memory instruction
 /// before its length is counted (see [`cost`]).
@@ -40,7 +40,7 @@ const MEMORY_COST: u64 = 2;
 const BULK_BASE_COST: u64 = 16;
 
 /// Statistics for the build log.
-pub struct Report {
+pub(crate) struct Report {
     pub functions: usize,
     /// Region charges inserted (function bodies, loops, `if` arms).
     pub charges: usize,
@@ -51,7 +51,7 @@ pub struct Report {
 /// Instruments `wasm`. `export` names the counter's export; `import` is the name, in module
 /// `import_module`, of the function import called when the counter goes negative (it must be
 /// imported by the module already, with type `[] -> []`).
-pub fn add_fuel(
+pub(crate) fn add_fuel(
     wasm: &[u8],
     export: &str,
     import_module: &str,

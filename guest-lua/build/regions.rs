@@ -31,7 +31,7 @@ struct Frame {
 }
 
 /// Statistics for the build log.
-pub struct Report {
+pub(crate) struct Report {
     pub functions: usize,
     pub loops: usize,
 }
@@ -40,7 +40,7 @@ fn enc_val(t: ValType) -> Option<wasm_encoder::ValType> {
     RoundtripReencoder.val_type(t).ok()
 }
 
-pub fn add_fuel_regions(wasm: &[u8]) -> Result<(Vec<u8>, Report), String> {
+pub(crate) fn add_fuel_regions(wasm: &[u8]) -> Result<(Vec<u8>, Report), String> {
     let mut validator = Validator::new_with_features(WasmFeatures::default());
     let mut out = Module::new();
     let mut code = CodeSection::new();

@@ -1,7 +1,9 @@
-/* The guest ABI, mirrored from abi/src/guest.rs and abi/src/verdict.rs (a test checks they agree). */
+/* The guest ABI for the guest's C (abi/src/guest.rs, abi/src/verdict.rs).
+ * Generated from abi/ by `cargo run -p luapkt-tests --bin abi-headers`: do not edit. */
 #ifndef LP_ABI_H
 #define LP_ABI_H
 
+/* verdict codes (lp.ACCEPT, ...) */
 #define LP_ACCEPT 1
 #define LP_DROP 2
 #define LP_CONTINUE 3
@@ -9,14 +11,18 @@
 #define LP_QUEUE_BASE 0x10000
 #define LP_QUEUE_MAX 0xffff
 
+/* what the `try` import returns */
 #define LP_TRY_OK 0
 #define LP_TRY_THREW 1
 
+/* lp_features() bits */
 #define LP_FEATURE_QUEUE 1
 
+/* levels of the `log` import */
 #define LP_LOG_INFO 0
 #define LP_LOG_WARN 1
 
+/* statuses of a failed call (negative) */
 #define LP_ERR_RUNTIME (-1)
 #define LP_ERR_MEMORY (-2)
 #define LP_ERR_RETURN (-3)
@@ -27,6 +33,7 @@
 #define LP_ERR_HANDLER (-8)
 #define LP_ERR_FUEL (-9)
 
+/* the packet context: byte offsets of its fields */
 #define LP_CTX_LEN 0
 #define LP_CTX_WIN 4
 #define LP_CTX_L4OFF 8
@@ -50,26 +57,31 @@
 #define LP_CTX_WINDOW_CAP 2048
 #define LP_CTX_SIZE (LP_CTX_WINDOW + LP_CTX_WINDOW_CAP)
 
+/* context flags (LP_CTX_FLAGS) */
 #define LP_FLAG_FRAG 1
 #define LP_FLAG_NONFIRST 2
 #define LP_FLAG_L4 4
 #define LP_FLAG_CT 8
 #define LP_FLAG_ETH 16
 
+/* checksum state (LP_CTX_CSUM) */
 #define LP_CSUM_COMPLETE 0
 #define LP_CSUM_PARTIAL 1
 
+/* conntrack state bits (LP_CTX_CT_STATE), as nft's `ct state` */
 #define LP_CT_INVALID 1
 #define LP_CT_ESTABLISHED 2
 #define LP_CT_RELATED 4
 #define LP_CT_NEW 8
 #define LP_CT_UNTRACKED 64
 
+/* metadata the call changed (LP_CTX_OUT) */
 #define LP_OUT_MARK 1
 #define LP_OUT_CT_MARK 2
 #define LP_OUT_ETH 4
 
+/* families (LP_CTX_NFPROTO) */
 #define LP_NFPROTO_IPV4 2
 #define LP_NFPROTO_IPV6 10
 
-#endif
+#endif /* LP_ABI_H */

@@ -1,5 +1,7 @@
-/* What the packet library needs from whoever hosts it: the wasm guest (lp_guest.c, through the
- * `lp` imports) or the native build used as a benchmark baseline (lp_native.c). */
+/* The packet library's interface to whoever hosts it: the wasm guest (lp_guest.c, through the
+ * `lp` imports) or lpctl's native baseline (cli/c/lp_native.c). What the host provides
+ * (lp_host_*) and what it calls (the library's entry points, in lib/). The library's files share
+ * lib/lp_lib.h among themselves; hosts never include it. */
 #ifndef LP_HOST_H
 #define LP_HOST_H
 
@@ -11,7 +13,7 @@
 struct lp_state {
   uint8_t *ctx;          /* packet context, LP_CTX_SIZE bytes (lp_abi.h) */
   void *host;            /* the host's own pointer */
-  void *lib;             /* lp_lib.c's per-state data */
+  void *lib;             /* the library's per-state data (lib/lp_lib.h's struct lp_lib) */
   int in_call;           /* a packet call is running: packet views are valid */
   /* Error kinds travel as codes, never read back from message text (a script can raise any
    * text): the sandbox notes the kind of an error it raises (LP_ERR_INSTRUCTIONS from the
@@ -33,7 +35,7 @@ int lp_host_pkt_write(struct lp_state *S, uint32_t off, const void *src, uint32_
 void lp_host_log(struct lp_state *S, int level, const char *s, size_t len);
 int64_t lp_host_now(struct lp_state *S);
 
-/* lp_lib.c */
+/* the library (lib/lp_lib.c, lib/lp_sandbox.c) */
 int lp_openlib(lua_State *L);             /* the global `lp`, `print`, the packet object */
 /* The base, coroutine, table, string, math and utf8 libraries without files (no dofile,
  * loadfile; load takes text only), pcall/xpcall/load/coroutine.resume/coroutine.wrap wrapped
@@ -59,25 +61,4 @@ void lp_push_packet(lua_State *L);
 /* Decodes the value at idx as a verdict code (> 0) or returns LP_ERR_RETURN and writes the
  * reason to why[0..n). */
 int lp_verdict(lua_State *L, int idx, char *why, size_t n);
-/* Pushes the bytes of the payload view at idx as a string (error for other values, or a view
- * of an earlier call: views are valid for their call only). */
-void lp_view_push(lua_State *L, int idx);
-/* The payload view at idx (of the running call): its packet offset and the call's generation. */
-void lp_view_origin(lua_State *L, int idx, uint32_t *off, uintptr_t *gen);
-/* Writes payload bytes [off, off+n) of call `gen` (an error once that call is over), keeping the
- * transport checksum. */
-void lp_payload_write(lua_State *L, uintptr_t gen, uint32_t off, const uint8_t *src, uint32_t n);
-/* Reads payload bytes [off, off+n) of call `gen` (an error once that call is over). */
-void lp_payload_read(lua_State *L, uintptr_t gen, uint32_t off, uint8_t *dst, uint32_t n);
-
-/* lp_bytes.c */
-void lp_open_bytes(lua_State *L);         /* sets field `bytes` of the table on top (`lp`) */
-/* The bytes of the byte array at idx, or NULL when the value is not one. */
-const uint8_t *lp_bytes_data(lua_State *L, int idx, size_t *n);
-void lp_bytes_push(lua_State *L, const void *p, size_t n); /* a new byte array: a copy */
-
-/* lp_proto.c */
-void lp_open_proto(lua_State *L);         /* sets field `proto` of the table on top (`lp`) */
-int lp_proto_as(lua_State *L);            /* data:as(name), bytes and payload views */
-
 #endif

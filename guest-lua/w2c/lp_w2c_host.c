@@ -1,7 +1,7 @@
 /*
  * The compiled engine's host side in C: the guest's `lp` imports (wasm2c names them Z_lpZ_*)
  * and every call into the guest. The imports that are data (log, now, packet bytes, fuel) call
- * the runtime's own, in Rust (kmod-wasmi/src/compiled_exec.rs, over runtime::imports); the two
+ * the runtime's own, in Rust (kmod-wasmi/runtime/src/compiled_exec.rs, over runtime::imports); the two
  * that are control flow are here: `try` re-enters the guest under a lp_setjmp of its own,
  * `throw` unwinds to the innermost one. Every call into the guest from Rust is armed the same
  * way and returns the trap code (0: none), so that no longjmp ever crosses a Rust frame.
@@ -26,14 +26,23 @@ extern void *lp_w2c_zalloc(size_t size);
 extern void lp_w2c_dealloc(void *p, size_t size);
 extern lp_jmp_buf **lp_w2c_target_slot(void);
 
+/* lp_w2c_enter(frame): preemption off, `frame` the innermost armed frame, the previous one
+ * returned; lp_w2c_leave(frame): `frame` the innermost again, preemption on. One call each
+ * way around every call into the guest. */
 #ifdef LP_W2C_KERNEL
-extern void lp_w2c_preempt_disable(void);
-extern void lp_w2c_preempt_enable(void);
+extern lp_jmp_buf *lp_w2c_enter(lp_jmp_buf *frame);
+extern void lp_w2c_leave(lp_jmp_buf *frame);
 /* native stack a top-level call may use below its host frame: the script stacks are 64 KiB */
 #define LP_W2C_STACK (40u << 10)
 #else
-static inline void lp_w2c_preempt_disable(void) {}
-static inline void lp_w2c_preempt_enable(void) {}
+static inline lp_jmp_buf *lp_w2c_enter(lp_jmp_buf *frame) {
+  lp_jmp_buf *outer = *lp_w2c_target_slot();
+  *lp_w2c_target_slot() = frame;
+  return outer;
+}
+static inline void lp_w2c_leave(lp_jmp_buf *frame) {
+  *lp_w2c_target_slot() = frame;
+}
 #define LP_W2C_STACK (1u << 20)
 #endif
 
@@ -82,10 +91,9 @@ void Z_lpZ_out_of_fuel(struct Z_lp_instance_t *h) {
   lp_jmp_buf *mine = *lp_w2c_target_slot();
   int trap;
   /* the next slice of a load may come after a reschedule (see the top) */
-  lp_w2c_preempt_enable();
+  lp_w2c_leave(mine);
   trap = lp_w2c_import_out_of_fuel(h->rust);
-  lp_w2c_preempt_disable();
-  *lp_w2c_target_slot() = mine;
+  lp_w2c_enter(mine);
   if (trap) wasm_rt_trap(trap);
 }
 
@@ -163,13 +171,10 @@ struct lp_w2c *lp_w2c_new(void *rust, uint64_t memory, int *err) {
     lp_w2c_free(w);
     return NULL;
   }
-  lp_w2c_preempt_disable();
-  outer = *lp_w2c_target_slot();
-  *lp_w2c_target_slot() = &here;
+  outer = lp_w2c_enter(&here);
   code = lp_setjmp(&here);
   if (code == 0) Z_lua_instantiate(&w->inst, &w->host);
-  *lp_w2c_target_slot() = outer;
-  lp_w2c_preempt_enable();
+  lp_w2c_leave(outer);
   if (code) {
     *err = code == LP_W2C_TRAP_MEMORY ? -2 : -3;
     lp_w2c_free(w);
@@ -193,26 +198,25 @@ struct lp_w2c *lp_w2c_new(void *rust, uint64_t memory, int *err) {
   return w;
 }
 
-uint8_t *lp_w2c_memory(struct lp_w2c *w, uint64_t *size) {
-  *size = w->inst.w2c_memory.size;
-  return w->inst.w2c_memory.data;
-}
+/* Where the host reads and writes an instance's state (compiled_exec.rs's `View`): fixed for
+ * the instance's life, linear memory included (allocated in full, it never grows: see
+ * lp_w2c_new), so the host takes them once instead of a call each time. */
+struct lp_w2c_view {
+  uint8_t *memory;
+  uint64_t memory_size;
+  uint64_t *fuel;
+  uint32_t *stack_pointer;
+  uint32_t *depth;     /* host re-entries: 0 at a top-level call */
+  uint32_t *max_depth; /* their cap */
+};
 
-uint64_t *lp_w2c_fuel(struct lp_w2c *w) {
-  return &w->inst.w2c_lp_fuel;
-}
-
-uint32_t *lp_w2c_stack_pointer(struct lp_w2c *w) {
-  return &w->inst.w2c___stack_pointer;
-}
-
-/* Forgets host re-entries (a top-level call starts at depth 0). */
-void lp_w2c_reset_depth(struct lp_w2c *w) {
-  w->host.depth = 0;
-}
-
-void lp_w2c_set_reentries(struct lp_w2c *w, uint32_t reentries) {
-  w->host.max_depth = reentries;
+void lp_w2c_view(struct lp_w2c *w, struct lp_w2c_view *v) {
+  v->memory = w->inst.w2c_memory.data;
+  v->memory_size = w->inst.w2c_memory.size;
+  v->fuel = &w->inst.w2c_lp_fuel;
+  v->stack_pointer = &w->inst.w2c___stack_pointer;
+  v->depth = &w->host.depth;
+  v->max_depth = &w->host.max_depth;
 }
 
 /* `reentries`: nested `try` frames allowed; `recursion`: wasm frames per entry. */
@@ -234,13 +238,11 @@ int lp_w2c_call(struct lp_w2c *w, int x, const int32_t *a, int32_t *ret) {
   uintptr_t floor = st->stack_floor;
   Z_lua_instance_t *i = &w->inst;
   int code;
-  lp_w2c_preempt_disable();
-  outer = *lp_w2c_target_slot();
+  outer = lp_w2c_enter(&here);
   st->max_depth = depth + w->host.recursion;
   /* a nested call (the soft stop's, from an import) keeps the outer call's floor */
   if (st->entries++ == 0)
     st->stack_floor = (uintptr_t)__builtin_frame_address(0) - LP_W2C_STACK;
-  *lp_w2c_target_slot() = &here;
   code = lp_setjmp(&here);
   if (code == 0) {
     int32_t r = 0;
@@ -263,11 +265,10 @@ int lp_w2c_call(struct lp_w2c *w, int x, const int32_t *a, int32_t *ret) {
     }
     *ret = r;
   }
-  *lp_w2c_target_slot() = outer;
   st->entries--;
   st->depth = depth;
   st->max_depth = max;
   st->stack_floor = floor;
-  lp_w2c_preempt_enable();
+  lp_w2c_leave(outer);
   return code;
 }

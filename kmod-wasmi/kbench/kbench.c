@@ -76,6 +76,9 @@ u64 lp_ktime_ns(void)
 
 u64 lp_clock_ns(void) { return lp_ktime_ns(); }
 
+/* as the module by default: the cost measured is the kernel's */
+u32 lp_time_every_get(void) { return LP_TIME_EVERY_DEFAULT; }
+
 /* fixed: the same string-hash seed in every run, so the same fuel */
 u32 lp_random_u32(void) { return 0x2545f491u; }
 
@@ -108,8 +111,14 @@ void lp_bh_enable(void) {}
 
 static void *w2c_target;
 void **lp_w2c_target_slot(void) { return &w2c_target; }
-void lp_w2c_preempt_disable(void) {}
-void lp_w2c_preempt_enable(void) {}
+void *lp_w2c_enter(void *frame)
+{
+	void *outer = w2c_target;
+
+	w2c_target = frame;
+	return outer;
+}
+void lp_w2c_leave(void *frame) { w2c_target = frame; }
 
 /* the thunks the kernel's flags call instead of `jmp *%r11` and `ret` */
 __asm__(".text\n"

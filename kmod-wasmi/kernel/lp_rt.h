@@ -59,7 +59,7 @@ struct lp_stats {
 	u64	fuel_max;
 	u64	rebuilds;
 	u64	mem_bytes;	/* linear memory of all instances */
-	u64	run_time_max_ns;	/* the longest single call */
+	u64	run_time_max_ns;	/* the longest timed call (time_every) */
 };
 
 /*
@@ -246,6 +246,9 @@ bool lp_loads_stopping(void);
 /* any. */
 u64 lp_ktime_ns(void);
 u64 lp_clock_ns(void);
+/* any. The time_every module parameter: one call in this many is timed (0 counts as 1). */
+u32 lp_time_every_get(void);
+#define LP_TIME_EVERY_DEFAULT 16
 /* any. */
 u32 lp_random_u32(void);
 /* slot. skb_copy_bits() at @off bytes past the network header; 0 or -EFAULT. */
@@ -280,9 +283,13 @@ int lp_call_on_big_stack(int (*fn)(void *arg), void *arg);
 void lp_nofail_atomic(bool on);
 /* any, preemption disabled. This CPU's innermost armed frame of the compiled guest. */
 void **lp_w2c_target_slot(void);
-/* any. Guest code of the compiled engine runs between these (see lp_shim.c). */
-void lp_w2c_preempt_disable(void);
-void lp_w2c_preempt_enable(void);
+/*
+ * any. Guest code of the compiled engine runs between these (see lp_shim.c): enter disables
+ * preemption, makes @frame this CPU's innermost armed frame and returns the one before; leave
+ * makes @frame the innermost again and enables preemption.
+ */
+void *lp_w2c_enter(void *frame);
+void lp_w2c_leave(void *frame);
 /* process. One 64 KiB stack per possible CPU for lp_call_on_cpu_stack(). */
 int lp_cpu_stacks_init(void);
 void lp_cpu_stacks_free(void);

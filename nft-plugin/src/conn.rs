@@ -28,7 +28,7 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
-    pub fn new(seq: u32, what: impl Into<String>) -> Self {
+    pub(crate) fn new(seq: u32, what: impl Into<String>) -> Self {
         Self {
             seq,
             what: what.into(),
@@ -70,11 +70,11 @@ pub(crate) struct Answers {
 }
 
 impl<T: Transport> Conn<T> {
-    pub fn new(transport: T) -> Self {
+    pub(crate) fn new(transport: T) -> Self {
         Self { transport, seq: 0 }
     }
 
-    pub fn next_seq(&mut self) -> u32 {
+    pub(crate) fn next_seq(&mut self) -> u32 {
         self.seq = self.seq.wrapping_add(1).max(1);
         self.seq
     }
@@ -82,7 +82,7 @@ impl<T: Transport> Conn<T> {
     /// Sends `datagram`, holding the requests `pending` (and a batch's begin message, whose
     /// error is the whole batch's), and collects the replies until each request is answered.
     /// The first refusal, in request order, is the error.
-    pub fn exchange(
+    pub(crate) fn exchange(
         &mut self,
         datagram: &[u8],
         pending: &[Pending],
@@ -176,7 +176,11 @@ impl<T: Transport> Conn<T> {
 impl<T: Transport> Conn<T> {
     /// Runs a dump, built by `request` for a sequence number, until one completes without the
     /// data changing under it (`NLM_F_DUMP_INTR`), at most [`DUMP_TRIES`] times.
-    pub fn dump(&mut self, what: &str, request: impl Fn(u32) -> Vec<u8>) -> Result<Vec<Reply>> {
+    pub(crate) fn dump(
+        &mut self,
+        what: &str,
+        request: impl Fn(u32) -> Vec<u8>,
+    ) -> Result<Vec<Reply>> {
         for _ in 0..DUMP_TRIES {
             let seq = self.next_seq();
             let pending = [Pending::new(seq, what)];

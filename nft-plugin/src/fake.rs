@@ -9,12 +9,12 @@ use std::{collections::VecDeque, io};
 
 use netlink_packet_core::{NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_MULTIPART};
 
-pub use crate::wire::MessageBuilder;
+pub(crate) use crate::wire::MessageBuilder;
 use crate::{genl, transport::Transport, wire::NLMSG_HDRLEN};
 
 /// Records requests and plays back replies. See the module docs.
 #[derive(Debug, Default)]
-pub struct FakeKernel {
+pub(crate) struct FakeKernel {
     sent: Vec<Vec<u8>>,
     /// Replies to the next sends, one entry per send.
     queued: VecDeque<Vec<Vec<u8>>>,
@@ -23,23 +23,23 @@ pub struct FakeKernel {
 }
 
 impl FakeKernel {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Queues the datagrams the kernel answers the next not-yet-answered send with.
-    pub fn reply(&mut self, datagrams: Vec<Vec<u8>>) -> &mut Self {
+    pub(crate) fn reply(&mut self, datagrams: Vec<Vec<u8>>) -> &mut Self {
         self.queued.push_back(datagrams);
         self
     }
 
     /// Every datagram sent so far.
-    pub fn sent(&self) -> &[Vec<u8>] {
+    pub(crate) fn sent(&self) -> &[Vec<u8>] {
         &self.sent
     }
 
     /// Replies queued but never sent because the client stopped early.
-    pub fn unused_replies(&self) -> usize {
+    pub(crate) fn unused_replies(&self) -> usize {
         self.queued.len() + self.readable.len()
     }
 }
@@ -61,22 +61,22 @@ impl Transport for FakeKernel {
 }
 
 /// Several messages in one datagram.
-pub fn datagram(messages: &[Vec<u8>]) -> Vec<u8> {
+pub(crate) fn datagram(messages: &[Vec<u8>]) -> Vec<u8> {
     messages.concat()
 }
 
 /// The ack of request `seq` (capped, as the client's socket asks for).
-pub fn ack(seq: u32) -> Vec<u8> {
+pub(crate) fn ack(seq: u32) -> Vec<u8> {
     error_reply(seq, 0, None, None)
 }
 
 /// The kernel refusing request `seq` with `errno`, and an extack message if given.
-pub fn error(seq: u32, errno: i32, message: Option<&str>) -> Vec<u8> {
+pub(crate) fn error(seq: u32, errno: i32, message: Option<&str>) -> Vec<u8> {
     error_reply(seq, -errno, message, None)
 }
 
 /// Like [`error`], with extack's offset of the attribute at fault.
-pub fn error_at(seq: u32, errno: i32, message: Option<&str>, offset: u32) -> Vec<u8> {
+pub(crate) fn error_at(seq: u32, errno: i32, message: Option<&str>, offset: u32) -> Vec<u8> {
     error_reply(seq, -errno, message, Some(offset))
 }
 
@@ -100,14 +100,14 @@ fn error_reply(seq: u32, code: i32, message: Option<&str>, offset: Option<u32>) 
 }
 
 /// The end of a dump for request `seq`.
-pub fn done(seq: u32) -> Vec<u8> {
+pub(crate) fn done(seq: u32) -> Vec<u8> {
     MessageBuilder::new(NLMSG_DONE, NLM_F_MULTIPART, seq)
         .fixed_header(&0i32.to_ne_bytes())
         .finish()
 }
 
 /// nlctrl's answer to the client's family lookup (request `seq`): `name` has id `id`.
-pub fn family(seq: u32, name: &str, id: u16) -> Vec<Vec<u8>> {
+pub(crate) fn family(seq: u32, name: &str, id: u16) -> Vec<Vec<u8>> {
     let mut m = MessageBuilder::new(genl::GENL_ID_CTRL, 0, seq).fixed_header(&[
         genl::CTRL_CMD_NEWFAMILY,
         2,

@@ -8,17 +8,20 @@
 //!   expression by name.
 //! - [`luapkt`]: the `luapkt` generic netlink family: load (chunked upload), unload, get, dump,
 //!   set limits.
-//! - [`Transport`]: the seam between both and the kernel. [`Socket`] is the real one;
-//!   [`fake::FakeKernel`] records requests and plays back canned replies for tests.
+//! - [`Transport`]: the seam between both and the kernel. [`Socket`] is the real one; the
+//!   crate's unit tests use a fake kernel (`src/fake.rs`) that records requests and plays back
+//!   canned replies.
 //!
 //! Every number shared with the kernel comes from `abi::netlink`; nf_tables' own numbers are
 //! those of `include/uapi/linux/netfilter/nf_tables.h`. Framing and attribute parsing sit on
 //! `netlink-packet-core`, the socket on `netlink-sys`. Replies are untrusted input: a reply
 //! that does not decode is [`Error::Malformed`], never a panic.
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod conn;
 pub mod error;
-pub mod fake;
+#[cfg(test)]
+mod fake;
 pub mod genl;
 pub mod luapkt;
 pub mod nft;

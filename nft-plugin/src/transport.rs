@@ -1,6 +1,6 @@
 //! The seam between the protocol code and the kernel: a [`Transport`] sends datagrams of
 //! netlink messages and receives the kernel's. [`Socket`] is the real one; tests use
-//! [`crate::fake::FakeKernel`].
+//! the fake kernel of `src/fake.rs`.
 
 use std::{io, os::fd::AsRawFd, time::Duration};
 

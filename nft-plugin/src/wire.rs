@@ -10,7 +10,7 @@ use netlink_packet_core::{
 };
 
 /// Size of `struct nlmsghdr`.
-pub const NLMSG_HDRLEN: usize = 16;
+pub(crate) const NLMSG_HDRLEN: usize = 16;
 /// `NLMSGERR_ATTR_MSG`: the extack message of an error or a warning.
 const NLMSGERR_ATTR_MSG: u16 = 1;
 /// `NLMSGERR_ATTR_OFFS`: offset, in the request, of the attribute the kernel objects to.
@@ -18,18 +18,18 @@ const NLMSGERR_ATTR_OFFS: u16 = 2;
 
 /// Why a reply could not be decoded (becomes [`crate::Error::Malformed`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Malformed(pub String);
+pub(crate) struct Malformed(pub String);
 
 impl Malformed {
-    pub fn new(reason: impl Into<String>) -> Self {
+    pub(crate) fn new(reason: impl Into<String>) -> Self {
         Self(reason.into())
     }
 }
 
-pub type Decoded<T> = Result<T, Malformed>;
+pub(crate) type Decoded<T> = Result<T, Malformed>;
 
 /// `NLMSG_ALIGN` / `NLA_ALIGN`.
-pub const fn align(len: usize) -> usize {
+pub(crate) const fn align(len: usize) -> usize {
     (len + 3) & !3
 }
 
@@ -38,7 +38,7 @@ pub const fn align(len: usize) -> usize {
 /// Callers check user-supplied lengths first (names, arguments, chunks are far below the 64 KiB
 /// an attribute can hold); a longer attribute is a bug in this crate and panics.
 #[derive(Debug, Clone)]
-pub struct MessageBuilder {
+pub(crate) struct MessageBuilder {
     buf: Vec<u8>,
     nests: Vec<usize>,
 }
@@ -46,7 +46,7 @@ pub struct MessageBuilder {
 impl MessageBuilder {
     /// A message of `message_type` with `flags` and sequence number `seq` (port id 0: the kernel
     /// fills in the sender's).
-    pub fn new(message_type: u16, flags: u16, seq: u32) -> Self {
+    pub(crate) fn new(message_type: u16, flags: u16, seq: u32) -> Self {
         let mut buf = vec![0u8; NLMSG_HDRLEN];
         let mut header = NetlinkBuffer::new(&mut buf[..]);
         header.set_message_type(message_type);
@@ -59,19 +59,19 @@ impl MessageBuilder {
     }
 
     /// Appends the family's fixed header (`nfgenmsg`, `genlmsghdr`), padded to 4 bytes.
-    pub fn fixed_header(mut self, bytes: &[u8]) -> Self {
+    pub(crate) fn fixed_header(mut self, bytes: &[u8]) -> Self {
         self.push_padded(bytes);
         self
     }
 
     /// Offset of the next attribute from the start of the message (what extack's
     /// `NLMSGERR_ATTR_OFFS` counts in).
-    pub fn offset(&self) -> usize {
+    pub(crate) fn offset(&self) -> usize {
         self.buf.len()
     }
 
     /// Appends an attribute with a raw value.
-    pub fn attr(&mut self, kind: u16, value: &[u8]) -> &mut Self {
+    pub(crate) fn attr(&mut self, kind: u16, value: &[u8]) -> &mut Self {
         let start = self.buf.len();
         self.buf.resize(start + NLA_HEADER_SIZE, 0);
         self.push_padded(value);
@@ -84,42 +84,43 @@ impl MessageBuilder {
     }
 
     /// A NUL-terminated string (`NLA_NUL_STRING`, `NLA_STRING` as nft sends them).
-    pub fn attr_str(&mut self, kind: u16, value: &str) -> &mut Self {
+    pub(crate) fn attr_str(&mut self, kind: u16, value: &str) -> &mut Self {
         let mut bytes = Vec::with_capacity(value.len() + 1);
         bytes.extend_from_slice(value.as_bytes());
         bytes.push(0);
         self.attr(kind, &bytes)
     }
 
-    pub fn attr_u8(&mut self, kind: u16, value: u8) -> &mut Self {
+    pub(crate) fn attr_u8(&mut self, kind: u16, value: u8) -> &mut Self {
         self.attr(kind, &[value])
     }
 
-    pub fn attr_u16(&mut self, kind: u16, value: u16) -> &mut Self {
+    #[cfg(test)]
+    pub(crate) fn attr_u16(&mut self, kind: u16, value: u16) -> &mut Self {
         self.attr(kind, &value.to_ne_bytes())
     }
 
     /// Host byte order (`NLA_U32` of generic netlink).
-    pub fn attr_u32(&mut self, kind: u16, value: u32) -> &mut Self {
+    pub(crate) fn attr_u32(&mut self, kind: u16, value: u32) -> &mut Self {
         self.attr(kind, &value.to_ne_bytes())
     }
 
     /// Network byte order (nf_tables' integers).
-    pub fn attr_u32_be(&mut self, kind: u16, value: u32) -> &mut Self {
+    pub(crate) fn attr_u32_be(&mut self, kind: u16, value: u32) -> &mut Self {
         self.attr(kind, &value.to_be_bytes())
     }
 
-    pub fn attr_u64(&mut self, kind: u16, value: u64) -> &mut Self {
+    pub(crate) fn attr_u64(&mut self, kind: u16, value: u64) -> &mut Self {
         self.attr(kind, &value.to_ne_bytes())
     }
 
-    pub fn attr_u64_be(&mut self, kind: u16, value: u64) -> &mut Self {
+    pub(crate) fn attr_u64_be(&mut self, kind: u16, value: u64) -> &mut Self {
         self.attr(kind, &value.to_be_bytes())
     }
 
     /// Opens a nested attribute (with `NLA_F_NESTED`, as libmnl sets it); close it with
     /// [`Self::end_nest`].
-    pub fn begin_nest(&mut self, kind: u16) -> &mut Self {
+    pub(crate) fn begin_nest(&mut self, kind: u16) -> &mut Self {
         let start = self.buf.len();
         self.nests.push(start);
         self.attr(kind, &[]);
@@ -127,7 +128,7 @@ impl MessageBuilder {
         self
     }
 
-    pub fn end_nest(&mut self) -> &mut Self {
+    pub(crate) fn end_nest(&mut self) -> &mut Self {
         let start = self.nests.pop().expect("end_nest without begin_nest");
         let len = u16::try_from(self.buf.len() - start)
             .expect("nested netlink attribute over 64 KiB (lengths are checked before encoding)");
@@ -136,7 +137,7 @@ impl MessageBuilder {
     }
 
     /// The finished message, with its length filled in.
-    pub fn finish(mut self) -> Vec<u8> {
+    pub(crate) fn finish(mut self) -> Vec<u8> {
         assert!(self.nests.is_empty(), "unclosed nested attribute");
         let len = u32::try_from(self.buf.len()).expect("netlink message over 4 GiB");
         NetlinkBuffer::new(&mut self.buf[..]).set_length(len);
@@ -151,7 +152,7 @@ impl MessageBuilder {
 
 /// One message of a reply datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Message<'a> {
+pub(crate) struct Message<'a> {
     pub message_type: u16,
     pub flags: u16,
     pub seq: u32,
@@ -162,11 +163,11 @@ pub struct Message<'a> {
 
 /// The messages of one datagram, in order. After the first malformed header it yields that
 /// error and stops.
-pub fn messages(datagram: &[u8]) -> Messages<'_> {
+pub(crate) fn messages(datagram: &[u8]) -> Messages<'_> {
     Messages { rest: datagram }
 }
 
-pub struct Messages<'a> {
+pub(crate) struct Messages<'a> {
     rest: &'a [u8],
 }
 
@@ -198,13 +199,13 @@ impl<'a> Iterator for Messages<'a> {
 
 /// One attribute: its type (flags masked off) and value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Attr<'a> {
+pub(crate) struct Attr<'a> {
     pub kind: u16,
     pub value: &'a [u8],
 }
 
 /// The attributes in `buf`; the first malformed one is an error and ends the iteration.
-pub fn attrs(buf: &[u8]) -> impl Iterator<Item = Decoded<Attr<'_>>> {
+pub(crate) fn attrs(buf: &[u8]) -> impl Iterator<Item = Decoded<Attr<'_>>> {
     NlasIterator::new(buf).map(|nla| {
         let nla = nla.map_err(|e| Malformed::new(format!("bad attribute: {e}")))?;
         Ok(Attr {
@@ -227,46 +228,46 @@ impl<'a> Attr<'a> {
         })
     }
 
-    pub fn u8(&self, name: &str) -> Decoded<u8> {
+    pub(crate) fn u8(&self, name: &str) -> Decoded<u8> {
         Ok(self.fixed::<1>(name)?[0])
     }
 
-    pub fn u16(&self, name: &str) -> Decoded<u16> {
+    pub(crate) fn u16(&self, name: &str) -> Decoded<u16> {
         Ok(u16::from_ne_bytes(self.fixed(name)?))
     }
 
-    pub fn u32(&self, name: &str) -> Decoded<u32> {
+    pub(crate) fn u32(&self, name: &str) -> Decoded<u32> {
         Ok(u32::from_ne_bytes(self.fixed(name)?))
     }
 
-    pub fn u32_be(&self, name: &str) -> Decoded<u32> {
+    pub(crate) fn u32_be(&self, name: &str) -> Decoded<u32> {
         Ok(u32::from_be_bytes(self.fixed(name)?))
     }
 
-    pub fn u64(&self, name: &str) -> Decoded<u64> {
+    pub(crate) fn u64(&self, name: &str) -> Decoded<u64> {
         Ok(u64::from_ne_bytes(self.fixed(name)?))
     }
 
-    pub fn u64_be(&self, name: &str) -> Decoded<u64> {
+    pub(crate) fn u64_be(&self, name: &str) -> Decoded<u64> {
         Ok(u64::from_be_bytes(self.fixed(name)?))
     }
 
     /// A string: the bytes before the first NUL (the kernel always terminates its strings),
     /// which must be UTF-8.
-    pub fn str(&self, name: &str) -> Decoded<String> {
+    pub(crate) fn str(&self, name: &str) -> Decoded<String> {
         let bytes = self.value.split(|&b| b == 0).next().unwrap_or_default();
         String::from_utf8(bytes.to_vec()).map_err(|_| Malformed::new(format!("{name}: not UTF-8")))
     }
 }
 
 /// An attribute a reply must carry.
-pub fn required<V>(value: Option<V>, name: &str) -> Decoded<V> {
+pub(crate) fn required<V>(value: Option<V>, name: &str) -> Decoded<V> {
     value.ok_or_else(|| Malformed::new(format!("{name} missing")))
 }
 
 /// What the kernel said about a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NlError {
+pub(crate) struct NlError {
     /// Positive errno.
     pub errno: i32,
     /// `NLMSGERR_ATTR_MSG`.
@@ -277,7 +278,7 @@ pub struct NlError {
 
 /// A control message: the end of a request's replies.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Control {
+pub(crate) enum Control {
     /// `NLMSG_ERROR` with code 0.
     Ack,
     /// `NLMSG_ERROR` with a negative code.
@@ -287,7 +288,7 @@ pub enum Control {
 }
 
 /// Decodes `NLMSG_ERROR` and `NLMSG_DONE`; `None` for any other message type.
-pub fn control(message: &Message<'_>) -> Option<Decoded<Control>> {
+pub(crate) fn control(message: &Message<'_>) -> Option<Decoded<Control>> {
     match message.message_type {
         NLMSG_ERROR => Some(decode_error(message)),
         NLMSG_DONE => Some(decode_done(message)),

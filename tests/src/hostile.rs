@@ -1,4 +1,4 @@
-//! Hostile wasm modules, shared by the runtime's tests (`kmod-wasmi/tests/hostile_modules.rs`,
+//! Hostile wasm modules, shared by the runtime's tests (`kmod-wasmi/runtime/tests/hostile_modules.rs`,
 //! which includes this file) and by `hostile-packages`, which packs them for the VM suite:
 //! modules that declare far more than `abi::module_caps` allows, and random ones from
 //! wasm-smith with counts sometimes far above the caps.

@@ -1,8 +1,8 @@
 //! Native Lua: the script on the host's Lua 5.4 (mlua-sys's vendored build) with the very same
-//! packet library as the sandbox (guest-lua/c/lp_lib.c compiled for the host by build.rs), as
+//! packet library as the sandbox (guest-lua/c/lib compiled for the host by build.rs), as
 //! the baseline of `lpctl bench`.
 //!
-//! The C half is guest-lua/c/lp_native.c; this file is the only Rust that crosses to it.
+//! The C half is cli/c/lp_native.c; this file is the only Rust that crosses to it.
 //!  - Packet metadata and the first bytes of the packet reach C the way they reach the guest: a
 //!    packet context (`abi::guest::ctx`) inside the C state, filled by
 //!    [`runtime::packet::fill_context`] before every call.
@@ -169,7 +169,7 @@ pub struct NativeEngine {
 }
 
 // SAFETY: the C state and `HostData` belong to this engine alone and have no thread affinity
-// (no thread-locals, no globals in lp_native.c, lp_lib.c or Lua); `&mut self` serialises every
+// (no thread-locals, no globals in lp_native.c, the library or Lua); `&mut self` serialises every
 // use. `HostData::host` is `Send + Sync`.
 unsafe impl Send for NativeEngine {}
 

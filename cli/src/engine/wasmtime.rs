@@ -30,7 +30,7 @@ use wasmtime::{
 };
 
 /// Fuel for instantiating a guest wasmtime meters (its start function, data segments).
-const SETUP_FUEL: u64 = 10_000_000;
+use runtime::limits::SETUP_FUEL;
 /// wasmi limits the wasm call depth of one entry into the guest to `limits.recursion` frames;
 /// wasmtime limits the native stack all wasm (and host re-entry) frames of a call may use, in
 /// bytes. Measured on the Lua guest, a wasmi frame corresponds to about this much native stack

@@ -1,5 +1,5 @@
 ;; A module that breaks every rule the compiled engine's runtime must enforce, translated by
-;; wasm2c like the guest and run by kmod-wasmi/tests/compiled_checks.rs through the same
+;; wasm2c like the guest and run by kmod-wasmi/runtime/tests/compiled_checks.rs through the same
 ;; runtime (wasm-rt.h, lp_w2c_rt.c, lp_w2c_jmp.c): each export hits one check.
 (module
   (type $i2i (func (param i32) (result i32)))

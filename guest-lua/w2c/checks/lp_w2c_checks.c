@@ -1,5 +1,5 @@
 /*
- * The host side of checks.wat for kmod-wasmi/tests/compiled_checks.rs: an instance laid out
+ * The host side of checks.wat for kmod-wasmi/runtime/tests/compiled_checks.rs: an instance laid out
  * as lp_w2c_host.c lays out the guest's (the prologue's state in front, memory and table
  * allocated before instantiation), and each export called under an armed frame.
  */

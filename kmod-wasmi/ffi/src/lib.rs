@@ -97,6 +97,8 @@ extern "C" {
     fn lp_ktime_ns() -> u64;
     /// local_clock(): this CPU's scheduler clock, for timing a call.
     fn lp_clock_ns() -> u64;
+    /// The `time_every` module parameter.
+    fn lp_time_every_get() -> u32;
     /// get_random_u32().
     fn lp_random_u32() -> u32;
     /// skb_copy_bits() from `off` bytes past the network header; 0 or a negative errno.
@@ -183,6 +185,10 @@ impl Host for KernelHost {
     fn clock_ns(&self) -> u64 {
         // SAFETY: no arguments; callable in any context.
         unsafe { lp_clock_ns() }
+    }
+    fn time_every(&self) -> u32 {
+        // SAFETY: no arguments; callable in any context.
+        unsafe { lp_time_every_get() }
     }
     fn log(&self, script: &str, level: LogLevel, line: &[u8]) {
         let level = match level {

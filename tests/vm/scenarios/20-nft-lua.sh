@@ -104,7 +104,26 @@ check_eq "lua: stats: lua errors 5" 5 "$(stat_of verdicts lua)"
 check_eq "lua: stats: run_cnt 28" 28 "$(stat_of verdicts run_cnt)"
 check "lua: the error was logged with its message" sh -c 'dmesg | grep -q "script verdicts: .*boom on 5014"'
 rt=$(stat_of verdicts run_time_ns)
-note "measure: mean run time per packet $((rt / 28)) ns (TCG, includes the guest call)"
+note "measure: mean run time per packet $((rt / 28)) ns (TCG, includes the guest call; sampled)"
+# one call in time_every (16) is timed: with a very large one, a CPU's first call is the only
+# one timed, so run_time_ns stays as that call left it. The sender is pinned to CPU 0: the
+# veth delivers in the sender's softirq, so every call runs on CPU 0.
+check_eq "lua: one call in 16 is timed (time_every)" 16 "$(cat /sys/module/$m/parameters/time_every)"
+printf 'function process_packet(p) return lp.ACCEPT end\n' >/tmp/sampled.lua
+check "lua: sampled: script loaded" lpctl script load /tmp/sampled.lua --name sampled
+echo 1000000 >/sys/module/$m/parameters/time_every
+check "lua: sampled: rule added" \
+  lpctl rule add inet lptest input iifname v0 udp dport 5099 lua script sampled
+send_cpu0() { in_peer taskset 1 sh -c ". /vm/lib.sh; udp_send $1 $VM_HOST_IP 5099"; }
+send_cpu0 1
+wait_until 30 sh -c "[ \"\$(lpctl script show sampled | sed -n 's/.*run_cnt \([0-9]*\).*/\1/p')\" -ge 1 ]"
+rt1=$(stat_of sampled run_time_ns)
+send_cpu0 20
+wait_until 30 sh -c "[ \"\$(lpctl script show sampled | sed -n 's/.*run_cnt \([0-9]*\).*/\1/p')\" -ge 21 ]"
+check_eq "lua: sampled: the calls ran" 21 "$(stat_of sampled run_cnt)"
+check "lua: sampled: the first call was timed ($rt1 ns)" test "${rt1:-0}" -gt 0
+check_eq "lua: sampled: the next 20 were not (time_every 1000000)" "$rt1" "$(stat_of sampled run_time_ns)"
+echo 16 >/sys/module/$m/parameters/time_every
 
 # fuel trap: a loop is first stopped softly (an "out of fuel" Lua error); this one catches that
 # and loops on, so the call is cut hard: the instance is poisoned, the packet resolves to the

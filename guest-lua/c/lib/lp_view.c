@@ -1,0 +1,135 @@
+/*
+ * Payload views: the TCP and UDP payloads of the packet as byte arrays over it (#v, v:sub,
+ * v:find, tostring(v)), valid during their call.
+ */
+#include "lp_lib.h"
+
+/* The payload of the current packet's transport header: offset and length. */
+static int payload_range(struct lp_state *S, int cls, uint32_t *off, uint32_t *len) {
+  uint32_t l4 = PKT_L4OFF(S), end = PKT_LEN(S), hl, n;
+  const uint8_t *p;
+  /* the datagram ends where IP says: link-layer padding (hooks before the IP stack trims it)
+   * is not payload */
+  if (PKT_NFPROTO(S) == LP_NFPROTO_IPV4 && (p = lp_pkt_at(S, 2, 2)) && rd16(p) < end) end = rd16(p);
+  if (PKT_NFPROTO(S) == LP_NFPROTO_IPV6 && (p = lp_pkt_at(S, 4, 2)) && rd16(p) && 40u + rd16(p) < end)
+    end = 40u + rd16(p);
+  if (cls == C_TCPPAY) {
+    if (!(p = lp_pkt_at(S, l4 + 12, 1))) return 0;
+    hl = (uint32_t)(p[0] >> 4) * 4;
+  } else {
+    hl = 8;
+    if ((p = lp_pkt_at(S, l4 + 4, 2)) && (n = rd16(p)) >= 8 && l4 + n < end) end = l4 + n;
+  }
+  if (l4 + hl > end) return 0;
+  *off = l4 + hl;
+  *len = end - (l4 + hl);
+  return 1;
+}
+
+/* The payload view at index 1 (of the running call): its offset and length in the packet. */
+static struct lp_state *view_range(lua_State *L, uint32_t *off, uint32_t *len) {
+  struct lp_state *S;
+  int cls = lp_check_obj(L, 1, VIEW_CLASSES, "bytes", &S);
+  if (!payload_range(S, cls, off, len)) luaL_error(L, "packet too short for its payload");
+  return S;
+}
+
+/* Views are valid for their call only: lp.bytes(view) copies one with this (lp_bytes.c), so a
+ * script can keep payload bytes past the call. */
+void lp_view_push(lua_State *L, int idx) {
+  struct lp_state *S;
+  uint32_t off, len;
+  int cls = lp_check_obj(L, idx, VIEW_CLASSES, "string, bytes or payload", &S);
+  if (!payload_range(S, cls, &off, &len)) {
+    luaL_error(L, "packet too short for its payload");
+    return; /* not reached: luaL_error does not return */
+  }
+  lp_push_range(L, S, off, len);
+}
+
+/* The payload view at idx (of the running call): its offset in the packet and its call. */
+void lp_view_origin(lua_State *L, int idx, uint32_t *off, uintptr_t *gen) {
+  struct lp_state *S;
+  uint32_t len;
+  int cls = lp_check_obj(L, idx, VIEW_CLASSES, "payload", &S);
+  if (!payload_range(S, cls, off, &len)) luaL_error(L, "packet too short for its payload");
+  *gen = LIB(L)->gen;
+}
+
+int lp_view_len(lua_State *L) {
+  uint32_t off, len;
+  view_range(L, &off, &len);
+  lua_pushinteger(L, len);
+  return 1;
+}
+
+int lp_view_tostring(lua_State *L) {
+  uint32_t off, len;
+  struct lp_state *S = view_range(L, &off, &len);
+  lp_push_range(L, S, off, len);
+  return 1;
+}
+
+/* string.sub's index rules. */
+static void sub_bounds(lua_Integer n, lua_Integer i, lua_Integer j, lua_Integer *from, lua_Integer *to) {
+  if (i < 0) i = n + i + 1 > 0 ? n + i + 1 : 1;
+  else if (i == 0) i = 1;
+  if (j < 0) j = n + j + 1;
+  else if (j > n) j = n;
+  *from = i;
+  *to = j;
+}
+
+int lp_view_sub(lua_State *L) {
+  uint32_t off, len;
+  lua_Integer from, to;
+  struct lp_state *S = view_range(L, &off, &len);
+  sub_bounds(len, luaL_checkinteger(L, 2), luaL_optinteger(L, 3, -1), &from, &to);
+  if (from > to) lua_pushliteral(L, "");
+  else lp_push_range(L, S, off + (uint32_t)(from - 1), (uint32_t)(to - from + 1));
+  return 1;
+}
+
+int lp_view_find(lua_State *L) {
+  uint32_t off, len;
+  size_t nlen;
+  const char *needle;
+  lua_Integer init;
+  int plain, base;
+  struct lp_state *S = view_range(L, &off, &len);
+  needle = luaL_checklstring(L, 2, &nlen);
+  init = luaL_optinteger(L, 3, 1);
+  plain = lua_toboolean(L, 4);
+  if (init < 0) init = (lua_Integer)len + init + 1 > 0 ? (lua_Integer)len + init + 1 : 1;
+  else if (init == 0) init = 1;
+  if (init > (lua_Integer)len + 1) { lua_pushnil(L); return 1; }
+  if (plain) {
+    uint32_t win = PKT_WIN(S);
+    uint32_t start = off + (uint32_t)(init - 1), avail = off + len - start;
+    if (off + len <= win) {
+      /* plain search in place: no copy */
+      const uint8_t *hay = S->ctx + LP_CTX_WINDOW + start;
+      uint32_t i;
+      if (nlen == 0) { lua_pushinteger(L, init); lua_pushinteger(L, init - 1); return 2; }
+      if (nlen <= avail)
+        for (i = 0; i + nlen <= avail; i++)
+          if (hay[i] == (uint8_t)needle[0] && !memcmp(hay + i, needle, nlen)) {
+            lua_pushinteger(L, init + i);
+            lua_pushinteger(L, init + i + (lua_Integer)nlen - 1);
+            return 2;
+          }
+      lua_pushnil(L);
+      return 1;
+    }
+  }
+  /* patterns, or a payload beyond the window: the original string.find (not whatever the
+   * script made of the global) on a copy; it returns 1 or 2 + #captures values */
+  base = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LIB(L)->find_ref);
+  lp_push_range(L, S, off, len);
+  lua_pushvalue(L, 2);
+  lua_pushinteger(L, init);
+  lua_pushboolean(L, plain);
+  lua_call(L, 4, LUA_MULTRET);
+  return lua_gettop(L) - base;
+}

@@ -1,0 +1,44 @@
+//! What the runtime needs from whoever embeds it: a clock, a log and randomness.
+//! The kernel glue implements it with ktime, a rate-limited printk and get_random_u32;
+//! `lpctl` with the system clock and stderr.
+
+/// Severity of a script's log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    Info,
+    Warn,
+}
+
+pub trait Host: Send + Sync {
+    /// Monotonic nanoseconds (`lp.now`).
+    fn now_ns(&self) -> u64;
+    /// Nanoseconds for timing a call: only differences read on one CPU are used, so the
+    /// kernel reads its CPU's scheduler clock (a direct `rdtsc`), not ktime's clocksource
+    /// (a seqcount and an indirect call, a retpoline's worth): two reads per timed call.
+    fn clock_ns(&self) -> u64 {
+        self.now_ns()
+    }
+    /// One call in this many is timed on each CPU (0 counts as 1), and its time counted that
+    /// many times (a CPU's first call, which is timed, once): `run_time_ns` estimates the
+    /// total, `run_time_max_ns` is the longest timed call. Two clock reads cost as much as a fifth of a trivial call (more where the
+    /// scheduler clock is unstable, as under emulation); the kernel samples (module parameter
+    /// `time_every`), `lpctl` times every call.
+    fn time_every(&self) -> u32 {
+        1
+    }
+    /// One line of a script's log (`lp.log`, `print`, Lua warnings, error reports).
+    fn log(&self, script: &str, level: LogLevel, line: &[u8]);
+    /// Seed for a new Lua state's string hashing.
+    fn seed(&self) -> u32;
+    /// Called between slices of a long process-context run (building an instance runs the
+    /// top-level chunk in slices of `abi::limits::LOAD_SLICE_FUEL`): the kernel reschedules
+    /// here. `false` stops the run (the loader got a fatal signal).
+    fn pause(&self) -> bool {
+        true
+    }
+    /// Linear memory is about to be allocated or grown to `bytes` (0: the announced
+    /// allocation did not happen). The kernel makes a load's other allocations unable to fail
+    /// (wasmi's compile and instantiate would abort on a failure) and keeps this one, the
+    /// script-sized one, fallible: an ENOMEM, not a forced charge.
+    fn linear_memory(&self, _bytes: usize) {}
+}

@@ -1,0 +1,264 @@
+//! The `lp` imports (`abi::guest::IMPORT_*`) and the fuel they handle, written once for every
+//! engine. An engine's linker wraps these functions around its own caller type through
+//! [`ImportCtx`] (wasmi in [`crate::wasmi_exec`]; wasmtime and the compiled guest in lpctl), so a script's packet reads,
+//! writes, log lines and fuel behave the same whichever engine runs it.
+//!
+//! `try` and `throw` stay with the engines: they are control flow (a nested call into the
+//! guest, an error that unwinds it) that each engine expresses in its own function and error
+//! types.
+
+use crate::call::{COPY_BYTES_PER_FUEL, MAX_MESSAGE};
+use crate::host::{Host, LogLevel};
+use crate::limits::SLICE_FUEL;
+use crate::packet::Packet;
+use abi::guest as g;
+use alloc::sync::Arc;
+use core::ptr::NonNull;
+
+/// The packet of the running call, with its lifetime erased (see [`CallData::set_packet`]).
+pub type PacketPtr = NonNull<dyn Packet + 'static>;
+
+/// The budget of a run taken in slices (the top-level chunk at load): fuel not yet handed out,
+/// and why the run stopped early.
+#[derive(Default)]
+pub struct Slices {
+    pub left: u64,
+    pub exhausted: bool,
+    pub interrupted: bool,
+}
+
+/// What the imports keep per instance, whatever the engine.
+pub struct CallData {
+    /// The running call's packet; `None` between calls (the imports then serve nothing).
+    pkt: Option<PacketPtr>,
+    /// Fuel of a packet's call held back from the guest's counter for the soft stop: handed
+    /// out, with a call of the guest's `lp_fuel_stop`, the first time the counter runs out
+    /// (`limits::SOFT_STOP_FUEL`).
+    pub soft: u64,
+    /// Set while a process-context run takes its fuel in slices.
+    pub slices: Option<Slices>,
+    pub host: Arc<dyn Host>,
+    /// The script's name, for its log lines.
+    pub name: Arc<str>,
+}
+
+impl CallData {
+    pub fn new(host: Arc<dyn Host>, name: Arc<str>) -> Self {
+        CallData {
+            pkt: None,
+            soft: 0,
+            slices: None,
+            host,
+            name,
+        }
+    }
+
+    /// Lets the imports reach `pkt` until [`clear_packet`](Self::clear_packet).
+    ///
+    /// # Safety
+    /// The caller clears the packet before the borrow of `pkt` ends: the imports dereference
+    /// it while a guest call made in between runs.
+    pub unsafe fn set_packet(&mut self, pkt: &dyn Packet) {
+        // SAFETY: only the lifetime is erased; the caller's contract keeps the borrow alive
+        // for as long as the pointer is set.
+        let erased: &'static (dyn Packet + 'static) = unsafe { core::mem::transmute(pkt) };
+        self.pkt = Some(NonNull::from(erased));
+    }
+
+    pub fn clear_packet(&mut self) {
+        self.pkt = None;
+    }
+
+    fn packet(&self) -> Option<&dyn Packet> {
+        // SAFETY: set only by `set_packet`, whose caller keeps the packet borrowed until it
+        // clears the pointer; imports run only during a call made in between.
+        self.pkt.map(|p| unsafe { &*p.as_ptr() })
+    }
+}
+
+// SAFETY: the packet pointer is set only while its owner runs a call on this thread and
+// cleared before that call returns (`set_packet`); the rest is `Send`.
+unsafe impl Send for CallData {}
+
+/// What the imports need from one engine's caller (or store).
+pub trait ImportCtx {
+    type Error;
+    /// The engine's out-of-fuel trap.
+    fn fuel_trap() -> Self::Error;
+    fn data(&self) -> &CallData;
+    fn data_mut(&mut self) -> &mut CallData;
+    /// The guest's linear memory (empty before instantiation has made it).
+    fn memory(&self) -> &[u8];
+    fn memory_mut(&mut self) -> &mut [u8];
+    /// The guest's own fuel counter (`lp_fuel`), when the runtime trusts the guest to count
+    /// (the built-in guest); `None`: the engine meters fuel itself.
+    fn counter(&mut self) -> Option<i64>;
+    fn set_counter(&mut self, value: i64) -> Result<(), Self::Error>;
+    /// The engine's own fuel (guests it meters).
+    fn engine_fuel(&self) -> u64;
+    fn set_engine_fuel(&mut self, fuel: u64);
+    /// Calls the guest's `lp_fuel_stop` (the soft stop), if it exports one.
+    fn fuel_stop(&mut self) -> Result<(), Self::Error>;
+}
+
+/// Takes the next slice of a sliced run's budget (at least `required`) after letting the host
+/// pause ([`Host::pause`]: the kernel reschedules there); the fuel trap when there is no
+/// sliced run, the budget cannot cover `required`, or the host says stop.
+pub fn take_slice<C: ImportCtx>(c: &mut C, required: u64) -> Result<u64, C::Error> {
+    let d = c.data_mut();
+    let Some(s) = d.slices.as_mut() else {
+        return Err(C::fuel_trap());
+    };
+    if s.left < required.max(1) {
+        s.left = 0;
+        s.exhausted = true;
+        return Err(C::fuel_trap());
+    }
+    if !d.host.pause() {
+        if let Some(s) = d.slices.as_mut() {
+            s.interrupted = true;
+        }
+        return Err(C::fuel_trap());
+    }
+    let Some(s) = d.slices.as_mut() else {
+        return Err(C::fuel_trap());
+    };
+    let give = s.left.min(SLICE_FUEL.max(required));
+    s.left -= give;
+    Ok(give)
+}
+
+/// Fuel left: the guest's counter (never negative here) or the engine's.
+pub fn fuel_left<C: ImportCtx>(c: &mut C) -> u64 {
+    match c.counter() {
+        Some(n) => n.max(0) as u64,
+        None => c.engine_fuel(),
+    }
+}
+
+/// Sets the fuel left, in the guest's counter or in the engine.
+pub fn put_fuel<C: ImportCtx>(c: &mut C, fuel: u64) {
+    if c.counter().is_some() {
+        let _ = c.set_counter(fuel.min(i64::MAX as u64) as i64);
+    } else {
+        c.set_engine_fuel(fuel);
+    }
+}
+
+/// Charges the fuel of copying `len` packet bytes. A guest that counts its own fuel is charged
+/// like one of its untested regions: the counter may go below zero, and the guest's next test
+/// (a loop or a call) stops it as it would have. Otherwise out of fuel is a fuel trap.
+pub fn charge_copy<C: ImportCtx>(c: &mut C, len: usize) -> Result<(), C::Error> {
+    let cost = (len / COPY_BYTES_PER_FUEL) as u64;
+    if let Some(now) = c.counter() {
+        let cost = i64::try_from(cost).unwrap_or(i64::MAX);
+        return c.set_counter(now.saturating_sub(cost));
+    }
+    let left = c.engine_fuel();
+    if left < cost {
+        return Err(C::fuel_trap());
+    }
+    c.set_engine_fuel(left - cost);
+    Ok(())
+}
+
+/// `log(level, ptr, len)`: one line of the script's log (at most [`MAX_MESSAGE`] bytes).
+pub fn log<C: ImportCtx>(c: &mut C, level: i32, ptr: i32, len: i32) {
+    let len = (len.max(0) as usize).min(MAX_MESSAGE);
+    let start = ptr as u32 as usize;
+    let line = c
+        .memory()
+        .get(start..start.saturating_add(len))
+        .unwrap_or(&[]);
+    let level = if level == g::LOG_WARN {
+        LogLevel::Warn
+    } else {
+        LogLevel::Info
+    };
+    let d = c.data();
+    d.host.log(&d.name, level, line);
+}
+
+/// `now()`: monotonic nanoseconds.
+pub fn now<C: ImportCtx>(c: &C) -> i64 {
+    c.data().host.now_ns() as i64
+}
+
+/// The start of a packet copy: `None` without a packet in hand; otherwise the copy is
+/// charged, and its offsets and length come back as sizes (wasm's i32 are unsigned here).
+fn begin_copy<C: ImportCtx>(
+    c: &mut C,
+    off: i32,
+    addr: i32,
+    len: i32,
+) -> Result<Option<(usize, usize, usize)>, C::Error> {
+    if c.data().pkt.is_none() {
+        return Ok(None);
+    }
+    let len = len as u32 as usize;
+    charge_copy(c, len)?;
+    Ok(Some((off as u32 as usize, addr as u32 as usize, len)))
+}
+
+/// `pkt_read(off, dst, len)`: copies packet bytes `[off, off + len)` into guest memory at
+/// `dst`; `len`, or -1 when either range is out of bounds or no packet is in hand.
+pub fn pkt_read<C: ImportCtx>(c: &mut C, off: i32, dst: i32, len: i32) -> Result<i32, C::Error> {
+    let Some((off, dst, len)) = begin_copy(c, off, dst, len)? else {
+        return Ok(-1);
+    };
+    let Some(pkt) = c.data().pkt else {
+        return Ok(-1);
+    };
+    let Some(out) = c.memory_mut().get_mut(dst..dst.saturating_add(len)) else {
+        return Ok(-1);
+    };
+    // SAFETY: as in `CallData::packet`; the pointer was copied out of the data so that guest
+    // memory can be borrowed mutably at the same time.
+    let pkt = unsafe { &*pkt.as_ptr() };
+    Ok(if pkt.read(off, out) { len as i32 } else { -1 })
+}
+
+/// `pkt_write(off, src, len)`: writes guest memory `[src, src + len)` into the packet at
+/// `off`; `len`, or -1 when either range is out of bounds, no packet is in hand or the packet
+/// cannot be written.
+pub fn pkt_write<C: ImportCtx>(c: &mut C, off: i32, src: i32, len: i32) -> Result<i32, C::Error> {
+    let Some((off, src, len)) = begin_copy(c, off, src, len)? else {
+        return Ok(-1);
+    };
+    let Some(bytes) = c.memory().get(src..src.saturating_add(len)) else {
+        return Ok(-1);
+    };
+    let Some(pkt) = c.data().packet() else {
+        return Ok(-1);
+    };
+    Ok(if pkt.write(off, bytes) {
+        len as i32
+    } else {
+        -1
+    })
+}
+
+/// `out_of_fuel()`: the guest's counter went below zero at one of its tests. Only a guest the
+/// runtime trusts to count calls this honestly; for any other it is the engine's fuel trap.
+/// The first time in a packet's call the held-back fuel is handed out and the guest's
+/// `lp_fuel_stop` makes the interpreter raise "out of fuel" at its next back edge or call (the
+/// instance is kept); a run taken in slices goes on with its next slice.
+pub fn out_of_fuel<C: ImportCtx>(c: &mut C) -> Result<(), C::Error> {
+    let Some(now) = c.counter() else {
+        return Err(C::fuel_trap());
+    };
+    if now >= 0 {
+        return Ok(());
+    }
+    let soft = core::mem::take(&mut c.data_mut().soft);
+    if soft > 0 {
+        c.set_counter(now.saturating_add_unsigned(soft))?;
+        c.fuel_stop()?;
+        return match c.counter() {
+            Some(n) if n >= 0 => Ok(()),
+            _ => Err(C::fuel_trap()),
+        };
+    }
+    let give = take_slice(c, now.unsigned_abs())?;
+    c.set_counter(now.saturating_add_unsigned(give))
+}

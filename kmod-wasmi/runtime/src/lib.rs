@@ -1,0 +1,38 @@
+//! The luapkt runtime: loads the Lua-in-wasm guest, runs scripts per packet under limits.
+//!
+//! `no_std` + `alloc`: the same code runs in the kernel module and in `lpctl`. It sees packets
+//! through [`packet::Packet`] and the outside world through [`host::Host`].
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+#![no_std]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod call;
+#[cfg(feature = "compiled")]
+pub mod compiled_exec;
+pub mod error;
+pub mod guest;
+pub mod headers;
+pub mod host;
+pub mod imports;
+pub mod instance;
+pub mod limits;
+pub mod package;
+pub mod packet;
+pub mod percpu;
+pub mod precheck;
+pub mod script;
+pub mod stats;
+pub mod wasmi_exec;
+
+pub use abi::verdict::{OnError, Verdict};
+pub use error::{ErrorKind, LoadError};
+pub use guest::GuestCache;
+pub use host::{Host, LogLevel};
+pub use limits::Limits;
+pub use packet::{Conntrack, Meta, MetaWrite, OwnedPacket, Packet, SlicePacket};
+pub use percpu::{EngineKind, PerCpuScript, RunOutcome, SpareInstance};
+pub use script::{Outcome, Script, DEFAULT_ENTRY};
+pub use stats::Stats;

@@ -1,0 +1,363 @@
+//! The C headers made from `abi`: the guest's `guest-lua/c/lp_abi.h` and the kernel glue's
+//! `kmod-wasmi/kernel/luapkt_abi.h`. Every value comes from the Rust constant; the names are
+//! listed once, here. `cargo run -p luapkt-tests --bin abi-headers` writes both files, and the
+//! test below (run by `cargo test`, so in CI) fails when a checked-in header is not what this
+//! module makes.
+
+use abi::guest::{self as g, ctx};
+use abi::netlink::{self as nl, attr, cmd, expr, stat};
+use abi::verdict as v;
+use std::fmt::{Display, Write};
+
+/// A header as it is written: `#define`s, enums and comments, in order.
+struct Header {
+    text: String,
+}
+
+impl Header {
+    fn new(top: &str, guard: &str) -> Header {
+        let mut text = String::new();
+        text.push_str(top);
+        let _ = write!(text, "#ifndef {guard}\n#define {guard}\n");
+        Header { text }
+    }
+
+    fn line(&mut self, s: &str) -> &mut Self {
+        self.text.push_str(s);
+        self.text.push('\n');
+        self
+    }
+
+    fn define(&mut self, name: &str, value: impl Display) -> &mut Self {
+        let _ = writeln!(self.text, "#define {name} {value}");
+        self
+    }
+
+    fn string(&mut self, name: &str, value: &str) -> &mut Self {
+        self.define(name, format_args!("\"{value}\""))
+    }
+
+    /// `enum NAME { PREFIX_UNSPEC = 0, PREFIX_X = n, ..., __PREFIX_MAX };` and `PREFIX_MAX`,
+    /// which must be `max` (the Rust side's own maximum): the enum lists every value.
+    fn enumeration(&mut self, name: &str, prefix: &str, items: &[(&str, u16, &str)], max: u16) {
+        let _ = writeln!(self.text, "enum {name} {{");
+        for (i, (item, value, what)) in items.iter().enumerate() {
+            assert_eq!(
+                usize::from(*value),
+                i,
+                "{prefix}{item}: enums list every value in order"
+            );
+            let comment = if what.is_empty() {
+                String::new()
+            } else {
+                format!(" /* {what} */")
+            };
+            let _ = writeln!(self.text, "\t{prefix}{item} = {value},{comment}");
+        }
+        assert_eq!(
+            items.len() - 1,
+            usize::from(max),
+            "{name}: the last value is the maximum"
+        );
+        let _ = writeln!(self.text, "\t__{prefix}MAX\n}};");
+        let _ = writeln!(self.text, "#define {prefix}MAX (__{prefix}MAX - 1)");
+    }
+
+    fn finish(mut self, guard: &str) -> String {
+        let _ = writeln!(self.text, "\n#endif /* {guard} */");
+        self.text
+    }
+}
+
+/// A comment, a name prefix and the `#define`s under it.
+type Group = (&'static str, &'static str, &'static [(&'static str, u8)]);
+
+const GENERATED: &str =
+    "Generated from abi/ by `cargo run -p luapkt-tests --bin abi-headers`: do not edit";
+
+/// `guest-lua/c/lp_abi.h`: the guest ABI (`abi::guest`, `abi::verdict`) for the guest's C.
+pub fn guest_header() -> String {
+    let mut h = Header::new(
+        &format!("/* The guest ABI for the guest's C (abi/src/guest.rs, abi/src/verdict.rs).\n * {GENERATED}. */\n"),
+        "LP_ABI_H",
+    );
+    h.line("\n/* verdict codes (lp.ACCEPT, ...) */")
+        .define("LP_ACCEPT", v::ACCEPT)
+        .define("LP_DROP", v::DROP)
+        .define("LP_CONTINUE", v::CONTINUE)
+        .define("LP_BREAK", v::BREAK)
+        .define("LP_QUEUE_BASE", format_args!("{:#x}", v::QUEUE_BASE))
+        .define("LP_QUEUE_MAX", format_args!("{:#x}", v::QUEUE_MAX));
+    h.line("\n/* what the `try` import returns */")
+        .define("LP_TRY_OK", g::TRY_OK)
+        .define("LP_TRY_THREW", g::TRY_THREW);
+    h.line("\n/* lp_features() bits */")
+        .define("LP_FEATURE_QUEUE", g::FEATURE_QUEUE);
+    h.line("\n/* levels of the `log` import */")
+        .define("LP_LOG_INFO", g::LOG_INFO)
+        .define("LP_LOG_WARN", g::LOG_WARN);
+    h.line("\n/* statuses of a failed call (negative) */");
+    for (name, value) in [
+        ("RUNTIME", g::ERR_RUNTIME),
+        ("MEMORY", g::ERR_MEMORY),
+        ("RETURN", g::ERR_RETURN),
+        ("INSTRUCTIONS", g::ERR_INSTRUCTIONS),
+        ("STACK", g::ERR_STACK),
+        ("SYNTAX", g::ERR_SYNTAX),
+        ("NO_FUNCTION", g::ERR_NO_FUNCTION),
+        ("HANDLER", g::ERR_HANDLER),
+        ("FUEL", g::ERR_FUEL),
+    ] {
+        h.define(&format!("LP_ERR_{name}"), format_args!("({value})"));
+    }
+    h.line("\n/* the packet context: byte offsets of its fields */");
+    for (name, value) in [
+        ("LEN", ctx::LEN),
+        ("WIN", ctx::WIN),
+        ("L4OFF", ctx::L4OFF),
+        ("MARK", ctx::MARK),
+        ("NFPROTO", ctx::NFPROTO),
+        ("L4PROTO", ctx::L4PROTO),
+        ("FLAGS", ctx::FLAGS),
+        ("HOOK", ctx::HOOK),
+        ("CSUM", ctx::CSUM),
+        ("CT_STATE", ctx::CT_STATE),
+        ("OUT", ctx::OUT),
+        ("IIFNAME", ctx::IIFNAME),
+        ("OIFNAME", ctx::OIFNAME),
+        ("CT_MARK", ctx::CT_MARK),
+        ("CT_ID", ctx::CT_ID),
+        ("DIRTY_LO", ctx::DIRTY_LO),
+        ("DIRTY_HI", ctx::DIRTY_HI),
+        ("ETH", ctx::ETH),
+        ("ETH_LEN", ctx::ETH_LEN),
+        ("WINDOW", ctx::WINDOW),
+        ("WINDOW_CAP", ctx::WINDOW_CAP),
+    ] {
+        h.define(&format!("LP_CTX_{name}"), value);
+    }
+    assert_eq!(ctx::SIZE, ctx::WINDOW + ctx::WINDOW_CAP);
+    h.define("LP_CTX_SIZE", "(LP_CTX_WINDOW + LP_CTX_WINDOW_CAP)");
+    let groups: [Group; 5] = [
+        (
+            "context flags (LP_CTX_FLAGS)",
+            "LP_FLAG_",
+            &[
+                ("FRAG", ctx::FLAG_FRAG),
+                ("NONFIRST", ctx::FLAG_NONFIRST),
+                ("L4", ctx::FLAG_L4),
+                ("CT", ctx::FLAG_CT),
+                ("ETH", ctx::FLAG_ETH),
+            ],
+        ),
+        (
+            "checksum state (LP_CTX_CSUM)",
+            "LP_CSUM_",
+            &[
+                ("COMPLETE", ctx::CSUM_COMPLETE),
+                ("PARTIAL", ctx::CSUM_PARTIAL),
+            ],
+        ),
+        (
+            "conntrack state bits (LP_CTX_CT_STATE), as nft's `ct state`",
+            "LP_CT_",
+            &[
+                ("INVALID", ctx::CT_INVALID),
+                ("ESTABLISHED", ctx::CT_ESTABLISHED),
+                ("RELATED", ctx::CT_RELATED),
+                ("NEW", ctx::CT_NEW),
+                ("UNTRACKED", ctx::CT_UNTRACKED),
+            ],
+        ),
+        (
+            "metadata the call changed (LP_CTX_OUT)",
+            "LP_OUT_",
+            &[
+                ("MARK", ctx::OUT_MARK),
+                ("CT_MARK", ctx::OUT_CT_MARK),
+                ("ETH", ctx::OUT_ETH),
+            ],
+        ),
+        (
+            "families (LP_CTX_NFPROTO)",
+            "LP_NFPROTO_",
+            &[("IPV4", ctx::NFPROTO_IPV4), ("IPV6", ctx::NFPROTO_IPV6)],
+        ),
+    ];
+    for (what, prefix, items) in groups {
+        h.line(&format!("\n/* {what} */"));
+        for (name, value) in items {
+            h.define(&format!("{prefix}{name}"), value);
+        }
+    }
+    h.finish("LP_ABI_H")
+}
+
+/// `kmod-wasmi/kernel/luapkt_abi.h`: the netlink ABI (`abi::netlink`, `abi::verdict`) for the
+/// kernel module's C.
+pub fn kernel_header() -> String {
+    let mut h = Header::new(
+        &format!(
+            "/* SPDX-License-Identifier: GPL-2.0-only */\n/*\n * luapkt netlink ABI: the nft \
+             expression \"lua\" and the generic netlink family \"luapkt\"\n * \
+             (abi/src/netlink.rs, abi/src/verdict.rs).\n * {GENERATED}.\n */\n"
+        ),
+        "_LUAPKT_ABI_H",
+    );
+    h.line("").string("NFT_LUA_EXPR_NAME", nl::EXPR_NAME);
+    h.line("\n/* attributes of the \"lua\" expression */");
+    h.enumeration(
+        "nft_lua_attributes",
+        "NFTA_LUA_",
+        &[
+            ("UNSPEC", expr::UNSPEC, ""),
+            ("SCRIPT", expr::SCRIPT, "NLA_NUL_STRING, script name"),
+            ("FUNC", expr::FUNC, "NLA_NUL_STRING, entry function"),
+            ("ARG", expr::ARG, "NLA_BINARY, argument passed to the entry"),
+            ("FLAGS", expr::FLAGS, "NLA_U32 (big endian), NFT_LUA_F_*"),
+        ],
+        expr::MAX,
+    );
+    h.line("")
+        .define(
+            "LUAPKT_NAME_MAX",
+            format_args!("{} /* bytes, without the terminating NUL */", nl::NAME_MAX),
+        )
+        .define("LUAPKT_ARG_MAX", nl::ARG_MAX)
+        .define(
+            "NFT_LUA_F_ALL",
+            format_args!("{} /* no flag defined yet */", nl::EXPR_F_ALL),
+        )
+        .string("NFT_LUA_DEFAULT_FUNC", runtime::DEFAULT_ENTRY);
+    h.line("")
+        .string("LUAPKT_GENL_NAME", nl::GENL_NAME)
+        .define("LUAPKT_GENL_VERSION", nl::GENL_VERSION)
+        .line("");
+    let cmds = [
+        ("UNSPEC", cmd::UNSPEC, ""),
+        ("LOAD_BEGIN", cmd::LOAD_BEGIN, ""),
+        ("LOAD_CHUNK", cmd::LOAD_CHUNK, ""),
+        ("LOAD_COMMIT", cmd::LOAD_COMMIT, ""),
+        ("UNLOAD", cmd::UNLOAD, ""),
+        ("GET", cmd::GET, ""),
+        ("SET_LIMITS", cmd::SET_LIMITS, ""),
+        ("LOAD_ABORT", cmd::LOAD_ABORT, ""),
+    ]
+    .map(|(n, v, w)| (n, u16::from(v), w));
+    h.enumeration(
+        "luapkt_commands",
+        "LUAPKT_CMD_",
+        &cmds,
+        u16::from(cmd::LOAD_ABORT),
+    );
+    h.line("");
+    h.enumeration(
+        "luapkt_attributes",
+        "LUAPKT_A_",
+        &[
+            ("UNSPEC", attr::UNSPEC, ""),
+            ("NAME", attr::NAME, "NLA_NUL_STRING"),
+            ("UPLOAD_ID", attr::UPLOAD_ID, "NLA_U32"),
+            ("SIZE", attr::SIZE, "NLA_U32"),
+            ("OFFSET", attr::OFFSET, "NLA_U32"),
+            ("DATA", attr::DATA, "NLA_BINARY"),
+            ("FUEL", attr::FUEL, "NLA_U64"),
+            ("INSTRUCTIONS", attr::INSTRUCTIONS, "NLA_U32"),
+            ("MEMORY", attr::MEMORY, "NLA_U64"),
+            ("RECURSION", attr::RECURSION, "NLA_U32"),
+            ("PCALL_DEPTH", attr::PCALL_DEPTH, "NLA_U32"),
+            ("ON_ERROR", attr::ON_ERROR, "NLA_U8"),
+            ("FLAGS", attr::FLAGS, "NLA_U32"),
+            ("STATS", attr::STATS, "nested, LUAPKT_STAT_*"),
+            ("TAG", attr::TAG, "NLA_BINARY, 8 bytes"),
+            ("REFS", attr::REFS, "NLA_U32"),
+            ("MEM_BYTES", attr::MEM_BYTES, "NLA_U64"),
+            ("INSTANCES", attr::INSTANCES, "NLA_U32"),
+            ("PAD", attr::PAD, ""),
+            ("LOAD_FUEL", attr::LOAD_FUEL, "NLA_U64"),
+            ("ENGINE", attr::ENGINE, "NLA_U8, LUAPKT_ENGINE_*"),
+        ],
+        attr::MAX,
+    );
+    h.line("");
+    h.enumeration(
+        "luapkt_stat_attributes",
+        "LUAPKT_STAT_",
+        &[
+            ("UNSPEC", stat::UNSPEC, ""),
+            ("RUN_CNT", stat::RUN_CNT, ""),
+            ("RUN_TIME_NS", stat::RUN_TIME_NS, ""),
+            ("ACCEPT", stat::ACCEPT, ""),
+            ("DROP", stat::DROP, ""),
+            ("CONTINUE", stat::CONTINUE, ""),
+            ("BREAK", stat::BREAK, ""),
+            ("QUEUE", stat::QUEUE, ""),
+            ("ERR_LUA", stat::ERR_LUA, ""),
+            ("ERR_MEMORY", stat::ERR_MEMORY, ""),
+            ("ERR_FUEL", stat::ERR_FUEL, ""),
+            ("ERR_INSTRUCTIONS", stat::ERR_INSTRUCTIONS, ""),
+            ("ERR_STACK", stat::ERR_STACK, ""),
+            ("ERR_RETURN", stat::ERR_RETURN, ""),
+            ("ERR_TRAP", stat::ERR_TRAP, ""),
+            ("FUEL_TOTAL", stat::FUEL_TOTAL, ""),
+            ("FUEL_MAX", stat::FUEL_MAX, ""),
+            ("REBUILDS", stat::REBUILDS, ""),
+            ("PAD", stat::PAD, ""),
+            ("REBUILD_FAILURES", stat::REBUILD_FAILURES, ""),
+            ("RUN_TIME_MAX_NS", stat::RUN_TIME_MAX_NS, ""),
+        ],
+        stat::MAX,
+    );
+    h.line("")
+        .define("LUAPKT_ON_ERROR_BREAK", nl::ON_ERROR_BREAK)
+        .define("LUAPKT_ON_ERROR_ACCEPT", nl::ON_ERROR_ACCEPT)
+        .define("LUAPKT_ON_ERROR_DROP", nl::ON_ERROR_DROP)
+        .line("")
+        .define("LUAPKT_ENGINE_WASMI", nl::ENGINE_WASMI)
+        .define("LUAPKT_ENGINE_COMPILED", nl::ENGINE_COMPILED)
+        .line("")
+        .define("LUAPKT_FLAG_REPLACE", nl::FLAG_REPLACE)
+        .line("")
+        .define("LUAPKT_PACKAGE_MAX", nl::PACKAGE_MAX)
+        .define("LUAPKT_CHUNK_MAX", nl::CHUNK_MAX)
+        .define("LUAPKT_UPLOADS_MAX", nl::UPLOADS_MAX);
+    h.line("\n/* verdict codes the runtime returns */")
+        .define("LUAPKT_VERDICT_ACCEPT", v::ACCEPT)
+        .define("LUAPKT_VERDICT_DROP", v::DROP)
+        .define("LUAPKT_VERDICT_CONTINUE", v::CONTINUE)
+        .define("LUAPKT_VERDICT_BREAK", v::BREAK)
+        .define(
+            "LUAPKT_VERDICT_QUEUE_BASE",
+            format_args!("{:#x}", v::QUEUE_BASE),
+        )
+        .define(
+            "LUAPKT_VERDICT_QUEUE_MAX",
+            format_args!("{:#x}", v::QUEUE_MAX),
+        );
+    h.finish("_LUAPKT_ABI_H")
+}
+
+/// Each generated header and where it is checked in, relative to the repository's root.
+pub fn headers() -> [(&'static str, String); 2] {
+    [
+        ("guest-lua/c/lp_abi.h", guest_header()),
+        ("kmod-wasmi/kernel/luapkt_abi.h", kernel_header()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    #[test]
+    fn the_checked_in_headers_are_the_generated_ones() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for (path, text) in super::headers() {
+            let on_disk = std::fs::read_to_string(root.join(path)).unwrap_or_default();
+            assert!(
+                on_disk == text,
+                "{path} is not what abi/ makes: run `cargo run -p luapkt-tests --bin abi-headers`"
+            );
+        }
+    }
+}
