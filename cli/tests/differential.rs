@@ -14,48 +14,24 @@ use std::collections::BTreeSet;
 
 // ---- packets ------------------------------------------------------------------------------
 
+#[path = "../../tests/src/packets.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod packets;
+use packets::{tcp, udp, Ip4, Ip6};
+
+/// IPv4 (id 0x1234) with flags and fragment offset `frag_off`.
 fn ipv4(proto: u8, src: [u8; 4], dst: [u8; 4], frag_off: u16, l4: &[u8]) -> Vec<u8> {
-    let total = 20 + l4.len();
-    let mut p = vec![0x45, 0, (total >> 8) as u8, total as u8, 0x12, 0x34];
-    p.extend_from_slice(&frag_off.to_be_bytes());
-    p.extend_from_slice(&[64, proto, 0, 0]);
-    p.extend_from_slice(&src);
-    p.extend_from_slice(&dst);
-    p.extend_from_slice(l4);
-    p
+    let h = Ip4 {
+        id: 0x1234,
+        frag_off,
+        ..Ip4::default()
+    };
+    h.packet(proto, src, dst, l4)
 }
 
 fn ipv6(next: u8, src: [u16; 8], dst: [u16; 8], l4: &[u8]) -> Vec<u8> {
-    let mut p = vec![0x60, 0, 0, 0];
-    p.extend_from_slice(&(l4.len() as u16).to_be_bytes());
-    p.extend_from_slice(&[next, 64]);
-    for w in src.iter().chain(dst.iter()) {
-        p.extend_from_slice(&w.to_be_bytes());
-    }
-    p.extend_from_slice(l4);
-    p
-}
-
-fn tcp(sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut t = vec![0u8; 20];
-    t[0..2].copy_from_slice(&sport.to_be_bytes());
-    t[2..4].copy_from_slice(&dport.to_be_bytes());
-    t[4..8].copy_from_slice(&1000u32.to_be_bytes());
-    t[8..12].copy_from_slice(&2000u32.to_be_bytes());
-    t[12] = 5 << 4;
-    t[13] = flags;
-    t[14..16].copy_from_slice(&65535u16.to_be_bytes());
-    t.extend_from_slice(payload);
-    t
-}
-
-fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut u = vec![0u8; 8];
-    u[0..2].copy_from_slice(&sport.to_be_bytes());
-    u[2..4].copy_from_slice(&dport.to_be_bytes());
-    u[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    u.extend_from_slice(payload);
-    u
+    let bytes = |a: [u16; 8]| std::net::Ipv6Addr::from(a).octets();
+    Ip6::default().packet(next, bytes(src), bytes(dst), l4)
 }
 
 /// ICMP / ICMPv6 echo request or reply.

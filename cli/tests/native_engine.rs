@@ -89,63 +89,50 @@ fn run(e: &mut dyn Engine, p: &[u8]) -> (Verdict, Option<(ErrorKind, String)>) {
     outcome(e.run(&SlicePacket::new(p)))
 }
 
-/// IPv4 header + transport header + payload, checksums zero.
+// The shared builders (luapkt-tests' packets.rs) with odd values in every field, so that a
+// field read from the wrong offset shows.
+#[path = "../../tests/src/packets.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod packets;
+use packets::{udp_with, Ip4, Ip6, Tcp};
+
+/// IPv4 header (tos 0x2e, id 0x1234, DF, TTL 61, checksum 0xbeef) + transport header + payload.
 fn ipv4(proto: u8, src: [u8; 4], dst: [u8; 4], l4: &[u8]) -> Vec<u8> {
-    let total = 20 + l4.len();
-    let mut p = vec![
-        0x45,
-        0x2e,
-        (total >> 8) as u8,
-        total as u8,
-        0x12,
-        0x34,
-        0x40,
-        0,
-        61,
-        proto,
-    ];
-    p.extend_from_slice(&[0xbe, 0xef]);
-    p.extend_from_slice(&src);
-    p.extend_from_slice(&dst);
-    p.extend_from_slice(l4);
-    p
+    let h = Ip4 {
+        tos: 0x2e,
+        id: 0x1234,
+        frag_off: 0x4000,
+        ttl: 61,
+        check: 0xbeef,
+    };
+    h.packet(proto, src, dst, l4)
 }
 
-/// IPv6 header (traffic class 0xb8, flow label 0x12345) + transport header + payload.
+/// IPv6 header (traffic class 0xb8, flow label 0x12345, hop limit 33) + transport header + payload.
 fn ipv6(next: u8, src: [u8; 16], dst: [u8; 16], l4: &[u8]) -> Vec<u8> {
-    let mut p = vec![0x6b, 0x81, 0x23, 0x45];
-    p.extend_from_slice(&(l4.len() as u16).to_be_bytes());
-    p.extend_from_slice(&[next, 33]);
-    p.extend_from_slice(&src);
-    p.extend_from_slice(&dst);
-    p.extend_from_slice(l4);
-    p
+    let h = Ip6 {
+        traffic_class: 0xb8,
+        flow_label: 0x12345,
+        hop_limit: 33,
+    };
+    h.packet(next, src, dst, l4)
 }
 
+/// TCP (seq 1000, ack 0xdeadbeef, window 29200, checksum 0x1111, urgent pointer 7).
 fn tcp(sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut t = vec![0u8; 20];
-    t[0..2].copy_from_slice(&sport.to_be_bytes());
-    t[2..4].copy_from_slice(&dport.to_be_bytes());
-    t[4..8].copy_from_slice(&1000u32.to_be_bytes());
-    t[8..12].copy_from_slice(&0xdead_beefu32.to_be_bytes());
-    t[12] = 5 << 4;
-    t[13] = flags;
-    t[14..16].copy_from_slice(&29200u16.to_be_bytes());
-    t[16..18].copy_from_slice(&0x1111u16.to_be_bytes());
-    t[18..20].copy_from_slice(&7u16.to_be_bytes());
-    t.extend_from_slice(payload);
-    t
+    let h = Tcp {
+        seq: 1000,
+        ack_seq: 0xdead_beef,
+        window: 29200,
+        check: 0x1111,
+        urg_ptr: 7,
+    };
+    h.segment(sport, dport, flags, payload)
 }
 
+/// UDP with checksum 0x2222.
 fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let len = 8 + payload.len();
-    let mut u = vec![0u8; 8];
-    u[0..2].copy_from_slice(&sport.to_be_bytes());
-    u[2..4].copy_from_slice(&dport.to_be_bytes());
-    u[4..6].copy_from_slice(&(len as u16).to_be_bytes());
-    u[6..8].copy_from_slice(&0x2222u16.to_be_bytes());
-    u.extend_from_slice(payload);
-    u
+    udp_with(0x2222, sport, dport, payload)
 }
 
 fn icmp(ty: u8, id: u16, seq: u16) -> Vec<u8> {

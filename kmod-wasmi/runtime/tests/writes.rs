@@ -92,24 +92,10 @@ fn udp4_full(payload: &[u8]) -> Vec<u8> {
     )
 }
 
+/// 2001:db8::1 -> 2001:db8::2, the default header fields.
 fn ipv6(next: u8, l4: &[u8]) -> Vec<u8> {
-    let mut p = vec![0x60, 0, 0, 0];
-    p.extend_from_slice(&(l4.len() as u16).to_be_bytes());
-    p.extend_from_slice(&[next, 64]);
-    p.extend_from_slice(
-        &"2001:db8::1"
-            .parse::<std::net::Ipv6Addr>()
-            .unwrap()
-            .octets(),
-    );
-    p.extend_from_slice(
-        &"2001:db8::2"
-            .parse::<std::net::Ipv6Addr>()
-            .unwrap()
-            .octets(),
-    );
-    p.extend_from_slice(l4);
-    p
+    let addr = |a: &str| a.parse::<std::net::Ipv6Addr>().unwrap().octets();
+    Ip6::default().packet(next, addr("2001:db8::1"), addr("2001:db8::2"), l4)
 }
 
 fn icmp_echo(ty: u8) -> Vec<u8> {

@@ -2,6 +2,12 @@
 #![allow(dead_code)]
 
 use runtime::{GuestCache, Host, Limits, LogLevel, OnError, Script};
+
+// The packet builders, shared with lpctl's tests (luapkt-tests' packets.rs).
+#[path = "../../../../tests/src/packets.rs"]
+#[allow(unreachable_pub)]
+mod packets;
+pub(crate) use packets::*;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -63,61 +69,6 @@ pub(crate) fn roomy() -> Limits {
         instructions: 0,
         ..Limits::default()
     }
-}
-
-/// IPv4 header + transport header + payload, checksums zero.
-pub(crate) fn ipv4(proto: u8, src: [u8; 4], dst: [u8; 4], l4: &[u8]) -> Vec<u8> {
-    let total = 20 + l4.len();
-    let mut p = vec![
-        0x45,
-        0,
-        (total >> 8) as u8,
-        total as u8,
-        0,
-        1,
-        0,
-        0,
-        64,
-        proto,
-        0,
-        0,
-    ];
-    p.extend_from_slice(&src);
-    p.extend_from_slice(&dst);
-    p.extend_from_slice(l4);
-    p
-}
-
-pub(crate) fn tcp(sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut t = vec![0u8; 20];
-    t[0..2].copy_from_slice(&sport.to_be_bytes());
-    t[2..4].copy_from_slice(&dport.to_be_bytes());
-    t[4..8].copy_from_slice(&1000u32.to_be_bytes());
-    t[8..12].copy_from_slice(&2000u32.to_be_bytes());
-    t[12] = 5 << 4;
-    t[13] = flags;
-    t[14..16].copy_from_slice(&65535u16.to_be_bytes());
-    t.extend_from_slice(payload);
-    t
-}
-
-pub(crate) fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let len = 8 + payload.len();
-    let mut u = vec![0u8; 8];
-    u[0..2].copy_from_slice(&sport.to_be_bytes());
-    u[2..4].copy_from_slice(&dport.to_be_bytes());
-    u[4..6].copy_from_slice(&(len as u16).to_be_bytes());
-    u.extend_from_slice(payload);
-    u
-}
-
-pub(crate) fn tcp4(dport: u16) -> Vec<u8> {
-    ipv4(
-        6,
-        [10, 0, 0, 1],
-        [10, 0, 0, 2],
-        &tcp(40000, dport, 0x02, b""),
-    )
 }
 
 /// Lua helpers for scripts that assert: `fails(f, needle)` expects an error whose message
