@@ -15,8 +15,13 @@ check "fuel: the datagram's capture is present" test -f /vm/data/udp8.pcap
 js() { # NAME FIELD: a number from `lpctl -j script show`
   lpctl -j script show "$1" | sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p" | head -n 1
 }
-within_pct() { # PCT WANT GOT: GOT is WANT +- PCT percent
-  [ $(( ($3 - $2) * 100 )) -le $(( $1 * $2 )) ] && [ $(( ($2 - $3) * 100 )) -le $(( $1 * $2 )) ]
+# within PCT SLACK WANT GOT: GOT is WANT +- (PCT percent + SLACK). The slack: the kernel seeds
+# each instance's string hash at random (against hash flooding), lpctl run with a fixed seed,
+# so a table lookup (`lp.ACCEPT` is two) may take a probe or two more in one than in the
+# other, ~13 fuel each: a fixed amount per call, which is more than 3% of a trivial call's.
+within() {
+  _d=$(( $1 * $3 + 100 * $2 ))
+  [ $(( ($4 - $3) * 100 )) -le $_d ] && [ $(( ($3 - $4) * 100 )) -le $_d ]
 }
 offline() { # SCRIPT [OPTIONS]: the fuel of the capture's one packet under lpctl run
   _s=$1
@@ -63,10 +68,11 @@ for s in accept fields loop; do
   check_eq "fuel: $s ran once per datagram" 5 "$runs"
   check_eq "fuel: $s: no errors (fuel, lua)" "0 0" "$(js f-$s err_fuel) $(js f-$s err_lua)"
   # the same count, not the same number to the unit: the collector's state (what earlier
-  # calls left, per CPU instance) moves a call's fuel by a few tenths of a percent
-  check "fuel: $s: the kernel's fuel per call is lpctl run's within 3% ($max, offline $want)" \
-    within_pct 3 "$want" "$max"
-  check "fuel: $s: every call within 3% ($total for 5)" within_pct 3 $((want * 5)) "$total"
+  # calls left, per CPU instance) moves a call's fuel by a few tenths of a percent, the hash
+  # seed by a few probes (within's slack)
+  check "fuel: $s: the kernel's fuel per call is lpctl run's within 3% + 40 ($max, offline $want)" \
+    within 3 40 "$want" "$max"
+  check "fuel: $s: every call within 3% + 40 ($total for 5)" within 3 200 $((want * 5)) "$total"
   nft flush chain inet fuel input
   for c in $(nft list table inet fuel | sed -n 's/^[[:space:]]*chain \(lua-[^ ]*\) {/\1/p'); do
     nft delete chain inet fuel "$c"
