@@ -689,6 +689,12 @@ fn ipv6(data: &[u8]) -> FrameKind {
     }
 }
 
+// The shared test packet builders (luapkt-tests' packets.rs), for the tests below.
+#[cfg(test)]
+#[path = "../../tests/src/packets.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod test_packets;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -706,38 +712,34 @@ mod tests {
 
     // ----- packet builders -------------------------------------------------
 
-    /// A valid-looking IPv4/UDP packet with `payload` bytes of payload.
+    use super::test_packets::{udp, Ip4, Ip6};
+
+    /// A valid-looking IPv4/UDP packet (DF, 10.0.0.1:12345 -> 10.0.0.2:53) with `payload` bytes
+    /// of payload.
     fn ipv4_pkt(payload: usize) -> Vec<u8> {
-        let total = 28 + payload;
-        let mut p = vec![
-            0x45,
-            0,
-            (total >> 8) as u8,
-            total as u8,
-            0,
-            1,
-            0x40,
-            0,
-            64,
+        let ip = Ip4 {
+            frag_off: 0x4000,
+            ..Ip4::default()
+        };
+        ip.packet(
             17,
-            0,
-            0,
-        ];
-        p.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
-        p.extend_from_slice(&[0x30, 0x39, 0x00, 0x35, 0, (8 + payload) as u8, 0, 0]);
-        p.extend(std::iter::repeat_n(0xab, payload));
-        p
+            [10, 0, 0, 1],
+            [10, 0, 0, 2],
+            &udp(12345, 53, &vec![0xab; payload]),
+        )
     }
 
-    /// A valid-looking IPv6/UDP packet with `payload` bytes of payload.
+    /// A valid-looking IPv6/UDP packet (fe80::1:12345 -> fe80::2:53) with `payload` bytes of
+    /// payload.
     fn ipv6_pkt(payload: usize) -> Vec<u8> {
-        let plen = 8 + payload;
-        let mut p = vec![0x60, 0, 0, 0, (plen >> 8) as u8, plen as u8, 17, 64];
-        p.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-        p.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
-        p.extend_from_slice(&[0x30, 0x39, 0x00, 0x35, 0, plen as u8, 0, 0]);
-        p.extend(std::iter::repeat_n(0xcd, payload));
-        p
+        let addr = |last: u8| {
+            let mut a = [0u8; 16];
+            a[0] = 0xfe;
+            a[1] = 0x80;
+            a[15] = last;
+            a
+        };
+        Ip6::default().packet(17, addr(1), addr(2), &udp(12345, 53, &vec![0xcd; payload]))
     }
 
     fn arp_body() -> Vec<u8> {

@@ -20,9 +20,10 @@ pub trait Host: Send + Sync {
     }
     /// One call in this many is timed on each CPU (0 counts as 1), and its time counted that
     /// many times (a CPU's first call, which is timed, once): `run_time_ns` estimates the
-    /// total, `run_time_max_ns` is the longest timed call. Two clock reads cost as much as a fifth of a trivial call (more where the
-    /// scheduler clock is unstable, as under emulation); the kernel samples (module parameter
-    /// `time_every`), `lpctl` times every call.
+    /// total, `run_time_max_ns` is the longest timed call. Two clock reads cost as much as a
+    /// fifth of a trivial call (more where the scheduler clock is unstable, as under
+    /// emulation); the kernel samples (module parameter `time_every`), `lpctl` times every
+    /// call.
     fn time_every(&self) -> u32 {
         1
     }
