@@ -4,7 +4,8 @@
 //! (`kmod-wasmi/`, the kernel, `lpctl`). The C headers (`guest-lua/c/lp_abi.h`,
 //! `kmod-wasmi/kernel/luapkt_abi.h`) are generated from these modules by
 //! `cargo run -p luapkt-tests --bin abi-headers`, and `cargo test` fails when they are stale.
-#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+// (not for the kernel target, whose build-std adds crates of its own)
+#![cfg_attr(not(any(test, target_os = "none")), warn(unused_crate_dependencies))]
 #![no_std]
 
 pub mod guest;

@@ -1,6 +1,7 @@
 //! `lua.wasm`: Lua 5.4 and the luapkt packet library compiled for wasm32, importing only the
 //! host functions of the `lp` module (`abi::guest`).
-#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+// (not for the kernel target, whose build-std adds crates of its own)
+#![cfg_attr(not(any(test, target_os = "none")), warn(unused_crate_dependencies))]
 #![cfg_attr(not(test), no_std)]
 
 /// The guest module, as built by `build.rs`.

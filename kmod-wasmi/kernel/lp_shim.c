@@ -41,6 +41,7 @@
 
 #include "luapkt_abi.h"
 #include "lp_rt.h"
+#include "lp_shim.h"
 
 static bool lp_may_sleep(void)
 {

@@ -26,6 +26,7 @@
 
 #include "luapkt_abi.h"
 #include "lp_rt.h"
+#include "lp_shim.h"
 
 struct mem_cgroup;
 

@@ -1,13 +1,16 @@
-//! The C headers made from `abi`: the guest's `guest-lua/c/lp_abi.h` and the kernel glue's
-//! `kmod-wasmi/kernel/luapkt_abi.h`. Every value comes from the Rust constant; the names are
-//! listed once, here. `cargo run -p luapkt-tests --bin abi-headers` writes both files, and the
-//! test below (run by `cargo test`, so in CI) fails when a checked-in header is not what this
-//! module makes.
+//! The C headers made from Rust: the guest's `guest-lua/c/lp_abi.h` and the kernel glue's
+//! `kmod-wasmi/kernel/luapkt_abi.h` from `abi` (every value comes from the Rust constant; the
+//! names are listed once, here), and `kmod-wasmi/kernel/lp_rt.h`, the glue's contract with the
+//! runtime, from the FFI's own structures and signatures (`kmod-wasmi/ffi/src/lib.rs`, by
+//! cbindgen). `cargo run -p luapkt-tests --bin abi-headers` writes the files, and the test
+//! below (run by `cargo test`, so in CI) fails when a checked-in header is not what this module
+//! makes.
 
 use abi::guest::{self as g, ctx};
 use abi::netlink::{self as nl, attr, cmd, expr, stat};
 use abi::verdict as v;
 use std::fmt::{Display, Write};
+use std::path::Path;
 
 /// A header as it is written: `#define`s, enums and comments, in order.
 struct Header {
@@ -337,11 +340,84 @@ pub fn kernel_header() -> String {
     h.finish("_LUAPKT_ABI_H")
 }
 
+/// What `lp_rt.h` says before the declarations: the terms its comments use.
+const RUNTIME_CONTRACT: &str = "/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The contract between nft_lua.ko's C glue and its Rust runtime: the structures both sides
+ * share, the runtime's functions (lp_rt_*) and the shims the glue provides to it (lp_shim.c).
+ * GENERATED
+ *
+ * Contexts (the first word of each comment)
+ *   process	may sleep; no spinlock held, not under rcu_read_lock(). Allocations made by
+ *		Rust get GFP_KERNEL (large ones vmalloc).
+ *   slot	CPU `cpu` with bottom halves disabled (softirq, or local_bh_disable() in process
+ *		context), never re-entered for the same slot. Allocations get GFP_ATOMIC.
+ *   any	any context but hard-irq/NMI; no allocation.
+ *
+ * Rust's own spin locks (inside wasmi's engine, the entry table of a script) disable bottom
+ * halves while held (kmod-wasmi/ffi/spin), so process-context and softirq users of one
+ * compiled guest cannot deadlock on a CPU. A Rust panic is a kernel BUG (lp_panic).
+ *
+ * Pointers
+ *   Byte buffers passed in are only read during the call; nothing keeps them.
+ *   `msg`/`msg_len`: NULL, or a buffer that receives a NUL-terminated, truncated message
+ *   when the call fails.
+ *   Objects (lp_cache, lp_script, lp_spare) are owned by the C caller from the call that
+ *   returns them until the matching *_free.
+ *   \"# Safety\" says what the caller must hold for Rust's sake.
+ */";
+
+/// `kmod-wasmi/kernel/lp_rt.h`: cbindgen's C for `kmod-wasmi/ffi/src/lib.rs` (its `repr(C)`
+/// structures, public constants, exported `lp_rt_*` functions and the `extern` shims it
+/// imports), with the kernel's names for the types. The glue and `lp_shim.c` compile against
+/// it, so a signature that differs on one side fails the module's build.
+pub fn runtime_header() -> String {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kmod-wasmi/ffi/src/lib.rs");
+    let mut config = cbindgen::Config {
+        language: cbindgen::Language::C,
+        style: cbindgen::Style::Tag,
+        header: Some(RUNTIME_CONTRACT.replace(
+            "GENERATED",
+            "Generated from kmod-wasmi/ffi/src/lib.rs by `cargo run -p luapkt-tests --bin\n * abi-headers`: do not edit.",
+        )),
+        include_guard: Some("_LP_RT_H".into()),
+        no_includes: true,
+        sys_includes: vec!["linux/types.h".into()],
+        usize_is_size_t: true,
+        after_includes: Some("\nstruct sk_buff;".into()),
+        documentation_style: cbindgen::DocumentationStyle::Doxy,
+        cpp_compat: false,
+        ..Default::default()
+    };
+    for (rust, c) in [
+        ("SkBuff", "struct sk_buff"),
+        ("LpPkt", "lp_pkt"),
+        ("LpMetaWrite", "lp_meta_write"),
+        ("LpLimits", "lp_limits"),
+        ("LpStats", "lp_stats"),
+        ("LpOutcome", "lp_outcome"),
+        ("LpCache", "lp_cache"),
+        ("LpScript", "lp_script"),
+        ("LpSpare", "lp_spare"),
+    ] {
+        config.export.rename.insert(rust.into(), c.into());
+    }
+    let bindings = cbindgen::Builder::new()
+        .with_config(config)
+        .with_src(src)
+        .generate()
+        .expect("cbindgen reads kmod-wasmi/ffi/src/lib.rs");
+    let mut out = Vec::new();
+    bindings.write(&mut out);
+    String::from_utf8(out).expect("cbindgen writes UTF-8")
+}
+
 /// Each generated header and where it is checked in, relative to the repository's root.
-pub fn headers() -> [(&'static str, String); 2] {
+pub fn headers() -> [(&'static str, String); 3] {
     [
         ("guest-lua/c/lp_abi.h", guest_header()),
         ("kmod-wasmi/kernel/luapkt_abi.h", kernel_header()),
+        ("kmod-wasmi/kernel/lp_rt.h", runtime_header()),
     ]
 }
 

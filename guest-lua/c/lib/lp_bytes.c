@@ -209,12 +209,8 @@ static int l_hex(lua_State *L) {
 /* string.sub's index rules. */
 static int l_sub(lua_State *L) {
   struct bytes *b = check_bytes(L, 1);
-  lua_Integer n = (lua_Integer)b->n;
-  lua_Integer i = luaL_checkinteger(L, 2), j = luaL_optinteger(L, 3, -1);
-  if (i < 0) i = n + i + 1 > 0 ? n + i + 1 : 1;
-  else if (i == 0) i = 1;
-  if (j < 0) j = n + j + 1;
-  else if (j > n) j = n;
+  lua_Integer i, j;
+  lp_sub_range((lua_Integer)b->n, luaL_checkinteger(L, 2), luaL_optinteger(L, 3, -1), &i, &j);
   if (i > j) new_bytes(L, 0);
   else push_copy(L, b->d + (i - 1), (size_t)(j - i + 1));
   return 1;
@@ -226,32 +222,16 @@ static int l_find(lua_State *L) {
   struct bytes *b = check_bytes(L, 1);
   size_t nlen;
   const uint8_t *needle = data_of(L, 2, &nlen);
-  lua_Integer len = (lua_Integer)b->n, init = luaL_optinteger(L, 3, 1);
-  int plain = lua_toboolean(L, 4), base;
+  lua_Integer init;
+  int base;
   if (!needle) return luaL_error(L, "find: string or bytes expected, got %s", luaL_typename(L, 2));
-  if (init < 0) init = len + init + 1 > 0 ? len + init + 1 : 1;
-  else if (init == 0) init = 1;
-  if (init > len + 1) {
+  init = lp_find_start((lua_Integer)b->n, luaL_optinteger(L, 3, 1));
+  if (!init) {
     lua_pushnil(L);
     return 1;
   }
-  if (plain) {
-    size_t start = (size_t)(init - 1), i;
-    if (nlen == 0) {
-      lua_pushinteger(L, init);
-      lua_pushinteger(L, init - 1);
-      return 2;
-    }
-    if (nlen <= b->n - start)
-      for (i = start; i + nlen <= b->n; i++)
-        if (b->d[i] == needle[0] && !memcmp(b->d + i, needle, nlen)) {
-          lua_pushinteger(L, (lua_Integer)i + 1);
-          lua_pushinteger(L, (lua_Integer)(i + nlen));
-          return 2;
-        }
-    lua_pushnil(L);
-    return 1;
-  }
+  if (lua_toboolean(L, 4))
+    return lp_find_plain(L, b->d + (init - 1), b->n - (size_t)(init - 1), needle, nlen, init);
   base = lua_gettop(L);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_pushlstring(L, (const char *)b->d, b->n);

@@ -237,6 +237,47 @@ void lp_payload_write(lua_State *L, uintptr_t gen, uint32_t off, const uint8_t *
 /* Reads payload bytes [off, off+n) of the call `gen` (lp_proto.c's views, before a write). */
 void lp_payload_read(lua_State *L, uintptr_t gen, uint32_t off, uint8_t *dst, uint32_t n);
 
+/* ---- string.sub's and string.find's index rules (byte arrays and payload views) ---- */
+
+/* The 1-based [*from, *to] that string.sub(s, i, j) takes of n bytes (none if *from > *to). */
+static inline void lp_sub_range(lua_Integer n, lua_Integer i, lua_Integer j, lua_Integer *from,
+                                lua_Integer *to) {
+  if (i < 0) i = n + i + 1 > 0 ? n + i + 1 : 1;
+  else if (i == 0) i = 1;
+  if (j < 0) j = n + j + 1;
+  else if (j > n) j = n;
+  *from = i;
+  *to = j;
+}
+
+/* Where string.find(s, p, init) starts in n bytes (1-based), or 0: past the end, it finds nil. */
+static inline lua_Integer lp_find_start(lua_Integer n, lua_Integer init) {
+  if (init < 0) init = n + init + 1 > 0 ? n + init + 1 : 1;
+  else if (init == 0) init = 1;
+  return init > n + 1 ? 0 : init;
+}
+
+/* string.find with plain = true over hay[0, n), whose first byte is position `first`: pushes
+ * the match's start and end, or nil. Returns the number of values pushed. */
+static inline int lp_find_plain(lua_State *L, const uint8_t *hay, size_t n, const uint8_t *needle,
+                                size_t nlen, lua_Integer first) {
+  size_t i;
+  if (nlen == 0) {
+    lua_pushinteger(L, first);
+    lua_pushinteger(L, first - 1);
+    return 2;
+  }
+  if (nlen <= n)
+    for (i = 0; i + nlen <= n; i++)
+      if (hay[i] == needle[0] && !memcmp(hay + i, needle, nlen)) {
+        lua_pushinteger(L, first + (lua_Integer)i);
+        lua_pushinteger(L, first + (lua_Integer)(i + nlen) - 1);
+        return 2;
+      }
+  lua_pushnil(L);
+  return 1;
+}
+
 /* ---- lp_addr.c ---- */
 int lp_parse_addr(const char *s, size_t len, uint8_t *out);
 void lp_push_addr(lua_State *L, const uint8_t *a, int alen);

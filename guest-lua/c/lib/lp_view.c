@@ -70,21 +70,11 @@ int lp_view_tostring(lua_State *L) {
   return 1;
 }
 
-/* string.sub's index rules. */
-static void sub_bounds(lua_Integer n, lua_Integer i, lua_Integer j, lua_Integer *from, lua_Integer *to) {
-  if (i < 0) i = n + i + 1 > 0 ? n + i + 1 : 1;
-  else if (i == 0) i = 1;
-  if (j < 0) j = n + j + 1;
-  else if (j > n) j = n;
-  *from = i;
-  *to = j;
-}
-
 int lp_view_sub(lua_State *L) {
   uint32_t off, len;
   lua_Integer from, to;
   struct lp_state *S = view_range(L, &off, &len);
-  sub_bounds(len, luaL_checkinteger(L, 2), luaL_optinteger(L, 3, -1), &from, &to);
+  lp_sub_range(len, luaL_checkinteger(L, 2), luaL_optinteger(L, 3, -1), &from, &to);
   if (from > to) lua_pushliteral(L, "");
   else lp_push_range(L, S, off + (uint32_t)(from - 1), (uint32_t)(to - from + 1));
   return 1;
@@ -98,29 +88,17 @@ int lp_view_find(lua_State *L) {
   int plain, base;
   struct lp_state *S = view_range(L, &off, &len);
   needle = luaL_checklstring(L, 2, &nlen);
-  init = luaL_optinteger(L, 3, 1);
+  init = lp_find_start(len, luaL_optinteger(L, 3, 1));
   plain = lua_toboolean(L, 4);
-  if (init < 0) init = (lua_Integer)len + init + 1 > 0 ? (lua_Integer)len + init + 1 : 1;
-  else if (init == 0) init = 1;
-  if (init > (lua_Integer)len + 1) { lua_pushnil(L); return 1; }
-  if (plain) {
-    uint32_t win = PKT_WIN(S);
-    uint32_t start = off + (uint32_t)(init - 1), avail = off + len - start;
-    if (off + len <= win) {
-      /* plain search in place: no copy */
-      const uint8_t *hay = S->ctx + LP_CTX_WINDOW + start;
-      uint32_t i;
-      if (nlen == 0) { lua_pushinteger(L, init); lua_pushinteger(L, init - 1); return 2; }
-      if (nlen <= avail)
-        for (i = 0; i + nlen <= avail; i++)
-          if (hay[i] == (uint8_t)needle[0] && !memcmp(hay + i, needle, nlen)) {
-            lua_pushinteger(L, init + i);
-            lua_pushinteger(L, init + i + (lua_Integer)nlen - 1);
-            return 2;
-          }
-      lua_pushnil(L);
-      return 1;
-    }
+  if (!init) {
+    lua_pushnil(L);
+    return 1;
+  }
+  if (plain && off + len <= PKT_WIN(S)) {
+    /* plain search in place: no copy */
+    uint32_t start = off + (uint32_t)(init - 1);
+    return lp_find_plain(L, S->ctx + LP_CTX_WINDOW + start, off + len - start,
+                         (const uint8_t *)needle, nlen, init);
   }
   /* patterns, or a payload beyond the window: the original string.find (not whatever the
    * script made of the global) on a copy; it returns 1 or 2 + #captures values */

@@ -1,11 +1,12 @@
 //! The Rust side of nft_lua.ko's Rust↔C boundary — the only Rust file that crosses it.
 //!
-//! Exports the `lp_rt_*` functions the C glue calls and imports the `lp_*` shims it provides;
-//! `kmod-wasmi/kernel/lp_rt.h` is the contract both sides follow (context, locks, lifetimes)
-//! and declares the same functions and structures. Everything else is the runtime
-//! (`luapkt-runtime`, `no_std`), which knows nothing of the kernel.
+//! Exports the `lp_rt_*` functions the C glue calls and imports the `lp_*` shims it provides.
+//! `kmod-wasmi/kernel/lp_rt.h`, the contract both sides follow, is generated from this file:
+//! its structures, constants and declarations are this file's, and each function's comment
+//! (its first word the context it may be called in) is the doc comment here. Everything else
+//! is the runtime (`luapkt-runtime`, `no_std`), which knows nothing of the kernel.
 //!
-//! Contexts, in short (lp_rt.h has the details):
+//! Contexts, in short (lp_rt.h's head has the details):
 //! - process context, may sleep: cache, load, free, build/install, limits, stats;
 //! - bottom halves disabled on CPU `cpu`, never re-entered: `lp_rt_run_on_cpu`,
 //!   `lp_rt_bind_on_cpu` (the per-CPU contract of `runtime::PerCpuScript`).
@@ -34,36 +35,48 @@ use runtime::{
 use sha2::{Digest, Sha256};
 
 // ---------------------------------------------------------------------------------------
-// Shims the C glue provides (lp_shim.c).
+// The structures both sides share, and the shims the C glue provides (lp_shim.c). lp_rt.h is
+// generated from this file (`cargo run -p luapkt-tests --bin abi-headers`; a test fails when
+// it is stale), so the C side compiles against these very types and signatures.
 
-/// A packet as the C glue hands it over (`struct lp_pkt`): valid for one call.
+/// `struct sk_buff`, opaque here (lp_rt.h names the kernel's).
+///
+/// cbindgen:ignore
+#[repr(C)]
+pub struct SkBuff {
+    _opaque: [u8; 0],
+}
+
+/// The packet of one call; the skb and the names are only used during that call. The skb is
+/// written through lp_skb_write() and lp_skb_write_meta() (slot context), never kept.
 #[repr(C)]
 pub struct LpPkt {
-    /// `struct sk_buff *`, opaque here; written only through `lp_skb_write*`.
-    pub skb: *mut c_void,
-    /// Offset of the network header from `skb->data` (may be negative).
+    pub skb: *mut SkBuff,
+    /// Network header offset from `skb->data` (may be negative).
     pub noff: i32,
-    /// Bytes from the network header to the end of the packet.
+    /// Bytes from the network header on.
     pub len: u32,
     pub mark: u32,
     pub nfproto: u8,
     pub hook: u8,
-    /// `CHECKSUM_PARTIAL` with the offload at this packet's transport header.
+    /// `skb->ip_summed == CHECKSUM_PARTIAL`.
     pub csum_partial: u8,
-    /// A conntrack entry (or an untracked packet: state only): `ct_*` are valid.
+    /// A conntrack entry (or untracked: state only): `ct_*` are valid.
     pub has_ct: u8,
-    pub iifname: [u8; 16],
-    pub oifname: [u8; 16],
+    pub iifname: [c_char; 16],
+    pub oifname: [c_char; 16],
     pub ct_mark: u32,
+    /// nf_ct_get_id().
     pub ct_id: u32,
-    /// nft's `ct state` bits (`abi::guest::ctx::CT_*`): invalid (1) without an entry.
+    /// nft's `ct state`: NF_CT_STATE_BIT(), untracked 64, else 1 (invalid).
     pub ct_state: u8,
-    /// `eth` holds the Ethernet header.
+    /// `eth` holds the Ethernet header (bridge, netdev, inet ingress).
     pub has_eth: u8,
+    /// Destination, source, type.
     pub eth: [u8; 14],
 }
 
-/// `struct lp_meta_write`: what a call changed besides packet bytes (`LP_META_*` in `flags`).
+/// Metadata a call changed (`LP_META_*` in `flags` say which).
 #[repr(C)]
 pub struct LpMetaWrite {
     pub mark: u32,
@@ -73,40 +86,57 @@ pub struct LpMetaWrite {
     pub _pad: u8,
 }
 
-const LP_META_MARK: u8 = 1;
-const LP_META_CT_MARK: u8 = 2;
-const LP_META_ETH: u8 = 4;
+pub const LP_META_MARK: u8 = 1;
+pub const LP_META_CT_MARK: u8 = 2;
+pub const LP_META_ETH: u8 = 4;
+
+/// One call in this many is timed when the `time_every` module parameter is not set.
+pub const LP_TIME_EVERY_DEFAULT: u32 = 16;
 
 extern "C" {
-    /// kvmalloc/kmalloc with GFP flags chosen by context; NULL on failure or `align` > PAGE_SIZE.
-    fn lp_alloc(size: usize, align: usize, zero: bool) -> *mut u8;
-    /// kvfree; NULL is ignored.
-    fn lp_free(ptr: *mut u8);
-    /// Inside lp_call_on_big_stack the task's sleeping allocations cannot fail; its next one
-    /// of at least `size` bytes may (0 cancels). A no-op outside process context.
+    /// any. kmalloc/kvmalloc, GFP by context (see lp_shim.c), falling back on the reserve;
+    /// NULL if `align` > PAGE_SIZE or nothing could serve it.
+    fn lp_alloc(size: usize, align: usize, zero: bool) -> *mut c_void;
+    /// any. kvfree() (or gives a reserve block back); NULL is ignored.
+    fn lp_free(ptr: *mut c_void);
+    /// any (a no-op outside process context). Inside lp_call_on_big_stack() the module's
+    /// sleeping allocations are __GFP_NOFAIL; the task's next one of at least `size` bytes
+    /// (linear memory, which the runtime allocates fallibly) may fail instead. 0 cancels.
     fn lp_alloc_fallible_next(size: usize);
-    /// Between slices of a load: cond_resched(); false when a fatal signal is pending.
+    /// process (building an instance). cond_resched(); false when a fatal signal is pending
+    /// or lp_loads_stop() was called.
     fn lp_load_pause() -> bool;
-    /// Logs the message and BUG()s: never returns.
-    /// Does not return (BUG()); declared returning so that the call is followed by `ud2`,
+    /// any. Logs `msg` and BUG()s. Declared returning so that the call is followed by `ud2`,
     /// where objtool looks for the end of the panic handler.
-    fn lp_panic(msg: *const u8, len: usize);
-    /// Rate-limited printk: `luapkt: <name>: <line>`; `level` 0 info, 1 warning.
-    fn lp_log(level: c_int, name: *const u8, name_len: usize, line: *const u8, line_len: usize);
-    /// ktime_get_ns().
+    fn lp_panic(msg: *const c_char, len: usize);
+    /// any. Rate-limited: "luapkt: <name>: <line>"; `level` 0 info, 1 warning.
+    fn lp_log(
+        level: c_int,
+        name: *const c_char,
+        name_len: usize,
+        line: *const c_char,
+        line_len: usize,
+    );
+    /// any. ktime_get_ns().
     fn lp_ktime_ns() -> u64;
-    /// local_clock(): this CPU's scheduler clock, for timing a call.
+    /// any. local_clock(): this CPU's scheduler clock, for timing a call.
     fn lp_clock_ns() -> u64;
-    /// The `time_every` module parameter.
+    /// any. The time_every module parameter: one call in this many is timed (0 counts as 1).
     fn lp_time_every_get() -> u32;
-    /// get_random_u32().
+    /// any. get_random_u32().
     fn lp_random_u32() -> u32;
-    /// skb_copy_bits() from `off` bytes past the network header; 0 or a negative errno.
-    fn lp_skb_read(pkt: *const LpPkt, off: u32, dst: *mut u8, len: u32) -> c_int;
-    /// skb_ensure_writable() + skb_store_bits() at `off` bytes past the network header;
-    /// 0 or a negative errno.
-    fn lp_skb_write(pkt: *const LpPkt, off: u32, src: *const u8, len: u32) -> c_int;
-    /// Applies the flagged metadata writes; 0 or the first negative errno.
+    /// slot. skb_copy_bits() at `off` bytes past the network header; 0 or -EFAULT.
+    fn lp_skb_read(pkt: *const LpPkt, off: u32, dst: *mut c_void, len: u32) -> c_int;
+    /// slot. Writes `len` bytes at `off` past the network header: skb_ensure_writable() (may
+    /// reallocate the head or pull paged data into it, GFP_ATOMIC) then skb_store_bits(). A
+    /// CHECKSUM_COMPLETE skb becomes CHECKSUM_NONE (the stack then verifies it in software).
+    /// 0, -EFAULT (outside the packet) or -ENOMEM.
+    fn lp_skb_write(pkt: *const LpPkt, off: u32, src: *const c_void, len: u32) -> c_int;
+    /// slot. Applies what `w` flags: skb->mark; the conntrack mark (a real entry only, not
+    /// untracked or a template; an IPCT_MARK event when it changed); the Ethernet header
+    /// (made writable like packet bytes; only when `pkt` has one). Returns 0, or the first
+    /// -errno of the parts that failed (-ENOENT: no conntrack entry or no Ethernet header,
+    /// -ENOMEM); the other parts are still applied.
     fn lp_skb_write_meta(pkt: *const LpPkt, w: *const LpMetaWrite) -> c_int;
 }
 
@@ -121,15 +151,15 @@ struct KernelAlloc;
 unsafe impl GlobalAlloc for KernelAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: see the impl.
-        unsafe { lp_alloc(layout.size(), layout.align(), false) }
+        unsafe { lp_alloc(layout.size(), layout.align(), false).cast() }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: see the impl.
-        unsafe { lp_alloc(layout.size(), layout.align(), true) }
+        unsafe { lp_alloc(layout.size(), layout.align(), true).cast() }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
         // SAFETY: `ptr` came from `alloc`/`alloc_zeroed` (GlobalAlloc contract).
-        unsafe { lp_free(ptr) }
+        unsafe { lp_free(ptr.cast()) }
     }
 }
 
@@ -167,7 +197,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     // SAFETY: `b.data[..b.len]` is initialized; lp_panic does not return, and `ud2` after it
     // is never reached.
     unsafe {
-        lp_panic(b.data.as_ptr(), b.len);
+        lp_panic(b.data.as_ptr().cast(), b.len);
         core::arch::asm!("ud2", options(noreturn))
     }
 }
@@ -199,9 +229,9 @@ impl Host for KernelHost {
         unsafe {
             lp_log(
                 level,
-                script.as_ptr(),
+                script.as_ptr().cast(),
                 script.len(),
-                line.as_ptr(),
+                line.as_ptr().cast(),
                 line.len(),
             )
         }
@@ -238,7 +268,7 @@ impl Packet for SkbPacket<'_> {
         }
         // SAFETY: `self.0` is the lp_pkt of the running call (its skb lives until the call
         // returns); `dst` is writable for `len32` bytes.
-        unsafe { lp_skb_read(self.0, off32, dst.as_mut_ptr(), len32) == 0 }
+        unsafe { lp_skb_read(self.0, off32, dst.as_mut_ptr().cast(), len32) == 0 }
     }
     fn meta(&self) -> Meta {
         let p = self.0;
@@ -246,8 +276,8 @@ impl Packet for SkbPacket<'_> {
             nfproto: p.nfproto,
             hook: p.hook,
             mark: p.mark,
-            iifname: p.iifname,
-            oifname: p.oifname,
+            iifname: p.iifname.map(|c| c as u8),
+            oifname: p.oifname.map(|c| c as u8),
             csum_partial: p.csum_partial != 0,
             ct: (p.has_ct != 0).then_some(Conntrack {
                 state: p.ct_state,
@@ -267,7 +297,7 @@ impl Packet for SkbPacket<'_> {
         // SAFETY: `self.0` is the lp_pkt of the running call, whose skb the C caller owns
         // until the call returns (slot context, as lp_skb_write requires); `src` is readable
         // for `len32` bytes and not kept.
-        unsafe { lp_skb_write(self.0, off32, src.as_ptr(), len32) == 0 }
+        unsafe { lp_skb_write(self.0, off32, src.as_ptr().cast(), len32) == 0 }
     }
     fn write_meta(&self, w: &MetaWrite) -> bool {
         let mut m = LpMetaWrite {
@@ -300,9 +330,9 @@ impl Packet for SkbPacket<'_> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Shared structures (lp_rt.h): layouts checked on both sides.
+// The runtime's side: structures and objects (lp_rt.h, generated like the shims above).
 
-/// `struct lp_limits`.
+/// Limits of a script and its on-error policy.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct LpLimits {
@@ -314,10 +344,11 @@ pub struct LpLimits {
     /// `LUAPKT_ON_ERROR_*`.
     pub on_error: u8,
     pub _pad: [u8; 3],
+    /// Building one instance: Lua setup and the top-level chunk.
     pub load_fuel: u64,
 }
 
-/// `struct lp_stats`.
+/// Counters, summed over the instances.
 #[repr(C)]
 pub struct LpStats {
     pub run_cnt: u64,
@@ -329,16 +360,18 @@ pub struct LpStats {
     pub fuel_total: u64,
     pub fuel_max: u64,
     pub rebuilds: u64,
+    /// Linear memory of all instances.
     pub mem_bytes: u64,
+    /// The longest timed call (time_every).
     pub run_time_max_ns: u64,
 }
 
-/// `struct lp_outcome`.
+/// The result of one call, after the on-error policy.
 #[repr(C)]
 pub struct LpOutcome {
-    /// Verdict code (`LUAPKT_VERDICT_*`, or QUEUE_BASE + n).
+    /// `LUAPKT_VERDICT_*`, or `LUAPKT_VERDICT_QUEUE_BASE` + n.
     pub verdict: i32,
-    /// 0, or 1 + the error kind's index.
+    /// 0, or 1 + the error kind (lua, memory, fuel, instructions, stack, return, trap).
     pub error: u8,
     /// This call poisoned its instance: schedule a rebuild.
     pub poisoned: u8,
@@ -346,28 +379,27 @@ pub struct LpOutcome {
     pub fuel: u64,
 }
 
+// The sizes kbench and the glue were written for (no field may move unnoticed).
 const _: () = assert!(size_of::<LpPkt>() == 80);
 const _: () = assert!(offset_of!(LpPkt, iifname) == 24);
-const _: () = assert!(offset_of!(LpPkt, ct_mark) == 56);
-const _: () = assert!(offset_of!(LpPkt, ct_state) == 64);
 const _: () = assert!(offset_of!(LpPkt, eth) == 66);
 const _: () = assert!(size_of::<LpMetaWrite>() == 24);
-const _: () = assert!(offset_of!(LpMetaWrite, eth) == 9);
 const _: () = assert!(size_of::<LpLimits>() == 40);
 const _: () = assert!(size_of::<LpStats>() == 152);
 const _: () = assert!(size_of::<LpOutcome>() == 16);
 
-/// Compiled guests shared by every script (`struct lp_cache`).
+/// Compiled guests, shared by every script of every netns (one per module).
 pub struct LpCache(GuestCache);
 
-/// One loaded version of a script (`struct lp_script`).
+/// One loaded version of a script: one instance per possible CPU, stats, limits.
 pub struct LpScript {
     rt: PerCpuScript,
     tag: [u8; 8],
 }
 
-/// An instance built for a slot, or taken out of one (`struct lp_spare`).
-pub type LpSpare = SpareInstance;
+/// An instance outside its slot: freshly built, or taken out and awaiting a grace period.
+/// `lp_rt_install` swaps the one it holds with the slot's.
+pub struct LpSpare(Option<Box<SpareInstance>>);
 
 // errno values (include/uapi/asm-generic/errno-base.h, errno.h)
 const EPERM: c_int = 1;
@@ -469,7 +501,8 @@ unsafe fn bytes<'a>(p: *const u8, len: usize) -> &'a [u8] {
 // its hash). Packages carrying any other guest need CAP_SYS_ADMIN (lp_rt_load's `foreign_ok`),
 // and only the built-in guest's own fuel count is trusted (runtime::guest).
 
-/// Copies the SHA-256 of the built-in guest to `out`.
+/// any. Copies the SHA-256 of the built-in guest (the Lua VM the module was built with) to
+/// `out`.
 ///
 /// # Safety
 /// `out` is writable for 32 bytes.
@@ -480,9 +513,11 @@ pub unsafe extern "C" fn lp_rt_builtin_guest(out: *mut u8) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Exported API (lp_rt.h documents each function).
+// Exported API.
 
-/// Creates the compiled-guest cache for a machine of `cpus` CPU ids. Process context.
+/// process. The compiled-guest cache for a machine of `cpus` CPU ids: engines keep a pool
+/// of execution stacks sized for `cpus` CPUs running calls with nested re-entries, so packets
+/// reuse warm stacks instead of allocating.
 #[no_mangle]
 pub extern "C" fn lp_rt_cache_new(cpus: u32) -> *mut LpCache {
     // one warm execution stack per call that can run at once: each CPU runs one call, which
@@ -492,7 +527,7 @@ pub extern "C" fn lp_rt_cache_new(cpus: u32) -> *mut LpCache {
     Box::into_raw(Box::new(LpCache(GuestCache::with_cached_stacks(stacks))))
 }
 
-/// Frees the cache (scripts keep the guests they use alive). Process context.
+/// process. Frees the cache; scripts keep the guests they use alive.
 ///
 /// # Safety
 /// `cache` comes from `lp_rt_cache_new` (or is NULL) and is not used afterwards.
@@ -504,10 +539,11 @@ pub unsafe extern "C" fn lp_rt_cache_free(cache: *mut LpCache) {
     }
 }
 
-/// Drops compiled guests no script uses any more; returns how many stay cached.
+/// process, the caller holds the load mutex. Drops compiled guests no script uses any
+/// more; returns how many stay cached.
 ///
 /// # Safety
-/// `cache` is valid and the caller serializes its use (the load mutex).
+/// `cache` is valid and the caller serializes its use.
 #[no_mangle]
 pub unsafe extern "C" fn lp_rt_cache_prune(cache: *mut LpCache) -> u32 {
     // SAFETY: the caller's contract.
@@ -516,7 +552,7 @@ pub unsafe extern "C" fn lp_rt_cache_prune(cache: *mut LpCache) -> u32 {
     c.len() as u32
 }
 
-/// The default limits and on-error policy (`abi::limits`).
+/// any. The default limits and on-error policy (`abi/src/limits.rs`).
 ///
 /// # Safety
 /// `out` is writable.
@@ -526,7 +562,8 @@ pub unsafe extern "C" fn lp_rt_default_limits(out: *mut LpLimits) {
     unsafe { out.write(limits_to(&Limits::default(), OnError::default())) }
 }
 
-/// Checks limits without loading anything: 0 or -ERANGE/-EINVAL with a message.
+/// any. Checks limits without loading anything: 0, -ERANGE (a limit out of range) or
+/// -EINVAL (policy), with a message.
 ///
 /// # Safety
 /// `limits` is readable; `msg` is NULL or writable for `msg_len` bytes.
@@ -553,10 +590,18 @@ pub unsafe extern "C" fn lp_rt_check_limits(
     }
 }
 
-/// Parses a package, compiles (or reuses) its guest and builds `instances` instances running
-/// the script's top-level chunk; with `replaces`, binds its entries in the same order.
-/// Process context, may sleep for long; the caller serializes calls (the cache is not
-/// locked here). Returns 0 and `*out`, or a negative errno and a message in `msg`.
+/// process, the caller holds the load mutex (it serializes use of `cache`); may take long:
+/// parses the package, compiles or reuses its guest, builds `instances` instances, each running
+/// the script's top-level chunk. With `replaces` (a live script, read only), its entries are
+/// bound in the new instances at the same indices; a function missing in the new script fails
+/// the load. The top-level chunk runs in slices of fuel with lp_load_pause() between them.
+/// Unless `foreign_ok`, a package whose guest is not the built-in one is refused (-EPERM).
+/// `engine`: `LUAPKT_ENGINE_*` (another value: -EINVAL); the compiled engine takes only the
+/// built-in guest: another one is refused (-ENOEXEC) when the loader named the engine
+/// (`engine_named`), and runs on wasmi when compiled is only the default. Returns 0 and
+/// `*out`, or -EINVAL (package, syntax, top-level error), -ENOEXEC (guest rejected), -ERANGE
+/// (limits), -ENOENT (bound function missing), -ETIME (the load budget ran out), -EINTR (a
+/// fatal signal), -EPERM, -ENOMEM, with a message.
 ///
 /// # Safety
 /// `cache` is valid; `pkg`/`name` point to `pkg_len`/`name_len` readable bytes; `limits` is
@@ -568,7 +613,7 @@ pub unsafe extern "C" fn lp_rt_load(
     cache: *mut LpCache,
     pkg: *const u8,
     pkg_len: usize,
-    name: *const u8,
+    name: *const c_char,
     name_len: usize,
     limits: *const LpLimits,
     engine: u8,
@@ -585,7 +630,7 @@ pub unsafe extern "C" fn lp_rt_load(
         (
             &mut (*cache).0,
             bytes(pkg, pkg_len),
-            bytes(name, name_len),
+            bytes(name.cast(), name_len),
             &*limits,
             replaces.as_ref(),
         )
@@ -657,7 +702,7 @@ pub unsafe extern "C" fn lp_rt_load(
     0
 }
 
-/// The engine `s`'s instances run on (`LUAPKT_ENGINE_*`).
+/// any. The engine the script's instances run on (`LUAPKT_ENGINE_*`), fixed at load.
 ///
 /// # Safety
 /// `s` is a live script.
@@ -670,8 +715,8 @@ pub unsafe extern "C" fn lp_rt_engine(s: *const LpScript) -> u8 {
     }
 }
 
-/// Frees a script. Process context; no call may be running on it (the caller waited for an
-/// RCU grace period after unpublishing it, and cancelled its rebuild work).
+/// process. Frees a script. No call may be running on it: the caller unpublished it,
+/// waited for an RCU grace period and cancelled its rebuild work.
 ///
 /// # Safety
 /// `s` comes from `lp_rt_load` (or is NULL) and is not used afterwards.
@@ -683,7 +728,7 @@ pub unsafe extern "C" fn lp_rt_script_free(s: *mut LpScript) {
     }
 }
 
-/// Copies the first 8 bytes of the package's SHA-256 to `tag`.
+/// any. Copies the first 8 bytes of the package's SHA-256 to `tag`.
 ///
 /// # Safety
 /// `s` is live; `tag` is writable for 8 bytes.
@@ -693,7 +738,7 @@ pub unsafe extern "C" fn lp_rt_tag(s: *const LpScript, tag: *mut u8) {
     unsafe { core::ptr::copy_nonoverlapping((*s).tag.as_ptr(), tag, 8) }
 }
 
-/// Number of instances (slots).
+/// any. Number of instances (slots), fixed at load.
 ///
 /// # Safety
 /// `s` is live.
@@ -703,7 +748,8 @@ pub unsafe extern "C" fn lp_rt_instances(s: *const LpScript) -> u32 {
     unsafe { (*s).rt.instances() as u32 }
 }
 
-/// Whether the script names `lp.QUEUE` (its rules are refused where a queue verdict cannot work).
+/// any. The script names `lp.QUEUE`: its rules are refused where nf_queue cannot
+/// reinject.
 ///
 /// # Safety
 /// `s` is live.
@@ -713,9 +759,12 @@ pub unsafe extern "C" fn lp_rt_may_queue(s: *const LpScript) -> bool {
     unsafe { (*s).rt.may_queue() }
 }
 
-/// Finds or adds the entry `(func, arg)`, validating a new one in instance `cpu`.
-/// Bottom halves disabled on CPU `cpu` (or `cpu` is a slot no CPU runs); binds of one script
-/// serialized by the caller. 0 and `*entry`, or a negative errno and a message.
+/// slot `cpu` (bottom halves disabled on CPU `cpu`, or a slot no CPU runs); binds of one
+/// script serialized by the caller (the netns mutex). Finds (`func`, `arg`) in the script's
+/// entry table or validates it in instance `cpu` and appends it; the index is the same in
+/// every instance, other instances bind lazily on their next call. `arg` may be NULL (no
+/// argument). Returns 0 and `*entry`, -ENOENT (no such global function), -ENOSPC (entry table
+/// full) or -EBUSY (instance `cpu` is waiting for a rebuild), with a message.
 ///
 /// # Safety
 /// `s` is live; `func` points to `func_len` bytes; `arg` is NULL or points to `arg_len`
@@ -726,7 +775,7 @@ pub unsafe extern "C" fn lp_rt_may_queue(s: *const LpScript) -> bool {
 pub unsafe extern "C" fn lp_rt_bind_on_cpu(
     s: *const LpScript,
     cpu: u32,
-    func: *const u8,
+    func: *const c_char,
     func_len: usize,
     arg: *const u8,
     arg_len: usize,
@@ -735,7 +784,7 @@ pub unsafe extern "C" fn lp_rt_bind_on_cpu(
     msg_len: usize,
 ) -> c_int {
     // SAFETY: the caller's contract.
-    let (s, func) = unsafe { (&(*s).rt, bytes(func, func_len)) };
+    let (s, func) = unsafe { (&(*s).rt, bytes(func.cast(), func_len)) };
     let arg = if arg.is_null() {
         None
     } else {
@@ -761,8 +810,9 @@ pub unsafe extern "C" fn lp_rt_bind_on_cpu(
     }
 }
 
-/// Runs entry `entry` on the packet in instance `cpu` and fills `out`. Bottom halves
-/// disabled on CPU `cpu`, never re-entered; RCU read side held by the caller.
+/// slot `cpu`, never re-entered, inside an RCU read-side section that keeps `s` alive.
+/// Runs entry `entry` on `pkt` in instance `cpu` and fills `out`. A poisoned instance is not
+/// run: `out` has the policy's verdict.
 ///
 /// # Safety
 /// `s` is live for the call; `pkt` and `out` are valid; the context above holds.
@@ -791,11 +841,12 @@ pub unsafe extern "C" fn lp_rt_run_on_cpu(
     unsafe { out.write(r) };
 }
 
-/// Recounts the call that filled `out` as an error (its verdict cannot be applied here) and
-/// puts the on-error policy's verdict in `out`. Slot context, right after the call.
+/// slot `cpu`, right after lp_rt_run_on_cpu() filled `out`: the verdict cannot be applied
+/// where the packet is (lp.QUEUE at a hook nf_queue cannot reinject from). Recounts the call as
+/// an error of kind "return" and puts the on-error policy's verdict in `out`.
 ///
 /// # Safety
-/// `s` is live; `out` was filled by `lp_rt_run_on_cpu` for slot `cpu`; run_on_cpu's context.
+/// `s` is live; `out` was filled by `lp_rt_run_on_cpu` for slot `cpu`; its context holds.
 #[no_mangle]
 pub unsafe extern "C" fn lp_rt_refuse_verdict(s: *const LpScript, cpu: u32, out: *mut LpOutcome) {
     // SAFETY: the caller's contract.
@@ -818,7 +869,7 @@ pub unsafe extern "C" fn lp_rt_refuse_verdict(s: *const LpScript, cpu: u32, out:
         .unwrap_or(5) as u8;
 }
 
-/// True when slot `cpu` waits for a fresh instance. Any context.
+/// any. Instance `cpu` trapped and waits for a fresh one.
 ///
 /// # Safety
 /// `s` is live.
@@ -828,7 +879,8 @@ pub unsafe extern "C" fn lp_rt_needs_rebuild(s: *const LpScript, cpu: u32) -> bo
     unsafe { (*s).rt.needs_rebuild(cpu as usize) }
 }
 
-/// Builds a fresh instance with every entry bound. Process context, may sleep.
+/// process, may sleep. Builds a fresh instance with every entry bound; 0 and `*out`, or
+/// -errno.
 ///
 /// # Safety
 /// `s` is live; `out` is writable.
@@ -839,7 +891,7 @@ pub unsafe extern "C" fn lp_rt_build_instance(s: *const LpScript, out: *mut *mut
     match s.build_instance() {
         Ok(spare) => {
             // SAFETY: the caller's contract.
-            unsafe { out.write(Box::into_raw(Box::new(spare))) };
+            unsafe { out.write(Box::into_raw(Box::new(LpSpare(Some(Box::new(spare)))))) };
             0
         }
         Err(e) => {
@@ -849,12 +901,14 @@ pub unsafe extern "C" fn lp_rt_build_instance(s: *const LpScript, out: *mut *mut
     }
 }
 
-/// Installs `spare` in slot `cpu` and returns the previous instance, which a call that began
-/// before may still use: free it with `lp_rt_spare_free` after an RCU grace period. Process
-/// context; installs of one slot serialized by the caller.
+/// process, installs of one slot serialized by the caller. Puts the instance `spare` holds
+/// in slot `cpu`, clears the slot's poison and returns `spare` holding the slot's previous
+/// instance: a call that started before may still use it, so free it only after
+/// synchronize_rcu().
 ///
 /// # Safety
-/// `s` is live; `spare` comes from `lp_rt_build_instance` of `s` and is consumed.
+/// `s` is live; `spare` comes from `lp_rt_build_instance` of `s` (possibly by way of an
+/// earlier install).
 #[no_mangle]
 pub unsafe extern "C" fn lp_rt_install(
     s: *const LpScript,
@@ -862,17 +916,19 @@ pub unsafe extern "C" fn lp_rt_install(
     spare: *mut LpSpare,
 ) -> *mut LpSpare {
     // SAFETY: the caller's contract.
-    let (s, spare) = unsafe { (&(*s).rt, Box::from_raw(spare)) };
-    // SAFETY: the caller frees the returned instance only after an RCU grace period, and calls
-    // run inside RCU read-side sections: install's contract.
-    let old = unsafe { s.install(cpu as usize, spare) };
-    Box::into_raw(old)
+    let (s, holder) = unsafe { (&(*s).rt, &mut *spare) };
+    if let Some(fresh) = holder.0.take() {
+        // SAFETY: the caller frees the returned instance only after an RCU grace period,
+        // and calls run inside RCU read-side sections: install's contract.
+        holder.0 = Some(unsafe { s.install(cpu as usize, fresh) });
+    }
+    spare
 }
 
-/// Frees an instance. Process context.
+/// process. Frees a spare and the instance it holds.
 ///
 /// # Safety
-/// `spare` comes from `lp_rt_build_instance`/`lp_rt_install` (or is NULL), and no call uses it.
+/// `spare` comes from `lp_rt_build_instance` (or is NULL), and no call uses its instance.
 #[no_mangle]
 pub unsafe extern "C" fn lp_rt_spare_free(spare: *mut LpSpare) {
     if !spare.is_null() {
@@ -881,7 +937,7 @@ pub unsafe extern "C" fn lp_rt_spare_free(spare: *mut LpSpare) {
     }
 }
 
-/// Counters summed over the instances. Any context.
+/// any. Counters summed over the instances.
 ///
 /// # Safety
 /// `s` is live; `out` is writable.
@@ -905,7 +961,7 @@ pub unsafe extern "C" fn lp_rt_stats(s: *const LpScript, out: *mut LpStats) {
     unsafe { out.write(r) };
 }
 
-/// Current limits and policy. Any context.
+/// any. Current limits and policy.
 ///
 /// # Safety
 /// `s` is live; `out` is writable.
@@ -917,8 +973,8 @@ pub unsafe extern "C" fn lp_rt_get_limits(s: *const LpScript, out: *mut LpLimits
     unsafe { out.write(limits_to(&s.limits(), s.on_error())) };
 }
 
-/// Validates and applies limits and policy live. Any context; writers serialized by the
-/// caller. 0, or a negative errno and a message.
+/// any, writers serialized by the caller. Validates and applies limits and policy live: 0,
+/// -ERANGE or -EINVAL, with a message.
 ///
 /// # Safety
 /// `s` is live; `limits` is readable; `msg` is NULL or writable for `msg_len` bytes.
