@@ -13,4 +13,5 @@ pub mod limits;
 pub mod module_caps;
 pub mod netlink;
 pub mod package;
+pub mod records;
 pub mod verdict;

@@ -49,6 +49,13 @@ pub mod cmd {
     pub const SET_LIMITS: u8 = 6;
     /// Aborts an upload: UPLOAD_ID (uploads also expire when their socket closes).
     pub const LOAD_ABORT: u8 = 7;
+    /// NAME, LOG_SEQ (the first line wanted; 0 or absent: the oldest kept): the script's log
+    /// lines from there (`records::LogHeader` records in LOG_DATA, at most
+    /// `records::READ_MAX` bytes), LOG_SEQ the number to ask from next, LOG_LOST the lines
+    /// overwritten before they could be read.
+    pub const LOG_READ: u8 = 8;
+    /// The same for the errors kept with their packets (`records::ErrorHeader` records).
+    pub const ERRORS_READ: u8 = 9;
 }
 
 /// Attributes of the `luapkt` family.
@@ -94,7 +101,13 @@ pub mod attr {
     /// NLA_U8: the engine a script's instances run on, [`super::ENGINE_WASMI`] or
     /// [`super::ENGINE_COMPILED`] (absent at load: the module's default).
     pub const ENGINE: u16 = 20;
-    pub const MAX: u16 = 20;
+    /// NLA_U64: a record's sequence number (`cmd::LOG_READ`, `cmd::ERRORS_READ`).
+    pub const LOG_SEQ: u16 = 21;
+    /// NLA_BINARY: records (`records`).
+    pub const LOG_DATA: u16 = 22;
+    /// NLA_U64: records overwritten before this read reached them.
+    pub const LOG_LOST: u16 = 23;
+    pub const MAX: u16 = 23;
 }
 
 /// Counters nested in `attr::STATS`, all NLA_U64.
@@ -122,7 +135,11 @@ pub mod stat {
     pub const REBUILD_FAILURES: u16 = 19;
     /// The longest single call, in nanoseconds.
     pub const RUN_TIME_MAX_NS: u16 = 20;
-    pub const MAX: u16 = 20;
+    /// Lines the script logged (kept in its log ring, and printed).
+    pub const LOG_LINES: u16 = 21;
+    /// Lines over the script's log rate (`records::LOG_PER_SEC`): neither kept nor printed.
+    pub const LOG_DROPPED: u16 = 22;
+    pub const MAX: u16 = 22;
 }
 
 pub const ON_ERROR_BREAK: u8 = 0;

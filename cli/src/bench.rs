@@ -22,12 +22,11 @@ pub struct Measurement {
 /// passes), after one warm-up pass. Fuel comes from the warm-up pass.
 pub fn measure(opts: &Options, kind: Kind, min: Duration) -> Result<Measurement> {
     let cfg = opts.config()?;
-    let meta = opts.meta.meta()?;
     let capture = read_capture(&opts.pcap)?;
     if capture.packets.is_empty() {
         bail!("{}: no IP packets to measure", opts.pcap.display());
     }
-    let pkts = packets(&capture, meta);
+    let pkts = packets(&capture, &opts.meta)?;
     // scripts that write packets (NAT) see every pass the capture as it was: each run starts
     // from the original bytes (a copy of ~100 bytes, the same for every engine)
     let originals: Vec<Vec<u8>> = capture.packets.iter().map(|(_, _, d)| d.clone()).collect();
@@ -84,7 +83,7 @@ pub fn instance_cost(opts: &Options) -> Result<InstanceCost> {
     let new = || Instance::new(&*guest, &cfg.name, &cfg.source, &cfg.limits, host.clone());
     let mut inst = new()?;
     let entry = inst.bind(&cfg.function, cfg.arg.as_deref())?;
-    for p in &packets(&capture, opts.meta.meta()?) {
+    for p in &packets(&capture, &opts.meta)? {
         let _ = inst.run(entry, p, &cfg.limits);
     }
     let n = 20;

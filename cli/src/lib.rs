@@ -2,6 +2,7 @@
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 pub mod bench;
 pub mod engine;
+pub mod log_cmd;
 pub mod output;
 pub mod pack;
 pub mod pcap;

@@ -7,7 +7,7 @@
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use lpctl::engine::Kind;
-use lpctl::{bench, output, pack, rule_cmd, run, script_cmd};
+use lpctl::{bench, log_cmd, output, pack, rule_cmd, run, script_cmd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -52,6 +52,26 @@ enum Command {
     /// nft rules whose verdict comes from a script
     #[command(subcommand)]
     Rule(RuleCmd),
+    /// A loaded script's log: what it printed with lp.log or print, and its errors
+    ///
+    /// Lines are kept in a ring per script (32 KiB, the newest win) and rate-limited per script
+    /// (a burst of 200 lines, then 100 per second: the rest are dropped and counted, see
+    /// `lpctl script show`). Times are the kernel's, seconds since boot, as in dmesg.
+    ///
+    /// Examples:
+    ///   lpctl log filter
+    ///   lpctl log filter -f --level warn
+    ///   lpctl -j log filter -f | jq -r .text
+    #[command(verbatim_doc_comment)]
+    Log {
+        name: String,
+        /// Keep printing new lines as they come (JSON: one object per line)
+        #[arg(short, long)]
+        follow: bool,
+        /// Only lines of this level and above: info (all) or warn
+        #[arg(long, default_value = "info", value_parser = clap::value_parser!(log_cmd::Level))]
+        level: log_cmd::Level,
+    },
     /// Checks against the running kernel, for the VM tests (built with feature `selftest`)
     #[cfg(feature = "selftest")]
     #[command(subcommand, hide = true)]
@@ -156,6 +176,20 @@ enum ScriptCmd {
         name: String,
         #[command(flatten)]
         limits: LimitOpts,
+    },
+    /// The last errors of a script's calls with their packets (the newest 8); -w writes the
+    /// packets as a pcapng capture that `lpctl run` replays with their metadata
+    ///
+    /// Examples:
+    ///   lpctl script errors filter
+    ///   lpctl script errors filter -w errors.pcapng
+    ///   lpctl run filter.lua --pcap errors.pcapng -v
+    #[command(verbatim_doc_comment)]
+    Errors {
+        name: String,
+        /// Write the packets to this pcapng file (raw IP, each with a luapkt-meta comment)
+        #[arg(short, long, value_name = "FILE")]
+        write: Option<PathBuf>,
     },
 }
 
@@ -332,7 +366,13 @@ fn main() -> ExitCode {
             ScriptCmd::Limits { name, limits } => {
                 script_cmd::set_limits(&name, &limits.args(), mode)
             }
+            ScriptCmd::Errors { name, write } => log_cmd::errors(&name, write.as_deref(), mode),
         },
+        Command::Log {
+            name,
+            follow,
+            level,
+        } => log_cmd::log(&name, follow, level, mode),
         Command::Rule(c) => match c {
             RuleCmd::Add { words } => rule_cmd::add(&words, mode),
             RuleCmd::List => rule_cmd::list(mode),

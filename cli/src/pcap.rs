@@ -45,6 +45,7 @@ const PCAPNG_SPB: u32 = 0x0000_0003;
 const PCAPNG_EPB: u32 = 0x0000_0006;
 const PCAPNG_BYTE_ORDER_MAGIC: u32 = 0x1a2b_3c4d;
 const PCAPNG_OPT_ENDOFOPT: u16 = 0;
+const PCAPNG_OPT_COMMENT: u16 = 1;
 const PCAPNG_OPT_IF_TSRESOL: u16 = 9;
 const PCAPNG_OPT_IF_TSOFFSET: u16 = 14;
 
@@ -72,6 +73,8 @@ pub struct Frame {
     /// The Ethernet header of an IP frame of an Ethernet capture: destination, source and the
     /// IP ethertype (VLAN tags left out), as `pkt.eth` shows it.
     pub eth: Option<[u8; 14]>,
+    /// The first comment of a pcapng enhanced packet block (`opt_comment`).
+    pub comment: Option<String>,
 }
 
 /// What a frame holds.
@@ -206,6 +209,55 @@ pub fn write_raw_ip(path: &Path, packets: &[(u64, &[u8])]) -> Result<(), PcapErr
     out.extend_from_slice(&LINKTYPE_RAW.to_le_bytes());
     out.extend_from_slice(&records);
     std::fs::write(path, &out).map_err(|err| PcapError::Write { path: name, err })
+}
+
+/// A packet for [`write_pcapng_raw_ip`]: its timestamp, its length on the wire (`data` may be
+/// its first bytes only), its bytes from the IP header on, and a comment.
+pub struct NgPacket<'a> {
+    pub ts_ns: u64,
+    pub orig_len: u32,
+    pub data: &'a [u8],
+    pub comment: Option<String>,
+}
+
+/// Writes packets as pcapng (one `LINKTYPE_RAW` interface, nanosecond timestamps), each with
+/// its comment: what `lpctl script errors -w` writes and `lpctl run` reads back.
+pub fn write_pcapng_raw_ip(path: &Path, packets: &[NgPacket<'_>]) -> Result<(), PcapError> {
+    use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
+    use pcap_file::pcapng::blocks::interface_description::{
+        InterfaceDescriptionBlock, InterfaceDescriptionOption,
+    };
+    use pcap_file::pcapng::PcapNgWriter;
+    use pcap_file::DataLink;
+    use std::borrow::Cow;
+    let name = path.display().to_string();
+    let failed = |index: usize, e: pcap_file::PcapError| PcapError::BadFrame {
+        name: name.clone(),
+        index,
+        detail: e.to_string(),
+    };
+    let mut w = PcapNgWriter::new(Vec::new()).map_err(|e| failed(0, e))?;
+    w.write_pcapng_block(InterfaceDescriptionBlock {
+        linktype: DataLink::RAW,
+        snaplen: 0,
+        options: vec![InterfaceDescriptionOption::IfTsResol(9)],
+    })
+    .map_err(|e| failed(0, e))?;
+    for (index, p) in packets.iter().enumerate() {
+        w.write_pcapng_block(EnhancedPacketBlock {
+            interface_id: 0,
+            timestamp: std::time::Duration::from_nanos(p.ts_ns),
+            original_len: p.orig_len.max(p.data.len() as u32),
+            data: Cow::Borrowed(p.data),
+            options: p
+                .comment
+                .iter()
+                .map(|c| EnhancedPacketOption::Comment(Cow::Borrowed(c.as_str())))
+                .collect(),
+        })
+        .map_err(|e| failed(index, e))?;
+    }
+    std::fs::write(path, w.into_inner()).map_err(|err| PcapError::Write { path: name, err })
 }
 
 // ---------------------------------------------------------------------------
@@ -508,13 +560,36 @@ fn read_pcapng(name: &str, bytes: &[u8]) -> Result<Vec<Frame>, PcapError> {
                     }
                 };
                 let ts_ns = ts.map_or(0, |ts| pcapng_ts_ns(ts, iface.tsresol, iface.tsoffset_s));
-                frames.push(Frame::decode(index, ts_ns, orig_len, iface.linktype, data));
+                let mut frame = Frame::decode(index, ts_ns, orig_len, iface.linktype, data);
+                if btype == PCAPNG_EPB {
+                    // options follow the data, padded to 4; a malformed list is ignored (the
+                    // packet is what counts)
+                    let opts = avail
+                        .get(data.len().next_multiple_of(4)..)
+                        .unwrap_or_default();
+                    frame.comment = epb_comment(endian, opts);
+                }
+                frames.push(frame);
             }
             _ => {} // statistics, name resolution, custom, ...: not needed
         }
         off += total_len;
     }
     Ok(frames)
+}
+
+/// The first `opt_comment` of a block's options, if the list holds one before it ends.
+fn epb_comment(endian: Endian, mut opts: &[u8]) -> Option<String> {
+    while let (Some(code), Some(len)) = (endian.u16(opts, 0), endian.u16(opts, 2)) {
+        let len = usize::from(len);
+        let value = opts.get(4..4 + len)?;
+        match code {
+            PCAPNG_OPT_ENDOFOPT => return None,
+            PCAPNG_OPT_COMMENT => return Some(String::from_utf8_lossy(value).into_owned()),
+            _ => opts = opts.get(4 + len.next_multiple_of(4)..)?,
+        }
+    }
+    None
 }
 
 /// Converts a pcapng timestamp (in units of `if_tsresol`, plus
@@ -558,6 +633,7 @@ impl Frame {
             orig_len,
             kind,
             eth,
+            comment: None,
         }
     }
 }

@@ -37,7 +37,53 @@ pub struct MetaOptions {
     pub ct_id: Option<String>,
 }
 
+/// How a capture's packet carries its metadata: a pcapng comment `luapkt-meta KEY=VALUE...`
+/// whose keys are `lpctl run`'s options (`hook`, `iifname`, `oifname`, `mark`, `ct-state`,
+/// `ct-mark`, `ct-id`; `function` and `arg`, hex, are for people: a run has one entry).
+/// `lpctl script errors -w` writes it; `lpctl run` applies it where no option is given.
+pub const META_COMMENT: &str = "luapkt-meta";
+
 impl MetaOptions {
+    /// The metadata a `luapkt-meta` comment gives (None for any other comment; unknown keys
+    /// are left out).
+    pub fn from_comment(comment: &str) -> Option<MetaOptions> {
+        let rest = comment.strip_prefix(META_COMMENT)?;
+        if !rest.is_empty() && !rest.starts_with(' ') {
+            return None;
+        }
+        let mut m = MetaOptions::default();
+        for word in rest.split_whitespace() {
+            let Some((k, v)) = word.split_once('=') else {
+                continue;
+            };
+            let v = Some(v.to_string());
+            match k {
+                "hook" => m.hook = v,
+                "iifname" => m.iifname = v,
+                "oifname" => m.oifname = v,
+                "mark" => m.mark = v,
+                "ct-state" => m.ct_state = v,
+                "ct-mark" => m.ct_mark = v,
+                "ct-id" => m.ct_id = v,
+                _ => {}
+            }
+        }
+        Some(m)
+    }
+
+    /// These options, each unset one taken from `other`.
+    pub fn or(&self, other: &MetaOptions) -> MetaOptions {
+        MetaOptions {
+            mark: self.mark.clone().or_else(|| other.mark.clone()),
+            iifname: self.iifname.clone().or_else(|| other.iifname.clone()),
+            oifname: self.oifname.clone().or_else(|| other.oifname.clone()),
+            hook: self.hook.clone().or_else(|| other.hook.clone()),
+            ct_state: self.ct_state.clone().or_else(|| other.ct_state.clone()),
+            ct_mark: self.ct_mark.clone().or_else(|| other.ct_mark.clone()),
+            ct_id: self.ct_id.clone().or_else(|| other.ct_id.clone()),
+        }
+    }
+
     /// The metadata every packet gets (its family is set per packet); errors name the option.
     pub fn meta(&self) -> Result<Meta> {
         use abi::guest::ctx;
@@ -225,6 +271,8 @@ pub struct Capture {
     pub eths: Vec<Option<[u8; 14]>>,
     /// Timestamps of `packets`, nanoseconds.
     pub times: Vec<u64>,
+    /// Metadata `packets` carry in their pcapng comments (`luapkt-meta`).
+    pub metas: Vec<Option<MetaOptions>>,
     pub skipped: Vec<(usize, String)>,
 }
 
@@ -233,6 +281,7 @@ pub fn read_capture(path: &Path) -> Result<Capture> {
     let mut packets = Vec::new();
     let mut times = Vec::new();
     let mut eths = Vec::new();
+    let mut metas = Vec::new();
     let mut skipped = Vec::new();
     for f in frames {
         match f.kind {
@@ -240,6 +289,7 @@ pub fn read_capture(path: &Path) -> Result<Capture> {
                 packets.push((f.index, nfproto, data));
                 times.push(f.ts_ns);
                 eths.push(f.eth);
+                metas.push(f.comment.as_deref().and_then(MetaOptions::from_comment));
             }
             FrameKind::Skipped { reason } => skipped.push((f.index, reason)),
         }
@@ -248,25 +298,36 @@ pub fn read_capture(path: &Path) -> Result<Capture> {
         packets,
         eths,
         times,
+        metas,
         skipped,
     })
 }
 
-/// The capture's packets as writable packets with the command line's metadata.
-pub fn packets(capture: &Capture, meta: Meta) -> Vec<OwnedPacket> {
+/// The capture's packets as writable packets with the command line's metadata, and where an
+/// option is not given, the packet's own (`luapkt-meta` comments).
+pub fn packets(capture: &Capture, options: &MetaOptions) -> Result<Vec<OwnedPacket>> {
+    let common = options.meta()?;
     capture
         .packets
         .iter()
         .zip(&capture.eths)
-        .map(|((_, nfproto, data), eth)| {
-            OwnedPacket::new(
+        .zip(&capture.metas)
+        .map(|(((index, nfproto, data), eth), own)| {
+            let meta = match own {
+                None => common,
+                Some(own) => options
+                    .or(own)
+                    .meta()
+                    .with_context(|| format!("packet {index}: its luapkt-meta comment"))?,
+            };
+            Ok(OwnedPacket::new(
                 data.clone(),
                 Meta {
                     nfproto: *nfproto,
                     eth: *eth,
                     ..meta
                 },
-            )
+            ))
         })
         .collect()
 }
@@ -325,7 +386,7 @@ pub fn run(
     mode: Mode,
 ) -> Result<()> {
     let cfg = opts.config()?;
-    let meta = opts.meta.meta()?;
+    opts.meta.meta()?;
     let capture = read_capture(&opts.pcap)?;
     let kind = kind.unwrap_or(if cfg.guest_wasm() == guest_lua::LUA_WASM {
         Kind::Compiled
@@ -345,7 +406,7 @@ pub fn run(
     };
     let mut tally = Tally::default();
     let mut rows = Vec::with_capacity(capture.packets.len());
-    let pkts = packets(&capture, meta);
+    let pkts = packets(&capture, &opts.meta)?;
     for ((index, _, _), p) in capture.packets.iter().zip(&pkts) {
         let r = eng.run(p);
         tally.add(&r);

@@ -164,8 +164,12 @@ pub fn info_text(i: &ScriptInfo) -> String {
         s.err_lua, s.err_memory, s.err_fuel, s.err_instructions, s.err_stack, s.err_return, s.err_trap, s.rebuilds, s.rebuild_failures
     ));
     out.push_str(&format!(
-        "\tfuel: total {}  max {}  run_time_max_ns {}",
+        "\tfuel: total {}  max {}  run_time_max_ns {}\n",
         s.fuel_total, s.fuel_max, s.run_time_max_ns
+    ));
+    out.push_str(&format!(
+        "\tlog: lines {}  dropped {}",
+        s.log_lines, s.log_dropped
     ));
     out
 }

@@ -486,6 +486,38 @@ pub(crate) fn netlink(script: Option<&str>) -> Result<bool> {
             ]),
         );
     }
+    for (what, command) in [("log", cmd::LOG_READ), ("errors", cmd::ERRORS_READ)] {
+        r.case(
+            &format!("{what} read: missing NAME"),
+            &[EINVAL],
+            command,
+            &[],
+        );
+        r.case(
+            &format!("{what} read: unknown script"),
+            &[ENOENT],
+            command,
+            &nla_str(attr::NAME, "lp-no-such-script"),
+        );
+        r.case(
+            &format!("{what} read: LOG_SEQ of 4 bytes"),
+            &[EINVAL, ERANGE],
+            command,
+            &attrs(&[
+                nla_str(attr::NAME, "lp-no-such-script"),
+                nla_u32(attr::LOG_SEQ, 1),
+            ]),
+        );
+        r.case(
+            &format!("{what} read: LOG_DATA (a reply attribute) in the request"),
+            &[EINVAL],
+            command,
+            &attrs(&[
+                nla_str(attr::NAME, "lp-no-such-script"),
+                nla(attr::LOG_DATA, &[0; 64]),
+            ]),
+        );
+    }
     r.case(
         "abort: unknown upload id",
         &[ENOENT],

@@ -555,3 +555,75 @@ fn nat_example_rewrites_addresses_and_keeps_checksums() {
     assert_eq!(outputs[0], outputs[1], "wasmi and wasmtime agree");
     assert_eq!(outputs[0], outputs[2], "wasmi and native agree");
 }
+
+#[test]
+fn packets_bring_their_metadata_in_luapkt_meta_comments() {
+    // what `lpctl script errors -w` writes: each packet with its own hook, names, mark and ct,
+    // which `lpctl run` applies where no option is given
+    let original = lpctl::pcap::read_file(&root().join(PCAP)).unwrap();
+    let v4: Vec<u8> = original
+        .iter()
+        .find_map(|f| match &f.kind {
+            lpctl::pcap::FrameKind::Ip { data, .. } if data[0] >> 4 == 4 => Some(data.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let comments = [
+        "luapkt-meta hook=input iifname=v0 mark=0x10 ct-state=established ct-mark=0x5 ct-id=9 function=f arg=6162",
+        "luapkt-meta hook=forward oifname=v1 mark=0x11",
+        "not ours",
+    ];
+    let packets: Vec<lpctl::pcap::NgPacket<'_>> = comments
+        .iter()
+        .enumerate()
+        .map(|(i, c)| lpctl::pcap::NgPacket {
+            ts_ns: 1_000 + i as u64,
+            orig_len: v4.len() as u32,
+            data: &v4,
+            comment: Some(c.to_string()),
+        })
+        .collect();
+    let cap = std::env::temp_dir().join(format!("lpctl-cli-{}-meta.pcapng", std::process::id()));
+    lpctl::pcap::write_pcapng_raw_ip(&cap, &packets).unwrap();
+    let frames = lpctl::pcap::read_file(&cap).unwrap();
+    assert_eq!(frames[1].comment.as_deref(), Some(comments[1]));
+    let script = tmp(
+        "meta.lua",
+        br#"
+function process_packet(pkt)
+  local m = pkt.meta
+  local ct = pkt.ct and (pkt.ct.state .. "/" .. pkt.ct.mark .. "/" .. pkt.ct.id) or "-"
+  lp.log(m.hook .. " " .. m.iifname .. " " .. m.oifname .. " " .. m.mark .. " " .. ct)
+  return lp.ACCEPT
+end
+"#,
+    );
+    let cap = cap.display().to_string();
+    let o = lpctl(&["run", &script, "--pcap", &cap, "-v"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = stderr(&o);
+    assert!(log.contains("1 v0  16 established/5/9"), "{log}");
+    assert!(log.contains("2  v1 17 -"), "{log}");
+    assert!(log.contains("0   0 -"), "{log}");
+    // an option wins over the packet's own
+    let o = lpctl(&["run", &script, "--pcap", &cap, "-v", "--mark", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("1 v0  3 established/5/9"),
+        "{}",
+        stderr(&o)
+    );
+    // a comment that does not parse names the packet
+    let bad = [lpctl::pcap::NgPacket {
+        ts_ns: 0,
+        orig_len: v4.len() as u32,
+        data: &v4,
+        comment: Some("luapkt-meta hook=sideways".into()),
+    }];
+    let badcap = std::env::temp_dir().join(format!("lpctl-cli-{}-bad.pcapng", std::process::id()));
+    lpctl::pcap::write_pcapng_raw_ip(&badcap, &bad).unwrap();
+    expect_error(
+        &["run", &script, "--pcap", &badcap.display().to_string()],
+        "packet 0: its luapkt-meta comment",
+    );
+}

@@ -44,6 +44,16 @@ struct sk_buff;
 #define LP_TIME_EVERY_DEFAULT 16
 
 /**
+ * `lp_rt_read_records`' `which`: the script's log lines.
+ */
+#define LP_RECORDS_LOG 0
+
+/**
+ * The errors it kept with their packets.
+ */
+#define LP_RECORDS_ERRORS 1
+
+/**
  * Compiled guests, shared by every script of every netns (one per module).
  */
 struct lp_cache;
@@ -181,6 +191,22 @@ struct lp_stats {
    * The longest timed call (time_every).
    */
   uint64_t run_time_max_ns;
+  /**
+   * Lines logged, and lines over the script's log rate (dropped).
+   */
+  uint64_t log_lines;
+  uint64_t log_dropped;
+};
+
+/**
+ * What `lp_rt_read_records` copied: `len` bytes of whole records, the sequence number to
+ * read from next, and the records overwritten before the read reached them.
+ */
+struct lp_read {
+  uint32_t len;
+  uint32_t _pad;
+  uint64_t next;
+  uint64_t lost;
 };
 
 /**
@@ -477,6 +503,23 @@ void lp_rt_spare_free(struct lp_spare *spare);
  * `s` is live; `out` is writable.
  */
 void lp_rt_stats(const struct lp_script *s, struct lp_stats *out);
+
+/**
+ * process. Copies the script's log lines (`which` = `LP_RECORDS_LOG`) or the errors it kept
+ * with their packets (`LP_RECORDS_ERRORS`) from sequence number `from` on (0: the oldest
+ * kept; a number the script never gave, as after a module reload: the oldest too) into
+ * `buf`, whole records only (abi/src/records.rs), and fills `out`. 0, or -EINVAL for another
+ * `which`.
+ *
+ * # Safety
+ * `s` is live; `buf` is writable for `len` bytes; `out` is writable.
+ */
+int lp_rt_read_records(const struct lp_script *s,
+                       uint8_t which,
+                       uint64_t from,
+                       uint8_t *buf,
+                       size_t len,
+                       struct lp_read *out);
 
 /**
  * any. Current limits and policy.

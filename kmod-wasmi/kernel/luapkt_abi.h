@@ -37,6 +37,8 @@ enum luapkt_commands {
 	LUAPKT_CMD_GET = 5,
 	LUAPKT_CMD_SET_LIMITS = 6,
 	LUAPKT_CMD_LOAD_ABORT = 7,
+	LUAPKT_CMD_LOG_READ = 8,
+	LUAPKT_CMD_ERRORS_READ = 9,
 	__LUAPKT_CMD_MAX
 };
 #define LUAPKT_CMD_MAX (__LUAPKT_CMD_MAX - 1)
@@ -63,6 +65,9 @@ enum luapkt_attributes {
 	LUAPKT_A_PAD = 18,
 	LUAPKT_A_LOAD_FUEL = 19, /* NLA_U64 */
 	LUAPKT_A_ENGINE = 20, /* NLA_U8, LUAPKT_ENGINE_* */
+	LUAPKT_A_LOG_SEQ = 21, /* NLA_U64, a record's sequence number */
+	LUAPKT_A_LOG_DATA = 22, /* NLA_BINARY, records (abi/src/records.rs) */
+	LUAPKT_A_LOG_LOST = 23, /* NLA_U64, records overwritten unread */
 	__LUAPKT_A_MAX
 };
 #define LUAPKT_A_MAX (__LUAPKT_A_MAX - 1)
@@ -89,6 +94,8 @@ enum luapkt_stat_attributes {
 	LUAPKT_STAT_PAD = 18,
 	LUAPKT_STAT_REBUILD_FAILURES = 19,
 	LUAPKT_STAT_RUN_TIME_MAX_NS = 20,
+	LUAPKT_STAT_LOG_LINES = 21,
+	LUAPKT_STAT_LOG_DROPPED = 22,
 	__LUAPKT_STAT_MAX
 };
 #define LUAPKT_STAT_MAX (__LUAPKT_STAT_MAX - 1)
@@ -105,6 +112,7 @@ enum luapkt_stat_attributes {
 #define LUAPKT_PACKAGE_MAX 4194304
 #define LUAPKT_CHUNK_MAX 32768
 #define LUAPKT_UPLOADS_MAX 16
+#define LUAPKT_READ_MAX 16384 /* record bytes in one LOG_READ/ERRORS_READ reply */
 
 /* verdict codes the runtime returns */
 #define LUAPKT_VERDICT_ACCEPT 1

@@ -296,6 +296,9 @@ static const struct nla_policy luapkt_genl_policy[LUAPKT_A_MAX + 1] = {
 	[LUAPKT_A_LOAD_FUEL]	= { .type = NLA_U64 },
 	[LUAPKT_A_ENGINE]	= NLA_POLICY_RANGE(NLA_U8, LUAPKT_ENGINE_WASMI,
 						   LUAPKT_ENGINE_COMPILED),
+	[LUAPKT_A_LOG_SEQ]	= { .type = NLA_U64 },
+	[LUAPKT_A_LOG_DATA]	= { .type = NLA_REJECT },
+	[LUAPKT_A_LOG_LOST]	= { .type = NLA_REJECT },
 };
 
 static void luapkt_parse_limits(struct nlattr **tb, struct lp_limits *l)
@@ -400,7 +403,9 @@ static int luapkt_put_stats(struct sk_buff *skb, const struct lp_stats *st,
 	    nla_put_u64_64bit(skb, LUAPKT_STAT_REBUILD_FAILURES, rebuild_failures,
 			      LUAPKT_STAT_PAD) ||
 	    nla_put_u64_64bit(skb, LUAPKT_STAT_RUN_TIME_MAX_NS, st->run_time_max_ns,
-			      LUAPKT_STAT_PAD))
+			      LUAPKT_STAT_PAD) ||
+	    nla_put_u64_64bit(skb, LUAPKT_STAT_LOG_LINES, st->log_lines, LUAPKT_STAT_PAD) ||
+	    nla_put_u64_64bit(skb, LUAPKT_STAT_LOG_DROPPED, st->log_dropped, LUAPKT_STAT_PAD))
 		goto nla_put_failure;
 	nla_nest_end(skb, nest);
 	return 0;
@@ -921,6 +926,76 @@ static int luapkt_nl_get_dump(struct sk_buff *skb, struct netlink_callback *cb)
 	return skb->len;
 }
 
+/*
+ * LOG_READ, ERRORS_READ: the script's log lines or kept errors from LOG_SEQ on, as records
+ * copied by the runtime into LOG_DATA (at most LUAPKT_READ_MAX bytes; ask again from the
+ * LOG_SEQ of the reply). Reading what a script logged needs what showing it needs.
+ */
+static int luapkt_nl_read(struct sk_buff *skb, struct genl_info *info)
+{
+	struct luapkt_net *ln = luapkt_pernet(genl_info_net(info));
+	u8 cmd = info->genlhdr->cmd;
+	const struct luapkt_version *v;
+	struct luapkt_script *s;
+	struct lp_read out;
+	struct sk_buff *msg;
+	struct nlattr *data;
+	u64 from = 0;
+	void *hdr;
+	int err;
+
+	if (GENL_REQ_ATTR_CHECK(info, LUAPKT_A_NAME))
+		return -EINVAL;
+	if (info->attrs[LUAPKT_A_LOG_SEQ])
+		from = nla_get_u64(info->attrs[LUAPKT_A_LOG_SEQ]);
+	msg = genlmsg_new(nla_total_size(LUAPKT_READ_MAX) + NLMSG_DEFAULT_SIZE, GFP_KERNEL);
+	if (!msg)
+		return -ENOMEM;
+	hdr = genlmsg_put_reply(msg, info, &luapkt_genl_family, 0, cmd);
+	if (!hdr)
+		goto too_big;
+	if (nla_put_string(msg, LUAPKT_A_NAME, nla_data(info->attrs[LUAPKT_A_NAME])))
+		goto too_big;
+	data = nla_reserve(msg, LUAPKT_A_LOG_DATA, LUAPKT_READ_MAX);
+	if (!data)
+		goto too_big;
+
+	mutex_lock(&ln->mutex);
+	s = luapkt_script_lookup(ln, nla_data(info->attrs[LUAPKT_A_NAME]));
+	if (!s) {
+		mutex_unlock(&ln->mutex);
+		nlmsg_free(msg);
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[LUAPKT_A_NAME], "no such script");
+		return -ENOENT;
+	}
+	v = rcu_dereference_protected(s->cur, lockdep_is_held(&ln->mutex));
+	err = lp_rt_read_records(v->rt, cmd == LUAPKT_CMD_LOG_READ ? LP_RECORDS_LOG :
+				 LP_RECORDS_ERRORS, from, nla_data(data), LUAPKT_READ_MAX, &out);
+	mutex_unlock(&ln->mutex);
+	if (err) {
+		nlmsg_free(msg);
+		return err;
+	}
+	if (WARN_ON_ONCE(out.len > LUAPKT_READ_MAX)) {
+		nlmsg_free(msg);
+		return -EIO;
+	}
+	/* the attribute as long as what was copied (the reserved tail is the message's end),
+	 * its padding zeroed: no stale kernel bytes reach userspace */
+	memset((u8 *)nla_data(data) + out.len, 0, nla_padlen(out.len));
+	data->nla_len = nla_attr_size(out.len);
+	skb_trim(msg, (unsigned char *)data - msg->data + nla_total_size(out.len));
+	if (nla_put_u64_64bit(msg, LUAPKT_A_LOG_SEQ, out.next, LUAPKT_A_PAD) ||
+	    nla_put_u64_64bit(msg, LUAPKT_A_LOG_LOST, out.lost, LUAPKT_A_PAD))
+		goto too_big;
+	genlmsg_end(msg, hdr);
+	return genlmsg_reply(msg, info);
+
+too_big:
+	nlmsg_free(msg);
+	return -EMSGSIZE;
+}
+
 static int luapkt_nl_set_limits(struct sk_buff *skb, struct genl_info *info)
 {
 	struct luapkt_net *ln = luapkt_pernet(genl_info_net(info));
@@ -994,6 +1069,16 @@ static const struct genl_ops luapkt_genl_ops[] = {
 	{
 		.cmd	= LUAPKT_CMD_SET_LIMITS,
 		.doit	= luapkt_nl_set_limits,
+		.flags	= GENL_UNS_ADMIN_PERM,
+	},
+	{
+		.cmd	= LUAPKT_CMD_LOG_READ,
+		.doit	= luapkt_nl_read,
+		.flags	= GENL_UNS_ADMIN_PERM,
+	},
+	{
+		.cmd	= LUAPKT_CMD_ERRORS_READ,
+		.doit	= luapkt_nl_read,
 		.flags	= GENL_UNS_ADMIN_PERM,
 	},
 	{

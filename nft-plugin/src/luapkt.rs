@@ -239,6 +239,26 @@ pub struct Stats {
     pub rebuilds: u64,
     pub rebuild_failures: u64,
     pub run_time_max_ns: u64,
+    pub log_lines: u64,
+    pub log_dropped: u64,
+}
+
+/// Which of a script's rings to read (`LUAPKT_CMD_LOG_READ`, `LUAPKT_CMD_ERRORS_READ`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ring {
+    /// Its log lines (`abi::records::LogRecord`).
+    Log,
+    /// The errors it kept with their packets (`abi::records::ErrorRecord`).
+    Errors,
+}
+
+/// One read of a ring: whole records (`abi::records`), the sequence number to read from
+/// next, and how many were overwritten before the read reached them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordBatch {
+    pub data: Vec<u8>,
+    pub next: u64,
+    pub lost: u64,
 }
 
 /// The first 8 bytes of the package's SHA-256, shown in hex like bpftool's tag.
@@ -480,6 +500,22 @@ impl<T: Transport> Luapkt<T> {
         Ok(())
     }
 
+    /// Reads a script's ring from sequence number `from` (0: the oldest kept): at most
+    /// `abi::records::READ_MAX` bytes of records; ask again from `next` for more.
+    pub fn read_ring(&mut self, name: &str, ring: Ring, from: u64) -> Result<RecordBatch> {
+        check_script_name(name)?;
+        let what = format!("script {name}");
+        let command = match ring {
+            Ring::Log => cmd::LOG_READ,
+            Ring::Errors => cmd::ERRORS_READ,
+        };
+        let replies = self.call(&what, command, |m| {
+            m.attr_str(attr::NAME, name);
+            m.attr_u64(attr::LOG_SEQ, from);
+        })?;
+        self.single(&what, &replies, decode_batch)
+    }
+
     /// One request with NLM_F_ACK; returns the messages that came before the ack.
     fn call(
         &mut self,
@@ -537,6 +573,32 @@ fn decode_upload_id(attrs: &[u8]) -> Decoded<u32> {
         }
     }
     Err(Malformed::new("LUAPKT_ATTR_UPLOAD_ID missing"))
+}
+
+fn decode_batch(attrs: &[u8]) -> Decoded<RecordBatch> {
+    let (mut data, mut next, mut lost) = (None, None, 0);
+    for a in wire::attrs(attrs) {
+        let a = a?;
+        match a.kind {
+            attr::LOG_DATA => data = Some(a.value.to_vec()),
+            attr::LOG_SEQ => next = Some(a.u64("LUAPKT_ATTR_LOG_SEQ")?),
+            attr::LOG_LOST => lost = a.u64("LUAPKT_ATTR_LOG_LOST")?,
+            _ => {}
+        }
+    }
+    let data = required(data, "LUAPKT_ATTR_LOG_DATA")?;
+    if data.len() > abi::records::READ_MAX {
+        return Err(Malformed::new(format!(
+            "LUAPKT_ATTR_LOG_DATA: {} bytes, more than {}",
+            data.len(),
+            abi::records::READ_MAX
+        )));
+    }
+    Ok(RecordBatch {
+        data,
+        next: required(next, "LUAPKT_ATTR_LOG_SEQ")?,
+        lost,
+    })
 }
 
 fn decode_script(attrs: &[u8]) -> Decoded<ScriptInfo> {
@@ -630,6 +692,8 @@ fn decode_stats(nested: &[u8]) -> Decoded<Stats> {
             stat::REBUILDS => &mut s.rebuilds,
             stat::REBUILD_FAILURES => &mut s.rebuild_failures,
             stat::RUN_TIME_MAX_NS => &mut s.run_time_max_ns,
+            stat::LOG_LINES => &mut s.log_lines,
+            stat::LOG_DROPPED => &mut s.log_dropped,
             _ => continue,
         };
         *field = a.u64("LUAPKT_ATTR_STATS counter")?;

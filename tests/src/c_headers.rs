@@ -245,13 +245,15 @@ pub fn kernel_header() -> String {
         ("GET", cmd::GET, ""),
         ("SET_LIMITS", cmd::SET_LIMITS, ""),
         ("LOAD_ABORT", cmd::LOAD_ABORT, ""),
+        ("LOG_READ", cmd::LOG_READ, ""),
+        ("ERRORS_READ", cmd::ERRORS_READ, ""),
     ]
     .map(|(n, v, w)| (n, u16::from(v), w));
     h.enumeration(
         "luapkt_commands",
         "LUAPKT_CMD_",
         &cmds,
-        u16::from(cmd::LOAD_ABORT),
+        u16::from(cmd::ERRORS_READ),
     );
     h.line("");
     h.enumeration(
@@ -279,6 +281,21 @@ pub fn kernel_header() -> String {
             ("PAD", attr::PAD, ""),
             ("LOAD_FUEL", attr::LOAD_FUEL, "NLA_U64"),
             ("ENGINE", attr::ENGINE, "NLA_U8, LUAPKT_ENGINE_*"),
+            (
+                "LOG_SEQ",
+                attr::LOG_SEQ,
+                "NLA_U64, a record's sequence number",
+            ),
+            (
+                "LOG_DATA",
+                attr::LOG_DATA,
+                "NLA_BINARY, records (abi/src/records.rs)",
+            ),
+            (
+                "LOG_LOST",
+                attr::LOG_LOST,
+                "NLA_U64, records overwritten unread",
+            ),
         ],
         attr::MAX,
     );
@@ -308,6 +325,8 @@ pub fn kernel_header() -> String {
             ("PAD", stat::PAD, ""),
             ("REBUILD_FAILURES", stat::REBUILD_FAILURES, ""),
             ("RUN_TIME_MAX_NS", stat::RUN_TIME_MAX_NS, ""),
+            ("LOG_LINES", stat::LOG_LINES, ""),
+            ("LOG_DROPPED", stat::LOG_DROPPED, ""),
         ],
         stat::MAX,
     );
@@ -323,7 +342,14 @@ pub fn kernel_header() -> String {
         .line("")
         .define("LUAPKT_PACKAGE_MAX", nl::PACKAGE_MAX)
         .define("LUAPKT_CHUNK_MAX", nl::CHUNK_MAX)
-        .define("LUAPKT_UPLOADS_MAX", nl::UPLOADS_MAX);
+        .define("LUAPKT_UPLOADS_MAX", nl::UPLOADS_MAX)
+        .define(
+            "LUAPKT_READ_MAX",
+            format_args!(
+                "{} /* record bytes in one LOG_READ/ERRORS_READ reply */",
+                abi::records::READ_MAX
+            ),
+        );
     h.line("\n/* verdict codes the runtime returns */")
         .define("LUAPKT_VERDICT_ACCEPT", v::ACCEPT)
         .define("LUAPKT_VERDICT_DROP", v::DROP)
@@ -396,6 +422,7 @@ pub fn runtime_header() -> String {
         ("LpLimits", "lp_limits"),
         ("LpStats", "lp_stats"),
         ("LpOutcome", "lp_outcome"),
+        ("LpRead", "lp_read"),
         ("LpCache", "lp_cache"),
         ("LpScript", "lp_script"),
         ("LpSpare", "lp_spare"),

@@ -364,7 +364,25 @@ pub struct LpStats {
     pub mem_bytes: u64,
     /// The longest timed call (time_every).
     pub run_time_max_ns: u64,
+    /// Lines logged, and lines over the script's log rate (dropped).
+    pub log_lines: u64,
+    pub log_dropped: u64,
 }
+
+/// What `lp_rt_read_records` copied: `len` bytes of whole records, the sequence number to
+/// read from next, and the records overwritten before the read reached them.
+#[repr(C)]
+pub struct LpRead {
+    pub len: u32,
+    pub _pad: u32,
+    pub next: u64,
+    pub lost: u64,
+}
+
+/// `lp_rt_read_records`' `which`: the script's log lines.
+pub const LP_RECORDS_LOG: u8 = 0;
+/// The errors it kept with their packets.
+pub const LP_RECORDS_ERRORS: u8 = 1;
 
 /// The result of one call, after the on-error policy.
 #[repr(C)]
@@ -385,7 +403,7 @@ const _: () = assert!(offset_of!(LpPkt, iifname) == 24);
 const _: () = assert!(offset_of!(LpPkt, eth) == 66);
 const _: () = assert!(size_of::<LpMetaWrite>() == 24);
 const _: () = assert!(size_of::<LpLimits>() == 40);
-const _: () = assert!(size_of::<LpStats>() == 152);
+const _: () = assert!(size_of::<LpStats>() == 168);
 const _: () = assert!(size_of::<LpOutcome>() == 16);
 
 /// Compiled guests, shared by every script of every netns (one per module).
@@ -956,9 +974,46 @@ pub unsafe extern "C" fn lp_rt_stats(s: *const LpScript, out: *mut LpStats) {
         rebuilds: st.rebuilds,
         mem_bytes: s.memory_bytes(),
         run_time_max_ns: st.run_time_max_ns,
+        log_lines: st.log_lines,
+        log_dropped: st.log_dropped,
     };
     // SAFETY: the caller's contract.
     unsafe { out.write(r) };
+}
+
+/// process. Copies the script's log lines (`which` = `LP_RECORDS_LOG`) or the errors it kept
+/// with their packets (`LP_RECORDS_ERRORS`) from sequence number `from` on (0: the oldest
+/// kept; a number the script never gave, as after a module reload: the oldest too) into
+/// `buf`, whole records only (abi/src/records.rs), and fills `out`. 0, or -EINVAL for another
+/// `which`.
+///
+/// # Safety
+/// `s` is live; `buf` is writable for `len` bytes; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn lp_rt_read_records(
+    s: *const LpScript,
+    which: u8,
+    from: u64,
+    buf: *mut u8,
+    len: usize,
+    out: *mut LpRead,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    let (s, buf) = unsafe { (&(*s).rt, core::slice::from_raw_parts_mut(buf, len)) };
+    let o = match which {
+        LP_RECORDS_LOG => s.read_log(from, buf),
+        LP_RECORDS_ERRORS => s.read_errors(from, buf),
+        _ => return -EINVAL,
+    };
+    let r = LpRead {
+        len: o.len as u32,
+        _pad: 0,
+        next: o.next,
+        lost: o.lost,
+    };
+    // SAFETY: the caller's contract.
+    unsafe { out.write(r) };
+    0
 }
 
 /// any. Current limits and policy.

@@ -23,6 +23,7 @@ use crate::host::{Host, LogLevel};
 use crate::instance::Instance;
 use crate::limits::Limits;
 use crate::packet::Packet;
+use crate::rings::{ErrorContext, ReadOutcome, RingHost, Rings};
 use crate::stats::{verdict_index, Stats};
 use crate::wasmi_exec::WasmiExec;
 use abi::verdict::{OnError, Verdict};
@@ -308,7 +309,9 @@ pub struct PerCpuScript {
     name: String,
     source: Vec<u8>,
     guest: AnyGuest,
+    /// The embedder's host behind a [`RingHost`]: the instances log into `rings`.
     host: Arc<dyn Host>,
+    rings: Arc<Rings>,
     limits: AtomicLimits,
     on_error: AtomicU8,
     entries: spin::Mutex<Vec<Entry>>,
@@ -368,11 +371,21 @@ impl PerCpuScript {
                 i += 1;
             }
         }
+        // a replacement keeps the log and errors of the script it replaces
+        let rings = match entries_from {
+            Some(s) => s.rings.clone(),
+            None => Arc::new(Rings::new().ok_or(LoadError::OutOfMemory)?),
+        };
+        let host: Arc<dyn Host> = Arc::new(RingHost {
+            inner: host,
+            rings: rings.clone(),
+        });
         let mut me = PerCpuScript {
             name: String::from(name),
             source: Vec::from(source),
             guest,
             host,
+            rings,
             limits: AtomicLimits::new(&limits),
             on_error: AtomicU8::new(on_error_code(on_error)),
             entries: spin::Mutex::new(entries),
@@ -610,6 +623,7 @@ impl PerCpuScript {
                 let msg = spare.inst.message();
                 let line = if msg.is_empty() { k.message() } else { msg };
                 self.host.log(&self.name, LogLevel::Warn, line.as_bytes());
+                self.keep_error(entry, pkt, k, line.as_bytes());
                 (policy, Some(k))
             }
         };
@@ -708,7 +722,38 @@ impl PerCpuScript {
             s.run_time_max_ns = s.run_time_max_ns.max(r(&t.run_time_max_ns));
         }
         s.rebuilds = self.rebuilds.load(Ordering::Relaxed);
+        (s.log_lines, s.log_dropped) = self.rings.counters();
         s
+    }
+
+    /// Keeps the error of a call of `entry` on `pkt` in the errors ring. Slot context.
+    fn keep_error(&self, entry: usize, pkt: &dyn Packet, kind: ErrorKind, message: &[u8]) {
+        // binders hold the lock with bottom halves disabled: never against this CPU's call
+        let entries = self.entries.lock();
+        let (func, arg) = entries.get(entry).map_or((&b""[..], &b""[..]), |e| {
+            (e.func.as_bytes(), e.arg.as_deref().unwrap_or(b""))
+        });
+        self.rings.error(
+            self.host.now_ns(),
+            pkt,
+            &ErrorContext {
+                kind,
+                func,
+                arg,
+                message,
+            },
+        );
+    }
+
+    /// The script's log lines from sequence number `from` (0: the oldest kept) that fit in
+    /// `out`, as `abi::records` log records. Any context.
+    pub fn read_log(&self, from: u64, out: &mut [u8]) -> ReadOutcome {
+        self.rings.read_log(from, out)
+    }
+
+    /// The errors kept with their packets, likewise.
+    pub fn read_errors(&self, from: u64, out: &mut [u8]) -> ReadOutcome {
+        self.rings.read_errors(from, out)
     }
 
     /// Linear memory of all instances, in bytes (as of each slot's last call).

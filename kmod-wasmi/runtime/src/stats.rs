@@ -22,6 +22,9 @@ pub struct Stats {
     pub rebuilds: u64,
     /// The longest timed call, in nanoseconds.
     pub run_time_max_ns: u64,
+    /// Lines the script logged (kept and printed), and lines over its rate (dropped).
+    pub log_lines: u64,
+    pub log_dropped: u64,
 }
 
 pub const VERDICT_NAMES: [&str; 5] = ["accept", "drop", "continue", "break", "queue"];

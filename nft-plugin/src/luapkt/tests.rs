@@ -293,7 +293,7 @@ fn script_info_as_json() {
     assert_eq!(json["stats"]["run_cnt"], 10);
     assert_eq!(json["stats"]["continue"], 0);
     assert_eq!(json["stats"]["break"], 0);
-    assert_eq!(json["stats"].as_object().unwrap().len(), 19);
+    assert_eq!(json["stats"].as_object().unwrap().len(), 21);
 }
 
 #[test]
@@ -484,4 +484,52 @@ fn raw_requests_go_out_as_given() {
     ];
     assert_eq!(sent[1], begin);
     assert_eq!(sent[2].len(), 20);
+}
+
+#[test]
+fn read_ring_bytes_and_replies() {
+    let mut kernel = FakeKernel::new();
+    let mut luapkt = client(&mut kernel);
+    let records = [7u8; 48];
+    let mut m = reply(2, 0, cmd::LOG_READ);
+    m.attr_str(attr::NAME, "web")
+        .attr(attr::LOG_DATA, &records)
+        .attr_u64(attr::LOG_SEQ, 12)
+        .attr_u64(attr::LOG_LOST, 3);
+    let mut short = reply(3, 0, cmd::ERRORS_READ);
+    short.attr_str(attr::NAME, "web").attr_u64(attr::LOG_SEQ, 1); // no LOG_DATA
+    let mut big = reply(4, 0, cmd::ERRORS_READ);
+    big.attr(attr::LOG_DATA, &vec![0; abi::records::READ_MAX + 8])
+        .attr_u64(attr::LOG_SEQ, 1);
+    luapkt
+        .conn
+        .transport
+        .reply(vec![fake::datagram(&[m.finish(), fake::ack(2)])])
+        .reply(vec![fake::datagram(&[short.finish(), fake::ack(3)])])
+        .reply(vec![fake::datagram(&[big.finish(), fake::ack(4)])]);
+    let b = luapkt.read_ring("web", Ring::Log, 9).unwrap();
+    assert_eq!(
+        b,
+        RecordBatch {
+            data: records.to_vec(),
+            next: 12,
+            lost: 3
+        }
+    );
+    #[rustfmt::skip]
+    let request: &[u8] = &[
+        40, 0, 0, 0, 0x1d, 0, 0x05, 0, 2, 0, 0, 0, 0, 0, 0, 0,
+        cmd::LOG_READ, 1, 0, 0,
+        8, 0, 1, 0, b'w', b'e', b'b', 0,
+        12, 0, 21, 0, 9, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    assert_eq!(luapkt.transport().sent()[1], request);
+    let e = luapkt.read_ring("web", Ring::Errors, 0).unwrap_err();
+    assert!(
+        e.to_string().contains("LUAPKT_ATTR_LOG_DATA missing"),
+        "{e}"
+    );
+    let e = luapkt.read_ring("web", Ring::Errors, 0).unwrap_err();
+    assert!(e.to_string().contains("more than 16384"), "{e}");
+    assert!(luapkt.read_ring("bad name!", Ring::Log, 0).is_err());
 }
