@@ -28,6 +28,69 @@ pub const IMPORT_PKT_WRITE: &str = "pkt_write";
 /// `out_of_fuel()`: the guest's fuel counter went below zero. The host traps (out of fuel) or
 /// refills the counter and returns, and the guest goes on (guest-lua/build/fuel.rs).
 pub const IMPORT_OUT_OF_FUEL: &str = "out_of_fuel";
+/// `map_declare(spec: i32, len: i32) -> i32`: declares one of the script's maps (`lp.map`):
+/// `len` bytes at `spec` in the [`map`] spec layout. Only while the top-level chunk runs;
+/// every instance declares the same maps and gets the same ids, which are its number (0, 1,
+/// ...) or a negative `map::E_*`.
+pub const IMPORT_MAP_DECLARE: &str = "map_declare";
+/// `map_op(op: i32, id: i32, key: i32, klen: i32, val: i32, vlen: i32) -> i32`: one operation
+/// (`map::GET` ...) on map `id` with the key at `[key, key+klen)`; `val`/`vlen` as the
+/// operation says. Returns its result (>= 0) or a negative `map::E_*`.
+pub const IMPORT_MAP_OP: &str = "map_op";
+
+/// `lp.map`'s imports: operations, the spec layout, value encodings, errors.
+pub mod map {
+    /// The value is copied to `[val, val+vlen)` (at most `vlen` bytes); returns its length, or
+    /// [`ABSENT`]. An LRU map counts it as a use.
+    pub const GET: i32 = 0;
+    /// Stores the value at `[val, val+vlen)`; returns 0.
+    pub const SET: i32 = 1;
+    /// Removes the key; returns 1, or 0 when it was absent.
+    pub const DELETE: i32 = 2;
+    /// Adds the number at `[val, val+NUMBER)` to the key's (absent: 0) and writes the sum back
+    /// there; returns [`NUMBER`].
+    pub const ADD: i32 = 3;
+    /// Entries in the map (the key is ignored).
+    pub const LEN: i32 = 4;
+
+    /// A number as values travel: a tag ([`INT`], [`FLOAT`]) and 8 little-endian bytes.
+    pub const NUMBER: usize = 9;
+    pub const INT: u8 = 1;
+    pub const FLOAT: u8 = 2;
+
+    /// The spec: kind (u8: [`KIND_HASH`], [`KIND_LRU`]), value (u8: [`VALUE_NUMBER`],
+    /// [`VALUE_BYTES`]), key_size (u16), value_size (u16), max_entries (u32, at byte 8),
+    /// then the name's bytes (the rest of the spec).
+    pub const SPEC_NAME: usize = 12;
+    pub const KIND_HASH: u8 = 0;
+    pub const KIND_LRU: u8 = 1;
+    pub const VALUE_NUMBER: u8 = 0;
+    pub const VALUE_BYTES: u8 = 1;
+    /// Longest map name.
+    pub const NAME_MAX: usize = 63;
+
+    /// GET: no such key.
+    pub const ABSENT: i32 = -1;
+    pub const E_KEY: i32 = -2;
+    pub const E_VALUE: i32 = -3;
+    pub const E_TYPE: i32 = -4;
+    pub const E_FULL: i32 = -5;
+    /// No map of that id, or an unknown operation.
+    pub const E_ID: i32 = -6;
+    /// A range outside guest memory.
+    pub const E_RANGE: i32 = -7;
+    /// The declaration is out of range (sizes, name).
+    pub const E_SPEC: i32 = -8;
+    /// Declared outside the top-level chunk.
+    pub const E_LATE: i32 = -9;
+    /// More maps than a script may have, or more bytes.
+    pub const E_TOO_MANY: i32 = -10;
+    /// A map of that name exists with another declaration.
+    pub const E_REDECLARED: i32 = -11;
+    /// No memory for the map.
+    pub const E_MEMORY: i32 = -12;
+}
+
 pub const TRY_OK: i32 = 0;
 pub const TRY_THREW: i32 = 1;
 

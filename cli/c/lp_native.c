@@ -48,6 +48,10 @@ struct lp_native_host {
   int (*pkt_write)(void *ud, uint32_t off, const void *src, uint32_t len);
   void (*log)(void *ud, int level, const char *s, size_t len);
   int64_t (*now)(void *ud);
+  /* lp.map: as the guest's map_declare and map_op imports (abi::guest) */
+  int (*map_declare)(void *ud, const void *spec, uint32_t len);
+  int (*map_op)(void *ud, int op, int id, const void *key, uint32_t klen, void *val,
+                uint32_t vlen);
 };
 
 #define ERRBUF_SIZE 1536
@@ -93,6 +97,17 @@ void lp_host_log(struct lp_state *S, int level, const char *s, size_t len) {
 int64_t lp_host_now(struct lp_state *S) {
   struct lp_native *N = S->host;
   return N->host.now(N->host.ud);
+}
+
+int lp_host_map_declare(struct lp_state *S, const void *spec, uint32_t len) {
+  struct lp_native *N = S->host;
+  return N->host.map_declare(N->host.ud, spec, len);
+}
+
+int lp_host_map_op(struct lp_state *S, int op, int id, const void *key, uint32_t klen, void *val,
+                   uint32_t vlen) {
+  struct lp_native *N = S->host;
+  return N->host.map_op(N->host.ud, op, id, key, klen, val, vlen);
 }
 
 /* ---- allocation: bytes held by Lua, refused past the limit ---- */

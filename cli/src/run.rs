@@ -303,6 +303,47 @@ pub fn read_capture(path: &Path) -> Result<Capture> {
     })
 }
 
+/// A script's maps as `lpctl run -j` shows them: by name, each with its declaration and its
+/// entries (keys and byte values as text when they are UTF-8, else in hex as `key_hex`,
+/// `value_hex`).
+pub fn maps_json(maps: &runtime::maps::ScriptMaps) -> Value {
+    use runtime::maps::{MapKind, Value as V, ValueKind};
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mut out = serde_json::Map::new();
+    for m in maps.iter() {
+        let s = m.map.spec();
+        let mut entries = Vec::new();
+        m.map.for_each(|k, v| {
+            let mut e = serde_json::Map::new();
+            match std::str::from_utf8(k) {
+                Ok(t) => e.insert("key".into(), json!(t)),
+                Err(_) => e.insert("key_hex".into(), json!(hex(k))),
+            };
+            match v {
+                V::Int(n) => e.insert("value".into(), json!(n)),
+                V::Float(f) => e.insert("value".into(), json!(f)),
+                V::Bytes(b) => match std::str::from_utf8(b) {
+                    Ok(t) => e.insert("value".into(), json!(t)),
+                    Err(_) => e.insert("value_hex".into(), json!(hex(b))),
+                },
+            };
+            entries.push(Value::Object(e));
+        });
+        out.insert(
+            m.name.clone(),
+            json!({
+                "type": if s.kind == MapKind::Lru { "lru" } else { "hash" },
+                "value": if s.value == ValueKind::Bytes { "bytes" } else { "number" },
+                "key_size": s.key_max,
+                "value_size": s.value_max,
+                "max_entries": s.max_entries,
+                "entries": entries,
+            }),
+        );
+    }
+    Value::Object(out)
+}
+
 /// The capture's packets as writable packets with the command line's metadata, and where an
 /// option is not given, the packet's own (`luapkt-meta` comments).
 pub fn packets(capture: &Capture, options: &MetaOptions) -> Result<Vec<OwnedPacket>> {
@@ -393,17 +434,8 @@ pub fn run(
     } else {
         Kind::Wasmi
     });
-    let logging = || engine::wasmi::CliHost::new(true);
-    let mut eng: Box<dyn engine::Engine> = match kind {
-        Kind::Wasmi if verbose => {
-            Box::new(engine::wasmi::WasmiEngine::load_with_host(&cfg, logging())?)
-        }
-        Kind::Compiled if verbose => Box::new(engine::compiled::CompiledEngine::load_with_host(
-            &cfg,
-            logging(),
-        )?),
-        _ => engine::load(kind, &cfg)?,
-    };
+    let host = engine::wasmi::CliHost::new(verbose);
+    let mut eng = engine::load_with_host(kind, &cfg, host.clone())?;
     let mut tally = Tally::default();
     let mut rows = Vec::with_capacity(capture.packets.len());
     let pkts = packets(&capture, &opts.meta)?;
@@ -469,10 +501,11 @@ pub fn run(
             stats["fuel_max"] = json!(tally.fuel_max);
             stats["fuel_per_packet"] = json!(tally.fuel_total.checked_div(n).unwrap_or(0));
         }
-        output::json(
-            mode,
-            &json!({"packets": packets, "skipped": skipped, "stats": stats}),
-        );
+        let mut doc = json!({"packets": packets, "skipped": skipped, "stats": stats});
+        if host.maps.iter().next().is_some() {
+            doc["maps"] = maps_json(&host.maps);
+        }
+        output::json(mode, &doc);
         return Ok(());
     }
     let mut lines: Vec<(usize, String)> = rows
@@ -526,5 +559,24 @@ pub fn run(
         ));
     }
     crate::outln!("{summary}");
+    for m in host.maps.iter() {
+        let s = m.map.spec();
+        crate::outln!(
+            "map {}: {} entries of {} ({}, {})",
+            m.name,
+            m.map.len(),
+            s.max_entries,
+            if s.kind == runtime::maps::MapKind::Lru {
+                "lru"
+            } else {
+                "hash"
+            },
+            if s.value == runtime::maps::ValueKind::Bytes {
+                "bytes"
+            } else {
+                "number"
+            },
+        );
+    }
     Ok(())
 }

@@ -627,3 +627,105 @@ end
         "packet 0: its luapkt-meta comment",
     );
 }
+
+#[test]
+fn maps_behave_the_same_on_every_engine() {
+    let script = tmp(
+        "maps.lua",
+        br#"
+local hits = lp.map{name = "hits", type = "lru", key_size = 40, max_entries = 8}
+local last = lp.map{name = "last", value = "bytes", value_size = 40, max_entries = 4}
+local small = lp.map{name = "small", max_entries = 2}
+function process_packet(pkt)
+  local ip = pkt.ip or pkt.ip6
+  if not ip then return lp.CONTINUE end
+  local n = hits:add(ip.saddr, 1)
+  last:set(pkt.ip and "v4" or "v6", ip.saddr)
+  assert(hits:get(ip.saddr) == n and #hits <= 8)
+  hits:add("half", 0.5)
+  if n == 2 then assert(hits:delete(ip.saddr) and not hits:delete(ip.saddr)) end
+  small:set(ip.saddr, n) -- full past two keys: a Lua error
+  return lp.ACCEPT
+end
+"#,
+    );
+    let mut seen: Option<serde_json::Value> = None;
+    for engine in ["compiled", "wasmi", "wasmtime", "native"] {
+        let o = lpctl(&[
+            "-j",
+            "run",
+            &script,
+            "--pcap",
+            &path(PCAP),
+            "--engine",
+            engine,
+        ]);
+        assert!(o.status.success(), "{engine}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        let maps = v["maps"].clone();
+        assert_eq!(
+            maps["hits"]["entries"].as_array().unwrap().len(),
+            8,
+            "{engine}: {maps}"
+        );
+        assert!(maps["hits"]["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["key"] == "half" && e["value"].is_f64()));
+        assert_eq!(maps["last"]["entries"].as_array().unwrap().len(), 2);
+        assert_eq!(maps["small"]["entries"].as_array().unwrap().len(), 2);
+        let errs = v["stats"]["errors"]["lua"].as_u64().unwrap();
+        assert!(errs > 0, "{engine}: the small map fills");
+        assert!(
+            v["packets"].as_array().unwrap().iter().any(|p| p["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("lp.map small: map full")),
+            "{engine}"
+        );
+        match &seen {
+            None => seen = Some(maps),
+            Some(first) => assert_eq!(&maps, first, "{engine}: the maps differ"),
+        }
+    }
+    // text output: a line per map after the summary
+    let o = lpctl(&["run", &script, "--pcap", &path(PCAP)]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("map hits: 8 entries of 8 (lru, number)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn map_declarations_are_checked() {
+    let cases: [(&str, &str); 5] = [
+        (
+            "function process_packet(pkt) lp.map{name = 'x', max_entries = 1} end",
+            "maps are declared at the top level",
+        ),
+        (
+            "local a = lp.map{name = 'x', max_entries = 1}\nlocal b = lp.map{name = 'x', max_entries = 2}\nfunction process_packet(pkt) end",
+            "exists with another declaration",
+        ),
+        (
+            "local a = lp.map{name = 'x', value = 'text', max_entries = 1}\nfunction process_packet(pkt) end",
+            "value must be",
+        ),
+        (
+            "local a = lp.map{name = 'x/y', max_entries = 1}\nfunction process_packet(pkt) end",
+            "invalid declaration",
+        ),
+        (
+            "local a = lp.map{name = 'x', max_entries = 1}\nfunction process_packet(pkt) a:set({}, 1) end",
+            "map key must be",
+        ),
+    ];
+    for (i, (src, want)) in cases.iter().enumerate() {
+        let script = tmp(&format!("mapbad{i}.lua"), src.as_bytes());
+        let o = lpctl(&["run", &script, "--pcap", &path("tests/data/udp8.pcap")]);
+        let all = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(all.contains(want), "case {i}: {all}");
+    }
+}

@@ -22,6 +22,34 @@
 #define LP_LOG_INFO 0
 #define LP_LOG_WARN 1
 
+/* lp.map: operations, values, the spec's layout and results (abi::guest::map) */
+#define LP_MAP_GET (0)
+#define LP_MAP_SET (1)
+#define LP_MAP_DELETE (2)
+#define LP_MAP_ADD (3)
+#define LP_MAP_LEN (4)
+#define LP_MAP_ABSENT (-1)
+#define LP_MAP_E_KEY (-2)
+#define LP_MAP_E_VALUE (-3)
+#define LP_MAP_E_TYPE (-4)
+#define LP_MAP_E_FULL (-5)
+#define LP_MAP_E_ID (-6)
+#define LP_MAP_E_RANGE (-7)
+#define LP_MAP_E_SPEC (-8)
+#define LP_MAP_E_LATE (-9)
+#define LP_MAP_E_TOO_MANY (-10)
+#define LP_MAP_E_REDECLARED (-11)
+#define LP_MAP_E_MEMORY (-12)
+#define LP_MAP_NUMBER 9
+#define LP_MAP_INT 1
+#define LP_MAP_FLOAT 2
+#define LP_MAP_SPEC_NAME 12
+#define LP_MAP_KIND_HASH 0
+#define LP_MAP_KIND_LRU 1
+#define LP_MAP_VALUE_NUMBER 0
+#define LP_MAP_VALUE_BYTES 1
+#define LP_MAP_NAME_MAX 63
+
 /* statuses of a failed call (negative) */
 #define LP_ERR_RUNTIME (-1)
 #define LP_ERR_MEMORY (-2)

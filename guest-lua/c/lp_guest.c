@@ -40,6 +40,9 @@ IMPORT("now") long long host_now(void);
 IMPORT("pkt_read") int host_pkt_read(unsigned off, void *dst, unsigned len);
 IMPORT("pkt_write") int host_pkt_write(unsigned off, const void *src, unsigned len);
 IMPORT("out_of_fuel") void host_out_of_fuel(void);
+IMPORT("map_declare") int host_map_declare(const void *spec, unsigned len);
+IMPORT("map_op") int host_map_op(int op, int id, const void *key, unsigned klen, void *val,
+                                 unsigned vlen);
 
 /* The fuel pass (guest-lua/build/fuel.rs) calls lp.out_of_fuel wherever the guest's fuel
  * counter drops below zero. Nothing in C calls it: this export keeps the import linked. */
@@ -101,6 +104,15 @@ void lp_host_log(struct lp_state *S, int level, const char *s, size_t len) {
 int64_t lp_host_now(struct lp_state *S) {
   (void)S;
   return host_now();
+}
+int lp_host_map_declare(struct lp_state *S, const void *spec, uint32_t len) {
+  (void)S;
+  return host_map_declare(spec, len);
+}
+int lp_host_map_op(struct lp_state *S, int op, int id, const void *key, uint32_t klen, void *val,
+                   uint32_t vlen) {
+  (void)S;
+  return host_map_op(op, id, key, klen, val, vlen);
 }
 
 /* ---- Lua's output and libc bits that would otherwise need WASI ---- */

@@ -33,6 +33,12 @@ int lp_host_pkt_read(struct lp_state *S, uint32_t off, void *dst, uint32_t len);
 /* Writes src to packet bytes [off, off+len) (beyond the context's window); len or -1. */
 int lp_host_pkt_write(struct lp_state *S, uint32_t off, const void *src, uint32_t len);
 void lp_host_log(struct lp_state *S, int level, const char *s, size_t len);
+/* lp.map (lib/lp_map.c): declares a map from `len` bytes of spec (abi::guest::map's layout);
+ * its id or LP_MAP_E_*. One operation on map `id` (LP_MAP_GET ...: abi::guest::IMPORT_MAP_OP);
+ * its result or LP_MAP_E_* (LP_MAP_ABSENT). */
+int lp_host_map_declare(struct lp_state *S, const void *spec, uint32_t len);
+int lp_host_map_op(struct lp_state *S, int op, int id, const void *key, uint32_t klen, void *val,
+                   uint32_t vlen);
 int64_t lp_host_now(struct lp_state *S);
 
 /* the library (lib/lp_lib.c, lib/lp_sandbox.c) */

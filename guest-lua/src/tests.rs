@@ -35,6 +35,8 @@ fn imports_only_the_lp_module() {
         g::IMPORT_PKT_READ,
         g::IMPORT_PKT_WRITE,
         g::IMPORT_OUT_OF_FUEL,
+        g::IMPORT_MAP_DECLARE,
+        g::IMPORT_MAP_OP,
     ]
     .iter()
     .map(|n| format!("lp.{n}"))

@@ -99,6 +99,37 @@ pub fn guest_header() -> String {
     h.line("\n/* levels of the `log` import */")
         .define("LP_LOG_INFO", g::LOG_INFO)
         .define("LP_LOG_WARN", g::LOG_WARN);
+    h.line("\n/* lp.map: operations, values, the spec's layout and results (abi::guest::map) */");
+    for (name, value) in [
+        ("GET", g::map::GET),
+        ("SET", g::map::SET),
+        ("DELETE", g::map::DELETE),
+        ("ADD", g::map::ADD),
+        ("LEN", g::map::LEN),
+        ("ABSENT", g::map::ABSENT),
+        ("E_KEY", g::map::E_KEY),
+        ("E_VALUE", g::map::E_VALUE),
+        ("E_TYPE", g::map::E_TYPE),
+        ("E_FULL", g::map::E_FULL),
+        ("E_ID", g::map::E_ID),
+        ("E_RANGE", g::map::E_RANGE),
+        ("E_SPEC", g::map::E_SPEC),
+        ("E_LATE", g::map::E_LATE),
+        ("E_TOO_MANY", g::map::E_TOO_MANY),
+        ("E_REDECLARED", g::map::E_REDECLARED),
+        ("E_MEMORY", g::map::E_MEMORY),
+    ] {
+        h.define(&format!("LP_MAP_{name}"), format_args!("({value})"));
+    }
+    h.define("LP_MAP_NUMBER", g::map::NUMBER)
+        .define("LP_MAP_INT", g::map::INT)
+        .define("LP_MAP_FLOAT", g::map::FLOAT)
+        .define("LP_MAP_SPEC_NAME", g::map::SPEC_NAME)
+        .define("LP_MAP_KIND_HASH", g::map::KIND_HASH)
+        .define("LP_MAP_KIND_LRU", g::map::KIND_LRU)
+        .define("LP_MAP_VALUE_NUMBER", g::map::VALUE_NUMBER)
+        .define("LP_MAP_VALUE_BYTES", g::map::VALUE_BYTES)
+        .define("LP_MAP_NAME_MAX", g::map::NAME_MAX);
     h.line("\n/* statuses of a failed call (negative) */");
     for (name, value) in [
         ("RUNTIME", g::ERR_RUNTIME),

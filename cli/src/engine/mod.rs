@@ -76,11 +76,24 @@ pub trait Engine {
 pub struct LoadError(pub String);
 
 pub fn load(kind: Kind, cfg: &Config) -> Result<Box<dyn Engine>, LoadError> {
+    load_with_host(kind, cfg, wasmi::CliHost::new(false))
+}
+
+/// An engine whose instance uses `host` (its log, its clock, its maps).
+pub fn load_with_host(
+    kind: Kind,
+    cfg: &Config,
+    host: std::sync::Arc<dyn runtime::Host>,
+) -> Result<Box<dyn Engine>, LoadError> {
     match kind {
-        Kind::Wasmi => Ok(Box::new(wasmi::WasmiEngine::load(cfg)?)),
-        Kind::Wasmtime => Ok(Box::new(wasmtime::WasmtimeEngine::load(cfg)?)),
-        Kind::Compiled => Ok(Box::new(compiled::CompiledEngine::load(cfg)?)),
-        Kind::Native => Ok(Box::new(native::NativeEngine::load(cfg)?)),
+        Kind::Wasmi => Ok(Box::new(wasmi::WasmiEngine::load_with_host(cfg, host)?)),
+        Kind::Wasmtime => Ok(Box::new(wasmtime::WasmtimeEngine::load_with_host(
+            cfg, host,
+        )?)),
+        Kind::Compiled => Ok(Box::new(compiled::CompiledEngine::load_with_host(
+            cfg, host,
+        )?)),
+        Kind::Native => Ok(Box::new(native::NativeEngine::load_with_host(cfg, host)?)),
     }
 }
 

@@ -46,6 +46,16 @@ struct HostCallbacks {
     pkt_write: unsafe extern "C" fn(*mut c_void, u32, *const c_void, u32) -> c_int,
     log: unsafe extern "C" fn(*mut c_void, c_int, *const c_char, usize),
     now: unsafe extern "C" fn(*mut c_void) -> i64,
+    map_declare: unsafe extern "C" fn(*mut c_void, *const c_void, u32) -> c_int,
+    map_op: unsafe extern "C" fn(
+        *mut c_void,
+        c_int,
+        c_int,
+        *const c_void,
+        u32,
+        *mut c_void,
+        u32,
+    ) -> c_int,
 }
 
 /// `struct lp_native` in lp_native.c: opaque.
@@ -157,6 +167,54 @@ unsafe extern "C" fn cb_now(ud: *mut c_void) -> i64 {
     catch_unwind(AssertUnwindSafe(|| data.host.now_ns() as i64)).unwrap_or(0)
 }
 
+/// `map_declare`: declares a map (lp_map.c refuses it outside the top-level chunk).
+unsafe extern "C" fn cb_map_declare(ud: *mut c_void, spec: *const c_void, len: u32) -> c_int {
+    // SAFETY: as in `cb_pkt_read`.
+    let data = unsafe { &*(ud as *const HostData) };
+    if spec.is_null() {
+        return g::map::E_RANGE;
+    }
+    // SAFETY: C passes `len` readable bytes at `spec`, valid for this call.
+    let spec = unsafe { std::slice::from_raw_parts(spec as *const u8, len as usize) };
+    catch_unwind(AssertUnwindSafe(|| {
+        runtime::imports::declare_map(&*data.host, spec)
+    }))
+    .unwrap_or(g::map::E_MEMORY)
+}
+
+/// `map_op`: one operation on a map, as the guest's import.
+unsafe extern "C" fn cb_map_op(
+    ud: *mut c_void,
+    op: c_int,
+    id: c_int,
+    key: *const c_void,
+    klen: u32,
+    val: *mut c_void,
+    vlen: u32,
+) -> c_int {
+    // SAFETY: as in `cb_pkt_read`.
+    let data = unsafe { &*(ud as *const HostData) };
+    let Some(maps) = data.host.maps() else {
+        return g::map::E_ID;
+    };
+    let k: &[u8] = if key.is_null() || klen == 0 {
+        &[]
+    } else {
+        // SAFETY: C passes `klen` readable bytes at `key`, valid for this call.
+        unsafe { std::slice::from_raw_parts(key as *const u8, klen as usize) }
+    };
+    let v: &mut [u8] = if val.is_null() || vlen == 0 {
+        &mut []
+    } else {
+        // SAFETY: C passes `vlen` writable bytes at `val` that nothing else uses meanwhile.
+        unsafe { std::slice::from_raw_parts_mut(val as *mut u8, vlen as usize) }
+    };
+    catch_unwind(AssertUnwindSafe(|| {
+        runtime::imports::op_on_map(maps, op, id, k, v)
+    }))
+    .unwrap_or(g::map::E_ID)
+}
+
 pub struct NativeEngine {
     state: NonNull<LpNative>,
     /// From `Box::into_raw`; freed in `Drop` after the C state, whose callbacks use it.
@@ -195,6 +253,8 @@ impl NativeEngine {
             pkt_write: cb_pkt_write,
             log: cb_log,
             now: cb_now,
+            map_declare: cb_map_declare,
+            map_op: cb_map_op,
         };
         let mem_limit = usize::try_from(cfg.limits.memory).unwrap_or(usize::MAX);
         // SAFETY: `callbacks` is read during the call (C keeps a copy); its `ud` stays valid

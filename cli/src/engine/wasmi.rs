@@ -12,6 +12,8 @@ pub struct CliHost {
     start: Instant,
     /// Print script log lines (`lp.log`, `print`, error reports) to stderr.
     pub verbose: bool,
+    /// The script's maps (`lp.map`), as the kernel keeps them for all of a script's instances.
+    pub maps: runtime::maps::ScriptMaps,
 }
 
 impl CliHost {
@@ -19,6 +21,7 @@ impl CliHost {
         Arc::new(CliHost {
             start: Instant::now(),
             verbose,
+            maps: runtime::maps::ScriptMaps::default(),
         })
     }
 }
@@ -41,6 +44,9 @@ impl Host for CliHost {
         // Offline runs are reproducible: the same script and capture give the same results on
         // every engine (the kernel seeds each instance at random against hash flooding).
         0x9e37_79b9
+    }
+    fn maps(&self) -> Option<&runtime::maps::ScriptMaps> {
+        Some(&self.maps)
     }
 }
 

@@ -272,6 +272,24 @@ fn linker(engine: &wasmtime::Engine) -> Result<Linker<StoreData>, wasmtime::Erro
     )?;
     l.func_wrap(
         g::IMPORT_MODULE,
+        g::IMPORT_MAP_DECLARE,
+        |mut caller: Caller<'_, StoreData>, spec: i32, len: i32| -> i32 {
+            imports::map_declare(&mut Cx(&mut caller), spec, len)
+        },
+    )?;
+    l.func_wrap(
+        g::IMPORT_MODULE,
+        g::IMPORT_MAP_OP,
+        |mut caller: Caller<'_, StoreData>,
+         op: i32,
+         id: i32,
+         key: i32,
+         klen: i32,
+         val: i32,
+         vlen: i32| { imports::map_op(&mut Cx(&mut caller), op, id, key, klen, val, vlen) },
+    )?;
+    l.func_wrap(
+        g::IMPORT_MODULE,
         g::IMPORT_OUT_OF_FUEL,
         // loads are not sliced here: below zero is out of fuel, as for a packet's call, after
         // the soft stop

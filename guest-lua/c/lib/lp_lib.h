@@ -8,6 +8,7 @@
  *   lp_addr.c       addresses as text, lp.cidr
  *   lp_view.c       payload views (byte arrays over the packet)
  *   lp_bytes.c      lp.bytes (byte arrays)
+ *   lp_map.c        lp.map (maps shared by a script's instances, kept by the host)
  *   lp_proto.c      lp.proto (protocols defined in Lua)
  *   lp_raw.c        the packet's raw methods: pkt:u8(off), pkt:set_bytes(off, s), ...
  *   lp_fields.c     reading protocol fields (__index)
@@ -296,6 +297,8 @@ int lp_view_find(lua_State *L);
 
 /* ---- lp_bytes.c ---- */
 void lp_open_bytes(lua_State *L); /* sets field `bytes` of the table on top (`lp`) */
+/* ---- lp_map.c ---- */
+void lp_open_map(lua_State *L); /* sets field `map` of the table on top (`lp`) */
 /* Adds method `name` to byte arrays (lp_lib.c adds lp.proto's `as`). */
 void lp_bytes_method(lua_State *L, const char *name, lua_CFunction f);
 const uint8_t *lp_bytes_data(lua_State *L, int idx, size_t *n);

@@ -420,6 +420,35 @@ extern "C" fn lp_w2c_import_pkt_write(
 }
 
 #[no_mangle]
+extern "C" fn lp_w2c_import_map_declare(rust: *mut c_void, spec: u32, len: u32) -> i32 {
+    imports::map_declare(inner_of(rust), spec as i32, len as i32)
+}
+
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+extern "C" fn lp_w2c_import_map_op(
+    rust: *mut c_void,
+    op: u32,
+    id: u32,
+    key: u32,
+    klen: u32,
+    val: u32,
+    vlen: u32,
+    out: *mut i32,
+) -> c_int {
+    let r = imports::map_op(
+        inner_of(rust),
+        op as i32,
+        id as i32,
+        key as i32,
+        klen as i32,
+        val as i32,
+        vlen as i32,
+    );
+    status(r, out)
+}
+
+#[no_mangle]
 extern "C" fn lp_w2c_import_out_of_fuel(rust: *mut c_void) -> c_int {
     match imports::out_of_fuel(inner_of(rust)) {
         Ok(()) => 0,

@@ -42,4 +42,9 @@ pub trait Host: Send + Sync {
     /// (wasmi's compile and instantiate would abort on a failure) and keeps this one, the
     /// script-sized one, fallible: an ENOMEM, not a forced charge.
     fn linear_memory(&self, _bytes: usize) {}
+    /// The script's maps (`lp.map`), shared by its instances; `None`: scripts here cannot
+    /// declare maps.
+    fn maps(&self) -> Option<&crate::maps::ScriptMaps> {
+        None
+    }
 }

@@ -262,3 +262,185 @@ pub fn out_of_fuel<C: ImportCtx>(c: &mut C) -> Result<(), C::Error> {
     let give = take_slice(c, now.unsigned_abs())?;
     c.set_counter(now.saturating_add_unsigned(give))
 }
+
+/// Fuel of a map operation besides its bytes: hashing the key and probing, as the guest would
+/// pay for a table lookup of its own.
+const MAP_OP_FUEL_BYTES: usize = 512;
+
+fn map_spec(b: &[u8]) -> Option<(crate::maps::MapSpec, &str)> {
+    use crate::maps::{MapKind, MapSpec, ValueKind};
+    use g::map as m;
+    let name = core::str::from_utf8(b.get(m::SPEC_NAME..)?).ok()?;
+    let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+    Some((
+        MapSpec {
+            kind: match b[0] {
+                m::KIND_HASH => MapKind::Hash,
+                m::KIND_LRU => MapKind::Lru,
+                _ => return None,
+            },
+            value: match b[1] {
+                m::VALUE_NUMBER => ValueKind::Number,
+                m::VALUE_BYTES => ValueKind::Bytes,
+                _ => return None,
+            },
+            key_max: u16_at(2),
+            value_max: u16_at(4),
+            max_entries: u32::from_le_bytes([b[8], b[9], b[10], b[11]]),
+        },
+        name,
+    ))
+}
+
+/// `map_declare(spec, len)`: declares a map while the top-level chunk runs (a run taken in
+/// slices); its id, or a negative `map::E_*`.
+pub fn map_declare<C: ImportCtx>(c: &mut C, spec: i32, len: i32) -> i32 {
+    if c.data().slices.is_none() {
+        return g::map::E_LATE;
+    }
+    let (start, len) = (spec as u32 as usize, len as u32 as usize);
+    let Some(bytes) = c.memory().get(start..start.saturating_add(len)) else {
+        return g::map::E_RANGE;
+    };
+    let host = c.data().host.clone();
+    declare_map(&*host, bytes)
+}
+
+/// Declares the map `spec` describes (`abi::guest::map`'s layout) in `host`'s maps: its id or
+/// a negative `map::E_*`. Process context. The imports' and lpctl's native baseline's.
+pub fn declare_map(host: &dyn Host, spec: &[u8]) -> i32 {
+    use crate::maps::DeclareError;
+    use g::map as m;
+    let Some((spec, name)) = map_spec(spec) else {
+        return m::E_SPEC;
+    };
+    let Some(maps) = host.maps() else {
+        return m::E_ID;
+    };
+    let seed = |k: u32| u64::from(host.seed()) << 32 | u64::from(host.seed() ^ k);
+    let announce = |bytes: usize| host.linear_memory(bytes);
+    match maps.declare(name, spec, (seed(1), seed(2)), &announce) {
+        Ok(id) => id as i32,
+        Err(DeclareError::TooMany) => m::E_TOO_MANY,
+        Err(DeclareError::Redeclared) => m::E_REDECLARED,
+        Err(DeclareError::Map(crate::maps::MapError::NoMemory)) => m::E_MEMORY,
+        Err(DeclareError::Map(_)) => m::E_SPEC,
+    }
+}
+
+fn map_error(e: crate::maps::MapError) -> i32 {
+    use crate::maps::MapError as E;
+    use g::map as m;
+    match e {
+        E::KeyTooLong => m::E_KEY,
+        E::ValueTooLong => m::E_VALUE,
+        E::WrongType => m::E_TYPE,
+        E::Full => m::E_FULL,
+        E::NoMemory => m::E_MEMORY,
+        E::Spec(_) => m::E_SPEC,
+    }
+}
+
+fn encode_number(v: crate::maps::Value<'_>, out: &mut [u8]) {
+    use crate::maps::Value;
+    let (tag, bits) = match v {
+        Value::Float(f) => (g::map::FLOAT, f.to_le_bytes()),
+        Value::Int(n) => (g::map::INT, n.to_le_bytes()),
+        Value::Bytes(_) => (g::map::INT, [0; 8]),
+    };
+    out[0] = tag;
+    out[1..9].copy_from_slice(&bits);
+}
+
+fn decode_number(b: &[u8]) -> Option<crate::maps::Value<'static>> {
+    let mut n = [0u8; 8];
+    n.copy_from_slice(b.get(1..9)?);
+    match b[0] {
+        g::map::INT => Some(crate::maps::Value::Int(i64::from_le_bytes(n))),
+        g::map::FLOAT => Some(crate::maps::Value::Float(f64::from_le_bytes(n))),
+        _ => None,
+    }
+}
+
+/// `map_op(op, id, key, klen, val, vlen)`: one operation on map `id` (see
+/// `abi::guest::IMPORT_MAP_OP`). Charged like a copy of its bytes plus a lookup.
+pub fn map_op<C: ImportCtx>(
+    c: &mut C,
+    op: i32,
+    id: i32,
+    key: i32,
+    klen: i32,
+    val: i32,
+    vlen: i32,
+) -> Result<i32, C::Error> {
+    use crate::maps::KEY_MAX;
+    let (key, klen) = (key as u32 as usize, klen as u32 as usize);
+    let (val, vlen) = (val as u32 as usize, vlen as u32 as usize);
+    charge_copy(
+        c,
+        MAP_OP_FUEL_BYTES.saturating_add(klen).saturating_add(vlen),
+    )?;
+    let host = c.data().host.clone();
+    let Some(maps) = host.maps() else {
+        return Ok(g::map::E_ID);
+    };
+    if klen > KEY_MAX {
+        return Ok(g::map::E_KEY);
+    }
+    // the key out of guest memory first: a GET writes the value there
+    let mut kbuf = [0u8; KEY_MAX];
+    let Some(k) = c.memory().get(key..key.saturating_add(klen)) else {
+        return Ok(g::map::E_RANGE);
+    };
+    kbuf[..klen].copy_from_slice(k);
+    let Some(v) = c.memory_mut().get_mut(val..val.saturating_add(vlen)) else {
+        return Ok(g::map::E_RANGE);
+    };
+    Ok(op_on_map(maps, op, id, &kbuf[..klen], v))
+}
+
+/// One operation of `map_op` on `maps`' map `id`, with the key and the value's bytes in hand:
+/// its result or a negative `map::E_*`. The imports' and lpctl's native baseline's.
+pub fn op_on_map(maps: &crate::maps::ScriptMaps, op: i32, id: i32, k: &[u8], v: &mut [u8]) -> i32 {
+    use crate::maps::{Value, ValueKind};
+    use g::map as m;
+    let Some(map) = usize::try_from(id)
+        .ok()
+        .and_then(|i| maps.get(i))
+        .map(|n| &n.map)
+    else {
+        return m::E_ID;
+    };
+    let number = map.spec().value == ValueKind::Number;
+    let r = match op {
+        m::GET => map.get(k, |got| match got {
+            None => m::ABSENT,
+            Some(Value::Bytes(b)) => {
+                let n = b.len().min(v.len());
+                v[..n].copy_from_slice(&b[..n]);
+                b.len() as i32
+            }
+            Some(x) if v.len() >= m::NUMBER => {
+                encode_number(x, v);
+                m::NUMBER as i32
+            }
+            Some(_) => m::E_VALUE,
+        }),
+        m::SET if number => match decode_number(v) {
+            Some(x) => map.set(k, x).map(|()| 0),
+            None => Ok(m::E_TYPE),
+        },
+        m::SET => map.set(k, Value::Bytes(v)).map(|()| 0),
+        m::DELETE => map.delete(k).map(i32::from),
+        m::ADD => match decode_number(v) {
+            Some(d) => map.add(k, d).map(|sum| {
+                encode_number(sum, v);
+                m::NUMBER as i32
+            }),
+            None => Ok(m::E_TYPE),
+        },
+        m::LEN => Ok(map.len().min(i32::MAX as u32) as i32),
+        _ => Ok(m::E_ID),
+    };
+    r.unwrap_or_else(map_error)
+}

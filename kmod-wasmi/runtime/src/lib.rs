@@ -20,6 +20,7 @@ pub mod host;
 pub mod imports;
 pub mod instance;
 pub mod limits;
+pub mod maps;
 pub mod package;
 pub mod packet;
 pub mod percpu;

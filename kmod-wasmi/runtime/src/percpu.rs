@@ -22,6 +22,7 @@ use crate::guest::{Guest, GuestCache};
 use crate::host::{Host, LogLevel};
 use crate::instance::Instance;
 use crate::limits::Limits;
+use crate::maps::ScriptMaps;
 use crate::packet::Packet;
 use crate::rings::{ErrorContext, ReadOutcome, RingHost, Rings};
 use crate::stats::{verdict_index, Stats};
@@ -312,6 +313,7 @@ pub struct PerCpuScript {
     /// The embedder's host behind a [`RingHost`]: the instances log into `rings`.
     host: Arc<dyn Host>,
     rings: Arc<Rings>,
+    maps: Arc<ScriptMaps>,
     limits: AtomicLimits,
     on_error: AtomicU8,
     entries: spin::Mutex<Vec<Entry>>,
@@ -371,14 +373,18 @@ impl PerCpuScript {
                 i += 1;
             }
         }
-        // a replacement keeps the log and errors of the script it replaces
-        let rings = match entries_from {
-            Some(s) => s.rings.clone(),
-            None => Arc::new(Rings::new().ok_or(LoadError::OutOfMemory)?),
+        // a replacement keeps the log, errors and maps of the script it replaces
+        let (rings, maps) = match entries_from {
+            Some(s) => (s.rings.clone(), s.maps.clone()),
+            None => (
+                Arc::new(Rings::new().ok_or(LoadError::OutOfMemory)?),
+                Arc::new(ScriptMaps::default()),
+            ),
         };
         let host: Arc<dyn Host> = Arc::new(RingHost {
             inner: host,
             rings: rings.clone(),
+            maps: maps.clone(),
         });
         let mut me = PerCpuScript {
             name: String::from(name),
@@ -386,6 +392,7 @@ impl PerCpuScript {
             guest,
             host,
             rings,
+            maps,
             limits: AtomicLimits::new(&limits),
             on_error: AtomicU8::new(on_error_code(on_error)),
             entries: spin::Mutex::new(entries),
@@ -749,6 +756,11 @@ impl PerCpuScript {
     /// `out`, as `abi::records` log records. Any context.
     pub fn read_log(&self, from: u64, out: &mut [u8]) -> ReadOutcome {
         self.rings.read_log(from, out)
+    }
+
+    /// The script's maps.
+    pub fn maps(&self) -> &ScriptMaps {
+        &self.maps
     }
 
     /// The errors kept with their packets, likewise.

@@ -309,11 +309,12 @@ impl LogRing {
     }
 }
 
-/// The script's host, keeping its log lines in its ring (and not printing the ones over its
-/// rate) on their way to the embedder's log.
+/// The script's host: keeps its log lines in its ring (and does not print the ones over its
+/// rate) on their way to the embedder's log, and holds its maps.
 pub struct RingHost {
     pub inner: Arc<dyn Host>,
     pub rings: Arc<Rings>,
+    pub maps: Arc<crate::maps::ScriptMaps>,
 }
 
 impl Host for RingHost {
@@ -339,6 +340,9 @@ impl Host for RingHost {
     }
     fn linear_memory(&self, bytes: usize) {
         self.inner.linear_memory(bytes)
+    }
+    fn maps(&self) -> Option<&crate::maps::ScriptMaps> {
+        Some(&self.maps)
     }
 }
 

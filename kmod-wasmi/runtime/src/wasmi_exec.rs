@@ -260,6 +260,27 @@ fn linker(guest: &Guest) -> Result<Linker<StoreData>, LinkerError> {
     )?;
     l.func_wrap(
         g::IMPORT_MODULE,
+        g::IMPORT_MAP_DECLARE,
+        |mut caller: Caller<'_, StoreData>, spec: i32, len: i32| -> i32 {
+            imports::map_declare(&mut caller, spec, len)
+        },
+    )?;
+    l.func_wrap(
+        g::IMPORT_MODULE,
+        g::IMPORT_MAP_OP,
+        |mut caller: Caller<'_, StoreData>,
+         op: i32,
+         id: i32,
+         key: i32,
+         klen: i32,
+         val: i32,
+         vlen: i32|
+         -> Result<i32, Error> {
+            imports::map_op(&mut caller, op, id, key, klen, val, vlen)
+        },
+    )?;
+    l.func_wrap(
+        g::IMPORT_MODULE,
         g::IMPORT_OUT_OF_FUEL,
         |mut caller: Caller<'_, StoreData>| -> Result<(), Error> {
             imports::out_of_fuel(&mut caller)
