@@ -56,6 +56,18 @@ pub mod cmd {
     pub const LOG_READ: u8 = 8;
     /// The same for the errors kept with their packets (`records::ErrorHeader` records).
     pub const ERRORS_READ: u8 = 9;
+    /// NAME: the script's maps (`records::MapInfo` records in LOG_DATA).
+    pub const MAP_LIST: u8 = 10;
+    /// NAME, MAP_NAME, LOG_SEQ (a cursor, 0 to start): entries (`records::MapEntry` records in
+    /// LOG_DATA, at most `records::READ_MAX` bytes) and LOG_SEQ, the cursor to ask from next
+    /// (0: done). A map that changes meanwhile may show an entry twice or not at all.
+    pub const MAP_DUMP: u8 = 11;
+    /// NAME, MAP_NAME, MAP_KEY: the value in MAP_VALUE (ENOENT: no such key).
+    pub const MAP_GET: u8 = 12;
+    /// NAME, MAP_NAME, MAP_KEY, MAP_VALUE: stores it (needs what loading needs).
+    pub const MAP_SET: u8 = 13;
+    /// NAME, MAP_NAME, MAP_KEY: removes it (ENOENT: no such key).
+    pub const MAP_DELETE: u8 = 14;
 }
 
 /// Attributes of the `luapkt` family.
@@ -107,7 +119,14 @@ pub mod attr {
     pub const LOG_DATA: u16 = 22;
     /// NLA_U64: records overwritten before this read reached them.
     pub const LOG_LOST: u16 = 23;
-    pub const MAX: u16 = 23;
+    /// NLA_NUL_STRING: a map of the script.
+    pub const MAP_NAME: u16 = 24;
+    /// NLA_BINARY: a key (at most `records::MAP_KEY_MAX` bytes).
+    pub const MAP_KEY: u16 = 25;
+    /// NLA_BINARY: a value: bytes, or a number as `guest::map::NUMBER` bytes (a tag and 8
+    /// little-endian bytes).
+    pub const MAP_VALUE: u16 = 26;
+    pub const MAX: u16 = 26;
 }
 
 /// Counters nested in `attr::STATS`, all NLA_U64.

@@ -21,6 +21,10 @@ pub const ERROR_MESSAGE_MAX: usize = 512;
 /// Most record bytes in one reply: a reader asks again from the sequence number it was given.
 pub const READ_MAX: usize = 16 << 10;
 
+/// Longest key and value of a map (`runtime::maps`' limits, which check them).
+pub const MAP_KEY_MAX: usize = 256;
+pub const MAP_VALUE_MAX: usize = 4096;
+
 /// Every record starts on this alignment.
 pub const ALIGN: usize = 8;
 
@@ -171,6 +175,73 @@ impl ErrorHeader {
     }
 }
 
+/// One of a script's maps (`LUAPKT_CMD_MAP_LIST`): this header, then `name_len` bytes of name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MapInfo {
+    /// `guest::map::KIND_*`, `guest::map::VALUE_*`.
+    pub kind: u8,
+    pub value: u8,
+    pub name_len: u8,
+    pub key_size: u16,
+    pub value_size: u16,
+    pub max_entries: u32,
+    pub len: u32,
+}
+
+impl MapInfo {
+    pub const SIZE: usize = 16;
+
+    pub const fn record_size(&self) -> usize {
+        padded(Self::SIZE + self.name_len as usize)
+    }
+
+    pub fn write(&self, out: &mut [u8; Self::SIZE]) {
+        out.fill(0);
+        out[0] = self.kind;
+        out[1] = self.value;
+        out[2] = self.name_len;
+        out[4..6].copy_from_slice(&self.key_size.to_ne_bytes());
+        out[6..8].copy_from_slice(&self.value_size.to_ne_bytes());
+        out[8..12].copy_from_slice(&self.max_entries.to_ne_bytes());
+        out[12..16].copy_from_slice(&self.len.to_ne_bytes());
+    }
+
+    pub fn read(b: &[u8; Self::SIZE]) -> Self {
+        MapInfo {
+            kind: b[0],
+            value: b[1],
+            name_len: b[2],
+            key_size: u16::from_ne_bytes([b[4], b[5]]),
+            value_size: u16::from_ne_bytes([b[6], b[7]]),
+            max_entries: u32_at(b, 8),
+            len: u32_at(b, 12),
+        }
+    }
+}
+
+/// One entry of a map (`LUAPKT_CMD_MAP_DUMP`): key length (u16), value length (u16), 4 bytes
+/// of padding, the key, the value (a number as `guest::map::NUMBER` bytes).
+pub const MAP_ENTRY_HEADER: usize = 8;
+
+/// The bytes an entry record takes.
+pub const fn map_entry_size(klen: usize, vlen: usize) -> usize {
+    padded(MAP_ENTRY_HEADER + klen + vlen)
+}
+
+/// A map's declaration as read back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapInfoRecord<'a> {
+    pub info: MapInfo,
+    pub name: &'a [u8],
+}
+
+/// A map entry as read back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapEntry<'a> {
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+}
+
 /// A kept error as read back: the header and its parts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ErrorRecord<'a> {
@@ -249,6 +320,24 @@ impl<'a> Record<'a> for ErrorRecord<'a> {
             },
             header.record_size(),
         ))
+    }
+}
+
+impl<'a> Record<'a> for MapInfoRecord<'a> {
+    fn parse(b: &'a [u8]) -> Option<(Self, usize)> {
+        let info = MapInfo::read(b.get(..MapInfo::SIZE)?.try_into().ok()?);
+        let name = b.get(MapInfo::SIZE..MapInfo::SIZE + usize::from(info.name_len))?;
+        Some((MapInfoRecord { info, name }, info.record_size()))
+    }
+}
+
+impl<'a> Record<'a> for MapEntry<'a> {
+    fn parse(b: &'a [u8]) -> Option<(Self, usize)> {
+        let klen = usize::from(u16::from_ne_bytes([*b.first()?, *b.get(1)?]));
+        let vlen = usize::from(u16::from_ne_bytes([*b.get(2)?, *b.get(3)?]));
+        let key = b.get(MAP_ENTRY_HEADER..MAP_ENTRY_HEADER + klen)?;
+        let value = b.get(MAP_ENTRY_HEADER + klen..MAP_ENTRY_HEADER + klen + vlen)?;
+        Some((MapEntry { key, value }, map_entry_size(klen, vlen)))
     }
 }
 

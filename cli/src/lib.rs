@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod engine;
 pub mod log_cmd;
+pub mod map_cmd;
 pub mod output;
 pub mod pack;
 pub mod pcap;

@@ -7,7 +7,7 @@
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use lpctl::engine::Kind;
-use lpctl::{bench, log_cmd, output, pack, rule_cmd, run, script_cmd};
+use lpctl::{bench, log_cmd, map_cmd, output, pack, rule_cmd, run, script_cmd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -52,6 +52,19 @@ enum Command {
     /// nft rules whose verdict comes from a script
     #[command(subcommand)]
     Rule(RuleCmd),
+    /// The maps (lp.map) of a loaded script: shared by all of its instances (CPUs)
+    ///
+    /// Keys and byte values are text (or hex with --hex; shown in hex when not printable);
+    /// values of a number map are numbers.
+    ///
+    /// Examples:
+    ///   lpctl map list budget
+    ///   lpctl map dump budget flows
+    ///   lpctl map get budget flows 10.0.0.1
+    ///   lpctl map set budget flows 10.0.0.1 0
+    ///   lpctl map delete budget flows 10.0.0.1
+    #[command(subcommand, verbatim_doc_comment)]
+    Map(MapCmd),
     /// A loaded script's log: what it printed with lp.log or print, and its errors
     ///
     /// Lines are kept in a ring per script (32 KiB, the newest win) and rate-limited per script
@@ -190,6 +203,48 @@ enum ScriptCmd {
         /// Write the packets to this pcapng file (raw IP, each with a luapkt-meta comment)
         #[arg(short, long, value_name = "FILE")]
         write: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum MapCmd {
+    /// A script's maps: type, value kind, sizes, entries
+    List { script: String },
+    /// Every entry of a map
+    Dump {
+        script: String,
+        map: String,
+        /// Keys and byte values in hex
+        #[arg(long)]
+        hex: bool,
+    },
+    /// The value of a key (fails when absent)
+    Get {
+        script: String,
+        map: String,
+        key: String,
+        /// KEY is hex (and byte values are shown in hex)
+        #[arg(long)]
+        hex: bool,
+    },
+    /// Store a value: a number for a number map, bytes (text, or hex with --hex) otherwise
+    Set {
+        script: String,
+        map: String,
+        key: String,
+        value: String,
+        /// KEY (and a byte VALUE) are hex
+        #[arg(long)]
+        hex: bool,
+    },
+    /// Remove a key (fails when absent)
+    Delete {
+        script: String,
+        map: String,
+        key: String,
+        /// KEY is hex
+        #[arg(long)]
+        hex: bool,
     },
 }
 
@@ -373,6 +428,29 @@ fn main() -> ExitCode {
             follow,
             level,
         } => log_cmd::log(&name, follow, level, mode),
+        Command::Map(c) => match c {
+            MapCmd::List { script } => map_cmd::list(&script, mode),
+            MapCmd::Dump { script, map, hex } => map_cmd::dump(&script, &map, hex, mode),
+            MapCmd::Get {
+                script,
+                map,
+                key,
+                hex,
+            } => map_cmd::get(&script, &map, &key, hex, mode),
+            MapCmd::Set {
+                script,
+                map,
+                key,
+                value,
+                hex,
+            } => map_cmd::set(&script, &map, &key, &value, hex, mode),
+            MapCmd::Delete {
+                script,
+                map,
+                key,
+                hex,
+            } => map_cmd::delete(&script, &map, &key, hex, mode),
+        },
         Command::Rule(c) => match c {
             RuleCmd::Add { words } => rule_cmd::add(&words, mode),
             RuleCmd::List => rule_cmd::list(mode),

@@ -518,6 +518,50 @@ pub(crate) fn netlink(script: Option<&str>) -> Result<bool> {
             ]),
         );
     }
+    r.case("map list: missing NAME", &[EINVAL], cmd::MAP_LIST, &[]);
+    for (what, command) in [
+        ("dump", cmd::MAP_DUMP),
+        ("get", cmd::MAP_GET),
+        ("set", cmd::MAP_SET),
+        ("delete", cmd::MAP_DELETE),
+    ] {
+        r.case(
+            &format!("map {what}: missing MAP_NAME"),
+            &[EINVAL],
+            command,
+            &nla_str(attr::NAME, "lp-no-such-script"),
+        );
+        r.case(
+            &format!("map {what}: a MAP_KEY of 300 bytes"),
+            &[EINVAL, ERANGE],
+            command,
+            &attrs(&[
+                nla_str(attr::NAME, "lp-no-such-script"),
+                nla_str(attr::MAP_NAME, "m"),
+                nla(attr::MAP_KEY, &[1; 300]),
+            ]),
+        );
+    }
+    r.case(
+        "map set: missing MAP_VALUE",
+        &[EINVAL],
+        cmd::MAP_SET,
+        &attrs(&[
+            nla_str(attr::NAME, "lp-no-such-script"),
+            nla_str(attr::MAP_NAME, "m"),
+            nla(attr::MAP_KEY, b"k"),
+        ]),
+    );
+    r.case(
+        "map get: unknown script",
+        &[ENOENT],
+        cmd::MAP_GET,
+        &attrs(&[
+            nla_str(attr::NAME, "lp-no-such-script"),
+            nla_str(attr::MAP_NAME, "m"),
+            nla(attr::MAP_KEY, b"k"),
+        ]),
+    );
     r.case(
         "abort: unknown upload id",
         &[ENOENT],

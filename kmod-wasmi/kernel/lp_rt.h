@@ -54,6 +54,15 @@ struct sk_buff;
 #define LP_RECORDS_ERRORS 1
 
 /**
+ * `lp_rt_map_op`'s operations (abi::guest::map's).
+ */
+#define LP_MAP_GET 0
+
+#define LP_MAP_SET 1
+
+#define LP_MAP_DELETE 2
+
+/**
  * Compiled guests, shared by every script of every netns (one per module).
  */
 struct lp_cache;
@@ -540,5 +549,51 @@ int lp_rt_set_limits(const struct lp_script *s,
                      const struct lp_limits *limits,
                      char *msg,
                      size_t msg_len);
+
+/**
+ * any. Copies a record per map of the script (abi/src/records.rs `MapInfo`) into `buf` and
+ * returns the bytes written.
+ *
+ * # Safety
+ * `s` is live; `buf` is writable for `len` bytes.
+ */
+size_t lp_rt_map_list(const struct lp_script *s, uint8_t *buf, size_t len);
+
+/**
+ * any. Copies whole entry records of map `name` (abi/src/records.rs `MapEntry`) from
+ * `cursor` (0: the start) into `buf`; `*next` is the cursor to go on from (0: done). Returns
+ * the bytes written, or -ENOENT (no such map).
+ *
+ * # Safety
+ * `s` is live; `name` points to `name_len` bytes; `buf` is writable for `len` bytes; `next`
+ * is writable.
+ */
+int lp_rt_map_dump(const struct lp_script *s,
+                   const char *name,
+                   size_t name_len,
+                   uint64_t cursor,
+                   uint8_t *buf,
+                   size_t len,
+                   uint64_t *next);
+
+/**
+ * any. One operation on map `name`: `op` is abi::guest::map's GET (the value is copied to
+ * `val`, at most `vlen` bytes; returns its length), SET (stores `vlen` bytes of `val`: bytes,
+ * or a number as a tag and 8 little-endian bytes; returns 0) or DELETE (returns 0). Errors:
+ * -ENOENT (no such map or key), -E2BIG (key or value too long), -EINVAL (a value of the
+ * wrong type, another op), -ENOSPC (the map is full).
+ *
+ * # Safety
+ * `s` is live; `name`, `key` point to `name_len`, `klen` readable bytes; `val` to `vlen`
+ * bytes, writable for GET.
+ */
+int lp_rt_map_op(const struct lp_script *s,
+                 const char *name,
+                 size_t name_len,
+                 int op,
+                 const uint8_t *key,
+                 size_t klen,
+                 uint8_t *val,
+                 size_t vlen);
 
 #endif  /* _LP_RT_H */

@@ -39,6 +39,11 @@ enum luapkt_commands {
 	LUAPKT_CMD_LOAD_ABORT = 7,
 	LUAPKT_CMD_LOG_READ = 8,
 	LUAPKT_CMD_ERRORS_READ = 9,
+	LUAPKT_CMD_MAP_LIST = 10,
+	LUAPKT_CMD_MAP_DUMP = 11,
+	LUAPKT_CMD_MAP_GET = 12,
+	LUAPKT_CMD_MAP_SET = 13,
+	LUAPKT_CMD_MAP_DELETE = 14,
 	__LUAPKT_CMD_MAX
 };
 #define LUAPKT_CMD_MAX (__LUAPKT_CMD_MAX - 1)
@@ -68,6 +73,9 @@ enum luapkt_attributes {
 	LUAPKT_A_LOG_SEQ = 21, /* NLA_U64, a record's sequence number */
 	LUAPKT_A_LOG_DATA = 22, /* NLA_BINARY, records (abi/src/records.rs) */
 	LUAPKT_A_LOG_LOST = 23, /* NLA_U64, records overwritten unread */
+	LUAPKT_A_MAP_NAME = 24, /* NLA_NUL_STRING, a map of the script */
+	LUAPKT_A_MAP_KEY = 25, /* NLA_BINARY, a map key */
+	LUAPKT_A_MAP_VALUE = 26, /* NLA_BINARY, a map value */
 	__LUAPKT_A_MAX
 };
 #define LUAPKT_A_MAX (__LUAPKT_A_MAX - 1)
@@ -113,6 +121,9 @@ enum luapkt_stat_attributes {
 #define LUAPKT_CHUNK_MAX 32768
 #define LUAPKT_UPLOADS_MAX 16
 #define LUAPKT_READ_MAX 16384 /* record bytes in one LOG_READ/ERRORS_READ reply */
+#define LUAPKT_MAP_KEY_MAX 256
+#define LUAPKT_MAP_VALUE_MAX 4096
+#define LUAPKT_MAP_NAME_MAX 63
 
 /* verdict codes the runtime returns */
 #define LUAPKT_VERDICT_ACCEPT 1

@@ -297,6 +297,9 @@ static const struct nla_policy luapkt_genl_policy[LUAPKT_A_MAX + 1] = {
 	[LUAPKT_A_ENGINE]	= NLA_POLICY_RANGE(NLA_U8, LUAPKT_ENGINE_WASMI,
 						   LUAPKT_ENGINE_COMPILED),
 	[LUAPKT_A_LOG_SEQ]	= { .type = NLA_U64 },
+	[LUAPKT_A_MAP_NAME]	= { .type = NLA_NUL_STRING, .len = LUAPKT_MAP_NAME_MAX },
+	[LUAPKT_A_MAP_KEY]	= { .type = NLA_BINARY, .len = LUAPKT_MAP_KEY_MAX },
+	[LUAPKT_A_MAP_VALUE]	= { .type = NLA_BINARY, .len = LUAPKT_MAP_VALUE_MAX },
 	[LUAPKT_A_LOG_DATA]	= { .type = NLA_REJECT },
 	[LUAPKT_A_LOG_LOST]	= { .type = NLA_REJECT },
 };
@@ -996,6 +999,127 @@ too_big:
 	return -EMSGSIZE;
 }
 
+/*
+ * MAP_LIST, MAP_DUMP, MAP_GET, MAP_SET, MAP_DELETE: a script's maps (lp.map). Reads need what
+ * showing a script needs, writes what loading one needs. The maps live as long as the script;
+ * ln->mutex keeps its version while the runtime copies (under each stripe's own lock).
+ */
+static int luapkt_nl_map(struct sk_buff *skb, struct genl_info *info)
+{
+	struct luapkt_net *ln = luapkt_pernet(genl_info_net(info));
+	struct netlink_ext_ack *extack = info->extack;
+	u8 cmd = info->genlhdr->cmd;
+	const struct luapkt_version *v;
+	const char *map = NULL;
+	struct luapkt_script *s;
+	struct sk_buff *msg = NULL;
+	struct nlattr *data = NULL;
+	u64 cursor = 0, next = 0;
+	const u8 *key = NULL;
+	size_t map_len = 0;
+	int klen = 0, err;
+	void *hdr = NULL;
+
+	if (cmd == LUAPKT_CMD_MAP_SET || cmd == LUAPKT_CMD_MAP_DELETE) {
+		err = luapkt_may_change(skb, info);
+		if (err)
+			return err;
+	}
+	if (GENL_REQ_ATTR_CHECK(info, LUAPKT_A_NAME))
+		return -EINVAL;
+	if (cmd != LUAPKT_CMD_MAP_LIST) {
+		if (GENL_REQ_ATTR_CHECK(info, LUAPKT_A_MAP_NAME))
+			return -EINVAL;
+		map = nla_data(info->attrs[LUAPKT_A_MAP_NAME]);
+		map_len = strlen(map);
+	}
+	if (cmd == LUAPKT_CMD_MAP_GET || cmd == LUAPKT_CMD_MAP_SET ||
+	    cmd == LUAPKT_CMD_MAP_DELETE) {
+		if (GENL_REQ_ATTR_CHECK(info, LUAPKT_A_MAP_KEY))
+			return -EINVAL;
+		key = nla_data(info->attrs[LUAPKT_A_MAP_KEY]);
+		klen = nla_len(info->attrs[LUAPKT_A_MAP_KEY]);
+	}
+	if (cmd == LUAPKT_CMD_MAP_SET && GENL_REQ_ATTR_CHECK(info, LUAPKT_A_MAP_VALUE))
+		return -EINVAL;
+	if (info->attrs[LUAPKT_A_LOG_SEQ])
+		cursor = nla_get_u64(info->attrs[LUAPKT_A_LOG_SEQ]);
+
+	if (cmd == LUAPKT_CMD_MAP_LIST || cmd == LUAPKT_CMD_MAP_DUMP ||
+	    cmd == LUAPKT_CMD_MAP_GET) {
+		msg = genlmsg_new(nla_total_size(LUAPKT_READ_MAX) + NLMSG_DEFAULT_SIZE, GFP_KERNEL);
+		if (!msg)
+			return -ENOMEM;
+		hdr = genlmsg_put_reply(msg, info, &luapkt_genl_family, 0, cmd);
+		if (!hdr)
+			goto too_big;
+		data = nla_reserve(msg, cmd == LUAPKT_CMD_MAP_GET ? LUAPKT_A_MAP_VALUE :
+				   LUAPKT_A_LOG_DATA, LUAPKT_READ_MAX);
+		if (!data)
+			goto too_big;
+	}
+
+	mutex_lock(&ln->mutex);
+	s = luapkt_script_lookup(ln, nla_data(info->attrs[LUAPKT_A_NAME]));
+	if (!s) {
+		mutex_unlock(&ln->mutex);
+		nlmsg_free(msg);
+		NL_SET_ERR_MSG_ATTR(extack, info->attrs[LUAPKT_A_NAME], "no such script");
+		return -ENOENT;
+	}
+	v = rcu_dereference_protected(s->cur, lockdep_is_held(&ln->mutex));
+	switch (cmd) {
+	case LUAPKT_CMD_MAP_LIST:
+		err = lp_rt_map_list(v->rt, nla_data(data), LUAPKT_READ_MAX);
+		break;
+	case LUAPKT_CMD_MAP_DUMP:
+		err = lp_rt_map_dump(v->rt, map, map_len, cursor, nla_data(data), LUAPKT_READ_MAX,
+				     &next);
+		break;
+	case LUAPKT_CMD_MAP_GET:
+		err = lp_rt_map_op(v->rt, map, map_len, LP_MAP_GET, key, klen, nla_data(data),
+				   LUAPKT_READ_MAX);
+		break;
+	case LUAPKT_CMD_MAP_SET:
+		err = lp_rt_map_op(v->rt, map, map_len, LP_MAP_SET, key, klen,
+				   nla_data(info->attrs[LUAPKT_A_MAP_VALUE]),
+				   nla_len(info->attrs[LUAPKT_A_MAP_VALUE]));
+		break;
+	default:
+		err = lp_rt_map_op(v->rt, map, map_len, LP_MAP_DELETE, key, klen, NULL, 0);
+		break;
+	}
+	mutex_unlock(&ln->mutex);
+	if (err < 0) {
+		nlmsg_free(msg);
+		if (err == -ENOENT && key)
+			NL_SET_ERR_MSG_ATTR(extack, info->attrs[LUAPKT_A_MAP_KEY],
+					    "no such key (or map)");
+		else if (err == -ENOENT && map)
+			NL_SET_ERR_MSG_ATTR(extack, info->attrs[LUAPKT_A_MAP_NAME], "no such map");
+		return err;
+	}
+	if (!msg)
+		return 0;
+	if (WARN_ON_ONCE(err > LUAPKT_READ_MAX)) {
+		nlmsg_free(msg);
+		return -EIO;
+	}
+	/* as in luapkt_nl_read: the attribute as long as what was copied, its padding zeroed */
+	memset((u8 *)nla_data(data) + err, 0, nla_padlen(err));
+	data->nla_len = nla_attr_size(err);
+	skb_trim(msg, (unsigned char *)data - msg->data + nla_total_size(err));
+	if (cmd == LUAPKT_CMD_MAP_DUMP &&
+	    nla_put_u64_64bit(msg, LUAPKT_A_LOG_SEQ, next, LUAPKT_A_PAD))
+		goto too_big;
+	genlmsg_end(msg, hdr);
+	return genlmsg_reply(msg, info);
+
+too_big:
+	nlmsg_free(msg);
+	return -EMSGSIZE;
+}
+
 static int luapkt_nl_set_limits(struct sk_buff *skb, struct genl_info *info)
 {
 	struct luapkt_net *ln = luapkt_pernet(genl_info_net(info));
@@ -1081,6 +1205,11 @@ static const struct genl_ops luapkt_genl_ops[] = {
 		.doit	= luapkt_nl_read,
 		.flags	= GENL_UNS_ADMIN_PERM,
 	},
+	{ .cmd = LUAPKT_CMD_MAP_LIST,	.doit = luapkt_nl_map, .flags = GENL_UNS_ADMIN_PERM },
+	{ .cmd = LUAPKT_CMD_MAP_DUMP,	.doit = luapkt_nl_map, .flags = GENL_UNS_ADMIN_PERM },
+	{ .cmd = LUAPKT_CMD_MAP_GET,	.doit = luapkt_nl_map, .flags = GENL_UNS_ADMIN_PERM },
+	{ .cmd = LUAPKT_CMD_MAP_SET,	.doit = luapkt_nl_map, .flags = GENL_UNS_ADMIN_PERM },
+	{ .cmd = LUAPKT_CMD_MAP_DELETE,	.doit = luapkt_nl_map, .flags = GENL_UNS_ADMIN_PERM },
 	{
 		.cmd	= LUAPKT_CMD_LOAD_ABORT,
 		.doit	= luapkt_nl_load_abort,

@@ -31,7 +31,8 @@ mod wire;
 pub use error::{Error, KernelError, Result};
 pub use genl::{resolve_family, FamilyInfo};
 pub use luapkt::{
-    Limits, LoadRequest, Luapkt, OnError, RecordBatch, Ring, ScriptInfo, ScriptLimits, Stats, Tag,
+    Limits, LoadRequest, Luapkt, MapInfo, OnError, RecordBatch, Ring, ScriptInfo, ScriptLimits,
+    Stats, Tag,
 };
 pub use nft::{
     BaseChain, Batch, Chain, ChainType, Expr, Family, Hook, LuaExpr, LuaRule, Nftables, Policy,

@@ -252,6 +252,22 @@ pub enum Ring {
     Errors,
 }
 
+/// One of a script's maps (`lp.map`), as `LUAPKT_CMD_MAP_LIST` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MapInfo {
+    pub name: String,
+    /// `hash` or `lru`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// `number` or `bytes`.
+    pub value: &'static str,
+    pub key_size: u16,
+    pub value_size: u16,
+    pub max_entries: u32,
+    /// Entries now.
+    pub entries: u32,
+}
+
 /// One read of a ring: whole records (`abi::records`), the sequence number to read from
 /// next, and how many were overwritten before the read reached them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -516,6 +532,107 @@ impl<T: Transport> Luapkt<T> {
         self.single(&what, &replies, decode_batch)
     }
 
+    /// A script's maps.
+    pub fn map_list(&mut self, script: &str) -> Result<Vec<MapInfo>> {
+        use abi::records::{records, MapInfoRecord};
+        check_script_name(script)?;
+        let what = format!("script {script}");
+        let replies = self.call(&what, cmd::MAP_LIST, |m| {
+            m.attr_str(attr::NAME, script);
+        })?;
+        let data = self.single(&what, &replies, decode_data)?;
+        records::<MapInfoRecord<'_>>(&data)
+            .map(|r| {
+                let r =
+                    r.map_err(|e| Error::malformed(&what, format!("map record at byte {}", e.at)))?;
+                Ok(MapInfo {
+                    name: String::from_utf8_lossy(r.name).into_owned(),
+                    kind: if r.info.kind == abi::guest::map::KIND_LRU {
+                        "lru"
+                    } else {
+                        "hash"
+                    },
+                    value: if r.info.value == abi::guest::map::VALUE_BYTES {
+                        "bytes"
+                    } else {
+                        "number"
+                    },
+                    key_size: r.info.key_size,
+                    value_size: r.info.value_size,
+                    max_entries: r.info.max_entries,
+                    entries: r.info.len,
+                })
+            })
+            .collect()
+    }
+
+    /// Every entry of a map, as (key, value) bytes (a number as `abi::guest::map::NUMBER`
+    /// bytes), read in as many requests as it takes.
+    pub fn map_dump(&mut self, script: &str, map: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        use abi::records::{records, MapEntry};
+        check_script_name(script)?;
+        let what = format!("map {map} of script {script}");
+        let mut out = Vec::new();
+        let mut cursor = 0;
+        // a map holds at most 2^20 entries; bound the requests all the same
+        for _ in 0..(1 << 21) {
+            let replies = self.call(&what, cmd::MAP_DUMP, |m| {
+                m.attr_str(attr::NAME, script)
+                    .attr_str(attr::MAP_NAME, map)
+                    .attr_u64(attr::LOG_SEQ, cursor);
+            })?;
+            let b = self.single(&what, &replies, decode_batch)?;
+            for e in records::<MapEntry<'_>>(&b.data) {
+                let e = e.map_err(|e| {
+                    Error::malformed(&what, format!("entry record at byte {}", e.at))
+                })?;
+                out.push((e.key.to_vec(), e.value.to_vec()));
+            }
+            if b.next == 0 {
+                return Ok(out);
+            }
+            cursor = b.next;
+        }
+        Err(Error::malformed(&what, "the dump did not end"))
+    }
+
+    /// The value of `key` (a number as `abi::guest::map::NUMBER` bytes); ENOENT when absent.
+    pub fn map_get(&mut self, script: &str, map: &str, key: &[u8]) -> Result<Vec<u8>> {
+        check_script_name(script)?;
+        let what = format!("map {map} of script {script}");
+        let replies = self.call(&what, cmd::MAP_GET, |m| {
+            m.attr_str(attr::NAME, script)
+                .attr_str(attr::MAP_NAME, map)
+                .attr(attr::MAP_KEY, key);
+        })?;
+        self.single(&what, &replies, decode_value)
+    }
+
+    /// Stores `value` at `key`.
+    pub fn map_set(&mut self, script: &str, map: &str, key: &[u8], value: &[u8]) -> Result<()> {
+        check_script_name(script)?;
+        let what = format!("map {map} of script {script}");
+        self.call(&what, cmd::MAP_SET, |m| {
+            m.attr_str(attr::NAME, script)
+                .attr_str(attr::MAP_NAME, map)
+                .attr(attr::MAP_KEY, key)
+                .attr(attr::MAP_VALUE, value);
+        })?;
+        Ok(())
+    }
+
+    /// Removes `key`; ENOENT when absent.
+    pub fn map_delete(&mut self, script: &str, map: &str, key: &[u8]) -> Result<()> {
+        check_script_name(script)?;
+        let what = format!("map {map} of script {script}");
+        self.call(&what, cmd::MAP_DELETE, |m| {
+            m.attr_str(attr::NAME, script)
+                .attr_str(attr::MAP_NAME, map)
+                .attr(attr::MAP_KEY, key);
+        })?;
+        Ok(())
+    }
+
     /// One request with NLM_F_ACK; returns the messages that came before the ack.
     fn call(
         &mut self,
@@ -573,6 +690,26 @@ fn decode_upload_id(attrs: &[u8]) -> Decoded<u32> {
         }
     }
     Err(Malformed::new("LUAPKT_ATTR_UPLOAD_ID missing"))
+}
+
+fn decode_data(attrs: &[u8]) -> Decoded<Vec<u8>> {
+    for a in wire::attrs(attrs) {
+        let a = a?;
+        if a.kind == attr::LOG_DATA {
+            return Ok(a.value.to_vec());
+        }
+    }
+    Err(Malformed::new("LUAPKT_ATTR_LOG_DATA missing"))
+}
+
+fn decode_value(attrs: &[u8]) -> Decoded<Vec<u8>> {
+    for a in wire::attrs(attrs) {
+        let a = a?;
+        if a.kind == attr::MAP_VALUE {
+            return Ok(a.value.to_vec());
+        }
+    }
+    Err(Malformed::new("LUAPKT_ATTR_MAP_VALUE missing"))
 }
 
 fn decode_batch(attrs: &[u8]) -> Decoded<RecordBatch> {

@@ -278,13 +278,18 @@ pub fn kernel_header() -> String {
         ("LOAD_ABORT", cmd::LOAD_ABORT, ""),
         ("LOG_READ", cmd::LOG_READ, ""),
         ("ERRORS_READ", cmd::ERRORS_READ, ""),
+        ("MAP_LIST", cmd::MAP_LIST, ""),
+        ("MAP_DUMP", cmd::MAP_DUMP, ""),
+        ("MAP_GET", cmd::MAP_GET, ""),
+        ("MAP_SET", cmd::MAP_SET, ""),
+        ("MAP_DELETE", cmd::MAP_DELETE, ""),
     ]
     .map(|(n, v, w)| (n, u16::from(v), w));
     h.enumeration(
         "luapkt_commands",
         "LUAPKT_CMD_",
         &cmds,
-        u16::from(cmd::ERRORS_READ),
+        u16::from(cmd::MAP_DELETE),
     );
     h.line("");
     h.enumeration(
@@ -327,6 +332,13 @@ pub fn kernel_header() -> String {
                 attr::LOG_LOST,
                 "NLA_U64, records overwritten unread",
             ),
+            (
+                "MAP_NAME",
+                attr::MAP_NAME,
+                "NLA_NUL_STRING, a map of the script",
+            ),
+            ("MAP_KEY", attr::MAP_KEY, "NLA_BINARY, a map key"),
+            ("MAP_VALUE", attr::MAP_VALUE, "NLA_BINARY, a map value"),
         ],
         attr::MAX,
     );
@@ -380,7 +392,10 @@ pub fn kernel_header() -> String {
                 "{} /* record bytes in one LOG_READ/ERRORS_READ reply */",
                 abi::records::READ_MAX
             ),
-        );
+        )
+        .define("LUAPKT_MAP_KEY_MAX", abi::records::MAP_KEY_MAX)
+        .define("LUAPKT_MAP_VALUE_MAX", abi::records::MAP_VALUE_MAX)
+        .define("LUAPKT_MAP_NAME_MAX", abi::guest::map::NAME_MAX);
     h.line("\n/* verdict codes the runtime returns */")
         .define("LUAPKT_VERDICT_ACCEPT", v::ACCEPT)
         .define("LUAPKT_VERDICT_DROP", v::DROP)

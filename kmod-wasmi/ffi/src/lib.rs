@@ -1094,3 +1094,124 @@ guest_libm!(
     lp_w2c_sqrtf = sqrtf(f32),
     lp_w2c_rintf = rintf(f32),
 );
+
+// ---------------------------------------------------------------------------------------
+// Maps (lp.map), for lpctl map: any context (each stripe's lock disables bottom halves).
+
+/// `lp_rt_map_op`'s operations (abi::guest::map's).
+pub const LP_MAP_GET: c_int = 0;
+pub const LP_MAP_SET: c_int = 1;
+pub const LP_MAP_DELETE: c_int = 2;
+const _: () = assert!(
+    LP_MAP_GET == abi::guest::map::GET
+        && LP_MAP_SET == abi::guest::map::SET
+        && LP_MAP_DELETE == abi::guest::map::DELETE
+);
+
+/// The id of map `name` of the script.
+fn map_id(s: &LpScript, name: *const c_char, name_len: usize) -> Option<usize> {
+    // SAFETY: the callers' contract: `name` points to `name_len` readable bytes.
+    let name = unsafe { bytes(name.cast(), name_len) };
+    s.rt.maps().find(name)
+}
+
+/// any. Copies a record per map of the script (abi/src/records.rs `MapInfo`) into `buf` and
+/// returns the bytes written.
+///
+/// # Safety
+/// `s` is live; `buf` is writable for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn lp_rt_map_list(s: *const LpScript, buf: *mut u8, len: usize) -> usize {
+    // SAFETY: the caller's contract.
+    let (s, buf) = unsafe { (&*s, core::slice::from_raw_parts_mut(buf, len)) };
+    s.rt.maps().list(buf)
+}
+
+/// any. Copies whole entry records of map `name` (abi/src/records.rs `MapEntry`) from
+/// `cursor` (0: the start) into `buf`; `*next` is the cursor to go on from (0: done). Returns
+/// the bytes written, or -ENOENT (no such map).
+///
+/// # Safety
+/// `s` is live; `name` points to `name_len` bytes; `buf` is writable for `len` bytes; `next`
+/// is writable.
+#[no_mangle]
+pub unsafe extern "C" fn lp_rt_map_dump(
+    s: *const LpScript,
+    name: *const c_char,
+    name_len: usize,
+    cursor: u64,
+    buf: *mut u8,
+    len: usize,
+    next: *mut u64,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    let s = unsafe { &*s };
+    let Some(id) = map_id(s, name, name_len) else {
+        return -ENOENT;
+    };
+    let Some(m) = s.rt.maps().get(id) else {
+        return -ENOENT;
+    };
+    // SAFETY: the caller's contract.
+    let buf = unsafe { core::slice::from_raw_parts_mut(buf, len) };
+    let (n, after) = m.map.dump(cursor, buf);
+    // SAFETY: the caller's contract.
+    unsafe { next.write(after) };
+    n as c_int
+}
+
+/// any. One operation on map `name`: `op` is abi::guest::map's GET (the value is copied to
+/// `val`, at most `vlen` bytes; returns its length), SET (stores `vlen` bytes of `val`: bytes,
+/// or a number as a tag and 8 little-endian bytes; returns 0) or DELETE (returns 0). Errors:
+/// -ENOENT (no such map or key), -E2BIG (key or value too long), -EINVAL (a value of the
+/// wrong type, another op), -ENOSPC (the map is full).
+///
+/// # Safety
+/// `s` is live; `name`, `key` point to `name_len`, `klen` readable bytes; `val` to `vlen`
+/// bytes, writable for GET.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn lp_rt_map_op(
+    s: *const LpScript,
+    name: *const c_char,
+    name_len: usize,
+    op: c_int,
+    key: *const u8,
+    klen: usize,
+    val: *mut u8,
+    vlen: usize,
+) -> c_int {
+    use abi::guest::map as m;
+    const E2BIG: c_int = 7;
+    // SAFETY: the caller's contract.
+    let s = unsafe { &*s };
+    let Some(id) = map_id(s, name, name_len) else {
+        return -ENOENT;
+    };
+    if !matches!(op, m::GET | m::SET | m::DELETE) {
+        return -EINVAL;
+    }
+    // SAFETY: the caller's contract.
+    let key = unsafe { bytes(key, klen) };
+    let val: &mut [u8] = if val.is_null() || vlen == 0 {
+        &mut []
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { core::slice::from_raw_parts_mut(val, vlen) }
+    };
+    match runtime::imports::op_on_map(s.rt.maps(), op, id as i32, key, val) {
+        // DELETE of an absent key
+        0 if op == m::DELETE => -ENOENT,
+        r if r >= 0 => {
+            if op == m::DELETE {
+                0
+            } else {
+                r
+            }
+        }
+        m::ABSENT => -ENOENT,
+        m::E_KEY | m::E_VALUE => -E2BIG,
+        m::E_FULL => -ENOSPC,
+        _ => -EINVAL,
+    }
+}

@@ -20,8 +20,8 @@ use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 /// Most maps a script may declare.
 pub const MAPS_MAX: usize = 16;
 /// Longest key, and longest byte-string value.
-pub const KEY_MAX: usize = 256;
-pub const VALUE_MAX: usize = 4096;
+pub const KEY_MAX: usize = abi::records::MAP_KEY_MAX;
+pub const VALUE_MAX: usize = abi::records::MAP_VALUE_MAX;
 /// Most entries of one map.
 pub const ENTRIES_MAX: u32 = 1 << 20;
 /// Most bytes all of a script's maps may take.
@@ -530,6 +530,54 @@ impl Map {
         }
     }
 
+    /// Copies whole entry records (`abi::records::MapEntry`) from `cursor` (0: the start) into
+    /// `out`; returns the bytes written and the cursor to go on from (0: done). A stripe's
+    /// lock is held while its entries are copied; the cursor is a stripe and a cell of its
+    /// index, so an entry moved meanwhile may show twice or not at all.
+    pub fn dump(&self, cursor: u64, out: &mut [u8]) -> (usize, u64) {
+        let mut len = 0;
+        let (mut stripe, mut cell) = ((cursor >> 32) as usize, (cursor & 0xffff_ffff) as usize);
+        let mut buf = [0u8; abi::guest::map::NUMBER];
+        while let Some(m) = self.stripes.get(stripe) {
+            let s = m.lock();
+            while let Some(&e) = s.index.get(cell) {
+                if e != 0 {
+                    let slot = (e - 1) as usize;
+                    let key = s.key(&self.spec, slot);
+                    let value: &[u8] = match s.value(&self.spec, slot) {
+                        Value::Bytes(b) => b,
+                        v => {
+                            let (tag, bits) = match v {
+                                Value::Float(f) => (abi::guest::map::FLOAT, f.to_le_bytes()),
+                                Value::Int(n) => (abi::guest::map::INT, n.to_le_bytes()),
+                                Value::Bytes(_) => (0, [0; 8]),
+                            };
+                            buf[0] = tag;
+                            buf[1..].copy_from_slice(&bits);
+                            &buf
+                        }
+                    };
+                    let size = abi::records::map_entry_size(key.len(), value.len());
+                    let Some(dst) = out.get_mut(len..len + size) else {
+                        return (len, (stripe as u64) << 32 | cell as u64);
+                    };
+                    dst.fill(0);
+                    dst[0..2].copy_from_slice(&(key.len() as u16).to_ne_bytes());
+                    dst[2..4].copy_from_slice(&(value.len() as u16).to_ne_bytes());
+                    let h = abi::records::MAP_ENTRY_HEADER;
+                    dst[h..h + key.len()].copy_from_slice(key);
+                    dst[h + key.len()..h + key.len() + value.len()].copy_from_slice(value);
+                    len += size;
+                }
+                cell += 1;
+            }
+            drop(s);
+            stripe += 1;
+            cell = 0;
+        }
+        (len, 0)
+    }
+
     /// Calls `f` with every entry, a stripe at a time (each under its lock): for listing in
     /// process context.
     pub fn for_each(&self, mut f: impl FnMut(&[u8], Value<'_>)) {
@@ -732,6 +780,56 @@ mod tests {
     }
 
     #[test]
+    fn dumps_go_on_from_their_cursor() {
+        use abi::records::{records, MapEntry};
+        let m = Map::new(
+            spec(MapKind::Hash, ValueKind::Bytes, 300),
+            (21, 22),
+            &|_| (),
+        )
+        .unwrap();
+        for i in 0u32..250 {
+            m.set(&i.to_le_bytes(), Value::Bytes(&[i as u8; 20]))
+                .unwrap();
+        }
+        let mut seen = Vec::new();
+        let (mut cursor, mut reads) = (0, 0);
+        loop {
+            let mut buf = [0u8; 1000]; // a few records a read
+            let (len, next) = m.dump(cursor, &mut buf);
+            for e in records::<MapEntry<'_>>(&buf[..len]) {
+                let e = e.unwrap();
+                let k = u32::from_le_bytes(e.key.try_into().unwrap());
+                assert_eq!(e.value, &[k as u8; 20]);
+                seen.push(k);
+            }
+            reads += 1;
+            if next == 0 {
+                break;
+            }
+            assert_ne!(len, 0);
+            cursor = next;
+        }
+        seen.sort();
+        assert_eq!(seen, (0u32..250).collect::<Vec<_>>());
+        assert!(reads > 5);
+        // numbers come as a tag and 8 bytes
+        let n = Map::new(spec(MapKind::Hash, ValueKind::Number, 4), (1, 1), &|_| ()).unwrap();
+        n.set(b"k", Value::Int(-2)).unwrap();
+        let mut buf = [0u8; 64];
+        let (len, next) = n.dump(0, &mut buf);
+        let e = records::<MapEntry<'_>>(&buf[..len])
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (e.key, e.value[0], next),
+            (&b"k"[..], abi::guest::map::INT, 0)
+        );
+        assert_eq!(i64::from_le_bytes(e.value[1..9].try_into().unwrap()), -2);
+    }
+
+    #[test]
     fn declarations_out_of_range_are_refused() {
         let ok = spec(MapKind::Hash, ValueKind::Bytes, 10);
         assert!(ok.validate().is_ok());
@@ -823,6 +921,46 @@ impl ScriptMaps {
         let p = self.table.get(id)?.load(Ordering::Acquire);
         // SAFETY: a published pointer stays valid until `self` drops (maps are never removed).
         (!p.is_null()).then(|| unsafe { &*p })
+    }
+
+    /// The id of map `name`.
+    pub fn find(&self, name: &[u8]) -> Option<usize> {
+        self.iter().position(|m| m.name.as_bytes() == name)
+    }
+
+    /// Copies a `abi::records::MapInfo` record per map into `out` (16 at most: a few hundred
+    /// bytes); returns the bytes written.
+    pub fn list(&self, out: &mut [u8]) -> usize {
+        let mut len = 0;
+        for m in self.iter() {
+            let s = m.map.spec();
+            let info = abi::records::MapInfo {
+                kind: match s.kind {
+                    MapKind::Hash => abi::guest::map::KIND_HASH,
+                    MapKind::Lru => abi::guest::map::KIND_LRU,
+                },
+                value: match s.value {
+                    ValueKind::Number => abi::guest::map::VALUE_NUMBER,
+                    ValueKind::Bytes => abi::guest::map::VALUE_BYTES,
+                },
+                name_len: m.name.len() as u8,
+                key_size: s.key_max,
+                value_size: s.value_max,
+                max_entries: s.max_entries,
+                len: m.map.len(),
+            };
+            let size = info.record_size();
+            let Some(dst) = out.get_mut(len..len + size) else {
+                break;
+            };
+            dst.fill(0);
+            let mut h = [0u8; abi::records::MapInfo::SIZE];
+            info.write(&mut h);
+            dst[..h.len()].copy_from_slice(&h);
+            dst[h.len()..h.len() + m.name.len()].copy_from_slice(m.name.as_bytes());
+            len += size;
+        }
+        len
     }
 
     /// The maps declared so far, in order.

@@ -13,10 +13,12 @@ check "maps: two CPUs" test "$(nproc)" -ge 2
 
 cat >/tmp/budget.lua <<'EOF'
 local seen = lp.map{name = "seen", key_size = 8, max_entries = 16}
+local names = lp.map{name = "names", value = "bytes", value_size = 16, max_entries = 4}
 local mine = 0 -- this instance's own (one per CPU)
 function process_packet(pkt)
   local u = pkt.udp
   if not u or u.dport ~= 7101 then return lp.CONTINUE end
+  names:set("last", pkt.ip.saddr)
   mine = mine + 1
   local n = seen:add("udp", 1)
   lp.log("mine " .. mine .. " total " .. n)
@@ -46,6 +48,30 @@ mine=$(echo "$log" | sed -n 's/.*mine \([0-9]*\) total.*/\1/p' | sort -n | tail 
 note "maps: the map counted $total, the busiest instance $mine"
 check_eq "maps: the map counted all 20" 20 "$total"
 check "maps: ... while each instance counted fewer (two CPUs ran the script)" test "${mine:-20}" -lt 20
+
+# lpctl map: the kernel's maps from userspace
+check "maps: lpctl map list" sh -c 'lpctl map list budget | grep -q "^seen: hash  value number  key_size 8  value_size 256  entries 1 of 16$"'
+check "maps: ... both maps" sh -c 'lpctl map list budget | grep -q "^names: hash  value bytes  key_size 64  value_size 16  entries 1 of 4$"'
+check_eq "maps: lpctl map get" 20 "$(lpctl map get budget seen udp)"
+check_eq "maps: ... a bytes map" "$VM_PEER_IP" "$(lpctl map get budget names last)"
+check "maps: lpctl map dump" sh -c 'lpctl map dump budget seen | grep -qx "udp 20"'
+check "maps: -j dump" sh -c 'lpctl -j map dump budget seen | grep -q "{\"entry\":{\"key\":\"udp\",\"value\":20}}"'
+check "maps: --hex shows the key in hex" sh -c 'lpctl map dump budget seen --hex | grep -qx "0x756470 20"'
+check "maps: lpctl map set" lpctl map set budget seen udp 9
+check_eq "maps: ... the script sees it: one more passes, then the budget holds" 1 "$(udp_transfer 3 7101 1)"
+check_eq "maps: ... and counts on from it" 12 "$(lpctl map get budget seen udp)"
+check "maps: set a bytes value in hex" lpctl map set budget names 6b 6869 --hex
+check_eq "maps: ... read back as text" hi "$(lpctl map get budget names k)"
+check_eq "maps: ... or in hex" 0x6869 "$(lpctl map get budget names 6b --hex)"
+check "maps: delete" lpctl map delete budget names k
+check "maps: ... then get fails: no such key" sh -c '! lpctl map get budget names k 2>/tmp/mg.err && grep -q "no such key" /tmp/mg.err'
+check "maps: delete of an absent key fails" sh -c '! lpctl map delete budget names k 2>/dev/null'
+check "maps: a number map refuses text" sh -c 'lpctl map set budget seen udp many 2>&1 | grep -q "holds numbers"'
+check "maps: a key longer than key_size is refused" sh -c '! lpctl map set budget seen 123456789 1 2>/dev/null'
+check "maps: a value longer than value_size is refused" sh -c '! lpctl map set budget names k 01234567890123456 2>/dev/null'
+check "maps: an unknown map" sh -c 'lpctl map get budget nosuch x 2>&1 | grep -q "has no map nosuch"'
+check "maps: an unknown script" sh -c '! lpctl map list nosuch 2>/dev/null'
+lpctl map set budget seen udp 20
 
 # a replacement keeps the map
 sed 's/n > 10/n > 30/' /tmp/budget.lua >/tmp/budget2.lua
