@@ -930,6 +930,48 @@ static int luapkt_nl_get_dump(struct sk_buff *skb, struct netlink_callback *cb)
 }
 
 /*
+ * A reply to @info for @cmd with attribute @type reserved for LUAPKT_READ_MAX bytes that the
+ * runtime fills (*@data); NULL on failure (-ENOMEM or -EMSGSIZE in *@err).
+ */
+static struct sk_buff *luapkt_reserve_reply(struct genl_info *info, u8 cmd, int type,
+					    struct nlattr **data, void **hdr, int *err)
+{
+	struct sk_buff *msg;
+
+	*err = -ENOMEM;
+	msg = genlmsg_new(nla_total_size(LUAPKT_READ_MAX) + NLMSG_DEFAULT_SIZE, GFP_KERNEL);
+	if (!msg)
+		return NULL;
+	*err = -EMSGSIZE;
+	*hdr = genlmsg_put_reply(msg, info, &luapkt_genl_family, 0, cmd);
+	if (!*hdr)
+		goto fail;
+	*data = nla_reserve(msg, type, LUAPKT_READ_MAX);
+	if (!*data)
+		goto fail;
+	return msg;
+
+fail:
+	nlmsg_free(msg);
+	return NULL;
+}
+
+/*
+ * Shrinks the attribute luapkt_reserve_reply() reserved to the @len bytes the runtime copied
+ * (the reserved tail is the message's end), its padding zeroed: no stale kernel bytes reach
+ * userspace. -EIO if the runtime claims more than it was given.
+ */
+static int luapkt_shrink_reply(struct sk_buff *msg, struct nlattr *data, u32 len)
+{
+	if (WARN_ON_ONCE(len > LUAPKT_READ_MAX))
+		return -EIO;
+	memset((u8 *)nla_data(data) + len, 0, nla_padlen(len));
+	data->nla_len = nla_attr_size(len);
+	skb_trim(msg, (unsigned char *)data - msg->data + nla_total_size(len));
+	return 0;
+}
+
+/*
  * LOG_READ, ERRORS_READ: the script's log lines or kept errors from LOG_SEQ on, as records
  * copied by the runtime into LOG_DATA (at most LUAPKT_READ_MAX bytes; ask again from the
  * LOG_SEQ of the reply). Reading what a script logged needs what showing it needs.
@@ -951,17 +993,9 @@ static int luapkt_nl_read(struct sk_buff *skb, struct genl_info *info)
 		return -EINVAL;
 	if (info->attrs[LUAPKT_A_LOG_SEQ])
 		from = nla_get_u64(info->attrs[LUAPKT_A_LOG_SEQ]);
-	msg = genlmsg_new(nla_total_size(LUAPKT_READ_MAX) + NLMSG_DEFAULT_SIZE, GFP_KERNEL);
+	msg = luapkt_reserve_reply(info, cmd, LUAPKT_A_LOG_DATA, &data, &hdr, &err);
 	if (!msg)
-		return -ENOMEM;
-	hdr = genlmsg_put_reply(msg, info, &luapkt_genl_family, 0, cmd);
-	if (!hdr)
-		goto too_big;
-	if (nla_put_string(msg, LUAPKT_A_NAME, nla_data(info->attrs[LUAPKT_A_NAME])))
-		goto too_big;
-	data = nla_reserve(msg, LUAPKT_A_LOG_DATA, LUAPKT_READ_MAX);
-	if (!data)
-		goto too_big;
+		return err;
 
 	mutex_lock(&ln->mutex);
 	s = luapkt_script_lookup(ln, nla_data(info->attrs[LUAPKT_A_NAME]));
@@ -975,20 +1009,14 @@ static int luapkt_nl_read(struct sk_buff *skb, struct genl_info *info)
 	err = lp_rt_read_records(v->rt, cmd == LUAPKT_CMD_LOG_READ ? LP_RECORDS_LOG :
 				 LP_RECORDS_ERRORS, from, nla_data(data), LUAPKT_READ_MAX, &out);
 	mutex_unlock(&ln->mutex);
+	if (!err)
+		err = luapkt_shrink_reply(msg, data, out.len);
 	if (err) {
 		nlmsg_free(msg);
 		return err;
 	}
-	if (WARN_ON_ONCE(out.len > LUAPKT_READ_MAX)) {
-		nlmsg_free(msg);
-		return -EIO;
-	}
-	/* the attribute as long as what was copied (the reserved tail is the message's end),
-	 * its padding zeroed: no stale kernel bytes reach userspace */
-	memset((u8 *)nla_data(data) + out.len, 0, nla_padlen(out.len));
-	data->nla_len = nla_attr_size(out.len);
-	skb_trim(msg, (unsigned char *)data - msg->data + nla_total_size(out.len));
-	if (nla_put_u64_64bit(msg, LUAPKT_A_LOG_SEQ, out.next, LUAPKT_A_PAD) ||
+	if (nla_put_string(msg, LUAPKT_A_NAME, nla_data(info->attrs[LUAPKT_A_NAME])) ||
+	    nla_put_u64_64bit(msg, LUAPKT_A_LOG_SEQ, out.next, LUAPKT_A_PAD) ||
 	    nla_put_u64_64bit(msg, LUAPKT_A_LOG_LOST, out.lost, LUAPKT_A_PAD))
 		goto too_big;
 	genlmsg_end(msg, hdr);
@@ -1047,16 +1075,11 @@ static int luapkt_nl_map(struct sk_buff *skb, struct genl_info *info)
 
 	if (cmd == LUAPKT_CMD_MAP_LIST || cmd == LUAPKT_CMD_MAP_DUMP ||
 	    cmd == LUAPKT_CMD_MAP_GET) {
-		msg = genlmsg_new(nla_total_size(LUAPKT_READ_MAX) + NLMSG_DEFAULT_SIZE, GFP_KERNEL);
+		msg = luapkt_reserve_reply(info, cmd, cmd == LUAPKT_CMD_MAP_GET ?
+					   LUAPKT_A_MAP_VALUE : LUAPKT_A_LOG_DATA,
+					   &data, &hdr, &err);
 		if (!msg)
-			return -ENOMEM;
-		hdr = genlmsg_put_reply(msg, info, &luapkt_genl_family, 0, cmd);
-		if (!hdr)
-			goto too_big;
-		data = nla_reserve(msg, cmd == LUAPKT_CMD_MAP_GET ? LUAPKT_A_MAP_VALUE :
-				   LUAPKT_A_LOG_DATA, LUAPKT_READ_MAX);
-		if (!data)
-			goto too_big;
+			return err;
 	}
 
 	mutex_lock(&ln->mutex);
@@ -1101,14 +1124,11 @@ static int luapkt_nl_map(struct sk_buff *skb, struct genl_info *info)
 	}
 	if (!msg)
 		return 0;
-	if (WARN_ON_ONCE(err > LUAPKT_READ_MAX)) {
+	err = luapkt_shrink_reply(msg, data, err);
+	if (err) {
 		nlmsg_free(msg);
-		return -EIO;
+		return err;
 	}
-	/* as in luapkt_nl_read: the attribute as long as what was copied, its padding zeroed */
-	memset((u8 *)nla_data(data) + err, 0, nla_padlen(err));
-	data->nla_len = nla_attr_size(err);
-	skb_trim(msg, (unsigned char *)data - msg->data + nla_total_size(err));
 	if (cmd == LUAPKT_CMD_MAP_DUMP &&
 	    nla_put_u64_64bit(msg, LUAPKT_A_LOG_SEQ, next, LUAPKT_A_PAD))
 		goto too_big;
