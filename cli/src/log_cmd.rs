@@ -3,11 +3,11 @@
 //! (`abi::records`). Errors written with `-w` are a pcapng capture that `lpctl run` replays
 //! with each packet's metadata (its `luapkt-meta` comment).
 
-use crate::output::{self, Mode};
+use crate::output::{self, hex, Mode};
 use crate::pcap::{self, NgPacket};
-use crate::run::META_COMMENT;
+use crate::run::{ct_state_name, hook_name, META_COMMENT};
 use crate::script_cmd::envelope;
-use abi::guest::{ctx, LOG_WARN};
+use abi::guest::LOG_WARN;
 use abi::netlink::stat;
 use abi::records::{records, ErrorRecord, LogRecord};
 use anyhow::{bail, Context, Result};
@@ -56,7 +56,7 @@ fn level_name(level: u8) -> &'static str {
     }
 }
 
-/// Reads `ring` from `from` until a read comes back empty (or, for `once`, after one read).
+/// Reads `ring` from `from` until a read comes back empty.
 fn read_all(lp: &mut Luapkt, name: &str, ring: Ring, from: u64) -> Result<Vec<RecordBatch>> {
     let mut out = Vec::new();
     let mut next = from;
@@ -71,6 +71,16 @@ fn read_all(lp: &mut Luapkt, name: &str, ring: Ring, from: u64) -> Result<Vec<Re
         }
     }
     Ok(out)
+}
+
+/// A line as text, stamped as dmesg stamps.
+fn log_text(r: &LogRecord<'_>) -> String {
+    format!(
+        "{} {}: {}",
+        stamp(r.header.time_ns),
+        level_name(r.header.level),
+        String::from_utf8_lossy(r.text)
+    )
 }
 
 fn log_json(r: &LogRecord<'_>) -> Value {
@@ -100,12 +110,7 @@ pub fn log(name: &str, follow: bool, level: Level, mode: Mode) -> Result<()> {
                     lines.push(if mode.json {
                         log_json(&r)
                     } else {
-                        Value::String(format!(
-                            "{} {}: {}",
-                            stamp(r.header.time_ns),
-                            level_name(r.header.level),
-                            String::from_utf8_lossy(r.text)
-                        ))
+                        Value::String(log_text(&r))
                     });
                 }
             }
@@ -160,12 +165,7 @@ pub fn log(name: &str, follow: bool, level: Level, mode: Mode) -> Result<()> {
             let s = if mode.json {
                 log_json(&r).to_string()
             } else {
-                format!(
-                    "{} {}: {}",
-                    stamp(r.header.time_ns),
-                    level_name(r.header.level),
-                    String::from_utf8_lossy(r.text)
-                )
+                log_text(&r)
             };
             if !write(s) {
                 return Ok(());
@@ -180,27 +180,6 @@ pub fn log(name: &str, follow: bool, level: Level, mode: Mode) -> Result<()> {
     }
 }
 
-fn hook_name(hook: u8) -> String {
-    match hook {
-        0 => "prerouting".into(),
-        1 => "input".into(),
-        2 => "forward".into(),
-        3 => "output".into(),
-        4 => "postrouting".into(),
-        n => n.to_string(),
-    }
-}
-
-fn ct_state_name(state: u8) -> Option<&'static str> {
-    match state {
-        ctx::CT_NEW => Some("new"),
-        ctx::CT_ESTABLISHED => Some("established"),
-        ctx::CT_RELATED => Some("related"),
-        ctx::CT_UNTRACKED => Some("untracked"),
-        _ => None,
-    }
-}
-
 fn ifname(b: &[u8; 16]) -> String {
     let n = b.iter().position(|c| *c == 0).unwrap_or(16);
     String::from_utf8_lossy(&b[..n]).into_owned()
@@ -211,10 +190,6 @@ fn kind_name(kind: u8) -> &'static str {
         .checked_sub(usize::from(stat::ERR_LUA))
         .and_then(|i| ErrorKind::ALL.get(i))
         .map_or("unknown", |k| k.name())
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// The `luapkt-meta` comment that gives `lpctl run` the packet's metadata back.

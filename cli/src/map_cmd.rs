@@ -3,7 +3,7 @@
 //! with `--hex` (shown in hex anyway when they are not printable); a number map's values are
 //! numbers.
 
-use crate::output::{self, Mode};
+use crate::output::{self, hex, Mode};
 use crate::script_cmd::envelope;
 use abi::guest::map as m;
 use anyhow::{bail, Context, Result};
@@ -14,10 +14,6 @@ fn printable(b: &[u8]) -> Option<&str> {
     std::str::from_utf8(b)
         .ok()
         .filter(|s| !s.is_empty() && s.chars().all(|c| !c.is_control()))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// A key or byte value as text: itself when printable, else `0x` and its hex.

@@ -17,6 +17,11 @@ pub struct Mode {
     pub pretty: bool,
 }
 
+/// Bytes in lower-case hex, two digits each.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Prints one JSON document on stdout.
 pub fn json(mode: Mode, v: &Value) {
     if mode.pretty {

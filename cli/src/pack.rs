@@ -9,10 +9,7 @@ use std::path::{Path, PathBuf};
 
 /// The package's tag: the first 8 bytes of its SHA-256, in hex (like bpftool's prog tag).
 pub fn tag(package: &[u8]) -> String {
-    Sha256::digest(package)[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::output::hex(&Sha256::digest(package)[..8])
 }
 
 /// The default script name: the file name without `.lua`.

@@ -43,6 +43,28 @@ pub struct MetaOptions {
 /// `lpctl script errors -w` writes it; `lpctl run` applies it where no option is given.
 pub const META_COMMENT: &str = "luapkt-meta";
 
+/// `--hook`'s names, by hook number (NF_INET_*).
+const HOOKS: [&str; 5] = ["prerouting", "input", "forward", "output", "postrouting"];
+/// `--ct-state`'s names and their bits (nft's `ct state`).
+const CT_STATES: [(&str, u8); 4] = [
+    ("new", abi::guest::ctx::CT_NEW),
+    ("established", abi::guest::ctx::CT_ESTABLISHED),
+    ("related", abi::guest::ctx::CT_RELATED),
+    ("untracked", abi::guest::ctx::CT_UNTRACKED),
+];
+
+/// A hook as `--hook` takes it: its name, or its number past the inet hooks.
+pub fn hook_name(hook: u8) -> String {
+    HOOKS
+        .get(usize::from(hook))
+        .map_or_else(|| hook.to_string(), |n| n.to_string())
+}
+
+/// A conntrack state as `--ct-state` takes it (None for bits it has no name for).
+pub fn ct_state_name(bits: u8) -> Option<&'static str> {
+    CT_STATES.iter().find(|(_, b)| *b == bits).map(|(n, _)| *n)
+}
+
 impl MetaOptions {
     /// The metadata a `luapkt-meta` comment gives (None for any other comment; unknown keys
     /// are left out).
@@ -111,13 +133,10 @@ impl MetaOptions {
         };
         let hook = match self.hook.as_deref() {
             None => 0,
-            Some(h) => match h {
-                "prerouting" | "0" => 0,
-                "input" | "1" => 1,
-                "forward" | "2" => 2,
-                "output" | "3" => 3,
-                "postrouting" | "4" => 4,
-                _ => {
+            // a name, or its number written plainly ("0".."4")
+            Some(h) => match (0..HOOKS.len()).find(|&i| HOOKS[i] == h || i.to_string() == h) {
+                Some(i) => i as u8,
+                None => {
                     bail!("--hook {h}: expected prerouting, input, forward, output or postrouting")
                 }
             },
@@ -126,13 +145,10 @@ impl MetaOptions {
         let ct_id = u32_opt("ct-id", &self.ct_id)?;
         let state = match self.ct_state.as_deref() {
             None => None,
-            Some("new") => Some(ctx::CT_NEW),
-            Some("established") => Some(ctx::CT_ESTABLISHED),
-            Some("related") => Some(ctx::CT_RELATED),
-            Some("untracked") => Some(ctx::CT_UNTRACKED),
-            Some(s) => {
-                bail!("--ct-state {s}: expected new, established, related or untracked")
-            }
+            Some(s) => match CT_STATES.iter().find(|(n, _)| *n == s) {
+                Some((_, bits)) => Some(*bits),
+                None => bail!("--ct-state {s}: expected new, established, related or untracked"),
+            },
         };
         let ct =
             (state.is_some() || ct_mark.is_some() || ct_id.is_some()).then(|| runtime::Conntrack {
@@ -308,7 +324,6 @@ pub fn read_capture(path: &Path) -> Result<Capture> {
 /// `value_hex`).
 pub fn maps_json(maps: &runtime::maps::ScriptMaps) -> Value {
     use runtime::maps::{MapKind, Value as V, ValueKind};
-    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
     let mut out = serde_json::Map::new();
     for m in maps.iter() {
         let s = m.map.spec();
@@ -317,14 +332,14 @@ pub fn maps_json(maps: &runtime::maps::ScriptMaps) -> Value {
             let mut e = serde_json::Map::new();
             match std::str::from_utf8(k) {
                 Ok(t) => e.insert("key".into(), json!(t)),
-                Err(_) => e.insert("key_hex".into(), json!(hex(k))),
+                Err(_) => e.insert("key_hex".into(), json!(output::hex(k))),
             };
             match v {
                 V::Int(n) => e.insert("value".into(), json!(n)),
                 V::Float(f) => e.insert("value".into(), json!(f)),
                 V::Bytes(b) => match std::str::from_utf8(b) {
                     Ok(t) => e.insert("value".into(), json!(t)),
-                    Err(_) => e.insert("value_hex".into(), json!(hex(b))),
+                    Err(_) => e.insert("value_hex".into(), json!(output::hex(b))),
                 },
             };
             entries.push(Value::Object(e));

@@ -2462,9 +2462,7 @@ impl Fuzz {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use lpctl::output::hex;
 
 /// Scripts of the namespace, by name (None when the family cannot be reached).
 fn script_names() -> Option<BTreeSet<String>> {

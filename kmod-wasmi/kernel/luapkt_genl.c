@@ -219,6 +219,23 @@ struct luapkt_script *luapkt_script_lookup(struct luapkt_net *ln, const char *na
 	return NULL;
 }
 
+/*
+ * The script a request's NAME names, with ln->mutex taken; NULL (the mutex released, "no
+ * such script" in extack) when there is none. The caller checked that NAME is there.
+ */
+static struct luapkt_script *luapkt_script_named(struct luapkt_net *ln, struct genl_info *info)
+{
+	struct luapkt_script *s;
+
+	mutex_lock(&ln->mutex);
+	s = luapkt_script_lookup(ln, nla_data(info->attrs[LUAPKT_A_NAME]));
+	if (!s) {
+		mutex_unlock(&ln->mutex);
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[LUAPKT_A_NAME], "no such script");
+	}
+	return s;
+}
+
 static bool luapkt_valid_name(const char *name)
 {
 	size_t i, len = strlen(name);
@@ -861,13 +878,9 @@ static int luapkt_nl_unload(struct sk_buff *skb, struct genl_info *info)
 		return err;
 	if (GENL_REQ_ATTR_CHECK(info, LUAPKT_A_NAME))
 		return -EINVAL;
-	mutex_lock(&ln->mutex);
-	s = luapkt_script_lookup(ln, nla_data(info->attrs[LUAPKT_A_NAME]));
-	if (!s) {
-		mutex_unlock(&ln->mutex);
-		NL_SET_ERR_MSG_ATTR(extack, info->attrs[LUAPKT_A_NAME], "no such script");
+	s = luapkt_script_named(ln, info);
+	if (!s)
 		return -ENOENT;
-	}
 	/* rules take their reference under this mutex: the count cannot grow meanwhile */
 	users = atomic_read(&s->users);
 	if (users) {
@@ -893,13 +906,9 @@ static int luapkt_nl_get(struct sk_buff *skb, struct genl_info *info)
 
 	if (GENL_REQ_ATTR_CHECK(info, LUAPKT_A_NAME))
 		return -EINVAL;
-	mutex_lock(&ln->mutex);
-	s = luapkt_script_lookup(ln, nla_data(info->attrs[LUAPKT_A_NAME]));
-	if (!s) {
-		mutex_unlock(&ln->mutex);
-		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[LUAPKT_A_NAME], "no such script");
+	s = luapkt_script_named(ln, info);
+	if (!s)
 		return -ENOENT;
-	}
 	msg = luapkt_script_reply(s, info, LUAPKT_CMD_GET);
 	mutex_unlock(&ln->mutex);
 	if (IS_ERR(msg))
@@ -997,12 +1006,9 @@ static int luapkt_nl_read(struct sk_buff *skb, struct genl_info *info)
 	if (!msg)
 		return err;
 
-	mutex_lock(&ln->mutex);
-	s = luapkt_script_lookup(ln, nla_data(info->attrs[LUAPKT_A_NAME]));
+	s = luapkt_script_named(ln, info);
 	if (!s) {
-		mutex_unlock(&ln->mutex);
 		nlmsg_free(msg);
-		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[LUAPKT_A_NAME], "no such script");
 		return -ENOENT;
 	}
 	v = rcu_dereference_protected(s->cur, lockdep_is_held(&ln->mutex));
@@ -1082,12 +1088,9 @@ static int luapkt_nl_map(struct sk_buff *skb, struct genl_info *info)
 			return err;
 	}
 
-	mutex_lock(&ln->mutex);
-	s = luapkt_script_lookup(ln, nla_data(info->attrs[LUAPKT_A_NAME]));
+	s = luapkt_script_named(ln, info);
 	if (!s) {
-		mutex_unlock(&ln->mutex);
 		nlmsg_free(msg);
-		NL_SET_ERR_MSG_ATTR(extack, info->attrs[LUAPKT_A_NAME], "no such script");
 		return -ENOENT;
 	}
 	v = rcu_dereference_protected(s->cur, lockdep_is_held(&ln->mutex));
@@ -1155,13 +1158,9 @@ static int luapkt_nl_set_limits(struct sk_buff *skb, struct genl_info *info)
 		return err;
 	if (GENL_REQ_ATTR_CHECK(info, LUAPKT_A_NAME))
 		return -EINVAL;
-	mutex_lock(&ln->mutex);
-	s = luapkt_script_lookup(ln, nla_data(info->attrs[LUAPKT_A_NAME]));
-	if (!s) {
-		mutex_unlock(&ln->mutex);
-		NL_SET_ERR_MSG_ATTR(extack, info->attrs[LUAPKT_A_NAME], "no such script");
+	s = luapkt_script_named(ln, info);
+	if (!s)
 		return -ENOENT;
-	}
 	if (info->attrs[LUAPKT_A_ENGINE]) {
 		mutex_unlock(&ln->mutex);
 		NL_SET_ERR_MSG_ATTR(extack, info->attrs[LUAPKT_A_ENGINE],

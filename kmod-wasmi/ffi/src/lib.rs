@@ -1200,15 +1200,10 @@ pub unsafe extern "C" fn lp_rt_map_op(
         unsafe { core::slice::from_raw_parts_mut(val, vlen) }
     };
     match runtime::imports::op_on_map(s.rt.maps(), op, id as i32, key, val) {
-        // DELETE of an absent key
+        // DELETE: 1 removed, 0 absent
         0 if op == m::DELETE => -ENOENT,
-        r if r >= 0 => {
-            if op == m::DELETE {
-                0
-            } else {
-                r
-            }
-        }
+        1 if op == m::DELETE => 0,
+        r if r >= 0 => r,
         m::ABSENT => -ENOENT,
         m::E_KEY | m::E_VALUE => -E2BIG,
         m::E_FULL => -ENOSPC,
