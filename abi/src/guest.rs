@@ -38,6 +38,39 @@ pub const IMPORT_MAP_DECLARE: &str = "map_declare";
 /// operation says. Returns its result (>= 0) or a negative `map::E_*`.
 pub const IMPORT_MAP_OP: &str = "map_op";
 
+/// `send(kind: i32, ptr: i32, len: i32) -> i32`: queues the IPv4 or IPv6 packet at
+/// `[ptr, ptr+len)` (from its network header) for transmission after the call returns
+/// (`lp.send`, `lp.reply`). 0, or a negative `send::E_*`.
+pub const IMPORT_SEND: &str = "send";
+
+/// `lp.send`'s import: kinds and errors.
+pub mod send {
+    /// Routed to the packet's destination and sent as a locally generated packet (the output
+    /// hooks see it).
+    pub const KIND_SEND: i32 = 0;
+    /// As [`KIND_SEND`], related to the packet in hand: it shares its conntrack entry (as
+    /// nft's `reject` does), so a stateful ruleset lets the answer through.
+    pub const KIND_REPLY: i32 = 1;
+
+    /// Not an IPv4 or IPv6 packet whose header and length agree.
+    pub const E_MALFORMED: i32 = -1;
+    /// Over the call's packet cap (limit `send-packets`).
+    pub const E_PACKETS: i32 = -2;
+    /// Over the call's byte cap (limit `send-bytes`).
+    pub const E_BYTES: i32 = -3;
+    /// Over the script's rate (limits `send-rate`, `send-byte-rate`).
+    pub const E_RATE: i32 = -4;
+    /// No route to the destination.
+    pub const E_ROUTE: i32 = -5;
+    /// No memory for the packet.
+    pub const E_MEMORY: i32 = -6;
+    /// Sending is not possible here: outside a packet's call, from a packet a script sent
+    /// (which would loop), or in an embedder that cannot send.
+    pub const E_UNAVAILABLE: i32 = -7;
+    /// The range is outside guest memory, or the kind unknown.
+    pub const E_RANGE: i32 = -8;
+}
+
 /// `lp.map`'s imports: operations, the spec layout, value encodings, errors.
 pub mod map {
     /// The value is copied to `[val, val+vlen)` (at most `vlen` bytes); returns its length, or

@@ -55,3 +55,19 @@ pub const MAX_RECURSION: u32 = 2_048;
 /// Each costs host stack: the cap keeps a hostile script from exhausting it.
 pub const DEFAULT_PCALL_DEPTH: u32 = 8;
 pub const MAX_PCALL_DEPTH: u32 = 32;
+
+/// Packets one call may send (`lp.send`, `lp.reply`); 0 forbids sending.
+pub const DEFAULT_SEND_PACKETS: u32 = 8;
+pub const MAX_SEND_PACKETS: u32 = 64;
+/// Bytes (from the network header) one call may send.
+pub const DEFAULT_SEND_BYTES: u32 = 16 * 1024;
+pub const MAX_SEND_BYTES: u32 = 256 * 1024;
+/// Packets a script may send per second, all CPUs together (a token bucket holding one
+/// second's worth).
+pub const DEFAULT_SEND_RATE: u32 = 1_000;
+pub const MAX_SEND_RATE: u32 = 1_000_000;
+/// Bytes a script may send per second, all CPUs together.
+pub const DEFAULT_SEND_BYTE_RATE: u32 = 4 << 20;
+pub const MAX_SEND_BYTE_RATE: u32 = 1 << 30;
+/// The largest packet a script may send: IPv4's and IPv6's (without jumbograms) length field.
+pub const SEND_PACKET_MAX: usize = 65_535;

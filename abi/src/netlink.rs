@@ -126,7 +126,13 @@ pub mod attr {
     /// NLA_BINARY: a value: bytes, or a number as `guest::map::NUMBER` bytes (a tag and 8
     /// little-endian bytes).
     pub const MAP_VALUE: u16 = 26;
-    pub const MAX: u16 = 26;
+    /// NLA_U32 each: the send limits (`limits::*_SEND_*`): packets and bytes per call, packets
+    /// and bytes per second.
+    pub const SEND_PACKETS: u16 = 27;
+    pub const SEND_BYTES: u16 = 28;
+    pub const SEND_RATE: u16 = 29;
+    pub const SEND_BYTE_RATE: u16 = 30;
+    pub const MAX: u16 = 30;
 }
 
 /// Counters nested in `attr::STATS`, all NLA_U64.
@@ -158,7 +164,14 @@ pub mod stat {
     pub const LOG_LINES: u16 = 21;
     /// Lines over the script's log rate (`records::LOG_PER_SEC`): neither kept nor printed.
     pub const LOG_DROPPED: u16 = 22;
-    pub const MAX: u16 = 22;
+    /// Packets the script queued for sending, and their bytes.
+    pub const SENT_PACKETS: u16 = 23;
+    pub const SENT_BYTES: u16 = 24;
+    /// Sends refused by the script's caps and rates.
+    pub const SEND_REFUSED: u16 = 25;
+    /// Sends that failed: malformed, unroutable, no memory, not possible where the call ran.
+    pub const SEND_FAILED: u16 = 26;
+    pub const MAX: u16 = 26;
 }
 
 pub const ON_ERROR_BREAK: u8 = 0;

@@ -52,6 +52,8 @@ struct lp_native_host {
   int (*map_declare)(void *ud, const void *spec, uint32_t len);
   int (*map_op)(void *ud, int op, int id, const void *key, uint32_t klen, void *val,
                 uint32_t vlen);
+  /* lp.send: as the guest's send import */
+  int (*send)(void *ud, int kind, const void *p, uint32_t len);
 };
 
 #define ERRBUF_SIZE 1536
@@ -108,6 +110,11 @@ int lp_host_map_op(struct lp_state *S, int op, int id, const void *key, uint32_t
                    uint32_t vlen) {
   struct lp_native *N = S->host;
   return N->host.map_op(N->host.ud, op, id, key, klen, val, vlen);
+}
+
+int lp_host_send(struct lp_state *S, int kind, const void *p, uint32_t len) {
+  struct lp_native *N = S->host;
+  return N->host.send(N->host.ud, kind, p, len);
 }
 
 /* ---- allocation: bytes held by Lua, refused past the limit ---- */

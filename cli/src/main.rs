@@ -119,6 +119,34 @@ enum SelftestCmd {
     },
 }
 
+/// The send limits (`lp.send`, `lp.reply`).
+#[derive(Args, Clone, Default)]
+struct SendOpts {
+    /// Packets one call may send (0: none)
+    #[arg(long)]
+    send_packets: Option<String>,
+    /// Bytes one call may send (K, M suffixes)
+    #[arg(long)]
+    send_bytes: Option<String>,
+    /// Packets the script may send per second, all CPUs together
+    #[arg(long)]
+    send_rate: Option<String>,
+    /// Bytes the script may send per second, all CPUs together (K, M, G suffixes)
+    #[arg(long)]
+    send_byte_rate: Option<String>,
+}
+
+impl SendOpts {
+    fn args(&self) -> run::SendArgs {
+        run::SendArgs {
+            packets: self.send_packets.clone(),
+            bytes: self.send_bytes.clone(),
+            rate: self.send_rate.clone(),
+            byte_rate: self.send_byte_rate.clone(),
+        }
+    }
+}
+
 #[derive(Args, Clone)]
 struct LimitOpts {
     /// Wasm fuel per packet, counted by the guest (`max`: the ceiling, see docs/security.md)
@@ -140,6 +168,8 @@ struct LimitOpts {
     /// Fuel for building one instance: Lua setup and the script's top-level chunk
     #[arg(long)]
     load_fuel: Option<String>,
+    #[command(flatten)]
+    send: SendOpts,
     /// What an error resolves to: break, accept or drop
     #[arg(long)]
     on_error: Option<String>,
@@ -154,6 +184,7 @@ impl LimitOpts {
             recursion: self.recursion.clone(),
             pcall_depth: self.pcall_depth.clone(),
             load_fuel: self.load_fuel.clone(),
+            send: self.send.args(),
             on_error: self.on_error.clone(),
         }
     }
@@ -318,6 +349,8 @@ pub struct ScriptArgs {
     /// Fuel for building an instance: Lua setup and the script's top-level chunk
     #[arg(long)]
     load_fuel: Option<String>,
+    #[command(flatten)]
+    send: SendOpts,
     /// What an error resolves to
     #[arg(long, value_parser = ["break", "accept", "drop"], default_value = "break")]
     on_error: String,
@@ -370,6 +403,10 @@ struct RunArgs {
     /// With --out: keep the packets the script dropped
     #[arg(long, requires = "out")]
     keep_dropped: bool,
+    /// Write the packets the script sent (lp.send, lp.reply) to this pcap (raw IP), each at the
+    /// time of the packet whose call sent it
+    #[arg(long)]
+    sent: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -395,6 +432,7 @@ fn main() -> ExitCode {
             let out = run::Output {
                 path: a.out,
                 keep_dropped: a.keep_dropped,
+                sent: a.sent,
             };
             run::run(&a.script.into_options(), a.engine, a.verbose, &out, mode)
         }
@@ -500,6 +538,7 @@ impl ScriptArgs {
             recursion: self.recursion,
             pcall_depth: self.pcall_depth,
             load_fuel: self.load_fuel,
+            send: self.send.args(),
             on_error: self.on_error,
             meta: run::MetaOptions {
                 mark: self.meta.mark,

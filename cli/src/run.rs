@@ -21,6 +21,7 @@ pub struct Options {
     pub recursion: Option<String>,
     pub pcall_depth: Option<String>,
     pub load_fuel: Option<String>,
+    pub send: SendArgs,
     pub on_error: String,
     pub meta: MetaOptions,
 }
@@ -194,6 +195,52 @@ pub fn parse_number(flag: &str, s: &str, scaled: bool) -> Result<u64> {
         .with_context(|| format!("--{flag} {s}: too large"))
 }
 
+/// The send limits as the command line gives them (`--send-packets`, `--send-bytes`,
+/// `--send-rate`, `--send-byte-rate`), unparsed.
+#[derive(Clone, Debug, Default)]
+pub struct SendArgs {
+    pub packets: Option<String>,
+    pub bytes: Option<String>,
+    pub rate: Option<String>,
+    pub byte_rate: Option<String>,
+}
+
+impl SendArgs {
+    /// Each given limit as a number (byte counts take K, M, G suffixes); ranges are checked
+    /// with the other limits.
+    pub fn parse(&self) -> Result<nft_plugin::luapkt::SendLimits<Option<u32>>> {
+        let one = |flag: &str, s: &Option<String>, scaled: bool| -> Result<Option<u32>> {
+            s.as_deref()
+                .map(|s| {
+                    u32::try_from(parse_number(flag, s, scaled)?)
+                        .with_context(|| format!("--{flag} {s}: too large"))
+                })
+                .transpose()
+        };
+        Ok(nft_plugin::luapkt::SendLimits {
+            send_packets: one("send-packets", &self.packets, false)?,
+            send_bytes: one("send-bytes", &self.bytes, true)?,
+            send_rate: one("send-rate", &self.rate, false)?,
+            send_byte_rate: one("send-byte-rate", &self.byte_rate, true)?,
+        })
+    }
+
+    /// Sets the given limits in `l`.
+    pub fn apply(&self, l: &mut Limits) -> Result<()> {
+        let s = self.parse()?;
+        let set = |v: Option<u32>, f: &mut u32| {
+            if let Some(v) = v {
+                *f = v;
+            }
+        };
+        set(s.send_packets, &mut l.send_packets);
+        set(s.send_bytes, &mut l.send_bytes);
+        set(s.send_rate, &mut l.send_rate);
+        set(s.send_byte_rate, &mut l.send_byte_rate);
+        Ok(())
+    }
+}
+
 /// The largest accepted value of a limit given as `--FLAG max`.
 fn limit_max(flag: &str) -> Option<u64> {
     use abi::limits::*;
@@ -204,6 +251,10 @@ fn limit_max(flag: &str) -> Option<u64> {
         "recursion" => MAX_RECURSION.into(),
         "pcall-depth" => MAX_PCALL_DEPTH.into(),
         "load-fuel" => MAX_LOAD_FUEL,
+        "send-packets" => MAX_SEND_PACKETS.into(),
+        "send-bytes" => MAX_SEND_BYTES.into(),
+        "send-rate" => MAX_SEND_RATE.into(),
+        "send-byte-rate" => MAX_SEND_BYTE_RATE.into(),
         _ => return None,
     })
 }
@@ -233,6 +284,7 @@ impl Options {
         if let Some(s) = &self.load_fuel {
             l.load_fuel = parse_number("load-fuel", s, false)?;
         }
+        self.send.apply(&mut l)?;
         if let Err(e) = l.validate() {
             bail!("--{}: {e}", e.field);
         }
@@ -430,6 +482,8 @@ pub struct Output {
     pub path: Option<PathBuf>,
     /// Keep the packets the verdict dropped.
     pub keep_dropped: bool,
+    /// Where the packets the script sent go (`--sent`).
+    pub sent: Option<PathBuf>,
 }
 
 /// `kind`: `None` picks as the kernel does for a script that names no engine: compiled for
@@ -454,11 +508,30 @@ pub fn run(
     let mut tally = Tally::default();
     let mut rows = Vec::with_capacity(capture.packets.len());
     let pkts = packets(&capture, &opts.meta)?;
-    for ((index, _, _), p) in capture.packets.iter().zip(&pkts) {
+    for (((index, _, _), p), ts) in capture.packets.iter().zip(&pkts).zip(&capture.times) {
+        // the script's clock (lp.now, its send rates) is the capture's
+        host.set_clock(*ts);
         let r = eng.run(p);
         tally.add(&r);
         rows.push((*index, r));
     }
+    let sent: Vec<(usize, u64, Vec<u8>)> = capture
+        .packets
+        .iter()
+        .zip(&pkts)
+        .zip(&capture.times)
+        .flat_map(|(((index, _, _), p), ts)| {
+            std::mem::take(&mut *p.sent.borrow_mut())
+                .into_iter()
+                .map(move |(_, bytes)| (*index, *ts, bytes))
+        })
+        .collect();
+    if let Some(path) = &out.sent {
+        let records: Vec<(u64, &[u8])> =
+            sent.iter().map(|(_, ts, b)| (*ts, b.as_slice())).collect();
+        pcap::write_raw_ip(path, &records)?;
+    }
+    let sends = host.sends.counters();
     if let Some(path) = &out.path {
         let data: Vec<Vec<u8>> = pkts.into_iter().map(OwnedPacket::into_bytes).collect();
         let kept: Vec<(u64, &[u8])> = rows
@@ -486,6 +559,10 @@ pub fn run(
                 if let Some(f) = r.fuel {
                     o["fuel"] = json!(f);
                 }
+                let n = sent.iter().filter(|(at, _, _)| at == i).count();
+                if n > 0 {
+                    o["sent"] = json!(n);
+                }
                 o
             })
             .collect();
@@ -510,6 +587,12 @@ pub fn run(
             "skipped": capture.skipped.len(),
             "verdicts": verdicts,
             "errors": errors,
+        });
+        stats["sent"] = json!({
+            "packets": sends.sent_packets,
+            "bytes": sends.sent_bytes,
+            "refused": sends.refused,
+            "failed": sends.failed,
         });
         if tally.metered {
             stats["fuel_total"] = json!(tally.fuel_total);
@@ -565,6 +648,12 @@ pub fn run(
     }
     if !capture.skipped.is_empty() {
         summary.push_str(&format!(", skipped {}", capture.skipped.len()));
+    }
+    if sends != runtime::SendCounters::default() {
+        summary.push_str(&format!(
+            ", sent {} ({} bytes; refused {}, failed {})",
+            sends.sent_packets, sends.sent_bytes, sends.refused, sends.failed
+        ));
     }
     if tally.metered && n > 0 {
         summary.push_str(&format!(

@@ -16,6 +16,7 @@ pub struct LimitArgs {
     pub recursion: Option<String>,
     pub pcall_depth: Option<String>,
     pub load_fuel: Option<String>,
+    pub send: crate::run::SendArgs,
     pub on_error: Option<String>,
 }
 
@@ -57,6 +58,7 @@ impl LimitArgs {
                 .as_deref()
                 .map(|s| parse_number("load-fuel", s, false))
                 .transpose()?,
+            send: self.send.parse()?,
         };
         // the same ranges the runtime enforces, checked before anything is sent
         let mut full = runtime::Limits::default();
@@ -78,6 +80,7 @@ impl LimitArgs {
         if let Some(v) = limits.load_fuel {
             full.load_fuel = v;
         }
+        self.send.apply(&mut full)?;
         if let Err(e) = full.validate() {
             anyhow::bail!("--{}: {e}", e.field);
         }
@@ -168,8 +171,19 @@ pub fn info_text(i: &ScriptInfo) -> String {
         s.fuel_total, s.fuel_max, s.run_time_max_ns
     ));
     out.push_str(&format!(
-        "\tlog: lines {}  dropped {}",
+        "\tsend limits: packets {}  bytes {}  rate {}/s  byte-rate {}/s\n",
+        l.send.send_packets,
+        kib(l.send.send_bytes.into()),
+        l.send.send_rate,
+        kib(l.send.send_byte_rate.into())
+    ));
+    out.push_str(&format!(
+        "\tlog: lines {}  dropped {}\n",
         s.log_lines, s.log_dropped
+    ));
+    out.push_str(&format!(
+        "\tsent: packets {}  bytes {}  refused {}  failed {}",
+        s.sent_packets, s.sent_bytes, s.send_refused, s.send_failed
     ));
     out
 }

@@ -729,3 +729,81 @@ fn map_declarations_are_checked() {
         assert!(all.contains(want), "case {i}: {all}");
     }
 }
+
+#[test]
+fn sent_packets_go_to_their_own_capture_the_same_on_every_engine() {
+    let script = tmp(
+        "reply.lua",
+        br#"
+function process_packet(pkt)
+  if pkt.udp then assert(lp.reply("pong"))
+  elseif pkt.tcp then assert(lp.reply(nil, {flags = "RA"}))
+  elseif pkt.icmp or pkt.icmp6 then pcall(lp.reply) end
+  return lp.ACCEPT
+end
+"#,
+    );
+    let mut first: Option<Vec<u8>> = None;
+    for engine in ["compiled", "wasmi", "wasmtime", "native"] {
+        let sent = std::env::temp_dir().join(format!(
+            "lpctl-cli-{}-sent-{engine}.pcap",
+            std::process::id()
+        ));
+        let o = lpctl(&[
+            "-j",
+            "run",
+            &script,
+            "--pcap",
+            &path(PCAP),
+            "--engine",
+            engine,
+            "--sent",
+            &sent.display().to_string(),
+        ]);
+        assert!(o.status.success(), "{engine}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        let n = v["stats"]["sent"]["packets"].as_u64().unwrap();
+        assert!(n > 10, "{engine}: {v}");
+        assert_eq!(v["stats"]["sent"]["failed"], 0);
+        let per_packet: u64 = v["packets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["sent"].as_u64().unwrap_or(0))
+            .sum();
+        assert_eq!(per_packet, n, "{engine}: each packet says what it sent");
+        let bytes = std::fs::read(&sent).unwrap();
+        // a pcap header and n records, each at least a 20-byte IPv4 header
+        assert!(bytes.len() >= 24 + n as usize * (16 + 20), "{engine}");
+        match &first {
+            None => first = Some(bytes),
+            Some(f) => assert_eq!(&bytes, f, "{engine}: the sent packets differ"),
+        }
+    }
+    // the text summary counts them; --send-packets 0 refuses every one
+    let o = lpctl(&["run", &script, "--pcap", &path(PCAP)]);
+    assert!(stdout(&o).contains(", sent "), "{}", stdout(&o));
+    let o = lpctl(&[
+        "-j",
+        "run",
+        &script,
+        "--pcap",
+        &path(PCAP),
+        "--send-packets",
+        "0",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["stats"]["sent"]["packets"], 0);
+    assert!(v["stats"]["errors"]["lua"].as_u64().unwrap() > 0, "{v}");
+    expect_error(
+        &[
+            "run",
+            &script,
+            "--pcap",
+            &path(PCAP),
+            "--send-rate",
+            "2000000",
+        ],
+        "--send-rate: send-rate 2000000 is out of range (0..=1000000)",
+    );
+}

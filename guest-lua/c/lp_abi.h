@@ -50,6 +50,19 @@
 #define LP_MAP_VALUE_BYTES 1
 #define LP_MAP_NAME_MAX 63
 
+/* lp.send: kinds and results (abi::guest::send) */
+#define LP_SEND_KIND_SEND (0)
+#define LP_SEND_KIND_REPLY (1)
+#define LP_SEND_E_MALFORMED (-1)
+#define LP_SEND_E_PACKETS (-2)
+#define LP_SEND_E_BYTES (-3)
+#define LP_SEND_E_RATE (-4)
+#define LP_SEND_E_ROUTE (-5)
+#define LP_SEND_E_MEMORY (-6)
+#define LP_SEND_E_UNAVAILABLE (-7)
+#define LP_SEND_E_RANGE (-8)
+#define LP_SEND_PACKET_MAX 65535
+
 /* statuses of a failed call (negative) */
 #define LP_ERR_RUNTIME (-1)
 #define LP_ERR_MEMORY (-2)

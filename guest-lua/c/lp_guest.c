@@ -43,6 +43,7 @@ IMPORT("out_of_fuel") void host_out_of_fuel(void);
 IMPORT("map_declare") int host_map_declare(const void *spec, unsigned len);
 IMPORT("map_op") int host_map_op(int op, int id, const void *key, unsigned klen, void *val,
                                  unsigned vlen);
+IMPORT("send") int host_send(int kind, const void *p, unsigned len);
 
 /* The fuel pass (guest-lua/build/fuel.rs) calls lp.out_of_fuel wherever the guest's fuel
  * counter drops below zero. Nothing in C calls it: this export keeps the import linked. */
@@ -113,6 +114,10 @@ int lp_host_map_op(struct lp_state *S, int op, int id, const void *key, uint32_t
                    uint32_t vlen) {
   (void)S;
   return host_map_op(op, id, key, klen, val, vlen);
+}
+int lp_host_send(struct lp_state *S, int kind, const void *p, uint32_t len) {
+  (void)S;
+  return host_send(kind, p, len);
 }
 
 /* ---- Lua's output and libc bits that would otherwise need WASI ---- */

@@ -40,6 +40,9 @@ int lp_host_map_declare(struct lp_state *S, const void *spec, uint32_t len);
 int lp_host_map_op(struct lp_state *S, int op, int id, const void *key, uint32_t klen, void *val,
                    uint32_t vlen);
 int64_t lp_host_now(struct lp_state *S);
+/* lp.send (lib/lp_send.c): queues the IPv4/IPv6 packet p[0..len) (LP_SEND_KIND_*); 0 or
+ * LP_SEND_E_*. */
+int lp_host_send(struct lp_state *S, int kind, const void *p, uint32_t len);
 
 /* the library (lib/lp_lib.c, lib/lp_sandbox.c) */
 int lp_openlib(lua_State *L);             /* the global `lp`, `print`, the packet object */

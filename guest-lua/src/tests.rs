@@ -37,6 +37,7 @@ fn imports_only_the_lp_module() {
         g::IMPORT_OUT_OF_FUEL,
         g::IMPORT_MAP_DECLARE,
         g::IMPORT_MAP_OP,
+        g::IMPORT_SEND,
     ]
     .iter()
     .map(|n| format!("lp.{n}"))

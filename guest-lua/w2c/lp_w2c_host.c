@@ -24,6 +24,7 @@ extern int lp_w2c_import_out_of_fuel(void *rust);
 extern int32_t lp_w2c_import_map_declare(void *rust, uint32_t spec, uint32_t len);
 extern int lp_w2c_import_map_op(void *rust, uint32_t op, uint32_t id, uint32_t key, uint32_t klen,
                                 uint32_t val, uint32_t vlen, int32_t *out);
+extern int lp_w2c_import_send(void *rust, uint32_t kind, uint32_t ptr, uint32_t len, int32_t *out);
 /* zeroed, 16-byte aligned, NULL on failure; freed with the size it was allocated with */
 extern void *lp_w2c_zalloc(size_t size);
 extern void lp_w2c_dealloc(void *p, size_t size);
@@ -104,6 +105,13 @@ u32 Z_lpZ_map_declare(struct Z_lp_instance_t *h, u32 spec, u32 len) {
 u32 Z_lpZ_map_op(struct Z_lp_instance_t *h, u32 op, u32 id, u32 key, u32 klen, u32 val, u32 vlen) {
   int32_t r = -1;
   int trap = lp_w2c_import_map_op(h->rust, op, id, key, klen, val, vlen, &r);
+  if (trap) wasm_rt_trap(trap);
+  return (u32)r;
+}
+
+u32 Z_lpZ_send(struct Z_lp_instance_t *h, u32 kind, u32 ptr, u32 len) {
+  int32_t r = -1;
+  int trap = lp_w2c_import_send(h->rust, kind, ptr, len, &r);
   if (trap) wasm_rt_trap(trap);
   return (u32)r;
 }

@@ -39,6 +39,11 @@ struct sk_buff;
 #define LP_META_ETH 4
 
 /**
+ * lp_skb_send()'s `kind` of a reply (`abi::guest::send::KIND_REPLY`).
+ */
+#define LP_SEND_KIND_REPLY 1
+
+/**
  * One call in this many is timed when the `time_every` module parameter is not set.
  */
 #define LP_TIME_EVERY_DEFAULT 16
@@ -122,6 +127,20 @@ struct lp_pkt {
    * Destination, source, type.
    */
   uint8_t eth[14];
+  /**
+   * Sending is allowed: 0 for a packet a script sent, whose transmission this call runs
+   * inside (a send would loop).
+   */
+  uint8_t may_send;
+  /**
+   * The call's queue of packets to send (a `struct sk_buff_head`; lp_skb_send() adds to
+   * it), transmitted by the caller once the call has returned; NULL: nothing can be sent.
+   */
+  void *sendq;
+  /**
+   * The packet's network namespace (`struct net`): where what is sent is routed.
+   */
+  void *net;
 };
 
 /**
@@ -153,6 +172,13 @@ struct lp_limits {
    * Building one instance: Lua setup and the top-level chunk.
    */
   uint64_t load_fuel;
+  /**
+   * Packets and bytes a call may send, packets and bytes per second.
+   */
+  uint32_t send_packets;
+  uint32_t send_bytes;
+  uint32_t send_rate;
+  uint32_t send_byte_rate;
 };
 
 /**
@@ -205,6 +231,13 @@ struct lp_stats {
    */
   uint64_t log_lines;
   uint64_t log_dropped;
+  /**
+   * Packets queued for sending and their bytes; sends refused (caps, rates) and failed.
+   */
+  uint64_t sent_packets;
+  uint64_t sent_bytes;
+  uint64_t send_refused;
+  uint64_t send_failed;
 };
 
 /**
@@ -294,6 +327,19 @@ extern int lp_skb_write(const struct lp_pkt *pkt, uint32_t off, const void *src,
  * -ENOMEM); the other parts are still applied.
  */
 extern int lp_skb_write_meta(const struct lp_pkt *pkt, const struct lp_meta_write *w);
+
+/**
+ * slot. Makes an skb of `len` bytes at `data` (an IPv4 or IPv6 packet of family
+ * `nfproto`, checked by the runtime), routes it in `pkt->net` to its destination (any
+ * source address) and queues it on `pkt->sendq`; `kind` 1 (a reply) also attaches the
+ * conntrack entry of `pkt`'s skb, as nf_reject does. 0, -ELOOP (`may_send` is 0 or there
+ * is no queue), -ENOMEM, or the routing's -errno.
+ */
+extern int lp_skb_send(const struct lp_pkt *pkt,
+                       int kind,
+                       uint8_t nfproto,
+                       const void *data,
+                       uint32_t len);
 
 /**
  * any. Copies the SHA-256 of the built-in guest (the Lua VM the module was built with) to

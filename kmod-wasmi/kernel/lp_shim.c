@@ -36,6 +36,10 @@
 #include <linux/timekeeping.h>
 #include <linux/vmalloc.h>
 #include <asm/irq_stack.h>
+#include <net/ip.h>
+#include <net/ip6_route.h>
+#include <net/route.h>
+#include <linux/netfilter.h>
 #include <net/netfilter/nf_conntrack.h>
 #include <net/netfilter/nf_conntrack_ecache.h>
 
@@ -481,6 +485,75 @@ static int lp_skb_set_eth(const struct lp_pkt *pkt, const u8 *eth)
 	    skb_mac_header_len(skb) != ETH_HLEN)
 		return -ENOENT;
 	return lp_skb_store(skb, skb_mac_offset(skb), eth, ETH_HLEN);
+}
+
+/*
+ * A packet a script sent: an skb of its own (GFP_ATOMIC, at most the send caps' bytes per
+ * call), routed now so that "no route" reaches the script, queued for the caller to transmit
+ * once the call has returned (nft_lua_transmit). Any source address is allowed, as nf_reject
+ * answers for another host: FLOWI_FLAG_ANYSRC. IPv4's total length and header checksum are
+ * set again by ip_local_out().
+ */
+int lp_skb_send(const struct lp_pkt *pkt, int kind, u8 nfproto, const void *data, u32 len)
+{
+	struct sk_buff_head *q = pkt->sendq;
+	struct net *net = pkt->net;
+	struct sk_buff *skb;
+	int err;
+
+	if (!q || !net || !pkt->may_send)
+		return -ELOOP;
+	skb = alloc_skb(LL_MAX_HEADER + len, GFP_ATOMIC | __GFP_NOWARN);
+	if (!skb)
+		return -ENOMEM;
+	skb_reserve(skb, LL_MAX_HEADER);
+	skb_reset_network_header(skb);
+	skb_put_data(skb, data, len);
+	if (nfproto == NFPROTO_IPV4) {
+		const struct iphdr *iph = ip_hdr(skb);
+		struct flowi4 fl4 = {
+			.daddr = iph->daddr,
+			.saddr = iph->saddr,
+			.flowi4_proto = iph->protocol,
+			.flowi4_flags = FLOWI_FLAG_ANYSRC,
+		};
+		struct rtable *rt;
+
+		skb->protocol = htons(ETH_P_IP);
+		rt = ip_route_output_key(net, &fl4);
+		if (IS_ERR(rt)) {
+			err = PTR_ERR(rt);
+			goto free;
+		}
+		skb_dst_set(skb, &rt->dst);
+	} else {
+		const struct ipv6hdr *ip6h = ipv6_hdr(skb);
+		struct flowi6 fl6 = {
+			.daddr = ip6h->daddr,
+			.saddr = ip6h->saddr,
+			.flowi6_proto = ip6h->nexthdr,
+			.flowi6_flags = FLOWI_FLAG_ANYSRC,
+		};
+		struct dst_entry *dst;
+
+		skb->protocol = htons(ETH_P_IPV6);
+		dst = ip6_route_output(net, NULL, &fl6);
+		if (dst->error) {
+			err = dst->error;
+			dst_release(dst);
+			goto free;
+		}
+		skb_dst_set(skb, dst);
+	}
+	/* a reply belongs to the packet's connection (RELATED), as nf_reject's answers do */
+	if (kind == LP_SEND_KIND_REPLY)
+		nf_ct_attach(skb, pkt->skb);
+	__skb_queue_tail(q, skb);
+	return 0;
+
+free:
+	kfree_skb(skb);
+	return err ? err : -EHOSTUNREACH;
 }
 
 int lp_skb_write_meta(const struct lp_pkt *pkt, const struct lp_meta_write *w)

@@ -317,6 +317,10 @@ static const struct nla_policy luapkt_genl_policy[LUAPKT_A_MAX + 1] = {
 	[LUAPKT_A_MAP_NAME]	= { .type = NLA_NUL_STRING, .len = LUAPKT_MAP_NAME_MAX },
 	[LUAPKT_A_MAP_KEY]	= { .type = NLA_BINARY, .len = LUAPKT_MAP_KEY_MAX },
 	[LUAPKT_A_MAP_VALUE]	= { .type = NLA_BINARY, .len = LUAPKT_MAP_VALUE_MAX },
+	[LUAPKT_A_SEND_PACKETS]	= { .type = NLA_U32 },
+	[LUAPKT_A_SEND_BYTES]	= { .type = NLA_U32 },
+	[LUAPKT_A_SEND_RATE]	= { .type = NLA_U32 },
+	[LUAPKT_A_SEND_BYTE_RATE] = { .type = NLA_U32 },
 	[LUAPKT_A_LOG_DATA]	= { .type = NLA_REJECT },
 	[LUAPKT_A_LOG_LOST]	= { .type = NLA_REJECT },
 };
@@ -337,6 +341,14 @@ static void luapkt_parse_limits(struct nlattr **tb, struct lp_limits *l)
 		l->on_error = nla_get_u8(tb[LUAPKT_A_ON_ERROR]);
 	if (tb[LUAPKT_A_LOAD_FUEL])
 		l->load_fuel = nla_get_u64(tb[LUAPKT_A_LOAD_FUEL]);
+	if (tb[LUAPKT_A_SEND_PACKETS])
+		l->send_packets = nla_get_u32(tb[LUAPKT_A_SEND_PACKETS]);
+	if (tb[LUAPKT_A_SEND_BYTES])
+		l->send_bytes = nla_get_u32(tb[LUAPKT_A_SEND_BYTES]);
+	if (tb[LUAPKT_A_SEND_RATE])
+		l->send_rate = nla_get_u32(tb[LUAPKT_A_SEND_RATE]);
+	if (tb[LUAPKT_A_SEND_BYTE_RATE])
+		l->send_byte_rate = nla_get_u32(tb[LUAPKT_A_SEND_BYTE_RATE]);
 }
 
 /* Changing scripts: CAP_NET_ADMIN in the initial user namespace, or (allow_userns) over the
@@ -425,7 +437,11 @@ static int luapkt_put_stats(struct sk_buff *skb, const struct lp_stats *st,
 	    nla_put_u64_64bit(skb, LUAPKT_STAT_RUN_TIME_MAX_NS, st->run_time_max_ns,
 			      LUAPKT_STAT_PAD) ||
 	    nla_put_u64_64bit(skb, LUAPKT_STAT_LOG_LINES, st->log_lines, LUAPKT_STAT_PAD) ||
-	    nla_put_u64_64bit(skb, LUAPKT_STAT_LOG_DROPPED, st->log_dropped, LUAPKT_STAT_PAD))
+	    nla_put_u64_64bit(skb, LUAPKT_STAT_LOG_DROPPED, st->log_dropped, LUAPKT_STAT_PAD) ||
+	    nla_put_u64_64bit(skb, LUAPKT_STAT_SENT_PACKETS, st->sent_packets, LUAPKT_STAT_PAD) ||
+	    nla_put_u64_64bit(skb, LUAPKT_STAT_SENT_BYTES, st->sent_bytes, LUAPKT_STAT_PAD) ||
+	    nla_put_u64_64bit(skb, LUAPKT_STAT_SEND_REFUSED, st->send_refused, LUAPKT_STAT_PAD) ||
+	    nla_put_u64_64bit(skb, LUAPKT_STAT_SEND_FAILED, st->send_failed, LUAPKT_STAT_PAD))
 		goto nla_put_failure;
 	nla_nest_end(skb, nest);
 	return 0;
@@ -462,6 +478,10 @@ static int luapkt_fill_script(struct sk_buff *skb, const struct luapkt_script *s
 	    nla_put_u8(skb, LUAPKT_A_ON_ERROR, l.on_error) ||
 	    nla_put_u8(skb, LUAPKT_A_ENGINE, lp_rt_engine(v->rt)) ||
 	    nla_put_u64_64bit(skb, LUAPKT_A_LOAD_FUEL, l.load_fuel, LUAPKT_A_PAD) ||
+	    nla_put_u32(skb, LUAPKT_A_SEND_PACKETS, l.send_packets) ||
+	    nla_put_u32(skb, LUAPKT_A_SEND_BYTES, l.send_bytes) ||
+	    nla_put_u32(skb, LUAPKT_A_SEND_RATE, l.send_rate) ||
+	    nla_put_u32(skb, LUAPKT_A_SEND_BYTE_RATE, l.send_byte_rate) ||
 	    luapkt_put_stats(skb, &st, atomic_read(&v->rebuild_failures)))
 		goto nla_put_failure;
 	genlmsg_end(skb, hdr);

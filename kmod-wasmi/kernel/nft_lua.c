@@ -28,6 +28,8 @@
 #include <net/netfilter/nf_tables.h>
 #include <net/net_namespace.h>
 #include <net/netfilter/nf_conntrack.h>
+#include <net/ip.h>
+#include <net/ipv6.h>
 
 #include "luapkt.h"
 
@@ -55,11 +57,18 @@ module_param(stack_max_bytes, uint, 0644);
 MODULE_PARM_DESC(stack_max_bytes,
 		 "deepest stack use of one script call seen by stack_probe (write 0 to reset)");
 
+/*
+ * Set on a CPU while it transmits what a script sent: a lua rule the packet meets on its way
+ * out (synchronously, inside ip_local_out) runs its script but cannot send, so a script that
+ * answers every packet cannot recurse through its own answers.
+ */
+static DEFINE_PER_CPU(bool, nft_lua_sending);
+
 struct nft_lua_call {
 	const struct luapkt_version	*v;
 	u32				entry;
 	bool				queue_ok;
-	const struct lp_pkt		*pkt;
+	struct lp_pkt			*pkt;
 	struct lp_outcome		out;
 };
 
@@ -68,6 +77,7 @@ static void nft_lua_call_fn(void *arg)
 	struct nft_lua_call *c = arg;
 	u32 cpu = smp_processor_id();
 
+	c->pkt->may_send = !__this_cpu_read(nft_lua_sending);
 	lp_rt_run_on_cpu(c->v->rt, cpu, c->entry, c->pkt, &c->out);
 	/* an error like any invalid return value: counted, resolved by the on-error policy */
 	if (unlikely(c->out.verdict >= LUAPKT_VERDICT_QUEUE_BASE && !c->queue_ok))
@@ -193,12 +203,34 @@ static void nft_lua_pkt(struct lp_pkt *p, const struct nft_pktinfo *pkt)
 	nft_lua_pkt_eth(p, pkt);
 }
 
+/*
+ * What the call sent, as locally generated packets (the output hooks see them), after the
+ * instance was released. Bottom halves stay disabled so that nft_lua_sending is this CPU's
+ * for the whole transmission.
+ */
+static void nft_lua_transmit(struct net *net, struct sk_buff_head *q)
+{
+	struct sk_buff *skb;
+
+	local_bh_disable();
+	__this_cpu_write(nft_lua_sending, true);
+	while ((skb = __skb_dequeue(q))) {
+		if (skb->protocol == htons(ETH_P_IP))
+			ip_local_out(net, NULL, skb);
+		else
+			ip6_local_out(net, NULL, skb);
+	}
+	__this_cpu_write(nft_lua_sending, false);
+	local_bh_enable();
+}
+
 static void nft_lua_eval(const struct nft_expr *expr, struct nft_regs *regs,
 			 const struct nft_pktinfo *pkt)
 {
 	const struct nft_lua *priv = nft_expr_priv(expr);
 	struct luapkt_version *v;
 	struct nft_lua_call call;
+	struct sk_buff_head sendq;
 	struct lp_pkt p;
 	unsigned int used;
 
@@ -209,6 +241,9 @@ static void nft_lua_eval(const struct nft_expr *expr, struct nft_regs *regs,
 		return;
 	}
 	nft_lua_pkt(&p, pkt);
+	__skb_queue_head_init(&sendq);
+	p.sendq = &sendq;
+	p.net = nft_net(pkt);
 	call.v = v;
 	call.entry = priv->entry;
 	call.queue_ok = nft_lua_can_queue(pkt);
@@ -228,6 +263,8 @@ static void nft_lua_eval(const struct nft_expr *expr, struct nft_regs *regs,
 	local_bh_enable();
 	if (unlikely(used > READ_ONCE(stack_max_bytes)))
 		WRITE_ONCE(stack_max_bytes, used);
+	if (unlikely(!skb_queue_empty(&sendq)))
+		nft_lua_transmit(nft_net(pkt), &sendq);
 
 	if (unlikely(call.out.poisoned))
 		luapkt_version_schedule_rebuild(v);

@@ -129,6 +129,51 @@ pub struct Limits {
     pub recursion: Option<u32>,
     pub pcall_depth: Option<u32>,
     pub load_fuel: Option<u64>,
+    /// Packets and bytes a call may send, packets and bytes per second
+    /// (`LUAPKT_ATTR_SEND_*`).
+    pub send: SendLimits<Option<u32>>,
+}
+
+/// The send limits, in `abi::limits`' order: per call packets and bytes, per second packets
+/// and bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SendLimits<T> {
+    pub send_packets: T,
+    pub send_bytes: T,
+    pub send_rate: T,
+    pub send_byte_rate: T,
+}
+
+impl<T: Copy> SendLimits<T> {
+    /// (attribute, name, maximum, value) of each.
+    pub fn each(&self) -> [(u16, &'static str, u32, T); 4] {
+        [
+            (
+                attr::SEND_PACKETS,
+                "send-packets",
+                limits::MAX_SEND_PACKETS,
+                self.send_packets,
+            ),
+            (
+                attr::SEND_BYTES,
+                "send-bytes",
+                limits::MAX_SEND_BYTES,
+                self.send_bytes,
+            ),
+            (
+                attr::SEND_RATE,
+                "send-rate",
+                limits::MAX_SEND_RATE,
+                self.send_rate,
+            ),
+            (
+                attr::SEND_BYTE_RATE,
+                "send-byte-rate",
+                limits::MAX_SEND_BYTE_RATE,
+                self.send_byte_rate,
+            ),
+        ]
+    }
 }
 
 impl Limits {
@@ -178,7 +223,11 @@ impl Limits {
             self.load_fuel,
             limits::MIN_LOAD_FUEL,
             limits::MAX_LOAD_FUEL,
-        )
+        )?;
+        for (_, name, max, v) in self.send.each() {
+            within(what, name, v, 0, max)?;
+        }
+        Ok(())
     }
 
     fn encode(&self, m: &mut MessageBuilder) {
@@ -200,6 +249,11 @@ impl Limits {
         if let Some(load_fuel) = self.load_fuel {
             m.attr_u64(attr::LOAD_FUEL, load_fuel);
         }
+        for (kind, _, _, v) in self.send.each() {
+            if let Some(v) = v {
+                m.attr_u32(kind, v);
+            }
+        }
     }
 }
 
@@ -213,6 +267,8 @@ pub struct ScriptLimits {
     pub pcall_depth: u32,
     /// Fuel for building one instance (0 from a kernel that does not report it).
     pub load_fuel: u64,
+    #[serde(flatten)]
+    pub send: SendLimits<u32>,
 }
 
 /// A script's counters (`LUAPKT_STAT_*`), summed over its instances.
@@ -241,6 +297,10 @@ pub struct Stats {
     pub run_time_max_ns: u64,
     pub log_lines: u64,
     pub log_dropped: u64,
+    pub sent_packets: u64,
+    pub sent_bytes: u64,
+    pub send_refused: u64,
+    pub send_failed: u64,
 }
 
 /// Which of a script's rings to read (`LUAPKT_CMD_LOG_READ`, `LUAPKT_CMD_ERRORS_READ`).
@@ -747,6 +807,7 @@ fn decode_script(attrs: &[u8]) -> Decoded<ScriptInfo> {
     let mut on_error = None;
     let mut engine = None;
     let mut load_fuel = 0;
+    let mut send = SendLimits::<u32>::default();
     let mut stats = Stats::default();
     for a in wire::attrs(attrs) {
         let a = a?;
@@ -773,6 +834,10 @@ fn decode_script(attrs: &[u8]) -> Decoded<ScriptInfo> {
                 );
             }
             attr::LOAD_FUEL => load_fuel = a.u64("LUAPKT_ATTR_LOAD_FUEL")?,
+            attr::SEND_PACKETS => send.send_packets = a.u32("LUAPKT_ATTR_SEND_PACKETS")?,
+            attr::SEND_BYTES => send.send_bytes = a.u32("LUAPKT_ATTR_SEND_BYTES")?,
+            attr::SEND_RATE => send.send_rate = a.u32("LUAPKT_ATTR_SEND_RATE")?,
+            attr::SEND_BYTE_RATE => send.send_byte_rate = a.u32("LUAPKT_ATTR_SEND_BYTE_RATE")?,
             attr::ENGINE => {
                 let n = a.u8("LUAPKT_ATTR_ENGINE")?;
                 engine = Some(
@@ -797,6 +862,7 @@ fn decode_script(attrs: &[u8]) -> Decoded<ScriptInfo> {
             recursion: required(recursion, "LUAPKT_ATTR_RECURSION")?,
             pcall_depth: required(pcall_depth, "LUAPKT_ATTR_PCALL_DEPTH")?,
             load_fuel,
+            send,
         },
         on_error: required(on_error, "LUAPKT_ATTR_ON_ERROR")?,
         engine,
@@ -831,6 +897,10 @@ fn decode_stats(nested: &[u8]) -> Decoded<Stats> {
             stat::RUN_TIME_MAX_NS => &mut s.run_time_max_ns,
             stat::LOG_LINES => &mut s.log_lines,
             stat::LOG_DROPPED => &mut s.log_dropped,
+            stat::SENT_PACKETS => &mut s.sent_packets,
+            stat::SENT_BYTES => &mut s.sent_bytes,
+            stat::SEND_REFUSED => &mut s.send_refused,
+            stat::SEND_FAILED => &mut s.send_failed,
             _ => continue,
         };
         *field = a.u64("LUAPKT_ATTR_STATS counter")?;

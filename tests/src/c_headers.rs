@@ -130,6 +130,22 @@ pub fn guest_header() -> String {
         .define("LP_MAP_VALUE_NUMBER", g::map::VALUE_NUMBER)
         .define("LP_MAP_VALUE_BYTES", g::map::VALUE_BYTES)
         .define("LP_MAP_NAME_MAX", g::map::NAME_MAX);
+    h.line("\n/* lp.send: kinds and results (abi::guest::send) */");
+    for (name, value) in [
+        ("KIND_SEND", g::send::KIND_SEND),
+        ("KIND_REPLY", g::send::KIND_REPLY),
+        ("E_MALFORMED", g::send::E_MALFORMED),
+        ("E_PACKETS", g::send::E_PACKETS),
+        ("E_BYTES", g::send::E_BYTES),
+        ("E_RATE", g::send::E_RATE),
+        ("E_ROUTE", g::send::E_ROUTE),
+        ("E_MEMORY", g::send::E_MEMORY),
+        ("E_UNAVAILABLE", g::send::E_UNAVAILABLE),
+        ("E_RANGE", g::send::E_RANGE),
+    ] {
+        h.define(&format!("LP_SEND_{name}"), format_args!("({value})"));
+    }
+    h.define("LP_SEND_PACKET_MAX", abi::limits::SEND_PACKET_MAX);
     h.line("\n/* statuses of a failed call (negative) */");
     for (name, value) in [
         ("RUNTIME", g::ERR_RUNTIME),
@@ -339,6 +355,10 @@ pub fn kernel_header() -> String {
             ),
             ("MAP_KEY", attr::MAP_KEY, "NLA_BINARY, a map key"),
             ("MAP_VALUE", attr::MAP_VALUE, "NLA_BINARY, a map value"),
+            ("SEND_PACKETS", attr::SEND_PACKETS, "NLA_U32"),
+            ("SEND_BYTES", attr::SEND_BYTES, "NLA_U32"),
+            ("SEND_RATE", attr::SEND_RATE, "NLA_U32"),
+            ("SEND_BYTE_RATE", attr::SEND_BYTE_RATE, "NLA_U32"),
         ],
         attr::MAX,
     );
@@ -370,6 +390,10 @@ pub fn kernel_header() -> String {
             ("RUN_TIME_MAX_NS", stat::RUN_TIME_MAX_NS, ""),
             ("LOG_LINES", stat::LOG_LINES, ""),
             ("LOG_DROPPED", stat::LOG_DROPPED, ""),
+            ("SENT_PACKETS", stat::SENT_PACKETS, ""),
+            ("SENT_BYTES", stat::SENT_BYTES, ""),
+            ("SEND_REFUSED", stat::SEND_REFUSED, ""),
+            ("SEND_FAILED", stat::SEND_FAILED, ""),
         ],
         stat::MAX,
     );

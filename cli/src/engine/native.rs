@@ -56,6 +56,7 @@ struct HostCallbacks {
         *mut c_void,
         u32,
     ) -> c_int,
+    send: unsafe extern "C" fn(*mut c_void, c_int, *const c_void, u32) -> c_int,
 }
 
 /// `struct lp_native` in lp_native.c: opaque.
@@ -96,6 +97,8 @@ struct HostData {
     name: String,
     /// During [`NativeEngine::run`], a `*const &dyn Packet` to the call's packet; else null.
     pkt: Cell<*const c_void>,
+    /// What the running call may still send.
+    send: Cell<runtime::sends::SendBudget>,
 }
 
 /// `pkt_read`: packet bytes `[off, off+len)` into `dst`; `len`, or -1 when out of the packet.
@@ -215,6 +218,29 @@ unsafe extern "C" fn cb_map_op(
     .unwrap_or(g::map::E_ID)
 }
 
+/// `send`: a packet the script built, as the guest's import.
+unsafe extern "C" fn cb_send(ud: *mut c_void, kind: c_int, p: *const c_void, len: u32) -> c_int {
+    // SAFETY: as in `cb_pkt_read`.
+    let data = unsafe { &*(ud as *const HostData) };
+    let bytes: &[u8] = if p.is_null() || len == 0 {
+        &[]
+    } else {
+        // SAFETY: C passes `len` readable bytes at `p`, valid for this call.
+        unsafe { std::slice::from_raw_parts(p as *const u8, len as usize) }
+    };
+    let pkt = data.pkt.get();
+    // SAFETY: as in `cb_pkt_read`.
+    let pkt: Option<&dyn Packet> =
+        (!pkt.is_null()).then(|| unsafe { *(pkt as *const &dyn Packet) });
+    let mut budget = data.send.get();
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        runtime::imports::send_packet(&*data.host, &mut budget, pkt, kind, bytes)
+    }))
+    .unwrap_or(g::send::E_UNAVAILABLE);
+    data.send.set(budget);
+    r
+}
+
 pub struct NativeEngine {
     state: NonNull<LpNative>,
     /// From `Box::into_raw`; freed in `Drop` after the C state, whose callbacks use it.
@@ -246,6 +272,7 @@ impl NativeEngine {
             host,
             name: cfg.name.clone(),
             pkt: Cell::new(ptr::null()),
+            send: Cell::new(Default::default()),
         }));
         let callbacks = HostCallbacks {
             ud: data as *mut c_void,
@@ -255,6 +282,7 @@ impl NativeEngine {
             now: cb_now,
             map_declare: cb_map_declare,
             map_op: cb_map_op,
+            send: cb_send,
         };
         let mem_limit = usize::try_from(cfg.limits.memory).unwrap_or(usize::MAX);
         // SAFETY: `callbacks` is read during the call (C keeps a copy); its `ud` stays valid
@@ -370,6 +398,7 @@ impl Engine for NativeEngine {
         self.data()
             .pkt
             .set(&pkt_ref as *const &dyn Packet as *const c_void);
+        self.data().send.set(self.limits.arm_call(false).send);
         let by_fuel = self.limits.instructions == 0;
         let budget = if by_fuel {
             (self.limits.fuel / FUEL_PER_INSTRUCTION).max(1)
@@ -382,6 +411,7 @@ impl Engine for NativeEngine {
         // the call, and `pkt` is reset right after it.
         let code = unsafe { lp_native_run(self.state.as_ptr(), self.fref, self.aref, budget, cap) };
         self.data().pkt.set(ptr::null());
+        self.data().send.set(Default::default());
         // SAFETY: as above; C is done with the context until the next call.
         let ctx =
             unsafe { std::slice::from_raw_parts(lp_native_ctx(self.state.as_ptr()), g::ctx::SIZE) };

@@ -290,6 +290,13 @@ fn linker(engine: &wasmtime::Engine) -> Result<Linker<StoreData>, wasmtime::Erro
     )?;
     l.func_wrap(
         g::IMPORT_MODULE,
+        g::IMPORT_SEND,
+        |mut caller: Caller<'_, StoreData>, kind: i32, ptr: i32, len: i32| {
+            imports::send(&mut Cx(&mut caller), kind, ptr, len)
+        },
+    )?;
+    l.func_wrap(
+        g::IMPORT_MODULE,
         g::IMPORT_OUT_OF_FUEL,
         // loads are not sliced here: below zero is out of fuel, as for a packet's call, after
         // the soft stop

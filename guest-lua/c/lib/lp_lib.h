@@ -9,6 +9,7 @@
  *   lp_view.c       payload views (byte arrays over the packet)
  *   lp_bytes.c      lp.bytes (byte arrays)
  *   lp_map.c        lp.map (maps shared by a script's instances, kept by the host)
+ *   lp_send.c       lp.send, lp.reply, lp.packet (packets a script makes)
  *   lp_proto.c      lp.proto (protocols defined in Lua)
  *   lp_raw.c        the packet's raw methods: pkt:u8(off), pkt:set_bytes(off, s), ...
  *   lp_fields.c     reading protocol fields (__index)
@@ -299,6 +300,8 @@ int lp_view_find(lua_State *L);
 void lp_open_bytes(lua_State *L); /* sets field `bytes` of the table on top (`lp`) */
 /* ---- lp_map.c ---- */
 void lp_open_map(lua_State *L); /* sets field `map` of the table on top (`lp`) */
+/* ---- lp_send.c ---- */
+void lp_open_send(lua_State *L); /* sets fields `send`, `reply`, `packet` of the table on top */
 /* Adds method `name` to byte arrays (lp_lib.c adds lp.proto's `as`). */
 void lp_bytes_method(lua_State *L, const char *name, lua_CFunction f);
 const uint8_t *lp_bytes_data(lua_State *L, int idx, size_t *n);

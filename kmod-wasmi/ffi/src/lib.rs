@@ -30,7 +30,7 @@ use core::mem::{offset_of, size_of};
 use runtime::guest::BUILTIN_GUEST_SHA256;
 use runtime::{
     package, Conntrack, EngineKind, ErrorKind, GuestCache, Host, Limits, LoadError, LogLevel, Meta,
-    MetaWrite, Packet, PerCpuScript, SpareInstance,
+    MetaWrite, Packet, PerCpuScript, SendError, SendKind, SpareInstance,
 };
 use sha2::{Digest, Sha256};
 
@@ -74,6 +74,14 @@ pub struct LpPkt {
     pub has_eth: u8,
     /// Destination, source, type.
     pub eth: [u8; 14],
+    /// Sending is allowed: 0 for a packet a script sent, whose transmission this call runs
+    /// inside (a send would loop).
+    pub may_send: u8,
+    /// The call's queue of packets to send (a `struct sk_buff_head`; lp_skb_send() adds to
+    /// it), transmitted by the caller once the call has returned; NULL: nothing can be sent.
+    pub sendq: *mut c_void,
+    /// The packet's network namespace (`struct net`): where what is sent is routed.
+    pub net: *mut c_void,
 }
 
 /// Metadata a call changed (`LP_META_*` in `flags` say which).
@@ -89,6 +97,10 @@ pub struct LpMetaWrite {
 pub const LP_META_MARK: u8 = 1;
 pub const LP_META_CT_MARK: u8 = 2;
 pub const LP_META_ETH: u8 = 4;
+
+/// lp_skb_send()'s `kind` of a reply (`abi::guest::send::KIND_REPLY`).
+pub const LP_SEND_KIND_REPLY: c_int = 1;
+const _: () = assert!(LP_SEND_KIND_REPLY == abi::guest::send::KIND_REPLY);
 
 /// One call in this many is timed when the `time_every` module parameter is not set.
 pub const LP_TIME_EVERY_DEFAULT: u32 = 16;
@@ -138,6 +150,18 @@ extern "C" {
     /// -errno of the parts that failed (-ENOENT: no conntrack entry or no Ethernet header,
     /// -ENOMEM); the other parts are still applied.
     fn lp_skb_write_meta(pkt: *const LpPkt, w: *const LpMetaWrite) -> c_int;
+    /// slot. Makes an skb of `len` bytes at `data` (an IPv4 or IPv6 packet of family
+    /// `nfproto`, checked by the runtime), routes it in `pkt->net` to its destination (any
+    /// source address) and queues it on `pkt->sendq`; `kind` 1 (a reply) also attaches the
+    /// conntrack entry of `pkt`'s skb, as nf_reject does. 0, -ELOOP (`may_send` is 0 or there
+    /// is no queue), -ENOMEM, or the routing's -errno.
+    fn lp_skb_send(
+        pkt: *const LpPkt,
+        kind: c_int,
+        nfproto: u8,
+        data: *const c_void,
+        len: u32,
+    ) -> c_int;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -327,6 +351,21 @@ impl Packet for SkbPacket<'_> {
         // the call: the on-error policy decides.
         unsafe { lp_skb_write_meta(self.0, &m) == 0 }
     }
+    fn send(&self, kind: SendKind, nfproto: u8, bytes: &[u8]) -> Result<(), SendError> {
+        let len = u32::try_from(bytes.len()).map_err(|_| SendError::Malformed)?;
+        let kind = match kind {
+            SendKind::Send => abi::guest::send::KIND_SEND,
+            SendKind::Reply => LP_SEND_KIND_REPLY,
+        };
+        // SAFETY: `self.0` is the lp_pkt of the running call (slot context); `bytes` is
+        // readable for `len` bytes, copied into the new skb and not kept.
+        match unsafe { lp_skb_send(self.0, kind, nfproto, bytes.as_ptr().cast(), len) } {
+            0 => Ok(()),
+            e if e == -ENOMEM => Err(SendError::Memory),
+            e if e == -ELOOP => Err(SendError::Unavailable),
+            _ => Err(SendError::Route),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -346,6 +385,11 @@ pub struct LpLimits {
     pub _pad: [u8; 3],
     /// Building one instance: Lua setup and the top-level chunk.
     pub load_fuel: u64,
+    /// Packets and bytes a call may send, packets and bytes per second.
+    pub send_packets: u32,
+    pub send_bytes: u32,
+    pub send_rate: u32,
+    pub send_byte_rate: u32,
 }
 
 /// Counters, summed over the instances.
@@ -367,6 +411,11 @@ pub struct LpStats {
     /// Lines logged, and lines over the script's log rate (dropped).
     pub log_lines: u64,
     pub log_dropped: u64,
+    /// Packets queued for sending and their bytes; sends refused (caps, rates) and failed.
+    pub sent_packets: u64,
+    pub sent_bytes: u64,
+    pub send_refused: u64,
+    pub send_failed: u64,
 }
 
 /// What `lp_rt_read_records` copied: `len` bytes of whole records, the sequence number to
@@ -398,12 +447,12 @@ pub struct LpOutcome {
 }
 
 // The sizes kbench and the glue were written for (no field may move unnoticed).
-const _: () = assert!(size_of::<LpPkt>() == 80);
+const _: () = assert!(size_of::<LpPkt>() == 104);
 const _: () = assert!(offset_of!(LpPkt, iifname) == 24);
 const _: () = assert!(offset_of!(LpPkt, eth) == 66);
 const _: () = assert!(size_of::<LpMetaWrite>() == 24);
-const _: () = assert!(size_of::<LpLimits>() == 40);
-const _: () = assert!(size_of::<LpStats>() == 168);
+const _: () = assert!(size_of::<LpLimits>() == 56);
+const _: () = assert!(size_of::<LpStats>() == 200);
 const _: () = assert!(size_of::<LpOutcome>() == 16);
 
 /// Compiled guests, shared by every script of every netns (one per module).
@@ -425,6 +474,7 @@ const ENOENT: c_int = 2;
 const EINTR: c_int = 4;
 const ENOEXEC: c_int = 8;
 const ENOMEM: c_int = 12;
+const ELOOP: c_int = 40;
 const EBUSY: c_int = 16;
 const EINVAL: c_int = 22;
 const ERANGE: c_int = 34;
@@ -479,6 +529,10 @@ fn limits_from(l: &LpLimits) -> Result<(Limits, OnError), c_int> {
             recursion: l.recursion,
             pcall_depth: l.pcall_depth,
             load_fuel: l.load_fuel,
+            send_packets: l.send_packets,
+            send_bytes: l.send_bytes,
+            send_rate: l.send_rate,
+            send_byte_rate: l.send_byte_rate,
         },
         on_error,
     ))
@@ -498,6 +552,10 @@ fn limits_to(l: &Limits, on_error: OnError) -> LpLimits {
         },
         _pad: [0; 3],
         load_fuel: l.load_fuel,
+        send_packets: l.send_packets,
+        send_bytes: l.send_bytes,
+        send_rate: l.send_rate,
+        send_byte_rate: l.send_byte_rate,
     }
 }
 
@@ -976,6 +1034,10 @@ pub unsafe extern "C" fn lp_rt_stats(s: *const LpScript, out: *mut LpStats) {
         run_time_max_ns: st.run_time_max_ns,
         log_lines: st.log_lines,
         log_dropped: st.log_dropped,
+        sent_packets: st.sends.sent_packets,
+        sent_bytes: st.sends.sent_bytes,
+        send_refused: st.sends.refused,
+        send_failed: st.sends.failed,
     };
     // SAFETY: the caller's contract.
     unsafe { out.write(r) };

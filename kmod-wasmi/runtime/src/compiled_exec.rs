@@ -449,6 +449,18 @@ extern "C" fn lp_w2c_import_map_op(
 }
 
 #[no_mangle]
+extern "C" fn lp_w2c_import_send(
+    rust: *mut c_void,
+    kind: u32,
+    ptr: u32,
+    len: u32,
+    out: *mut i32,
+) -> c_int {
+    let r = imports::send(inner_of(rust), kind as i32, ptr as i32, len as i32);
+    status(r, out)
+}
+
+#[no_mangle]
 extern "C" fn lp_w2c_import_out_of_fuel(rust: *mut c_void) -> c_int {
     match imports::out_of_fuel(inner_of(rust)) {
         Ok(()) => 0,

@@ -47,4 +47,8 @@ pub trait Host: Send + Sync {
     fn maps(&self) -> Option<&crate::maps::ScriptMaps> {
         None
     }
+    /// The script's send rates and counters (`lp.send`); `None`: scripts here cannot send.
+    fn sends(&self) -> Option<&crate::sends::SendState> {
+        None
+    }
 }

@@ -11,6 +11,7 @@ use crate::call::{COPY_BYTES_PER_FUEL, MAX_MESSAGE};
 use crate::host::{Host, LogLevel};
 use crate::limits::SLICE_FUEL;
 use crate::packet::Packet;
+use crate::sends::{check_packet, SendBudget, SendError, SendKind};
 use abi::guest as g;
 use alloc::sync::Arc;
 use core::ptr::NonNull;
@@ -37,6 +38,8 @@ pub struct CallData {
     pub soft: u64,
     /// Set while a process-context run takes its fuel in slices.
     pub slices: Option<Slices>,
+    /// What the running call may still send (armed with the packet).
+    pub send: SendBudget,
     pub host: Arc<dyn Host>,
     /// The script's name, for its log lines.
     pub name: Arc<str>,
@@ -48,6 +51,7 @@ impl CallData {
             pkt: None,
             soft: 0,
             slices: None,
+            send: SendBudget::default(),
             host,
             name,
         }
@@ -67,6 +71,7 @@ impl CallData {
 
     pub fn clear_packet(&mut self) {
         self.pkt = None;
+        self.send = SendBudget::default();
     }
 
     fn packet(&self) -> Option<&dyn Packet> {
@@ -443,4 +448,53 @@ pub fn op_on_map(maps: &crate::maps::ScriptMaps, op: i32, id: i32, k: &[u8], v: 
         _ => Ok(m::E_ID),
     };
     r.unwrap_or_else(map_error)
+}
+
+/// Fuel of a send besides its bytes: building and routing a packet in the embedder costs what
+/// copying this many bytes would.
+const SEND_FUEL_BYTES: usize = 4096;
+
+/// `send(kind, ptr, len)`: hands the packet at `[ptr, ptr + len)` to [`send_packet`]; 0 or a
+/// negative `send::E_*`.
+pub fn send<C: ImportCtx>(c: &mut C, kind: i32, ptr: i32, len: i32) -> Result<i32, C::Error> {
+    let (start, len) = (ptr as u32 as usize, len as u32 as usize);
+    charge_copy(c, SEND_FUEL_BYTES.saturating_add(len))?;
+    let host = c.data().host.clone();
+    let (pkt, mut budget) = (c.data().pkt, c.data().send);
+    let Some(bytes) = c.memory().get(start..start.saturating_add(len)) else {
+        return Ok(g::send::E_RANGE);
+    };
+    // SAFETY: as in `CallData::packet`; copied out so that guest memory can be borrowed at
+    // the same time.
+    let pkt = pkt.map(|p| unsafe { &*p.as_ptr() });
+    let r = send_packet(&*host, &mut budget, pkt, kind, bytes);
+    c.data_mut().send = budget;
+    Ok(r)
+}
+
+/// Checks a packet a script built (`sends::check_packet`) and hands it to `pkt`'s embedder
+/// within the call's `budget` and the script's rates; counts the result in the script's send
+/// counters. 0 or a negative `send::E_*`. The imports' and lpctl's native baseline's.
+pub fn send_packet(
+    host: &dyn Host,
+    budget: &mut SendBudget,
+    pkt: Option<&dyn Packet>,
+    kind: i32,
+    bytes: &[u8],
+) -> i32 {
+    let kind = match kind {
+        g::send::KIND_SEND => SendKind::Send,
+        g::send::KIND_REPLY => SendKind::Reply,
+        _ => return g::send::E_RANGE,
+    };
+    let Some(state) = host.sends() else {
+        return g::send::E_UNAVAILABLE;
+    };
+    let r = check_packet(bytes).and_then(|nfproto| {
+        let pkt = pkt.ok_or(SendError::Unavailable)?;
+        state.admit(host.now_ns(), budget, bytes.len())?;
+        pkt.send(kind, nfproto, bytes)
+    });
+    state.count(r.map(|()| bytes.len()));
+    r.map_or_else(SendError::code, |()| 0)
 }

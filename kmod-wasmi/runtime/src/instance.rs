@@ -240,6 +240,7 @@ impl<E: Exec> Instance<E> {
         {
             let d = self.exec.data_mut();
             d.soft = arm.soft;
+            d.send = arm.send;
             // SAFETY: cleared below, before `run` returns and `pkt`'s borrow ends.
             unsafe { d.set_packet(pkt) };
         }

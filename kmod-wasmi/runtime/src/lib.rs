@@ -27,6 +27,7 @@ pub mod percpu;
 pub mod precheck;
 pub mod rings;
 pub mod script;
+pub mod sends;
 pub mod stats;
 pub mod wasmi_exec;
 
@@ -39,4 +40,5 @@ pub use packet::{Conntrack, Meta, MetaWrite, OwnedPacket, Packet, SlicePacket};
 pub use percpu::{EngineKind, PerCpuScript, RunOutcome, SpareInstance};
 pub use rings::{ReadOutcome, Rings};
 pub use script::{Outcome, Script, DEFAULT_ENTRY};
+pub use sends::{SendCounters, SendError, SendKind};
 pub use stats::Stats;

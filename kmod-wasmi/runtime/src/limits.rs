@@ -9,11 +9,14 @@
 //! | `pcall_depth` | `abi::limits` | [`Limits::validate`] | [`Limits::arm_call`] → the engine's re-entry cap and `lp_run`'s argument | the `try` import (host) and the guest's nesting cap |
 //! | `recursion` | `abi::limits` | [`Limits::validate`] | at instantiation (wasmi's engine config, `guest.rs`; `lp_w2c_limits`, `compiled_exec.rs`) | the engine: a trap past the depth |
 //! | `memory` | `abi::limits` | [`Limits::validate`] | at instantiation: linear memory allocated in full, never grown | the engine's bounds checks |
+//! | `send-packets`, `send-bytes` per call | `abi::limits` | [`Limits::validate`] | [`Limits::arm_call`] → the call's [`SendBudget`] | the `send` import (`imports::send`) |
+//! | `send-rate`, `send-byte-rate` per second | `abi::limits` | [`Limits::validate`] | [`Limits::arm_call`] → the call's [`SendBudget`] | the script's token buckets (`sends::SendState`), all CPUs together |
 //! | module shape (functions, tables, data) | `abi::module_caps` | `precheck.rs` | before compiling a package's guest | — |
 //!
 //! Per network namespace (scripts, their memory) the kernel glue checks `abi::module_caps`'
 //! parameters (`luapkt_genl.c`); `docs/architecture.md` has the whole map.
 
+use crate::sends::SendBudget;
 use abi::limits::*;
 use core::fmt;
 
@@ -54,6 +57,8 @@ pub struct CallArming {
     /// `lp_run`'s arguments: the Lua instruction budget (0: none) and the nesting cap.
     pub instructions: i32,
     pub pcall_cap: i32,
+    /// What the call may send, and the script's rates.
+    pub send: SendBudget,
 }
 
 /// What one script may consume. Set at load, changeable live.
@@ -71,6 +76,12 @@ pub struct Limits {
     pub pcall_depth: u32,
     /// Fuel for building one instance (Lua setup and the top-level chunk), process context.
     pub load_fuel: u64,
+    /// Packets and bytes one call may send (`lp.send`, `lp.reply`).
+    pub send_packets: u32,
+    pub send_bytes: u32,
+    /// Packets and bytes the script may send per second, all CPUs together.
+    pub send_rate: u32,
+    pub send_byte_rate: u32,
 }
 
 impl Default for Limits {
@@ -82,6 +93,10 @@ impl Default for Limits {
             recursion: DEFAULT_RECURSION,
             pcall_depth: DEFAULT_PCALL_DEPTH,
             load_fuel: DEFAULT_LOAD_FUEL,
+            send_packets: DEFAULT_SEND_PACKETS,
+            send_bytes: DEFAULT_SEND_BYTES,
+            send_rate: DEFAULT_SEND_RATE,
+            send_byte_rate: DEFAULT_SEND_BYTE_RATE,
         }
     }
 }
@@ -136,6 +151,12 @@ impl Limits {
             // validated: within i32 (MAX_INSTRUCTIONS, MAX_PCALL_DEPTH)
             instructions: self.instructions as i32,
             pcall_cap: self.pcall_depth as i32,
+            send: SendBudget {
+                packets: self.send_packets,
+                bytes: self.send_bytes,
+                rate: self.send_rate,
+                byte_rate: self.send_byte_rate,
+            },
         }
     }
 
@@ -163,6 +184,16 @@ impl Limits {
             MAX_PCALL_DEPTH.into(),
         )?;
         check("load-fuel", self.load_fuel, MIN_LOAD_FUEL, MAX_LOAD_FUEL)?;
+        let u = |v: u32| u64::from(v);
+        check("send-packets", u(self.send_packets), 0, u(MAX_SEND_PACKETS))?;
+        check("send-bytes", u(self.send_bytes), 0, u(MAX_SEND_BYTES))?;
+        check("send-rate", u(self.send_rate), 0, u(MAX_SEND_RATE))?;
+        check(
+            "send-byte-rate",
+            u(self.send_byte_rate),
+            0,
+            u(MAX_SEND_BYTE_RATE),
+        )?;
         Ok(())
     }
 }

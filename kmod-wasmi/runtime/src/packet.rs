@@ -3,6 +3,7 @@
 //! changed in that context goes back to the packet.
 
 use crate::headers;
+use crate::sends::{SendError, SendKind};
 use abi::guest::ctx;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
@@ -67,6 +68,11 @@ pub trait Packet {
     fn write_meta(&self, _w: &MetaWrite) -> bool {
         false
     }
+    /// Takes a packet the script built (checked by `sends::check_packet`; `nfproto` its
+    /// family), to leave after the call returns. An error is the script's error value.
+    fn send(&self, _kind: SendKind, _nfproto: u8, _bytes: &[u8]) -> Result<(), SendError> {
+        Err(SendError::Unavailable)
+    }
 }
 
 /// A packet held in memory (userspace: pcaps, tests, benchmarks).
@@ -114,6 +120,8 @@ pub struct OwnedPacket {
     pub meta: Cell<Meta>,
     /// Every metadata write of the calls so far, merged.
     pub written: Cell<MetaWrite>,
+    /// The packets its calls sent, in order.
+    pub sent: RefCell<Vec<(SendKind, Vec<u8>)>>,
 }
 
 impl OwnedPacket {
@@ -122,6 +130,7 @@ impl OwnedPacket {
             data: RefCell::new(data),
             meta: Cell::new(meta),
             written: Cell::new(MetaWrite::default()),
+            sent: RefCell::new(Vec::new()),
         }
     }
     pub fn into_bytes(self) -> Vec<u8> {
@@ -172,6 +181,14 @@ impl Packet for OwnedPacket {
         self.meta.set(m);
         self.written.set(all);
         true
+    }
+    fn send(&self, kind: SendKind, _nfproto: u8, bytes: &[u8]) -> Result<(), SendError> {
+        let mut copy = Vec::new();
+        copy.try_reserve_exact(bytes.len())
+            .map_err(|_| SendError::Memory)?;
+        copy.extend_from_slice(bytes);
+        self.sent.borrow_mut().push((kind, copy));
+        Ok(())
     }
 }
 

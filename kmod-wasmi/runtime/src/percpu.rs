@@ -25,6 +25,7 @@ use crate::limits::Limits;
 use crate::maps::ScriptMaps;
 use crate::packet::Packet;
 use crate::rings::{ErrorContext, ReadOutcome, RingHost, Rings};
+use crate::sends::SendState;
 use crate::stats::{verdict_index, Stats};
 use crate::wasmi_exec::WasmiExec;
 use abi::verdict::{OnError, Verdict};
@@ -248,6 +249,8 @@ struct AtomicLimits {
     recursion: AtomicU32,
     pcall_depth: AtomicU32,
     load_fuel: AtomicU64,
+    /// packets and bytes per call, per second
+    send: [AtomicU32; 4],
 }
 
 impl AtomicLimits {
@@ -259,6 +262,7 @@ impl AtomicLimits {
             recursion: AtomicU32::new(l.recursion),
             pcall_depth: AtomicU32::new(l.pcall_depth),
             load_fuel: AtomicU64::new(l.load_fuel),
+            send: [l.send_packets, l.send_bytes, l.send_rate, l.send_byte_rate].map(AtomicU32::new),
         }
     }
     fn get(&self) -> Limits {
@@ -269,6 +273,10 @@ impl AtomicLimits {
             recursion: self.recursion.load(Ordering::Relaxed),
             pcall_depth: self.pcall_depth.load(Ordering::Relaxed),
             load_fuel: self.load_fuel.load(Ordering::Relaxed),
+            send_packets: self.send[0].load(Ordering::Relaxed),
+            send_bytes: self.send[1].load(Ordering::Relaxed),
+            send_rate: self.send[2].load(Ordering::Relaxed),
+            send_byte_rate: self.send[3].load(Ordering::Relaxed),
         }
     }
     fn set(&self, l: &Limits) {
@@ -278,6 +286,10 @@ impl AtomicLimits {
         self.recursion.store(l.recursion, Ordering::Relaxed);
         self.pcall_depth.store(l.pcall_depth, Ordering::Relaxed);
         self.load_fuel.store(l.load_fuel, Ordering::Relaxed);
+        let send = [l.send_packets, l.send_bytes, l.send_rate, l.send_byte_rate];
+        for (a, v) in self.send.iter().zip(send) {
+            a.store(v, Ordering::Relaxed);
+        }
     }
 }
 
@@ -314,6 +326,7 @@ pub struct PerCpuScript {
     host: Arc<dyn Host>,
     rings: Arc<Rings>,
     maps: Arc<ScriptMaps>,
+    sends: Arc<SendState>,
     limits: AtomicLimits,
     on_error: AtomicU8,
     entries: spin::Mutex<Vec<Entry>>,
@@ -373,18 +386,20 @@ impl PerCpuScript {
                 i += 1;
             }
         }
-        // a replacement keeps the log, errors and maps of the script it replaces
-        let (rings, maps) = match entries_from {
-            Some(s) => (s.rings.clone(), s.maps.clone()),
+        // a replacement keeps the log, errors, maps and send rates of the script it replaces
+        let (rings, maps, sends) = match entries_from {
+            Some(s) => (s.rings.clone(), s.maps.clone(), s.sends.clone()),
             None => (
                 Arc::new(Rings::new().ok_or(LoadError::OutOfMemory)?),
                 Arc::new(ScriptMaps::default()),
+                Arc::new(SendState::default()),
             ),
         };
         let host: Arc<dyn Host> = Arc::new(RingHost {
             inner: host,
             rings: rings.clone(),
             maps: maps.clone(),
+            sends: sends.clone(),
         });
         let mut me = PerCpuScript {
             name: String::from(name),
@@ -393,6 +408,7 @@ impl PerCpuScript {
             host,
             rings,
             maps,
+            sends,
             limits: AtomicLimits::new(&limits),
             on_error: AtomicU8::new(on_error_code(on_error)),
             entries: spin::Mutex::new(entries),
@@ -730,6 +746,7 @@ impl PerCpuScript {
         }
         s.rebuilds = self.rebuilds.load(Ordering::Relaxed);
         (s.log_lines, s.log_dropped) = self.rings.counters();
+        s.sends = self.sends.counters();
         s
     }
 

@@ -310,11 +310,12 @@ impl LogRing {
 }
 
 /// The script's host: keeps its log lines in its ring (and does not print the ones over its
-/// rate) on their way to the embedder's log, and holds its maps.
+/// rate) on their way to the embedder's log, and holds its maps and send rates.
 pub struct RingHost {
     pub inner: Arc<dyn Host>,
     pub rings: Arc<Rings>,
     pub maps: Arc<crate::maps::ScriptMaps>,
+    pub sends: Arc<crate::sends::SendState>,
 }
 
 impl Host for RingHost {
@@ -343,6 +344,9 @@ impl Host for RingHost {
     }
     fn maps(&self) -> Option<&crate::maps::ScriptMaps> {
         Some(&self.maps)
+    }
+    fn sends(&self) -> Option<&crate::sends::SendState> {
+        Some(&self.sends)
     }
 }
 

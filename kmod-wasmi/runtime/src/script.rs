@@ -115,9 +115,9 @@ impl<G: CompiledGuest> Script<G> {
     /// Runs `entry` on `pkt` in instance `cpu` and applies the on-error policy.
     pub fn run(&mut self, cpu: usize, entry: usize, pkt: &dyn Packet) -> Outcome {
         let cpu = cpu % self.instances.len();
-        let t0 = self.host.now_ns();
+        let t0 = self.host.clock_ns();
         let (res, fuel) = self.instances[cpu].run(entry, pkt, &self.limits);
-        let ns = self.host.now_ns().saturating_sub(t0);
+        let ns = self.host.clock_ns().saturating_sub(t0);
         let (verdict, error) = match res {
             Ok(v) => (v, None),
             Err(k) => {

@@ -25,6 +25,8 @@ pub struct Stats {
     /// Lines the script logged (kept and printed), and lines over its rate (dropped).
     pub log_lines: u64,
     pub log_dropped: u64,
+    /// What the script sent, and the sends refused (caps, rates) or failed.
+    pub sends: crate::sends::SendCounters,
 }
 
 pub const VERDICT_NAMES: [&str; 5] = ["accept", "drop", "continue", "break", "queue"];

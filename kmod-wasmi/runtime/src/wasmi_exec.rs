@@ -281,6 +281,13 @@ fn linker(guest: &Guest) -> Result<Linker<StoreData>, LinkerError> {
     )?;
     l.func_wrap(
         g::IMPORT_MODULE,
+        g::IMPORT_SEND,
+        |mut caller: Caller<'_, StoreData>, kind: i32, ptr: i32, len: i32| -> Result<i32, Error> {
+            imports::send(&mut caller, kind, ptr, len)
+        },
+    )?;
+    l.func_wrap(
+        g::IMPORT_MODULE,
         g::IMPORT_OUT_OF_FUEL,
         |mut caller: Caller<'_, StoreData>| -> Result<(), Error> {
             imports::out_of_fuel(&mut caller)

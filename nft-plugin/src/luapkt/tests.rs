@@ -30,12 +30,15 @@ fn script_msg(seq: u32, flags: u16, name: &str) -> Vec<u8> {
         .attr_u32(attr::PCALL_DEPTH, 8)
         .attr_u8(attr::ON_ERROR, nl::ON_ERROR_DROP)
         .attr_u8(attr::ENGINE, nl::ENGINE_COMPILED)
+        .attr_u32(attr::SEND_PACKETS, 4)
+        .attr_u32(attr::SEND_RATE, 100)
         .attr(attr::PAD, &[])
         .begin_nest(attr::STATS)
         .attr_u64(stat::RUN_CNT, 10)
         .attr_u64(stat::ACCEPT, 7)
         .attr_u64(stat::DROP, 3)
         .attr_u64(stat::FUEL_MAX, 4242)
+        .attr_u64(stat::SENT_PACKETS, 12)
         .attr_u64(stat::MAX + 5, 1) // a counter from a newer kernel: skipped
         .end_nest()
         .attr_u32(attr::MAX + 3, 9); // an attribute from a newer kernel: skipped
@@ -56,6 +59,11 @@ fn expected_script(name: &str) -> ScriptInfo {
             recursion: 1024,
             pcall_depth: 8,
             load_fuel: 0,
+            send: SendLimits {
+                send_packets: 4,
+                send_rate: 100,
+                ..SendLimits::default()
+            },
         },
         on_error: OnError::Drop,
         engine: Some(Engine::Compiled),
@@ -64,6 +72,7 @@ fn expected_script(name: &str) -> ScriptInfo {
             accept: 7,
             drop: 3,
             fuel_max: 4242,
+            sent_packets: 12,
             ..Stats::default()
         },
     }
@@ -293,7 +302,11 @@ fn script_info_as_json() {
     assert_eq!(json["stats"]["run_cnt"], 10);
     assert_eq!(json["stats"]["continue"], 0);
     assert_eq!(json["stats"]["break"], 0);
-    assert_eq!(json["stats"].as_object().unwrap().len(), 21);
+    assert_eq!(json["stats"].as_object().unwrap().len(), 25);
+    assert_eq!(json["stats"]["sent_packets"], 12);
+    // the send limits sit with the others
+    assert_eq!(json["limits"]["send_packets"], 4);
+    assert_eq!(json["limits"]["send_byte_rate"], 0);
 }
 
 #[test]
