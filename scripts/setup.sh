@@ -7,7 +7,7 @@
 # is present.
 set -euo pipefail
 
-APT_PACKAGES=(clang-16 lld-16 llvm-16 wasi-libc libclang-rt-16-dev-wasm32 binaryen wabt python3 libpcap-dev
+APT_PACKAGES=(clang-16 lld-16 llvm-16 wasi-libc libclang-rt-16-dev-wasm32 binaryen wabt python3 libpcap-dev libwrap0
   qemu-system-x86 busybox-static nftables socat iproute2 kmod ethtool util-linux dash binutils cpio xz-utils zstd gzip)
 
 missing=()
@@ -30,3 +30,17 @@ components=$(rustup component list --installed)
 for c in rust-src clippy rustfmt; do
   grep -q "^$c" <<<"$components" || rustup component add "$c"
 done
+
+# The VM's TFTP server (tests/vm/scenarios/48-tftp-cache.sh): tftpd-hpa's in.tftpd, unpacked
+# from its package into target/vm/peers (installing the package would start a daemon here).
+tftpd=$(cd "$(dirname "$0")/.." && pwd)/target/vm/peers/in.tftpd
+if [[ ! -x $tftpd ]]; then
+  tmp=$(mktemp -d)
+  get() { (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root tftpd-hpa >/dev/null 2>&1); }
+  get || { apt-get update -qq && get; } || { echo "setup: cannot download tftpd-hpa" >&2; exit 1; }
+  dpkg -x "$tmp"/tftpd-hpa_*.deb "$tmp/root"
+  mkdir -p "$(dirname "$tftpd")"
+  cp "$tmp/root/usr/sbin/in.tftpd" "$tftpd"
+  rm -rf "$tmp"
+  echo "setup: $tftpd"
+fi

@@ -24,6 +24,12 @@
 #   udp_send N IP PORT         send N 8-byte datagrams from the current namespace
 #   ping_count N               peer pings 10.99.0.1 N times; prints the replies received
 #
+# A router between two namespaces:
+#   router_up                  client $CLI_IP (c0) -- r-cli 10.0.1.1 [root ns, ip_forward]
+#                              10.0.2.1 r-srv -- (s0) $SRV_IP server; sets CLI and SRV (their
+#                              pids) for in_cli and in_srv; waits until both reach the router
+#   router_down                removes the veths and the namespaces' placeholders
+#
 # nft counters:
 #   nft_rule_packets FAMILY TABLE CHAIN COMMENT   packets of the rule whose comment is COMMENT
 #   nft_rule_bytes   FAMILY TABLE CHAIN COMMENT   bytes of that rule
@@ -137,6 +143,36 @@ peer_up() {
 }
 
 in_peer() { nsenter -t "$PEER_PID" -n "$@"; }
+
+CLI_IP=10.0.1.2
+SRV_IP=10.0.2.2
+CLI=
+SRV=
+in_cli() { in_netns "$CLI" "$@"; }
+in_srv() { in_netns "$SRV" "$@"; }
+
+router_up() {
+  CLI=$(netns_new) && SRV=$(netns_new) || return 1
+  ip link add r-cli type veth peer name c0 && ip link set c0 netns "$CLI" || return 1
+  ip link add r-srv type veth peer name s0 && ip link set s0 netns "$SRV" || return 1
+  ip addr add 10.0.1.1/24 dev r-cli && ip link set r-cli up || return 1
+  ip addr add 10.0.2.1/24 dev r-srv && ip link set r-srv up || return 1
+  in_cli ip link set lo up && in_cli ip addr add "$CLI_IP/24" dev c0 && in_cli ip link set c0 up &&
+    in_cli ip route add default via 10.0.1.1 || return 1
+  in_srv ip link set lo up && in_srv ip addr add "$SRV_IP/24" dev s0 && in_srv ip link set s0 up &&
+    in_srv ip route add default via 10.0.2.1 || return 1
+  echo 1 >/proc/sys/net/ipv4/ip_forward
+  wait_until 50 in_cli ping -c 1 -W 1 10.0.1.1 && wait_until 50 in_srv ping -c 1 -W 1 10.0.2.1
+}
+
+router_down() {
+  [ -n "$CLI$SRV" ] && kill $CLI $SRV 2>/dev/null
+  CLI= SRV=
+  # (a server still running in a namespace keeps it: the veths go explicitly)
+  ip link del r-cli 2>/dev/null
+  ip link del r-srv 2>/dev/null
+  ! ip link show r-cli >/dev/null 2>&1 && ! ip link show r-srv >/dev/null 2>&1
+}
 
 peer_down() {
   ip link del v0 2>/dev/null

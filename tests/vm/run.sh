@@ -287,6 +287,8 @@ if [[ -n $lpctl ]]; then # stripped: a release lpctl with debug info is ~200 MB
   copy_binary "$lpctl" /usr/bin/lpctl
   strip --strip-unneeded "$root/usr/bin/lpctl"
 fi
+# tftpd-hpa's server (scripts/setup.sh unpacks it): busybox has a client only
+[[ -x $OUT/peers/in.tftpd ]] && copy_binary "$OUT/peers/in.tftpd" /usr/sbin/in.tftpd
 for a in $("$root/bin/busybox" --list); do
   for d in bin sbin usr/bin usr/sbin; do [[ -e $root/$d/$a ]] && continue 2; done
   ln -s busybox "$root/bin/$a"

@@ -15,6 +15,8 @@
 #include "lp_lib.h"
 
 static const char MAP_MT[] = "lp.map";
+/* Values read into a C-stack buffer (larger ones into a Lua buffer). */
+#define GET_ON_STACK 1536
 
 struct lp_map {
   int id;
@@ -100,6 +102,15 @@ static int l_get(lua_State *L) {
     if (r == LP_MAP_ABSENT) lua_pushnil(L);
     else if (r < 0) return fail(L, m, r);
     else push_number(L, v);
+    return 1;
+  } else if (m->value_max <= GET_ON_STACK) {
+    /* on the C stack: a luaL_Buffer this large would be a userdata with a finalizer, run by
+     * the collector through a protected call, one per value read */
+    uint8_t v[GET_ON_STACK];
+    r = lp_host_map_op(lp_state(L), LP_MAP_GET, m->id, k, (uint32_t)klen, v, m->value_max);
+    if (r == LP_MAP_ABSENT) lua_pushnil(L);
+    else if (r < 0) return fail(L, m, r);
+    else lua_pushlstring(L, (const char *)v, (size_t)r <= m->value_max ? (size_t)r : m->value_max);
     return 1;
   } else {
     luaL_Buffer b;

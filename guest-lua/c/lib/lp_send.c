@@ -144,14 +144,15 @@ static const uint8_t *payload_arg(lua_State *L, int idx, size_t *n) {
   return NULL;
 }
 
-/* Builds sp into a buffer on the stack (or the C stack for small packets) and sends it, or
+/* Builds sp (on the C stack, or in a Lua buffer when larger than a frame) and sends it, or
  * pushes it as lp.bytes (kind < 0). */
 static int finish(lua_State *L, const struct spec *sp, const char *fn, int kind) {
   size_t n = ip_len(sp);
   luaL_Buffer b;
-  uint8_t *out;
+  uint8_t small[1600]; /* an Ethernet MTU's packet: built without a Lua allocation */
+  uint8_t *out = small;
   if (n > LP_SEND_PACKET_MAX) return luaL_error(L, "%s: packet of %d bytes (at most %d)", fn, (int)n, LP_SEND_PACKET_MAX);
-  out = (uint8_t *)luaL_buffinitsize(L, &b, n);
+  if (n > sizeof small) out = (uint8_t *)luaL_buffinitsize(L, &b, n);
   build(sp, out);
   if (kind < 0) {
     lp_bytes_push(L, out, n);

@@ -1,0 +1,148 @@
+//! examples/tftp-cache.lua offline: a capture of a TFTP transfer seen by a router (the
+//! client's read request, the server's DATA blocks and the client's ACKs), then the client's
+//! second request and its ACKs, run through `lpctl run --sent`: the first transfer passes and
+//! is learnt, the second is answered by the script block by block with the file's bytes.
+
+use etherparse::PacketBuilder;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const CLIENT: [u8; 4] = [10, 0, 1, 2];
+const SERVER: [u8; 4] = [10, 0, 2, 2];
+
+fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let b = PacketBuilder::ipv4(src, dst, 64).udp(sport, dport);
+    let mut out = Vec::with_capacity(b.size(payload.len()));
+    b.write(&mut out, payload).unwrap();
+    out
+}
+
+fn msg(op: u16, n: u16, data: &[u8]) -> Vec<u8> {
+    let mut m = op.to_be_bytes().to_vec();
+    m.extend_from_slice(&n.to_be_bytes());
+    m.extend_from_slice(data);
+    m
+}
+
+fn rrq(file: &str) -> Vec<u8> {
+    let mut m = vec![0, 1];
+    m.extend_from_slice(file.as_bytes());
+    m.extend_from_slice(b"\0octet\0tsize\0");
+    m.extend_from_slice(b"0\0");
+    m
+}
+
+/// The file's bytes: not a multiple of 512, several blocks.
+fn file() -> Vec<u8> {
+    (0..70_000u32).map(|i| (i * 7 + i / 511) as u8).collect()
+}
+
+fn capture(path: &Path) -> usize {
+    let f = file();
+    let blocks: Vec<&[u8]> = f.chunks(512).collect();
+    let mut pkts = Vec::new();
+    // the first transfer, through the router: the server answers from port 3000
+    pkts.push(udp(CLIENT, SERVER, 40000, 69, &rrq("boot.img")));
+    for (i, b) in blocks.iter().enumerate() {
+        let n = i as u16 + 1;
+        pkts.push(udp(SERVER, CLIENT, 3000, 40000, &msg(3, n, b)));
+        pkts.push(udp(CLIENT, SERVER, 40000, 3000, &msg(4, n, b"")));
+    }
+    // the second: a request and the ACKs of what the cache will send
+    pkts.push(udp(CLIENT, SERVER, 40001, 69, &rrq("boot.img")));
+    for n in 1..=blocks.len() as u16 {
+        pkts.push(udp(CLIENT, SERVER, 40001, 69, &msg(4, n, b"")));
+    }
+    let mut out = Vec::new();
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out.extend_from_slice(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(&65535u32.to_le_bytes());
+    out.extend_from_slice(&101u32.to_le_bytes()); // raw IP
+    for (i, p) in pkts.iter().enumerate() {
+        out.extend_from_slice(&(i as u32).to_le_bytes()); // a packet a second
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        out.extend_from_slice(p);
+    }
+    std::fs::write(path, out).unwrap();
+    pkts.len()
+}
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tftp-cache.lua")
+}
+
+#[test]
+fn the_second_transfer_is_answered_from_the_cache() {
+    let dir = std::env::temp_dir();
+    let pcap = dir.join(format!("lpctl-tftp-{}.pcap", std::process::id()));
+    let sent = dir.join(format!("lpctl-tftp-{}-sent.pcap", std::process::id()));
+    let n = capture(&pcap);
+    let o = Command::new(env!("CARGO_BIN_EXE_lpctl"))
+        .args(["-j", "run"])
+        .arg(example())
+        .arg("--pcap")
+        .arg(&pcap)
+        .arg("--sent")
+        .arg(&sent)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let stats = &v["stats"];
+    assert_eq!(stats["packets"], n);
+    let errors: u64 = stats["errors"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|e| e.as_u64().unwrap())
+        .sum();
+    assert_eq!(errors, 0, "{stats}");
+    let f = file();
+    let nblocks = f.len().div_ceil(512);
+    // the second request and its ACKs but the last are answered, and dropped
+    assert_eq!(stats["sent"]["packets"], nblocks, "{stats}");
+    assert_eq!(stats["verdicts"]["drop"], nblocks + 1, "{stats}");
+    let maps = &v["maps"];
+    assert_eq!(
+        maps["stats"]["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["key"] == "hits")
+            .unwrap()["value"],
+        1
+    );
+    // the cache's blocks, in order, are the file
+    let bytes = std::fs::read(&sent).unwrap();
+    let mut off = 24;
+    let mut got = Vec::new();
+    let mut expect_n = 1u16;
+    while off < bytes.len() {
+        let len = u32::from_le_bytes(bytes[off + 8..off + 12].try_into().unwrap()) as usize;
+        let p = &bytes[off + 16..off + 16 + len];
+        assert_eq!(
+            &p[12..20],
+            &[10, 0, 2, 2, 10, 0, 1, 2],
+            "from the server's address"
+        );
+        assert_eq!(
+            &p[20..24],
+            &[0, 69, 0x9c, 0x41],
+            "port 69 to the client's 40001"
+        );
+        assert_eq!(&p[28..32], &[0, 3, (expect_n >> 8) as u8, expect_n as u8]);
+        got.extend_from_slice(&p[32..]);
+        expect_n += 1;
+        off += 16 + len;
+    }
+    assert_eq!(got, f);
+    let fuel_max = stats["fuel_max"].as_u64().unwrap();
+    eprintln!(
+        "tftp-cache: fuel per packet {}, max {fuel_max}",
+        stats["fuel_per_packet"]
+    );
+    // within the default fuel, a garbage-collection cycle included (docs/library.md)
+    assert!(fuel_max < abi::limits::DEFAULT_FUEL, "{stats}");
+}
