@@ -36,6 +36,16 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `lpctl -j run SCRIPT --pcap PCAP --engine ENGINE EXTRA...`, which must succeed: its JSON.
+fn run_json(script: &str, engine: &str, extra: &[&str]) -> serde_json::Value {
+    let pcap = path(PCAP);
+    let mut args = vec!["-j", "run", script, "--pcap", &pcap, "--engine", engine];
+    args.extend_from_slice(extra);
+    let o = lpctl(&args);
+    assert!(o.status.success(), "{engine}: {}", stderr(&o));
+    serde_json::from_str(stdout(&o).trim()).unwrap()
+}
+
 const PCAP: &str = "tests/data/mixed.pcap";
 
 #[test]
@@ -651,17 +661,7 @@ end
     );
     let mut seen: Option<serde_json::Value> = None;
     for engine in ["compiled", "wasmi", "wasmtime", "native"] {
-        let o = lpctl(&[
-            "-j",
-            "run",
-            &script,
-            "--pcap",
-            &path(PCAP),
-            "--engine",
-            engine,
-        ]);
-        assert!(o.status.success(), "{engine}: {}", stderr(&o));
-        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        let v = run_json(&script, engine, &[]);
         let maps = v["maps"].clone();
         assert_eq!(
             maps["hits"]["entries"].as_array().unwrap().len(),
@@ -749,19 +749,7 @@ end
             "lpctl-cli-{}-sent-{engine}.pcap",
             std::process::id()
         ));
-        let o = lpctl(&[
-            "-j",
-            "run",
-            &script,
-            "--pcap",
-            &path(PCAP),
-            "--engine",
-            engine,
-            "--sent",
-            &sent.display().to_string(),
-        ]);
-        assert!(o.status.success(), "{engine}: {}", stderr(&o));
-        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        let v = run_json(&script, engine, &["--sent", &sent.display().to_string()]);
         let n = v["stats"]["sent"]["packets"].as_u64().unwrap();
         assert!(n > 10, "{engine}: {v}");
         assert_eq!(v["stats"]["sent"]["failed"], 0);
@@ -783,16 +771,7 @@ end
     // the text summary counts them; --send-packets 0 refuses every one
     let o = lpctl(&["run", &script, "--pcap", &path(PCAP)]);
     assert!(stdout(&o).contains(", sent "), "{}", stdout(&o));
-    let o = lpctl(&[
-        "-j",
-        "run",
-        &script,
-        "--pcap",
-        &path(PCAP),
-        "--send-packets",
-        "0",
-    ]);
-    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let v = run_json(&script, "compiled", &["--send-packets", "0"]);
     assert_eq!(v["stats"]["sent"]["packets"], 0);
     assert!(v["stats"]["errors"]["lua"].as_u64().unwrap() > 0, "{v}");
     expect_error(

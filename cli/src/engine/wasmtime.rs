@@ -19,7 +19,7 @@ use super::{Config, Kind};
 use abi::guest as g;
 use runtime::call::{Exec, Export};
 use runtime::guest::CompiledGuest;
-use runtime::imports::{self, CallData, ImportCtx};
+use runtime::imports::{CallData, ImportCtx};
 use runtime::{ErrorKind, Host, Limits};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -244,64 +244,9 @@ fn linker(engine: &wasmtime::Engine) -> Result<Linker<StoreData>, wasmtime::Erro
         g::IMPORT_THROW,
         |_: Caller<'_, StoreData>| -> wasmtime::Result<()> { Err(wasmtime::Error::new(LuaThrow)) },
     )?;
-    l.func_wrap(
-        g::IMPORT_MODULE,
-        g::IMPORT_LOG,
-        |mut caller: Caller<'_, StoreData>, level: i32, ptr: i32, len: i32| {
-            imports::log(&mut Cx(&mut caller), level, ptr, len)
-        },
-    )?;
-    l.func_wrap(
-        g::IMPORT_MODULE,
-        g::IMPORT_NOW,
-        |mut caller: Caller<'_, StoreData>| -> i64 { imports::now(&Cx(&mut caller)) },
-    )?;
-    l.func_wrap(
-        g::IMPORT_MODULE,
-        g::IMPORT_PKT_READ,
-        |mut caller: Caller<'_, StoreData>, off: i32, dst: i32, len: i32| {
-            imports::pkt_read(&mut Cx(&mut caller), off, dst, len)
-        },
-    )?;
-    l.func_wrap(
-        g::IMPORT_MODULE,
-        g::IMPORT_PKT_WRITE,
-        |mut caller: Caller<'_, StoreData>, off: i32, src: i32, len: i32| {
-            imports::pkt_write(&mut Cx(&mut caller), off, src, len)
-        },
-    )?;
-    l.func_wrap(
-        g::IMPORT_MODULE,
-        g::IMPORT_MAP_DECLARE,
-        |mut caller: Caller<'_, StoreData>, spec: i32, len: i32| -> i32 {
-            imports::map_declare(&mut Cx(&mut caller), spec, len)
-        },
-    )?;
-    l.func_wrap(
-        g::IMPORT_MODULE,
-        g::IMPORT_MAP_OP,
-        |mut caller: Caller<'_, StoreData>,
-         op: i32,
-         id: i32,
-         key: i32,
-         klen: i32,
-         val: i32,
-         vlen: i32| { imports::map_op(&mut Cx(&mut caller), op, id, key, klen, val, vlen) },
-    )?;
-    l.func_wrap(
-        g::IMPORT_MODULE,
-        g::IMPORT_SEND,
-        |mut caller: Caller<'_, StoreData>, kind: i32, ptr: i32, len: i32| {
-            imports::send(&mut Cx(&mut caller), kind, ptr, len)
-        },
-    )?;
-    l.func_wrap(
-        g::IMPORT_MODULE,
-        g::IMPORT_OUT_OF_FUEL,
-        // loads are not sliced here: below zero is out of fuel, as for a packet's call, after
-        // the soft stop
-        |mut caller: Caller<'_, StoreData>| imports::out_of_fuel(&mut Cx(&mut caller)),
-    )?;
+    // loads are not sliced here: below zero in out_of_fuel is out of fuel, as for a packet's
+    // call, after the soft stop
+    runtime::wrap_lp_imports!(l, Caller<'_, StoreData>, |caller| Cx(&mut caller));
     Ok(l)
 }
 

@@ -16,6 +16,59 @@ use abi::guest as g;
 use alloc::sync::Arc;
 use core::ptr::NonNull;
 
+/// Registers in `$linker` the `lp` imports this module implements (log, now, packet bytes,
+/// maps, sends, out_of_fuel), each a host function taking the engine's caller of type `$ty`;
+/// `$cx` is the [`ImportCtx`] made of it (named `$c`). One list for every engine with a linker
+/// (wasmi here, wasmtime in lpctl); `try` and `throw` stay with each engine (control flow).
+/// Expands to statements using `?` on the linker's errors.
+#[macro_export]
+macro_rules! wrap_lp_imports {
+    ($linker:expr, $ty:ty, |$c:ident| $cx:expr) => {{
+        use $crate::__abi::guest as __g;
+        use $crate::imports as __i;
+        $linker.func_wrap(
+            __g::IMPORT_MODULE,
+            __g::IMPORT_LOG,
+            |mut $c: $ty, level: i32, ptr: i32, len: i32| __i::log(&mut $cx, level, ptr, len),
+        )?;
+        #[allow(unused_mut)]
+        let now = |mut $c: $ty| -> i64 { __i::now(&$cx) };
+        $linker.func_wrap(__g::IMPORT_MODULE, __g::IMPORT_NOW, now)?;
+        $linker.func_wrap(
+            __g::IMPORT_MODULE,
+            __g::IMPORT_PKT_READ,
+            |mut $c: $ty, off: i32, dst: i32, len: i32| __i::pkt_read(&mut $cx, off, dst, len),
+        )?;
+        $linker.func_wrap(
+            __g::IMPORT_MODULE,
+            __g::IMPORT_PKT_WRITE,
+            |mut $c: $ty, off: i32, src: i32, len: i32| __i::pkt_write(&mut $cx, off, src, len),
+        )?;
+        $linker.func_wrap(
+            __g::IMPORT_MODULE,
+            __g::IMPORT_MAP_DECLARE,
+            |mut $c: $ty, spec: i32, len: i32| -> i32 { __i::map_declare(&mut $cx, spec, len) },
+        )?;
+        $linker.func_wrap(
+            __g::IMPORT_MODULE,
+            __g::IMPORT_MAP_OP,
+            |mut $c: $ty, op: i32, id: i32, key: i32, klen: i32, val: i32, vlen: i32| {
+                __i::map_op(&mut $cx, op, id, key, klen, val, vlen)
+            },
+        )?;
+        $linker.func_wrap(
+            __g::IMPORT_MODULE,
+            __g::IMPORT_SEND,
+            |mut $c: $ty, kind: i32, ptr: i32, len: i32| __i::send(&mut $cx, kind, ptr, len),
+        )?;
+        $linker.func_wrap(
+            __g::IMPORT_MODULE,
+            __g::IMPORT_OUT_OF_FUEL,
+            |mut $c: $ty| __i::out_of_fuel(&mut $cx),
+        )?;
+    }};
+}
+
 /// The packet of the running call, with its lifetime erased (see [`CallData::set_packet`]).
 pub type PacketPtr = NonNull<dyn Packet + 'static>;
 

@@ -31,6 +31,8 @@ pub mod sends;
 pub mod stats;
 pub mod wasmi_exec;
 
+#[doc(hidden)]
+pub use abi as __abi;
 pub use abi::verdict::{OnError, Verdict};
 pub use error::{ErrorKind, LoadError};
 pub use guest::GuestCache;

@@ -232,67 +232,7 @@ fn linker(guest: &Guest) -> Result<Linker<StoreData>, LinkerError> {
         g::IMPORT_THROW,
         |_: Caller<'_, StoreData>| -> Result<(), Error> { Err(Error::host(LuaThrow)) },
     )?;
-    l.func_wrap(
-        g::IMPORT_MODULE,
-        g::IMPORT_LOG,
-        |mut caller: Caller<'_, StoreData>, level: i32, ptr: i32, len: i32| {
-            imports::log(&mut caller, level, ptr, len)
-        },
-    )?;
-    l.func_wrap(
-        g::IMPORT_MODULE,
-        g::IMPORT_NOW,
-        |caller: Caller<'_, StoreData>| -> i64 { imports::now(&caller) },
-    )?;
-    l.func_wrap(
-        g::IMPORT_MODULE,
-        g::IMPORT_PKT_READ,
-        |mut caller: Caller<'_, StoreData>, off: i32, dst: i32, len: i32| -> Result<i32, Error> {
-            imports::pkt_read(&mut caller, off, dst, len)
-        },
-    )?;
-    l.func_wrap(
-        g::IMPORT_MODULE,
-        g::IMPORT_PKT_WRITE,
-        |mut caller: Caller<'_, StoreData>, off: i32, src: i32, len: i32| -> Result<i32, Error> {
-            imports::pkt_write(&mut caller, off, src, len)
-        },
-    )?;
-    l.func_wrap(
-        g::IMPORT_MODULE,
-        g::IMPORT_MAP_DECLARE,
-        |mut caller: Caller<'_, StoreData>, spec: i32, len: i32| -> i32 {
-            imports::map_declare(&mut caller, spec, len)
-        },
-    )?;
-    l.func_wrap(
-        g::IMPORT_MODULE,
-        g::IMPORT_MAP_OP,
-        |mut caller: Caller<'_, StoreData>,
-         op: i32,
-         id: i32,
-         key: i32,
-         klen: i32,
-         val: i32,
-         vlen: i32|
-         -> Result<i32, Error> {
-            imports::map_op(&mut caller, op, id, key, klen, val, vlen)
-        },
-    )?;
-    l.func_wrap(
-        g::IMPORT_MODULE,
-        g::IMPORT_SEND,
-        |mut caller: Caller<'_, StoreData>, kind: i32, ptr: i32, len: i32| -> Result<i32, Error> {
-            imports::send(&mut caller, kind, ptr, len)
-        },
-    )?;
-    l.func_wrap(
-        g::IMPORT_MODULE,
-        g::IMPORT_OUT_OF_FUEL,
-        |mut caller: Caller<'_, StoreData>| -> Result<(), Error> {
-            imports::out_of_fuel(&mut caller)
-        },
-    )?;
+    crate::wrap_lp_imports!(l, Caller<'_, StoreData>, |caller| caller);
     Ok(l)
 }
 

@@ -16,9 +16,10 @@ uptime_ms() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }
 # keeps the whole suite well under its time budget
 case $(uname -r) in 6.1.*) CYCLES=1000 ;; *) CYCLES=200 ;; esac
 
-# the rule's script answers each datagram it sees (lp.reply: an skb made, routed and sent per
-# packet, within the default send rate), so a leaked skb or route shows too
-printf 'function process_packet(p) if p.udp then lp.reply("x") end return lp.ACCEPT end\n' >/tmp/ok.lua
+# the rule's script answers one datagram in 32 it sees (lp.reply: an skb made, routed and sent),
+# so a leaked skb or route shows too; answering all of them would slow the flood's CPU
+# (emulated) too much for the cycles
+printf 'local n = 0\nfunction process_packet(p) n = n + 1 if n %% 32 == 0 then lp.reply("x") end return lp.ACCEPT end\n' >/tmp/ok.lua
 # (every instance reserves its 1 MiB of linear memory at load: one leaked shows in vmalloc).
 # The failing instance is picked by the clock's low bits (ns), independently per instance.
 cat >/tmp/flaky.lua <<'LUA'
