@@ -148,7 +148,7 @@ for e in "${ENTRIES[@]}"; do
 done
 
 # ---- 4. Kbuild -------------------------------------------------------------------------
-for f in Kbuild nft_lua.c luapkt_genl.c lp_shim.c lp_shim.h lp_rt.h luapkt.h luapkt_abi.h; do
+for f in Kbuild nft_lua.c luapkt_genl.c luapkt_timers.c lp_shim.c lp_shim.h lp_rt.h luapkt.h luapkt_abi.h; do
   cmp -s "kmod-wasmi/kernel/$f" "$BUILD/$f" 2>/dev/null || cp "kmod-wasmi/kernel/$f" "$BUILD/$f"
 done
 # gcc must be the one the kernel was built with (Debian 12's gcc-12 for both series)

@@ -71,6 +71,28 @@ pub mod send {
     pub const E_RANGE: i32 = -8;
 }
 
+/// `timer(op: i32, ref: i32, ms: i32) -> i32`: `timer::ARM` runs the function the guest holds
+/// at registry reference `ref` once, `ms` milliseconds from now, in the instance that armed it
+/// (`lp.timer`); `timer::CANCEL` cancels the pending timer of that reference (`lp.cancel`).
+/// 0, or a negative `timer::E_*`. The host runs a timer as a call of `lp_run(ref, -1, ..)`.
+pub const IMPORT_TIMER: &str = "timer";
+
+/// `lp.timer`'s import: operations and errors.
+pub mod timer {
+    pub const ARM: i32 = 0;
+    pub const CANCEL: i32 = 1;
+    /// The script has `limits::TIMERS_MAX` timers pending.
+    pub const E_TOO_MANY: i32 = -1;
+    /// Over the script's timer rate (`limits::TIMER_RATE`).
+    pub const E_RATE: i32 = -2;
+    /// The delay is negative or over `limits::TIMER_DELAY_MAX_MS`, or the operation unknown.
+    pub const E_RANGE: i32 = -3;
+    /// Timers are not possible here: while the script loads, or in an embedder without them.
+    pub const E_UNAVAILABLE: i32 = -4;
+    /// `CANCEL`: no pending timer of this reference (it ran, or was cancelled).
+    pub const E_NOT_PENDING: i32 = -5;
+}
+
 /// `lp.map`'s imports: operations, the spec layout, value encodings, errors.
 pub mod map {
     /// The value is copied to `[val, val+vlen)` (at most `vlen` bytes); returns its length, or
@@ -151,6 +173,9 @@ pub const EXPORT_REF_STRING: &str = "lp_ref_string";
 /// or a negative error status. A Lua error that no `pcall` catches unwinds out of this call as
 /// a `throw` trap; the host then calls [`EXPORT_RECOVER`].
 pub const EXPORT_RUN: &str = "lp_run";
+/// `lp_run`'s argument reference for a timer's call: `func_ref` is the timer's function (a
+/// registry reference the guest releases as the call starts), called without a packet.
+pub const TIMER_ARG: i32 = -1;
 /// `lp_recover() -> i32`: completes a `lp_run` (or `lp_load`) whose Lua error unwound to the host;
 /// returns the negative error status.
 pub const EXPORT_RECOVER: &str = "lp_recover";

@@ -69,5 +69,14 @@ pub const MAX_SEND_RATE: u32 = 1_000_000;
 /// Bytes a script may send per second, all CPUs together.
 pub const DEFAULT_SEND_BYTE_RATE: u32 = 4 << 20;
 pub const MAX_SEND_BYTE_RATE: u32 = 1 << 30;
+/// Timers (`lp.timer`) one script may have pending, all of its instances together: the kernel
+/// sizes a script's timers when it loads.
+pub const TIMERS_MAX: usize = 64;
+/// Timers a script may arm per second, all CPUs together (a token bucket holding one second's
+/// worth): each run is a call of at most the per-call fuel ceiling, so a script's timers take
+/// at most this many such calls a second of a CPU.
+pub const TIMER_RATE: u32 = 100;
+/// The longest delay of a timer: one hour.
+pub const TIMER_DELAY_MAX_MS: u32 = 3_600_000;
 /// The largest packet a script may send: IPv4's and IPv6's (without jumbograms) length field.
 pub const SEND_PACKET_MAX: usize = 65_535;

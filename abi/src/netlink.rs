@@ -171,7 +171,15 @@ pub mod stat {
     pub const SEND_REFUSED: u16 = 25;
     /// Sends that failed: malformed, unroutable, no memory, not possible where the call ran.
     pub const SEND_FAILED: u16 = 26;
-    pub const MAX: u16 = 26;
+    /// Timers pending now (`lp.timer`).
+    pub const TIMERS_PENDING: u16 = 27;
+    /// Timer runs, and those that failed (a Lua error or a trap; the error is logged).
+    pub const TIMER_RUNS: u16 = 28;
+    pub const TIMER_ERRORS: u16 = 29;
+    /// Timers that did not run: refused when armed (too many, rate), or dropped because their
+    /// instance was rebuilt or their CPU went offline. Cancelled ones are not counted.
+    pub const TIMERS_DROPPED: u16 = 30;
+    pub const MAX: u16 = 30;
 }
 
 pub const ON_ERROR_BREAK: u8 = 0;

@@ -112,6 +112,11 @@ int lp_host_map_op(struct lp_state *S, int op, int id, const void *key, uint32_t
   return N->host.map_op(N->host.ud, op, id, key, klen, val, vlen);
 }
 
+/* The native baseline keeps no timers (lpctl's engines over the runtime's container do). */
+int lp_host_timer(struct lp_state *S, int op, int ref, int ms) {
+  (void)S, (void)op, (void)ref, (void)ms;
+  return LP_TIMER_E_UNAVAILABLE;
+}
 int lp_host_send(struct lp_state *S, int kind, const void *p, uint32_t len) {
   struct lp_native *N = S->host;
   return N->host.send(N->host.ud, kind, p, len);

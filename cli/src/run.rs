@@ -508,24 +508,42 @@ pub fn run(
     let mut tally = Tally::default();
     let mut rows = Vec::with_capacity(capture.packets.len());
     let pkts = packets(&capture, &opts.meta)?;
+    // timers that ran, with the index of the packet they ran before
+    let mut timers: Vec<(usize, engine::TimerRun)> = Vec::new();
+    let set_clock = |ns: u64| host.set_clock(ns);
     for (((index, _, _), p), ts) in capture.packets.iter().zip(&pkts).zip(&capture.times) {
-        // the script's clock (lp.now, its send rates) is the capture's
+        // the script's clock (lp.now, its send rates, its timers) is the capture's: the
+        // timers due by this packet run first
+        timers.extend(
+            eng.run_timers(*ts, &set_clock)
+                .into_iter()
+                .map(|t| (*index, t)),
+        );
         host.set_clock(*ts);
         let r = eng.run(p);
         tally.add(&r);
         rows.push((*index, r));
     }
-    let sent: Vec<(usize, u64, Vec<u8>)> = capture
-        .packets
+    // what the packets' calls and the timers sent, in time order (a timer before the packet
+    // it ran before)
+    let mut sent: Vec<(usize, u64, Vec<u8>)> = timers
         .iter()
-        .zip(&pkts)
-        .zip(&capture.times)
-        .flat_map(|(((index, _, _), p), ts)| {
-            std::mem::take(&mut *p.sent.borrow_mut())
-                .into_iter()
-                .map(move |(_, bytes)| (*index, *ts, bytes))
-        })
+        .flat_map(|(_, t)| t.sent.iter().map(|b| (usize::MAX, t.at_ns, b.clone())))
         .collect();
+    sent.extend(
+        capture
+            .packets
+            .iter()
+            .zip(&pkts)
+            .zip(&capture.times)
+            .flat_map(|(((index, _, _), p), ts)| {
+                std::mem::take(&mut *p.sent.borrow_mut())
+                    .into_iter()
+                    .map(move |(_, bytes)| (*index, *ts, bytes))
+            }),
+    );
+    sent.sort_by_key(|(_, ts, _)| *ts);
+    let timer_stats = host.timers.counters();
     if let Some(path) = &out.sent {
         let records: Vec<(u64, &[u8])> =
             sent.iter().map(|(_, ts, b)| (*ts, b.as_slice())).collect();
@@ -599,7 +617,28 @@ pub fn run(
             stats["fuel_max"] = json!(tally.fuel_max);
             stats["fuel_per_packet"] = json!(tally.fuel_total.checked_div(n).unwrap_or(0));
         }
+        if !timers.is_empty() || timer_stats != runtime::TimerCounters::default() {
+            stats["timers"] = json!({
+                "runs": timer_stats.runs,
+                "errors": timer_stats.errors,
+                "pending": timer_stats.pending,
+                "dropped": timer_stats.dropped,
+            });
+        }
         let mut doc = json!({"packets": packets, "skipped": skipped, "stats": stats});
+        if !timers.is_empty() {
+            doc["timers"] = timers
+                .iter()
+                .map(|(before, t)| {
+                    json!({
+                        "at_ns": t.at_ns,
+                        "before": before,
+                        "error": t.error.as_ref().map(|(_, m)| m.clone()),
+                        "sent": t.sent.len(),
+                    })
+                })
+                .collect();
+        }
         if host.maps.iter().next().is_some() {
             doc["maps"] = maps_json(&host.maps);
         }
@@ -626,6 +665,27 @@ pub fn run(
             .map(|(i, why)| (*i, format!("{i:>6}  skipped   ({why})"))),
     );
     lines.sort_by_key(|(i, _)| *i);
+    // a timer's line goes before the packet it ran before (a stable sort keeps them there)
+    let mut with_timers: Vec<(usize, u8, String)> =
+        lines.into_iter().map(|(i, l)| (i, 1, l)).collect();
+    with_timers.extend(timers.iter().map(|(before, t)| {
+        let what = match &t.error {
+            Some((_, m)) => format!("error: {m}"),
+            None if t.sent.is_empty() => "ran".to_string(),
+            None => format!("ran, sent {}", t.sent.len()),
+        };
+        (
+            *before,
+            0,
+            format!(
+                "{:>6}  timer     at {:.3} s {what}",
+                "",
+                t.at_ns as f64 / 1e9
+            ),
+        )
+    }));
+    with_timers.sort_by_key(|(i, order, _)| (*i, *order));
+    let lines: Vec<(usize, String)> = with_timers.into_iter().map(|(i, _, l)| (i, l)).collect();
     for (_, l) in &lines {
         crate::outln!("{l}");
     }
@@ -653,6 +713,12 @@ pub fn run(
         summary.push_str(&format!(
             ", sent {} ({} bytes; refused {}, failed {})",
             sends.sent_packets, sends.sent_bytes, sends.refused, sends.failed
+        ));
+    }
+    if timer_stats != runtime::TimerCounters::default() {
+        summary.push_str(&format!(
+            ", timers ran {} (errors {}; pending {}, dropped {})",
+            timer_stats.runs, timer_stats.errors, timer_stats.pending, timer_stats.dropped
         ));
     }
     if tally.metered && n > 0 {

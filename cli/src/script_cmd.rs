@@ -182,8 +182,12 @@ pub fn info_text(i: &ScriptInfo) -> String {
         s.log_lines, s.log_dropped
     ));
     out.push_str(&format!(
-        "\tsent: packets {}  bytes {}  refused {}  failed {}",
+        "\tsent: packets {}  bytes {}  refused {}  failed {}\n",
         s.sent_packets, s.sent_bytes, s.send_refused, s.send_failed
+    ));
+    out.push_str(&format!(
+        "\ttimers: pending {}  runs {}  errors {}  dropped {}",
+        s.timers_pending, s.timer_runs, s.timer_errors, s.timers_dropped
     ));
     out
 }

@@ -786,3 +786,79 @@ end
         "--send-rate: send-rate 2000000 is out of range (0..=1000000)",
     );
 }
+
+#[test]
+fn timers_run_between_packets_on_the_capture_clock_the_same_on_every_engine() {
+    let script = tmp(
+        "timer.lua",
+        br#"
+local armed = false
+function process_packet(pkt)
+  if not armed then
+    armed = true
+    local t0 = lp.now()
+    -- the packets are a second apart: this runs before the third one
+    assert(lp.timer(1500, function()
+      assert(lp.now() - t0 == 1500000000, "the timer's clock is its due time")
+      assert(lp.send(lp.packet.udp{src = "10.9.9.9", dst = "10.0.0.1", sport = 1, dport = 2,
+                                   payload = "tick"}))
+    end))
+    local id = assert(lp.timer(500, function() error("cancelled: never runs") end))
+    assert(lp.cancel(id))
+    -- due after the capture's last packet: still pending at the end
+    assert(lp.timer(3600000, function() end))
+  end
+  return lp.ACCEPT
+end
+"#,
+    );
+    let mut first: Option<Vec<u8>> = None;
+    for engine in ["compiled", "wasmi", "wasmtime"] {
+        let sent = std::env::temp_dir().join(format!(
+            "lpctl-cli-{}-timer-sent-{engine}.pcap",
+            std::process::id()
+        ));
+        let v = run_json(&script, engine, &["--sent", &sent.display().to_string()]);
+        assert_eq!(v["stats"]["errors"]["lua"], 0, "{engine}: {v}");
+        let t = &v["timers"];
+        assert_eq!(t.as_array().map(Vec::len), Some(1), "{engine}: {v}");
+        assert_eq!(t[0]["before"], v["packets"][2]["index"], "{engine}");
+        assert_eq!(t[0]["sent"], 1);
+        assert_eq!(t[0]["error"], serde_json::Value::Null);
+        assert_eq!(t[0]["at_ns"], 1_700_000_001_500_000_000u64);
+        let st = &v["stats"]["timers"];
+        assert_eq!(
+            (&st["runs"], &st["errors"], &st["pending"], &st["dropped"]),
+            (&1.into(), &0.into(), &1.into(), &0.into()),
+            "{engine}: {v}"
+        );
+        assert_eq!(v["stats"]["sent"]["packets"], 1);
+        let bytes = std::fs::read(&sent).unwrap();
+        // one record, stamped 1.5 s after the first packet, ending in the payload
+        assert_eq!(bytes.len(), 24 + 16 + 20 + 8 + 4, "{engine}");
+        assert_eq!(&bytes[24..28], &1_700_000_001u32.to_le_bytes());
+        assert!(bytes.ends_with(b"tick"));
+        match &first {
+            None => first = Some(bytes),
+            Some(f) => assert_eq!(&bytes, f, "{engine}: the sent packets differ"),
+        }
+    }
+    // the text shows the run before the packet it ran before, and counts it
+    let o = lpctl(&["run", &script, "--pcap", &path(PCAP)]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("timer     at 1700000001.500 s ran, sent 1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("timers ran 1 (errors 0; pending 1, dropped 0)"),
+        "{out}"
+    );
+    // the native baseline keeps no timers: lp.timer says so
+    let o = lpctl(&["run", &script, "--pcap", &path(PCAP), "--engine", "native"]);
+    assert!(
+        stdout(&o).contains("timers are not available"),
+        "{}",
+        stdout(&o)
+    );
+}

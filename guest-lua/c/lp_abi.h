@@ -63,6 +63,17 @@
 #define LP_SEND_E_RANGE (-8)
 #define LP_SEND_PACKET_MAX 65535
 
+/* lp.timer: operations and results (abi::guest::timer) */
+#define LP_TIMER_ARM (0)
+#define LP_TIMER_CANCEL (1)
+#define LP_TIMER_E_TOO_MANY (-1)
+#define LP_TIMER_E_RATE (-2)
+#define LP_TIMER_E_RANGE (-3)
+#define LP_TIMER_E_UNAVAILABLE (-4)
+#define LP_TIMER_E_NOT_PENDING (-5)
+#define LP_TIMER_ARG (-1)
+#define LP_TIMER_DELAY_MAX_MS 3600000
+
 /* statuses of a failed call (negative) */
 #define LP_ERR_RUNTIME (-1)
 #define LP_ERR_MEMORY (-2)

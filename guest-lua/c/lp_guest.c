@@ -44,6 +44,7 @@ IMPORT("map_declare") int host_map_declare(const void *spec, unsigned len);
 IMPORT("map_op") int host_map_op(int op, int id, const void *key, unsigned klen, void *val,
                                  unsigned vlen);
 IMPORT("send") int host_send(int kind, const void *p, unsigned len);
+IMPORT("timer") int host_timer(int op, int ref, int ms);
 
 /* The fuel pass (guest-lua/build/fuel.rs) calls lp.out_of_fuel wherever the guest's fuel
  * counter drops below zero. Nothing in C calls it: this export keeps the import linked. */
@@ -118,6 +119,10 @@ int lp_host_map_op(struct lp_state *S, int op, int id, const void *key, uint32_t
 int lp_host_send(struct lp_state *S, int kind, const void *p, uint32_t len) {
   (void)S;
   return host_send(kind, p, len);
+}
+int lp_host_timer(struct lp_state *S, int op, int ref, int ms) {
+  (void)S;
+  return host_timer(op, ref, ms);
 }
 
 /* ---- Lua's output and libc bits that would otherwise need WASI ---- */
@@ -586,6 +591,20 @@ static __attribute__((noinline)) int run_verdict(lua_State *L) {
 _Static_assert(LP_DROP == LP_ACCEPT + 1 && LP_CONTINUE == LP_ACCEPT + 2 && LP_BREAK == LP_ACCEPT + 3,
                "lp_run checks the plain verdicts as one range");
 
+/* A timer's call (aref LP_TIMER_ARG): the function waits at registry reference fref, released
+ * now (a timer runs once; the reference is reused, so it never enters ref_cache), and is
+ * called with neither packet nor argument. Packet objects of earlier calls stop being valid,
+ * as at any call. */
+static __attribute__((noinline)) void timer_prepare(lua_State *L, int fref, StkId base) {
+  for (int i = 0; i < 4; i++) setnilvalue(s2v(base + i));
+  L->top.p = base + 4;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, fref);
+  setobj2s(L, base + 1, s2v(L->top.p - 1));
+  L->top.p--;
+  luaL_unref(L, LUA_REGISTRYINDEX, fref);
+  (void)lp_packet_new(L);
+}
+
 EXPORT("lp_run") int lp_run(int fref, int aref, int budget, int cap) {
   lua_State *L = LS;
   struct lua_longjmp *lj = &run_lj;
@@ -600,14 +619,18 @@ EXPORT("lp_run") int lp_run(int fref, int aref, int budget, int cap) {
   /* The lookups first: a cache miss pushes the registry's value at L->top (base) on its way,
    * so the message handler goes there after them. Each value is copied before the next
    * lookup, which may reuse its cache slot. */
-  setobj2s(L, func, ref_value(L, fref));
-  if (aref > 0) {
-    setobj2s(L, base + 3, ref_value(L, aref));
+  if (aref >= 0) {
+    setobj2s(L, func, ref_value(L, fref));
+    if (aref > 0) {
+      setobj2s(L, base + 3, ref_value(L, aref));
+    } else {
+      setnilvalue(s2v(base + 3));
+    }
+    setpvalue(s2v(base + 2), lp_packet_new(L));
   } else {
-    setnilvalue(s2v(base + 3));
+    timer_prepare(L, fref, base);
   }
   setfvalue(s2v(base), lp_msgh);
-  setpvalue(s2v(base + 2), lp_packet_new(L));
   L->top.p = base + 4;
   if (stop_gc | stop_pending | (budget != hook_budget) | (budget > 0)) run_prepare(L, budget);
   state.pending = 0; /* lp_kind_reset */

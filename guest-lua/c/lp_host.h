@@ -43,6 +43,9 @@ int64_t lp_host_now(struct lp_state *S);
 /* lp.send (lib/lp_send.c): queues the IPv4/IPv6 packet p[0..len) (LP_SEND_KIND_*); 0 or
  * LP_SEND_E_*. */
 int lp_host_send(struct lp_state *S, int kind, const void *p, uint32_t len);
+/* lp.timer (lib/lp_timer.c): arms (LP_TIMER_ARM) or cancels (LP_TIMER_CANCEL) the timer of the
+ * function at registry reference `ref`; 0 or LP_TIMER_E_*. */
+int lp_host_timer(struct lp_state *S, int op, int ref, int ms);
 
 /* the library (lib/lp_lib.c, lib/lp_sandbox.c) */
 int lp_openlib(lua_State *L);             /* the global `lp`, `print`, the packet object */

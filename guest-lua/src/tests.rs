@@ -38,6 +38,7 @@ fn imports_only_the_lp_module() {
         g::IMPORT_MAP_DECLARE,
         g::IMPORT_MAP_OP,
         g::IMPORT_SEND,
+        g::IMPORT_TIMER,
     ]
     .iter()
     .map(|n| format!("lp.{n}"))

@@ -25,6 +25,7 @@ extern int32_t lp_w2c_import_map_declare(void *rust, uint32_t spec, uint32_t len
 extern int lp_w2c_import_map_op(void *rust, uint32_t op, uint32_t id, uint32_t key, uint32_t klen,
                                 uint32_t val, uint32_t vlen, int32_t *out);
 extern int lp_w2c_import_send(void *rust, uint32_t kind, uint32_t ptr, uint32_t len, int32_t *out);
+extern int lp_w2c_import_timer(void *rust, uint32_t op, uint32_t ref, uint32_t ms, int32_t *out);
 /* zeroed, 16-byte aligned, NULL on failure; freed with the size it was allocated with */
 extern void *lp_w2c_zalloc(size_t size);
 extern void lp_w2c_dealloc(void *p, size_t size);
@@ -112,6 +113,13 @@ u32 Z_lpZ_map_op(struct Z_lp_instance_t *h, u32 op, u32 id, u32 key, u32 klen, u
 u32 Z_lpZ_send(struct Z_lp_instance_t *h, u32 kind, u32 ptr, u32 len) {
   int32_t r = -1;
   int trap = lp_w2c_import_send(h->rust, kind, ptr, len, &r);
+  if (trap) wasm_rt_trap(trap);
+  return (u32)r;
+}
+
+u32 Z_lpZ_timer(struct Z_lp_instance_t *h, u32 op, u32 ref, u32 ms) {
+  int32_t r = -1;
+  int trap = lp_w2c_import_timer(h->rust, op, ref, ms, &r);
   if (trap) wasm_rt_trap(trap);
   return (u32)r;
 }

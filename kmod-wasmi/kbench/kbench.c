@@ -114,6 +114,18 @@ int lp_skb_send(const struct lp_pkt *pkt, int kind, u8 nfproto, const void *data
 	return -40; /* ELOOP */
 }
 
+bool lp_timer_arm(void *owner, u32 index, u32 cpu, u32 delay_ms)
+{
+	(void)owner, (void)index, (void)cpu, (void)delay_ms;
+	return false;
+}
+
+bool lp_timer_cancel(void *owner, u32 index)
+{
+	(void)owner, (void)index;
+	return false;
+}
+
 void lp_bh_disable(void) {}
 void lp_bh_enable(void) {}
 

@@ -49,6 +49,33 @@ struct sk_buff;
 #define LP_TIME_EVERY_DEFAULT 16
 
 /**
+ * Timers one script version may have pending (`abi::limits::TIMERS_MAX`): the glue's array
+ * of wake-ups.
+ */
+#define LP_TIMERS_MAX 64
+
+/**
+ * lp_rt_timer_fire(): the timer ran.
+ */
+#define LP_TIMER_RAN 0
+
+/**
+ * It ran and trapped: schedule a rebuild, as after a call that poisoned its instance.
+ */
+#define LP_TIMER_POISONED 1
+
+/**
+ * Nothing ran (cancelled, stopped, or its instance was rebuilt meanwhile).
+ */
+#define LP_TIMER_NOTHING 2
+
+/**
+ * The timer belongs to another CPU (`*cpu`): wake it there, or lp_rt_timer_drop() it when
+ * that CPU is offline.
+ */
+#define LP_TIMER_ELSEWHERE 3
+
+/**
  * `lp_rt_read_records`' `which`: the script's log lines.
  */
 #define LP_RECORDS_LOG 0
@@ -238,6 +265,14 @@ struct lp_stats {
   uint64_t sent_bytes;
   uint64_t send_refused;
   uint64_t send_failed;
+  /**
+   * Timers pending, run, failed, and dropped (refused when armed, or their instance or CPU
+   * gone).
+   */
+  uint64_t timers_pending;
+  uint64_t timer_runs;
+  uint64_t timer_errors;
+  uint64_t timers_dropped;
 };
 
 /**
@@ -340,6 +375,18 @@ extern int lp_skb_send(const struct lp_pkt *pkt,
                        uint8_t nfproto,
                        const void *data,
                        uint32_t len);
+
+/**
+ * any. Wakes timer `index` of the script version `owner` (the pointer given to
+ * lp_rt_timers_start()) `delay_ms` from now on CPU `cpu`, unless the version's timers
+ * are being stopped: then false.
+ */
+extern bool lp_timer_arm(void *owner, uint32_t index, uint32_t cpu, uint32_t delay_ms);
+
+/**
+ * any. Stops timer `index`'s wake-up if it has not started: true when it will not run.
+ */
+extern bool lp_timer_cancel(void *owner, uint32_t index);
 
 /**
  * any. Copies the SHA-256 of the built-in guest (the Lua VM the module was built with) to
@@ -513,6 +560,48 @@ void lp_rt_run_on_cpu(const struct lp_script *s,
  * `s` is live; `out` was filled by `lp_rt_run_on_cpu` for slot `cpu`; its context holds.
  */
 void lp_rt_refuse_verdict(const struct lp_script *s, uint32_t cpu, struct lp_outcome *out);
+
+/**
+ * process, before the version is published. Lets the script arm timers: `owner` is what the
+ * glue's lp_timer_arm()/lp_timer_cancel() get back.
+ *
+ * # Safety
+ * `s` is live; `owner` stays valid until the script is freed.
+ */
+void lp_rt_timers_start(const struct lp_script *s, void *owner);
+
+/**
+ * any. Stops the script's timers (replaced or unloaded): no more are armed, and wake-ups
+ * run nothing. The glue then cancels its wake-ups, synchronously, before freeing it.
+ *
+ * # Safety
+ * `s` is live.
+ */
+void lp_rt_timers_close(const struct lp_script *s);
+
+/**
+ * slot `cpu` (the wake-up's work item, bottom halves disabled on CPU `cpu`), never
+ * re-entered. Timer `index` is due: runs it in instance `cpu` as a call of its own with
+ * `pkt` (no skb: `len` 0, its `sendq` and `net` for what the timer sends). Returns
+ * `LP_TIMER_*`; `LP_TIMER_ELSEWHERE` with `*cpu_out`.
+ *
+ * # Safety
+ * `s` is live (the glue frees it only after cancelling its wake-ups); `pkt` and `cpu_out`
+ * are valid; the context above holds.
+ */
+int lp_rt_timer_fire(const struct lp_script *s,
+                     uint32_t index,
+                     uint32_t cpu,
+                     const struct lp_pkt *pkt,
+                     uint32_t *cpu_out);
+
+/**
+ * any. Drops timer `index`, whose CPU went offline (counted as dropped).
+ *
+ * # Safety
+ * `s` is live.
+ */
+void lp_rt_timer_drop(const struct lp_script *s, uint32_t index);
 
 /**
  * any. Instance `cpu` trapped and waits for a fresh one.

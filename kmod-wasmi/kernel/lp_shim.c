@@ -417,7 +417,8 @@ u32 lp_random_u32(void)
 
 int lp_skb_read(const struct lp_pkt *pkt, u32 off, void *dst, u32 len)
 {
-	if (unlikely(off > pkt->len || len > pkt->len - off))
+	/* a timer's call has no packet (no skb, len 0) */
+	if (unlikely(!pkt->skb || off > pkt->len || len > pkt->len - off))
 		return -EFAULT;
 	return skb_copy_bits(pkt->skb, pkt->noff + (int)off, dst, len);
 }
@@ -450,7 +451,7 @@ static int lp_skb_store(struct sk_buff *skb, int off, const void *src, u32 len)
 
 int lp_skb_write(const struct lp_pkt *pkt, u32 off, const void *src, u32 len)
 {
-	if (unlikely(off > pkt->len || len > pkt->len - off))
+	if (unlikely(!pkt->skb || off > pkt->len || len > pkt->len - off))
 		return -EFAULT;
 	if (unlikely(!len))
 		return 0;
@@ -546,7 +547,7 @@ int lp_skb_send(const struct lp_pkt *pkt, int kind, u8 nfproto, const void *data
 		skb_dst_set(skb, dst);
 	}
 	/* a reply belongs to the packet's connection (RELATED), as nf_reject's answers do */
-	if (kind == LP_SEND_KIND_REPLY)
+	if (kind == LP_SEND_KIND_REPLY && pkt->skb)
 		nf_ct_attach(skb, pkt->skb);
 	__skb_queue_tail(q, skb);
 	return 0;
@@ -560,6 +561,8 @@ int lp_skb_write_meta(const struct lp_pkt *pkt, const struct lp_meta_write *w)
 {
 	int err = 0, e;
 
+	if (unlikely(!pkt->skb))
+		return -ENOENT;
 	if (w->flags & LP_META_MARK)
 		pkt->skb->mark = w->mark;
 	if (w->flags & LP_META_CT_MARK) {

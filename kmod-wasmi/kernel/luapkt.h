@@ -29,6 +29,14 @@
 #include "lp_shim.h"
 
 struct mem_cgroup;
+struct luapkt_version;
+
+/* the wake-up of one of a version's timers (luapkt_timers.c) */
+struct luapkt_timer {
+	struct delayed_work	work;
+	struct luapkt_version	*v;
+	u32			index;
+};
 
 /* one loaded version of a script */
 struct luapkt_version {
@@ -40,6 +48,12 @@ struct luapkt_version {
 	unsigned int		rebuild_streak;
 	/* the loader's memory cgroup: rebuilds (a kworker) charge their memory to it as well */
 	struct mem_cgroup	*memcg;
+	/* the namespace it was loaded in: where its timers send (they stop before it goes) */
+	struct net		*net;
+	/* timers_stopping (under timer_lock): no wake-up may be queued any more */
+	spinlock_t		timer_lock;
+	bool			timers_stopping;
+	struct luapkt_timer	timers[LP_TIMERS_MAX];
 	u8			tag[8];
 };
 
@@ -69,6 +83,14 @@ struct luapkt_net *luapkt_pernet(struct net *net);
 struct luapkt_script *luapkt_script_lookup(struct luapkt_net *ln, const char *name);
 void luapkt_script_put(struct luapkt_script *s);
 void luapkt_version_schedule_rebuild(struct luapkt_version *v);
+
+/* luapkt_timers.c. Process context: before @v is published (init), and when it is replaced,
+ * unloaded or its namespace goes (stop: no timer runs after it returns; may sleep). */
+void luapkt_timers_init(struct luapkt_version *v);
+void luapkt_timers_stop(struct luapkt_version *v);
+
+/* nft_lua.c: transmits what a call sent, queued on @q (any context; disables bottom halves) */
+void nft_lua_transmit(struct net *net, struct sk_buff_head *q);
 
 /* registered by the module init in nft_lua.c, defined in luapkt_genl.c */
 extern struct pernet_operations luapkt_net_ops;

@@ -163,7 +163,7 @@ void luapkt_version_schedule_rebuild(struct luapkt_version *v)
 	queue_delayed_work(system_unbound_wq, &v->rebuild, 0);
 }
 
-static struct luapkt_version *luapkt_version_alloc(struct lp_script *rt)
+static struct luapkt_version *luapkt_version_alloc(struct lp_script *rt, struct net *net)
 {
 	struct luapkt_version *v;
 
@@ -174,6 +174,8 @@ static struct luapkt_version *luapkt_version_alloc(struct lp_script *rt)
 	/* the loader's cgroup (the root one for a kernel thread) */
 	v->memcg = get_mem_cgroup_from_mm(current->mm);
 	INIT_DELAYED_WORK(&v->rebuild, luapkt_rebuild_work);
+	v->net = net;
+	luapkt_timers_init(v);
 	lp_rt_tag(rt, v->tag);
 	return v;
 }
@@ -183,6 +185,8 @@ static void luapkt_version_free(struct luapkt_version *v)
 {
 	if (!v)
 		return;
+	/* first: a running timer may schedule a rebuild */
+	luapkt_timers_stop(v);
 	cancel_delayed_work_sync(&v->rebuild);
 	lp_rt_script_free(v->rt);
 	mem_cgroup_put(v->memcg);
@@ -441,7 +445,13 @@ static int luapkt_put_stats(struct sk_buff *skb, const struct lp_stats *st,
 	    nla_put_u64_64bit(skb, LUAPKT_STAT_SENT_PACKETS, st->sent_packets, LUAPKT_STAT_PAD) ||
 	    nla_put_u64_64bit(skb, LUAPKT_STAT_SENT_BYTES, st->sent_bytes, LUAPKT_STAT_PAD) ||
 	    nla_put_u64_64bit(skb, LUAPKT_STAT_SEND_REFUSED, st->send_refused, LUAPKT_STAT_PAD) ||
-	    nla_put_u64_64bit(skb, LUAPKT_STAT_SEND_FAILED, st->send_failed, LUAPKT_STAT_PAD))
+	    nla_put_u64_64bit(skb, LUAPKT_STAT_SEND_FAILED, st->send_failed, LUAPKT_STAT_PAD) ||
+	    nla_put_u64_64bit(skb, LUAPKT_STAT_TIMERS_PENDING, st->timers_pending,
+			      LUAPKT_STAT_PAD) ||
+	    nla_put_u64_64bit(skb, LUAPKT_STAT_TIMER_RUNS, st->timer_runs, LUAPKT_STAT_PAD) ||
+	    nla_put_u64_64bit(skb, LUAPKT_STAT_TIMER_ERRORS, st->timer_errors, LUAPKT_STAT_PAD) ||
+	    nla_put_u64_64bit(skb, LUAPKT_STAT_TIMERS_DROPPED, st->timers_dropped,
+			      LUAPKT_STAT_PAD))
 		goto nla_put_failure;
 	nla_nest_end(skb, nest);
 	return 0;
@@ -810,7 +820,7 @@ static int luapkt_nl_load_commit(struct sk_buff *skb, struct genl_info *info)
 		luapkt_load_error(extack, up->name, err, err_msg);
 		goto err_fresh;
 	}
-	v = luapkt_version_alloc(rt);
+	v = luapkt_version_alloc(rt, genl_info_net(info));
 	if (!v) {
 		lp_rt_script_free(rt);
 		err = -ENOMEM;
@@ -832,6 +842,8 @@ static int luapkt_nl_load_commit(struct sk_buff *skb, struct genl_info *info)
 	} else {
 		/* packets see the old version or the new one, never neither */
 		rcu_assign_pointer(s->cur, v);
+		/* the old version's timers run no more (their wake-ups stop when it is freed) */
+		lp_rt_timers_close(old->rt);
 	}
 	msg = luapkt_script_reply(s, info, LUAPKT_CMD_LOAD_COMMIT);
 	mutex_unlock(&ln->mutex);
@@ -1334,6 +1346,8 @@ static void __net_exit luapkt_net_exit(struct net *net)
 		luapkt_upload_free(up);
 	/* scripts that rules still use live on until nf_tables destroys those rules */
 	list_for_each_entry_safe(s, stmp, &scripts, list) {
+		/* nothing may send into the namespace once it is gone */
+		luapkt_timers_stop(rcu_dereference_protected(s->cur, 1));
 		list_del(&s->list);
 		luapkt_script_put(s);
 	}

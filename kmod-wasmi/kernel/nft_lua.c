@@ -208,7 +208,7 @@ static void nft_lua_pkt(struct lp_pkt *p, const struct nft_pktinfo *pkt)
  * instance was released. Bottom halves stay disabled so that nft_lua_sending is this CPU's
  * for the whole transmission.
  */
-static void nft_lua_transmit(struct net *net, struct sk_buff_head *q)
+void nft_lua_transmit(struct net *net, struct sk_buff_head *q)
 {
 	struct sk_buff *skb;
 

@@ -301,6 +301,10 @@ pub struct Stats {
     pub sent_bytes: u64,
     pub send_refused: u64,
     pub send_failed: u64,
+    pub timers_pending: u64,
+    pub timer_runs: u64,
+    pub timer_errors: u64,
+    pub timers_dropped: u64,
 }
 
 /// Which of a script's rings to read (`LUAPKT_CMD_LOG_READ`, `LUAPKT_CMD_ERRORS_READ`).
@@ -901,6 +905,10 @@ fn decode_stats(nested: &[u8]) -> Decoded<Stats> {
             stat::SENT_BYTES => &mut s.sent_bytes,
             stat::SEND_REFUSED => &mut s.send_refused,
             stat::SEND_FAILED => &mut s.send_failed,
+            stat::TIMERS_PENDING => &mut s.timers_pending,
+            stat::TIMER_RUNS => &mut s.timer_runs,
+            stat::TIMER_ERRORS => &mut s.timer_errors,
+            stat::TIMERS_DROPPED => &mut s.timers_dropped,
             _ => continue,
         };
         *field = a.u64("LUAPKT_ATTR_STATS counter")?;

@@ -146,6 +146,20 @@ pub fn guest_header() -> String {
         h.define(&format!("LP_SEND_{name}"), format_args!("({value})"));
     }
     h.define("LP_SEND_PACKET_MAX", abi::limits::SEND_PACKET_MAX);
+    h.line("\n/* lp.timer: operations and results (abi::guest::timer) */");
+    for (name, value) in [
+        ("ARM", g::timer::ARM),
+        ("CANCEL", g::timer::CANCEL),
+        ("E_TOO_MANY", g::timer::E_TOO_MANY),
+        ("E_RATE", g::timer::E_RATE),
+        ("E_RANGE", g::timer::E_RANGE),
+        ("E_UNAVAILABLE", g::timer::E_UNAVAILABLE),
+        ("E_NOT_PENDING", g::timer::E_NOT_PENDING),
+        ("ARG", g::TIMER_ARG),
+    ] {
+        h.define(&format!("LP_TIMER_{name}"), format_args!("({value})"));
+    }
+    h.define("LP_TIMER_DELAY_MAX_MS", abi::limits::TIMER_DELAY_MAX_MS);
     h.line("\n/* statuses of a failed call (negative) */");
     for (name, value) in [
         ("RUNTIME", g::ERR_RUNTIME),
@@ -394,6 +408,10 @@ pub fn kernel_header() -> String {
             ("SENT_BYTES", stat::SENT_BYTES, ""),
             ("SEND_REFUSED", stat::SEND_REFUSED, ""),
             ("SEND_FAILED", stat::SEND_FAILED, ""),
+            ("TIMERS_PENDING", stat::TIMERS_PENDING, ""),
+            ("TIMER_RUNS", stat::TIMER_RUNS, ""),
+            ("TIMER_ERRORS", stat::TIMER_ERRORS, ""),
+            ("TIMERS_DROPPED", stat::TIMERS_DROPPED, ""),
         ],
         stat::MAX,
     );

@@ -68,6 +68,22 @@ pub struct RunResult {
 pub trait Engine {
     fn kind(&self) -> Kind;
     fn run(&mut self, pkt: &dyn Packet) -> RunResult;
+    /// Runs the timers due at or before `until_ns`, earliest first, each on the clock `clock`
+    /// sets to its due time (a timer may arm more: those due by `until_ns` run too). Engines
+    /// without timers run none.
+    fn run_timers(&mut self, _until_ns: u64, _clock: &dyn Fn(u64)) -> Vec<TimerRun> {
+        Vec::new()
+    }
+}
+
+/// A timer that ran (`lp.timer`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimerRun {
+    /// When it ran: its due time on the capture's clock.
+    pub at_ns: u64,
+    pub error: Option<(ErrorKind, String)>,
+    /// The packets it sent, in order.
+    pub sent: Vec<Vec<u8>>,
 }
 
 /// Why a script could not be instantiated: one line naming the file and what is wrong.

@@ -2,7 +2,7 @@
 //! the rebuild after a trap, stats) under any engine whose compiled guest lpctl can make: the
 //! kernel's own container, so that offline behaviour after an error is the kernel's.
 
-use super::{error_message, Config, Engine, Kind, LoadError, RunResult};
+use super::{error_message, Config, Engine, Kind, LoadError, RunResult, TimerRun};
 use runtime::guest::CompiledGuest;
 use runtime::{Host, Packet, Script};
 use std::sync::Arc;
@@ -75,5 +75,25 @@ impl<G: CliGuest> Engine for ScriptEngine<G> {
                 .map(|k| (k, error_message(k, self.script.message(0)))),
             fuel: Some(o.fuel),
         }
+    }
+
+    fn run_timers(&mut self, until_ns: u64, clock: &dyn Fn(u64)) -> Vec<TimerRun> {
+        let mut runs = Vec::new();
+        while let Some((index, due)) = self.script.next_timer(until_ns) {
+            clock(due);
+            // a packet of no bytes: what the timer sends collects here
+            let pkt = runtime::OwnedPacket::default();
+            let Some(r) = self.script.fire_timer(index, &pkt) else {
+                continue;
+            };
+            runs.push(TimerRun {
+                at_ns: due,
+                error: r
+                    .err()
+                    .map(|k| (k, error_message(k, self.script.message(0)))),
+                sent: pkt.sent.take().into_iter().map(|(_, b)| b).collect(),
+            });
+        }
+        runs
     }
 }

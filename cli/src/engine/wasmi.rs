@@ -18,6 +18,9 @@ pub struct CliHost {
     pub maps: runtime::maps::ScriptMaps,
     /// Its send rates and counters (`lp.send`).
     pub sends: runtime::sends::SendState,
+    /// Its timers (`lp.timer`), run between packets on the capture's clock
+    /// ([`super::Engine::run_timers`]).
+    pub timers: runtime::Timers,
 }
 
 impl CliHost {
@@ -28,6 +31,7 @@ impl CliHost {
             verbose,
             maps: runtime::maps::ScriptMaps::default(),
             sends: runtime::sends::SendState::default(),
+            timers: runtime::Timers::new(Box::new(runtime::timers::Polled)),
         })
     }
 }
@@ -71,6 +75,9 @@ impl Host for CliHost {
     }
     fn sends(&self) -> Option<&runtime::sends::SendState> {
         Some(&self.sends)
+    }
+    fn timers(&self) -> Option<&runtime::Timers> {
+        Some(&self.timers)
     }
 }
 

@@ -146,6 +146,7 @@ int lp_openlib(lua_State *L) {
   lp_open_bytes(L); /* lp.bytes (lp_bytes.c) */
   lp_open_map(L);   /* lp.map (lp_map.c) */
   lp_open_send(L);  /* lp.send, lp.reply, lp.packet (lp_send.c) */
+  lp_open_timer(L); /* lp.timer, lp.cancel (lp_timer.c) */
   lp_open_proto(L); /* lp.proto (lp_proto.c) */
   lp_bytes_method(L, "as", lp_proto_as);
   lua_setglobal(L, "lp");

@@ -10,6 +10,7 @@
  *   lp_bytes.c      lp.bytes (byte arrays)
  *   lp_map.c        lp.map (maps shared by a script's instances, kept by the host)
  *   lp_send.c       lp.send, lp.reply, lp.packet (packets a script makes)
+ *   lp_timer.c      lp.timer, lp.cancel (deferred work)
  *   lp_proto.c      lp.proto (protocols defined in Lua)
  *   lp_raw.c        the packet's raw methods: pkt:u8(off), pkt:set_bytes(off, s), ...
  *   lp_fields.c     reading protocol fields (__index)
@@ -300,6 +301,8 @@ int lp_view_find(lua_State *L);
 void lp_open_bytes(lua_State *L); /* sets field `bytes` of the table on top (`lp`) */
 /* ---- lp_map.c ---- */
 void lp_open_map(lua_State *L); /* sets field `map` of the table on top (`lp`) */
+/* ---- lp_timer.c ---- */
+void lp_open_timer(lua_State *L); /* sets fields `timer`, `cancel` of the table on top */
 /* ---- lp_send.c ---- */
 void lp_open_send(lua_State *L); /* sets fields `send`, `reply`, `packet` of the table on top */
 /* Adds method `name` to byte arrays (lp_lib.c adds lp.proto's `as`). */

@@ -162,7 +162,51 @@ extern "C" {
         data: *const c_void,
         len: u32,
     ) -> c_int;
+    /// any. Wakes timer `index` of the script version `owner` (the pointer given to
+    /// lp_rt_timers_start()) `delay_ms` from now on CPU `cpu`, unless the version's timers
+    /// are being stopped: then false.
+    fn lp_timer_arm(owner: *mut c_void, index: u32, cpu: u32, delay_ms: u32) -> bool;
+    /// any. Stops timer `index`'s wake-up if it has not started: true when it will not run.
+    fn lp_timer_cancel(owner: *mut c_void, index: u32) -> bool;
 }
+
+/// A script version's timers as the C glue wakes them: a delayed work item per entry.
+struct KernelTimers {
+    owner: *mut c_void,
+}
+
+// SAFETY: `owner` is the C glue's version, which outlives its script's timers (it stops their
+// wake-ups and frees the script before itself); lp_timer_arm/lp_timer_cancel are callable
+// from any context and CPU.
+unsafe impl Send for KernelTimers {}
+// SAFETY: as for Send: the pointer is only passed back to the glue's shims.
+unsafe impl Sync for KernelTimers {}
+
+impl runtime::TimerDriver for KernelTimers {
+    fn arm(&self, index: usize, cpu: usize, delay_ms: u32) -> bool {
+        // SAFETY: `owner` is live (see the impl of Send); no other pointers.
+        unsafe { lp_timer_arm(self.owner, index as u32, cpu as u32, delay_ms) }
+    }
+    fn cancel(&self, index: usize) -> bool {
+        // SAFETY: as in `arm`.
+        unsafe { lp_timer_cancel(self.owner, index as u32) }
+    }
+}
+
+/// Timers one script version may have pending (`abi::limits::TIMERS_MAX`): the glue's array
+/// of wake-ups.
+pub const LP_TIMERS_MAX: usize = 64;
+const _: () = assert!(LP_TIMERS_MAX == abi::limits::TIMERS_MAX);
+
+/// lp_rt_timer_fire(): the timer ran.
+pub const LP_TIMER_RAN: c_int = 0;
+/// It ran and trapped: schedule a rebuild, as after a call that poisoned its instance.
+pub const LP_TIMER_POISONED: c_int = 1;
+/// Nothing ran (cancelled, stopped, or its instance was rebuilt meanwhile).
+pub const LP_TIMER_NOTHING: c_int = 2;
+/// The timer belongs to another CPU (`*cpu`): wake it there, or lp_rt_timer_drop() it when
+/// that CPU is offline.
+pub const LP_TIMER_ELSEWHERE: c_int = 3;
 
 // ---------------------------------------------------------------------------------------
 // Allocator and panic handler.
@@ -416,6 +460,12 @@ pub struct LpStats {
     pub sent_bytes: u64,
     pub send_refused: u64,
     pub send_failed: u64,
+    /// Timers pending, run, failed, and dropped (refused when armed, or their instance or CPU
+    /// gone).
+    pub timers_pending: u64,
+    pub timer_runs: u64,
+    pub timer_errors: u64,
+    pub timers_dropped: u64,
 }
 
 /// What `lp_rt_read_records` copied: `len` bytes of whole records, the sequence number to
@@ -452,7 +502,7 @@ const _: () = assert!(offset_of!(LpPkt, iifname) == 24);
 const _: () = assert!(offset_of!(LpPkt, eth) == 66);
 const _: () = assert!(size_of::<LpMetaWrite>() == 24);
 const _: () = assert!(size_of::<LpLimits>() == 56);
-const _: () = assert!(size_of::<LpStats>() == 200);
+const _: () = assert!(size_of::<LpStats>() == 232);
 const _: () = assert!(size_of::<LpOutcome>() == 16);
 
 /// Compiled guests, shared by every script of every netns (one per module).
@@ -945,6 +995,71 @@ pub unsafe extern "C" fn lp_rt_refuse_verdict(s: *const LpScript, cpu: u32, out:
         .unwrap_or(5) as u8;
 }
 
+/// process, before the version is published. Lets the script arm timers: `owner` is what the
+/// glue's lp_timer_arm()/lp_timer_cancel() get back.
+///
+/// # Safety
+/// `s` is live; `owner` stays valid until the script is freed.
+#[no_mangle]
+pub unsafe extern "C" fn lp_rt_timers_start(s: *const LpScript, owner: *mut c_void) {
+    // SAFETY: the caller's contract.
+    let s = unsafe { &(*s).rt };
+    s.set_timer_driver(Box::new(KernelTimers { owner }));
+}
+
+/// any. Stops the script's timers (replaced or unloaded): no more are armed, and wake-ups
+/// run nothing. The glue then cancels its wake-ups, synchronously, before freeing it.
+///
+/// # Safety
+/// `s` is live.
+#[no_mangle]
+pub unsafe extern "C" fn lp_rt_timers_close(s: *const LpScript) {
+    // SAFETY: the caller's contract.
+    unsafe { (*s).rt.timers().close() }
+}
+
+/// slot `cpu` (the wake-up's work item, bottom halves disabled on CPU `cpu`), never
+/// re-entered. Timer `index` is due: runs it in instance `cpu` as a call of its own with
+/// `pkt` (no skb: `len` 0, its `sendq` and `net` for what the timer sends). Returns
+/// `LP_TIMER_*`; `LP_TIMER_ELSEWHERE` with `*cpu_out`.
+///
+/// # Safety
+/// `s` is live (the glue frees it only after cancelling its wake-ups); `pkt` and `cpu_out`
+/// are valid; the context above holds.
+#[no_mangle]
+pub unsafe extern "C" fn lp_rt_timer_fire(
+    s: *const LpScript,
+    index: u32,
+    cpu: u32,
+    pkt: *const LpPkt,
+    cpu_out: *mut u32,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    let (s, pkt) = unsafe { (&(*s).rt, &*pkt) };
+    // SAFETY: CPU `cpu`'s slot, bottom halves disabled, never re-entered: fire_timer's
+    // contract (that of run_on_cpu).
+    match unsafe { s.fire_timer(index as usize, cpu as usize, &SkbPacket(pkt)) } {
+        runtime::TimerFire::Ran { poisoned: false } => LP_TIMER_RAN,
+        runtime::TimerFire::Ran { poisoned: true } => LP_TIMER_POISONED,
+        runtime::TimerFire::Nothing => LP_TIMER_NOTHING,
+        runtime::TimerFire::Elsewhere(c) => {
+            // SAFETY: the caller's contract.
+            unsafe { cpu_out.write(c as u32) };
+            LP_TIMER_ELSEWHERE
+        }
+    }
+}
+
+/// any. Drops timer `index`, whose CPU went offline (counted as dropped).
+///
+/// # Safety
+/// `s` is live.
+#[no_mangle]
+pub unsafe extern "C" fn lp_rt_timer_drop(s: *const LpScript, index: u32) {
+    // SAFETY: the caller's contract.
+    unsafe { (*s).rt.timers().drop_entry(index as usize) }
+}
+
 /// any. Instance `cpu` trapped and waits for a fresh one.
 ///
 /// # Safety
@@ -1038,6 +1153,10 @@ pub unsafe extern "C" fn lp_rt_stats(s: *const LpScript, out: *mut LpStats) {
         sent_bytes: st.sends.sent_bytes,
         send_refused: st.sends.refused,
         send_failed: st.sends.failed,
+        timers_pending: st.timers.pending,
+        timer_runs: st.timers.runs,
+        timer_errors: st.timers.errors,
+        timers_dropped: st.timers.dropped,
     };
     // SAFETY: the caller's contract.
     unsafe { out.write(r) };

@@ -461,6 +461,18 @@ extern "C" fn lp_w2c_import_send(
 }
 
 #[no_mangle]
+extern "C" fn lp_w2c_import_timer(
+    rust: *mut c_void,
+    op: u32,
+    gref: u32,
+    ms: u32,
+    out: *mut i32,
+) -> c_int {
+    let r = imports::timer(inner_of(rust), op as i32, gref as i32, ms as i32);
+    status(r, out)
+}
+
+#[no_mangle]
 extern "C" fn lp_w2c_import_out_of_fuel(rust: *mut c_void) -> c_int {
     match imports::out_of_fuel(inner_of(rust)) {
         Ok(()) => 0,

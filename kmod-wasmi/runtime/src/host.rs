@@ -51,4 +51,8 @@ pub trait Host: Send + Sync {
     fn sends(&self) -> Option<&crate::sends::SendState> {
         None
     }
+    /// The script's timers (`lp.timer`); `None`: scripts here cannot arm timers.
+    fn timers(&self) -> Option<&crate::timers::Timers> {
+        None
+    }
 }

@@ -12,12 +12,13 @@ use crate::host::{Host, LogLevel};
 use crate::limits::SLICE_FUEL;
 use crate::packet::Packet;
 use crate::sends::{check_packet, SendBudget, SendError, SendKind};
+use crate::timers::{next_instance_id, TimerSlot};
 use abi::guest as g;
 use alloc::sync::Arc;
 use core::ptr::NonNull;
 
 /// Registers in `$linker` the `lp` imports this module implements (log, now, packet bytes,
-/// maps, sends, out_of_fuel), each a host function taking the engine's caller of type `$ty`;
+/// maps, sends, timers, out_of_fuel), each a host function taking the engine's caller of type `$ty`;
 /// `$cx` is the [`ImportCtx`] made of it (named `$c`). One list for every engine with a linker
 /// (wasmi here, wasmtime in lpctl); `try` and `throw` stay with each engine (control flow).
 /// Expands to statements using `?` on the linker's errors.
@@ -63,6 +64,11 @@ macro_rules! wrap_lp_imports {
         )?;
         $linker.func_wrap(
             __g::IMPORT_MODULE,
+            __g::IMPORT_TIMER,
+            |mut $c: $ty, op: i32, gref: i32, ms: i32| __i::timer(&mut $cx, op, gref, ms),
+        )?;
+        $linker.func_wrap(
+            __g::IMPORT_MODULE,
             __g::IMPORT_OUT_OF_FUEL,
             |mut $c: $ty| __i::out_of_fuel(&mut $cx),
         )?;
@@ -93,6 +99,8 @@ pub struct CallData {
     pub slices: Option<Slices>,
     /// What the running call may still send (armed with the packet).
     pub send: SendBudget,
+    /// The instance as its timers know it (set by the script container that holds it).
+    pub timer_slot: TimerSlot,
     pub host: Arc<dyn Host>,
     /// The script's name, for its log lines.
     pub name: Arc<str>,
@@ -105,6 +113,10 @@ impl CallData {
             soft: 0,
             slices: None,
             send: SendBudget::default(),
+            timer_slot: TimerSlot {
+                cpu: 0,
+                instance: next_instance_id(),
+            },
             host,
             name,
         }
@@ -550,4 +562,46 @@ pub fn send_packet(
     });
     state.count(r.map(|()| bytes.len()));
     r.map_or_else(SendError::code, |()| 0)
+}
+
+/// Fuel of arming or cancelling a timer besides the guest's own work (a scan of the script's
+/// timer pool, a driver call).
+const TIMER_FUEL_BYTES: usize = 256;
+
+/// `timer(op, ref, ms)`: arms (`timer::ARM`) or cancels (`timer::CANCEL`) the timer of the
+/// guest's function `ref` in this instance (see [`crate::timers`]); 0 or a negative
+/// `timer::E_*`. Only during a call (not while the script loads).
+pub fn timer<C: ImportCtx>(c: &mut C, op: i32, gref: i32, ms: i32) -> Result<i32, C::Error> {
+    charge_copy(c, TIMER_FUEL_BYTES)?;
+    let d = c.data();
+    Ok(timer_op(
+        &*d.host,
+        d.pkt.is_some(),
+        d.timer_slot,
+        op,
+        gref,
+        ms,
+    ))
+}
+
+/// One `timer` operation for instance `slot`, `in_call` when a call (not the load) runs: 0 or
+/// a negative `timer::E_*`. The imports' and lpctl's native baseline's.
+pub fn timer_op(
+    host: &dyn Host,
+    in_call: bool,
+    slot: TimerSlot,
+    op: i32,
+    gref: i32,
+    ms: i32,
+) -> i32 {
+    use g::timer as t;
+    let Some(timers) = host.timers().filter(|_| in_call) else {
+        return t::E_UNAVAILABLE;
+    };
+    let r = match op {
+        t::ARM => timers.arm(slot, gref, ms, host.now_ns()),
+        t::CANCEL => timers.cancel(slot, gref),
+        _ => return t::E_RANGE,
+    };
+    r.map_or_else(|e| e.code(), |()| 0)
 }

@@ -226,6 +226,42 @@ impl<E: Exec> Instance<E> {
             self.calls.set_message("no such entry");
             return (Err(ErrorKind::Trap), 0);
         };
+        self.run_ref(fref, aref, pkt, limits)
+    }
+
+    /// Runs the timer of the guest's function `gref` (`lp.timer`) as a call of its own, with
+    /// `pkt` (a packet of no bytes: the embedder's means of sending) in hand: its fuel, and
+    /// the error kind when it failed. Whatever the function returns is fine.
+    pub fn run_timer(
+        &mut self,
+        gref: i32,
+        pkt: &dyn Packet,
+        limits: &Limits,
+    ) -> (Result<(), ErrorKind>, u64) {
+        let (r, fuel) = self.run_ref(gref, g::TIMER_ARG, pkt, limits);
+        match r {
+            Ok(_) | Err(ErrorKind::Return) => (Ok(()), fuel),
+            Err(k) => (Err(k), fuel),
+        }
+    }
+
+    /// The instance as timers know it.
+    pub fn timer_slot(&self) -> crate::timers::TimerSlot {
+        self.exec.data().timer_slot
+    }
+
+    /// Says which CPU (slot of its container) the instance serves.
+    pub fn set_cpu(&mut self, cpu: usize) {
+        self.exec.data_mut().timer_slot.cpu = cpu as u32;
+    }
+
+    fn run_ref(
+        &mut self,
+        fref: i32,
+        aref: i32,
+        pkt: &dyn Packet,
+        limits: &Limits,
+    ) -> (Result<Verdict, ErrorKind>, u64) {
         let ctx_addr = self.ctx_addr;
         if let Some(buf) = self
             .exec

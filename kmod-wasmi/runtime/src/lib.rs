@@ -29,6 +29,7 @@ pub mod rings;
 pub mod script;
 pub mod sends;
 pub mod stats;
+pub mod timers;
 pub mod wasmi_exec;
 
 #[doc(hidden)]
@@ -39,8 +40,9 @@ pub use guest::GuestCache;
 pub use host::{Host, LogLevel};
 pub use limits::Limits;
 pub use packet::{Conntrack, Meta, MetaWrite, OwnedPacket, Packet, SlicePacket};
-pub use percpu::{EngineKind, PerCpuScript, RunOutcome, SpareInstance};
+pub use percpu::{EngineKind, PerCpuScript, RunOutcome, SpareInstance, TimerFire};
 pub use rings::{ReadOutcome, Rings};
 pub use script::{Outcome, Script, DEFAULT_ENTRY};
 pub use sends::{SendCounters, SendError, SendKind};
 pub use stats::Stats;
+pub use timers::{TimerCounters, TimerDriver, Timers};

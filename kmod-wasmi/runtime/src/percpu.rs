@@ -27,6 +27,7 @@ use crate::packet::Packet;
 use crate::rings::{ErrorContext, ReadOutcome, RingHost, Rings};
 use crate::sends::SendState;
 use crate::stats::{verdict_index, Stats};
+use crate::timers::{Take, TimerDriver, TimerSlot, Timers};
 use crate::wasmi_exec::WasmiExec;
 use abi::verdict::{OnError, Verdict};
 use alloc::boxed::Box;
@@ -141,6 +142,20 @@ impl AnyInstance {
     ) -> (Result<Verdict, ErrorKind>, u64) {
         with_instance!(self, i => i.run(entry, pkt, limits))
     }
+    fn run_timer(
+        &mut self,
+        gref: i32,
+        pkt: &dyn Packet,
+        limits: &Limits,
+    ) -> (Result<(), ErrorKind>, u64) {
+        with_instance!(self, i => i.run_timer(gref, pkt, limits))
+    }
+    fn timer_slot(&self) -> TimerSlot {
+        with_instance!(self, i => i.timer_slot())
+    }
+    fn set_cpu(&mut self, cpu: usize) {
+        with_instance!(self, i => i.set_cpu(cpu))
+    }
     fn poisoned(&self) -> bool {
         with_instance!(self, i => i.poisoned())
     }
@@ -178,6 +193,18 @@ pub struct RunOutcome {
     pub fuel: u64,
     /// This call poisoned the slot: its owner should get a fresh instance built and installed.
     pub poisoned: bool,
+}
+
+/// What a timer's wake-up did ([`PerCpuScript::fire_timer`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimerFire {
+    /// It ran; `poisoned`: it trapped, the slot needs a fresh instance (as after a call).
+    Ran { poisoned: bool },
+    /// The timer belongs to CPU `.0`: wake it there (or drop it, `Timers::drop_entry`, when
+    /// that CPU is gone).
+    Elsewhere(usize),
+    /// Nothing ran (cancelled, closed, or its instance rebuilt meanwhile: dropped).
+    Nothing,
 }
 
 /// Counters of one slot: written by the slot's owner only, read by anyone. One writer makes
@@ -327,6 +354,8 @@ pub struct PerCpuScript {
     rings: Arc<Rings>,
     maps: Arc<ScriptMaps>,
     sends: Arc<SendState>,
+    /// The version's own: a replacement starts without timers (the old ones are cancelled).
+    timers: Arc<Timers>,
     limits: AtomicLimits,
     on_error: AtomicU8,
     entries: spin::Mutex<Vec<Entry>>,
@@ -395,11 +424,13 @@ impl PerCpuScript {
                 Arc::new(SendState::default()),
             ),
         };
+        let timers = Arc::new(Timers::default());
         let host: Arc<dyn Host> = Arc::new(RingHost {
             inner: host,
             rings: rings.clone(),
             maps: maps.clone(),
             sends: sends.clone(),
+            timers: timers.clone(),
         });
         let mut me = PerCpuScript {
             name: String::from(name),
@@ -409,6 +440,7 @@ impl PerCpuScript {
             rings,
             maps,
             sends,
+            timers,
             limits: AtomicLimits::new(&limits),
             on_error: AtomicU8::new(on_error_code(on_error)),
             entries: spin::Mutex::new(entries),
@@ -431,7 +463,8 @@ impl PerCpuScript {
             .try_reserve_exact(n)
             .map_err(|_| LoadError::OutOfMemory)?;
         me.may_queue = built.iter().any(|s| s.inst.may_queue());
-        for spare in built {
+        for (cpu, mut spare) in built.into_iter().enumerate() {
+            spare.inst.set_cpu(cpu);
             slots.push(Slot {
                 inst: AtomicPtr::new(Box::into_raw(Box::new(spare))),
                 poisoned: AtomicBool::new(false),
@@ -711,10 +744,12 @@ impl PerCpuScript {
     /// instance: the caller drops it only once such calls have returned (the kernel waits for
     /// an RCU grace period: calls run with bottom halves disabled). Calls of `install` for one
     /// slot are serialized by the caller.
-    pub unsafe fn install(&self, cpu: usize, fresh: Box<SpareInstance>) -> Box<SpareInstance> {
+    pub unsafe fn install(&self, cpu: usize, mut fresh: Box<SpareInstance>) -> Box<SpareInstance> {
         let Some(slot) = self.slots.get(cpu) else {
             return fresh;
         };
+        // timers armed by the instance it replaces are dropped when they come (another identity)
+        fresh.inst.set_cpu(cpu);
         slot.stats
             .mem_bytes
             .store(fresh.memory_size() as u64, Ordering::Relaxed);
@@ -747,7 +782,64 @@ impl PerCpuScript {
         s.rebuilds = self.rebuilds.load(Ordering::Relaxed);
         (s.log_lines, s.log_dropped) = self.rings.counters();
         s.sends = self.sends.counters();
+        s.timers = self.timers.counters();
         s
+    }
+
+    /// The script's timers (the embedder gives them their driver, and closes them before it
+    /// drops a replaced or unloaded script).
+    pub fn timers(&self) -> &Timers {
+        &self.timers
+    }
+
+    /// Gives the script's timers the embedder's driver: until then `lp.timer` is unavailable.
+    pub fn set_timer_driver(&self, driver: alloc::boxed::Box<dyn TimerDriver>) {
+        self.timers.set_driver(driver)
+    }
+
+    /// A wake-up of timer `index` on CPU `cpu`: runs it in instance `cpu` as a call of its
+    /// own with `pkt` (no bytes; the embedder's means of sending) when it is that CPU's and its
+    /// instance is still there.
+    ///
+    /// # Safety
+    /// Same contract as [`run_on_cpu`](Self::run_on_cpu) for slot `cpu`.
+    pub unsafe fn fire_timer(&self, index: usize, cpu: usize, pkt: &dyn Packet) -> TimerFire {
+        let (slot_id, gref) = match self.timers.take(index, cpu) {
+            Take::Run { slot, gref } => (slot, gref),
+            Take::Elsewhere(c) => return TimerFire::Elsewhere(c as usize),
+            Take::Nothing => return TimerFire::Nothing,
+        };
+        let Some(slot) = self.slots.get(cpu) else {
+            self.timers.done(index, None);
+            return TimerFire::Nothing;
+        };
+        if slot.busy.swap(true, Ordering::Acquire) {
+            self.timers.done(index, None);
+            return TimerFire::Nothing;
+        }
+        // SAFETY: exclusive use of slot `cpu` (contract above), as in `run_on_cpu`.
+        let spare = unsafe { &mut *slot.inst.load(Ordering::Acquire) };
+        let out = if slot.poisoned.load(Ordering::Acquire) || spare.inst.timer_slot() != slot_id {
+            self.timers.done(index, None);
+            TimerFire::Nothing
+        } else {
+            let (r, fuel) = spare.inst.run_timer(gref, pkt, &self.limits.get());
+            if let Err(k) = r {
+                let msg = spare.inst.message();
+                let line = if msg.is_empty() { k.message() } else { msg };
+                self.host.log(&self.name, LogLevel::Warn, line.as_bytes());
+                bump(&slot.stats.errors[k.index()], 1);
+            }
+            bump(&slot.stats.fuel_total, fuel);
+            self.timers.done(index, Some(r.is_err()));
+            let poisoned = spare.inst.poisoned();
+            if poisoned {
+                slot.poisoned.store(true, Ordering::Release);
+            }
+            TimerFire::Ran { poisoned }
+        };
+        slot.busy.store(false, Ordering::Release);
+        out
     }
 
     /// Keeps the error of a call of `entry` on `pkt` in the errors ring. Slot context.

@@ -316,6 +316,7 @@ pub struct RingHost {
     pub rings: Arc<Rings>,
     pub maps: Arc<crate::maps::ScriptMaps>,
     pub sends: Arc<crate::sends::SendState>,
+    pub timers: Arc<crate::timers::Timers>,
 }
 
 impl Host for RingHost {
@@ -347,6 +348,9 @@ impl Host for RingHost {
     }
     fn sends(&self) -> Option<&crate::sends::SendState> {
         Some(&self.sends)
+    }
+    fn timers(&self) -> Option<&crate::timers::Timers> {
+        Some(&self.timers)
     }
 }
 

@@ -7,6 +7,7 @@ use crate::instance::Instance;
 use crate::limits::Limits;
 use crate::packet::Packet;
 use crate::stats::Stats;
+use crate::timers::Take;
 use abi::verdict::{OnError, Verdict};
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -79,8 +80,10 @@ impl<G: CompiledGuest> Script<G> {
     ) -> Result<Script<G>, LoadError> {
         limits.validate().map_err(LoadError::Limit)?;
         let mut built = Vec::with_capacity(instances);
-        for _ in 0..instances.max(1) {
-            built.push(Instance::new(&*guest, name, source, &limits, host.clone())?);
+        for cpu in 0..instances.max(1) {
+            let mut inst = Instance::new(&*guest, name, source, &limits, host.clone())?;
+            inst.set_cpu(cpu);
+            built.push(inst);
         }
         Ok(Script {
             name: String::from(name),
@@ -155,7 +158,8 @@ impl<G: CompiledGuest> Script<G> {
             Ok(inst)
         });
         match fresh {
-            Ok(inst) => {
+            Ok(mut inst) => {
+                inst.set_cpu(cpu);
                 self.instances[cpu] = inst;
                 self.stats.rebuilds += 1;
             }
@@ -188,8 +192,54 @@ impl<G: CompiledGuest> Script<G> {
     pub fn set_on_error(&mut self, p: OnError) {
         self.on_error = p;
     }
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    /// Counters: the calls', and the timers' of the host (when it has timers).
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats;
+        if let Some(t) = self.host.timers() {
+            s.timers = t.counters();
+        }
+        s
+    }
+
+    /// The armed timer due first, at or before `until_ns`: its index and due time. `lpctl
+    /// run` fires timers between packets on the capture's clock (the host's timers are
+    /// `timers::Polled`).
+    pub fn next_timer(&self, until_ns: u64) -> Option<(usize, u64)> {
+        self.host.timers()?.next_due(until_ns)
+    }
+
+    /// Runs timer `index` (see [`Script::next_timer`]) in the instance that armed it, as a
+    /// call of its own with `pkt` (no bytes: where what it sends goes). `None` when nothing ran
+    /// (cancelled, or its instance was rebuilt); else the error kind when it failed.
+    pub fn fire_timer(&mut self, index: usize, pkt: &dyn Packet) -> Option<Result<(), ErrorKind>> {
+        let timers = self.host.timers()?;
+        let (slot, gref) = match timers.take(index, 0) {
+            Take::Run { slot, gref } => (slot, gref),
+            Take::Elsewhere(cpu) => match timers.take(index, cpu as usize) {
+                Take::Run { slot, gref } => (slot, gref),
+                _ => return None,
+            },
+            Take::Nothing => return None,
+        };
+        let cpu = slot.cpu as usize;
+        if self.instances.get(cpu).map(|i| i.timer_slot()) != Some(slot) {
+            timers.done(index, None);
+            return None;
+        }
+        let (r, fuel) = self.instances[cpu].run_timer(gref, pkt, &self.limits);
+        timers.done(index, Some(r.is_err()));
+        if let Err(k) = r {
+            let line = self.instances[cpu].message();
+            self.host.log(&self.name, LogLevel::Warn, line.as_bytes());
+            self.messages[cpu].clear();
+            self.messages[cpu].push_str(line);
+            self.stats.errors[k.index()] += 1;
+        }
+        self.stats.fuel_total += fuel;
+        if self.instances[cpu].poisoned() {
+            self.rebuild(cpu);
+        }
+        Some(r)
     }
     pub fn instances(&self) -> usize {
         self.instances.len()

@@ -93,14 +93,14 @@ pub fn check_packet(b: &[u8]) -> Result<u8, SendError> {
 
 /// A token bucket holding at most one second of its rate.
 #[derive(Debug, Default)]
-struct Bucket {
-    tokens: u64,
+pub(crate) struct Bucket {
+    pub(crate) tokens: u64,
     filled_ns: u64,
     primed: bool,
 }
 
 impl Bucket {
-    fn fill(&mut self, now_ns: u64, rate: u32) {
+    pub(crate) fn fill(&mut self, now_ns: u64, rate: u32) {
         let rate = u64::from(rate);
         if !self.primed {
             (self.tokens, self.filled_ns, self.primed) = (rate, now_ns, true);

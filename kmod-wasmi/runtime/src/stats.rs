@@ -27,6 +27,9 @@ pub struct Stats {
     pub log_dropped: u64,
     /// What the script sent, and the sends refused (caps, rates) or failed.
     pub sends: crate::sends::SendCounters,
+    /// Timers pending, run, failed and dropped (`lp.timer`). A timer's errors and fuel also
+    /// count in `errors` and `fuel_total`, not in `run_cnt` (packets).
+    pub timers: crate::timers::TimerCounters,
 }
 
 pub const VERDICT_NAMES: [&str; 5] = ["accept", "drop", "continue", "break", "queue"];

@@ -18,8 +18,10 @@ case $(uname -r) in 6.1.*) CYCLES=1000 ;; *) CYCLES=200 ;; esac
 
 # the rule's script answers one datagram in 32 it sees (lp.reply: an skb made, routed and sent),
 # so a leaked skb or route shows too; answering all of them would slow the flood's CPU
-# (emulated) too much for the cycles
-printf 'local n = 0\nfunction process_packet(p) n = n + 1 if n %% 32 == 0 then lp.reply("x") end return lp.ACCEPT end\n' >/tmp/ok.lua
+# (emulated) too much for the cycles. It also arms a timer for one datagram in 32: every other
+# one runs at once, the rest wait an hour, so unloads find timers pending (cancelled) and
+# running (waited for)
+printf 'local n = 0\nlocal function t() end\nfunction process_packet(p) n = n + 1 if n %% 32 == 0 then lp.reply("x") elseif n %% 32 == 16 then lp.timer(n %% 64 == 16 and 0 or 3600000, t) end return lp.ACCEPT end\n' >/tmp/ok.lua
 # (every instance reserves its 1 MiB of linear memory at load: one leaked shows in vmalloc).
 # The failing instance is picked by the clock's low bits (ns), independently per instance.
 cat >/tmp/flaky.lua <<'LUA'
