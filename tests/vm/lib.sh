@@ -200,6 +200,12 @@ udp_records() {
 # udp_send N IP PORT: N datagrams of 8 bytes (socat -b 8 makes one datagram per record).
 udp_send() { udp_records "$1" | socat -b 8 -u - "UDP-SENDTO:$2:$3"; }
 
+# milliseconds since boot (10 ms steps): durations measured inside the guest
+uptime_ms() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }
+
+# script_stat NAME FIELD: a counter of `lpctl -j script show NAME`
+script_stat() { lpctl -j script show "$1" | tr ',{}' '\n\n\n' | sed -n "s/^\"$2\":\([0-9]*\)$/\1/p" | head -n 1; }
+
 _lines_ge() { [ "$(wc -l <"$1")" -ge "$2" ]; }
 
 # udp_transfer N PORT [EXPECT [RXPORT]]: the peer sends N datagrams to PORT here, received on

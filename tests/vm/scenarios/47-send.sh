@@ -10,8 +10,6 @@ grep -q "^$m " /proc/modules || modprobe "$m"
 check "send: $m loaded" grep -q "^$m " /proc/modules
 check "send: peer namespace" peer_up
 
-# stat NAME FIELD: a counter of `lpctl -j script show NAME`
-stat() { lpctl -j script show "$1" | tr ',{}' '\n\n\n' | sed -n "s/^\"$2\":\([0-9]*\)$/\1/p" | head -n 1; }
 
 cat >/tmp/answer.lua <<'EOF'
 -- UDP to 7000: "pong <data>"; ICMP echo requests: a reply; TCP to 7001: a reset. The packets
@@ -38,15 +36,15 @@ check "send: lua rule at prerouting" lpctl rule add inet sd pre iifname v0 lua s
 
 got=$(printf hello | in_peer socat -t 2 - UDP:$VM_HOST_IP:7000)
 check_eq "send: the peer gets the script's UDP answer" "pong hello" "$got"
-check_eq "send: ... from the port it asked" 1 "$(stat answer sent_packets)"
+check_eq "send: ... from the port it asked" 1 "$(script_stat answer sent_packets)"
 check_ge "send: ping: every echo request answered by the script" 3 "$(ping_count 3)"
-check_eq "send: ... three replies sent (the kernel's own never came: the requests were dropped)" 4 "$(stat answer sent_packets)"
+check_eq "send: ... three replies sent (the kernel's own never came: the requests were dropped)" 4 "$(script_stat answer sent_packets)"
 t0=$(date +%s)
 in_peer nc -w 5 $VM_HOST_IP 7001 </dev/null >/tmp/nc.out 2>&1
 t1=$(date +%s)
 check "send: TCP: the script's reset refuses the connection" grep -q "refused" /tmp/nc.out
 check "send: ... at once, not after nc's 5 s timeout" test $((t1 - t0)) -lt 4
-check_eq "send: nothing failed or was refused" "0 0" "$(stat answer send_refused) $(stat answer send_failed)"
+check_eq "send: nothing failed or was refused" "0 0" "$(script_stat answer send_refused) $(script_stat answer send_failed)"
 
 # caps: 3 sends a call against --send-packets 2, and --send-rate 5 a second
 cat >/tmp/burst.lua <<'EOF'
@@ -74,8 +72,8 @@ wait_until 30 _lines_ge /tmp/copies.out 5
 sleep 0.3
 kill "$rx" 2>/dev/null
 wait "$rx" 2>/dev/null
-sent=$(stat burst sent_packets)
-refused=$(stat burst send_refused)
+sent=$(script_stat burst sent_packets)
+refused=$(script_stat burst send_refused)
 note "send: 5 calls x 3 sends at send-packets 2, send-rate 5: sent $sent, refused $refused"
 # the bucket starts with a second's worth (5); a slow sender may earn one more meanwhile
 check "send: the rate lets 5 through (6 if the sender took over 0.2 s)" test "$sent" -ge 5 -a "$sent" -le 6
@@ -86,7 +84,7 @@ check "send: ... and the rate" sh -c 'lpctl log burst | grep -q "over the script
 check "send: lpctl script limits --send-packets 0: sending off, live" lpctl script limits burst --send-packets 0
 in_peer sh -c ". /vm/lib.sh; udp_send 1 $VM_HOST_IP 7002"
 sleep 0.3
-check_eq "send: ... all three refused" $((refused + 3)) "$(stat burst send_refused)"
+check_eq "send: ... all three refused" $((refused + 3)) "$(script_stat burst send_refused)"
 check "send: an out-of-range limit is refused" sh -c '! lpctl script limits burst --send-packets 65 2>/dev/null'
 
 # failures: no route, a malformed packet, a send from a packet a script sent
@@ -115,7 +113,7 @@ udp_send 1 $VM_PEER_IP 7004
 udp_send 1 $VM_PEER_IP 7005
 check "send: no route: an error value" sh -c 'lpctl log fail | grep -q "unroutable: nil no route to the destination"'
 check "send: a malformed packet: a Lua error naming it" sh -c 'lpctl log fail | grep -q "lp.send: not an IPv4 or IPv6 packet whose header and length agree (12 bytes)"'
-check_eq "send: ... counted failed 2, errors lua 1" "2 1" "$(stat fail send_failed) $(stat fail err_lua)"
+check_eq "send: ... counted failed 2, errors lua 1" "2 1" "$(script_stat fail send_failed) $(script_stat fail err_lua)"
 : >/tmp/loop.out
 in_peer socat -u UDP-RECV:7003 - >/tmp/loop.out &
 rx=$!
@@ -128,7 +126,7 @@ wait "$rx" 2>/dev/null
 check_eq "send: the peer gets the packet and its one copy" 2 "$(wc -l </tmp/loop.out | tr -d ' ')"
 check "send: the copy, seen by the rule, could not send again" sh -c 'lpctl log fail | grep -q "copy: nil sending is not possible here"'
 check "send: ... the first send succeeded" sh -c 'lpctl log fail | grep -q "copy: true nil"'
-check_eq "send: ... counted sent 1, failed 3" "1 3" "$(stat fail sent_packets) $(stat fail send_failed)"
+check_eq "send: ... counted sent 1, failed 3" "1 3" "$(script_stat fail sent_packets) $(script_stat fail send_failed)"
 
 nft delete table inet sd
 for s in answer burst fail; do lpctl script unload "$s"; done

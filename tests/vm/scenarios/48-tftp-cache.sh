@@ -39,7 +39,6 @@ check "tftp: the server listens" tftpd_on
 # get FILE: the client downloads FILE from the server's address to /tmp/FILE.got
 get() { rm -f "/tmp/$1.got"; in_cli timeout 10 tftp -g -r "$1" -l "/tmp/$1.got" "$SRV_IP"; }
 same() { cmp -s "/srv/tftp/$1" "/tmp/$1.got"; }
-uptime_ms() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }
 # timed N FILE: N downloads; prints their total time in ms (exits non-zero if one failed)
 timed() {
   local i=0 t0 t1

@@ -11,9 +11,6 @@ grep -q "^$m " /proc/modules || modprobe "$m"
 check "timers: $m loaded" grep -q "^$m " /proc/modules
 check "timers: peer namespace" peer_up
 
-# stat NAME FIELD: a counter of `lpctl -j script show NAME`
-stat() { lpctl -j script show "$1" | tr ',{}' '\n\n\n' | sed -n "s/^\"$2\":\([0-9]*\)$/\1/p" | head -n 1; }
-ms() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }
 
 cat >/tmp/later.lua <<'EOF2'
 -- UDP to 7010: "later <data>" to the sender's port 7110, 300 ms later, from a timer.
@@ -51,22 +48,22 @@ check "timers: lua rule at prerouting" lpctl rule add inet tm pre iifname v0 udp
 in_peer socat -u UDP-RECV:7110 - >/tmp/later.out &
 rx=$!
 wait_until 50 in_peer sh -c ". /vm/lib.sh; udp_bound 7110"
-t0=$(ms)
+t0=$(uptime_ms)
 in_peer sh -c "printf 'hello\n' | socat -u - UDP-SENDTO:$VM_HOST_IP:7010"
 wait_until 50 _lines_ge /tmp/later.out 1
-t1=$(ms)
+t1=$(uptime_ms)
 check_eq "timers: the peer gets what the timer sent" "later hello" "$(head -n 1 /tmp/later.out)"
 note "timers: sent by a 300 ms timer, received $((t1 - t0)) ms after the request"
 check "timers: ... not before its delay" test $((t1 - t0)) -ge 290
-check_eq "timers: counted: runs 1, pending 0, errors 0" "1 0 0" "$(stat later timer_runs) $(stat later timers_pending) $(stat later timer_errors)"
-check_eq "timers: ... its packet among the script's sends" 1 "$(stat later sent_packets)"
+check_eq "timers: counted: runs 1, pending 0, errors 0" "1 0 0" "$(script_stat later timer_runs) $(script_stat later timers_pending) $(script_stat later timer_errors)"
+check_eq "timers: ... its packet among the script's sends" 1 "$(script_stat later sent_packets)"
 
 in_peer sh -c "printf 'x\n' | socat -u - UDP-SENDTO:$VM_HOST_IP:7011"
 wait_until 50 sh -c '[ "$(lpctl -j script show later | grep -o "\"timer_errors\":[0-9]*")" = "\"timer_errors\":1" ]'
 check "timers: an error in a timer is logged" sh -c 'lpctl log later | grep -q "boom in a timer"'
 in_peer sh -c "printf 'x\n' | socat -u - UDP-SENDTO:$VM_HOST_IP:7012"
 wait_until 50 sh -c '[ "$(lpctl -j script show later | grep -o "\"timer_errors\":[0-9]*")" = "\"timer_errors\":2" ]'
-check_eq "timers: a runaway timer stops at its fuel: errors 2, one of them fuel" "2 1" "$(stat later timer_errors) $(stat later err_fuel)"
+check_eq "timers: a runaway timer stops at its fuel: errors 2, one of them fuel" "2 1" "$(script_stat later timer_errors) $(script_stat later err_fuel)"
 in_peer sh -c "printf 'again\n' | socat -u - UDP-SENDTO:$VM_HOST_IP:7010"
 wait_until 50 _lines_ge /tmp/later.out 2
 check_eq "timers: ... and the script goes on" "later again" "$(sed -n 2p /tmp/later.out)"
@@ -76,12 +73,12 @@ wait "$rx" 2>/dev/null
 in_peer sh -c "printf 'x\n' | socat -u - UDP-SENDTO:$VM_HOST_IP:7013"
 wait_until 50 sh -c 'lpctl log later | grep -q "65: too many timers pending"'
 check "timers: the 65th pending timer is refused, an error value" sh -c 'lpctl log later | grep -q "65: too many timers pending"'
-check_eq "timers: ... 64 pending, 1 dropped" "64 1" "$(stat later timers_pending) $(stat later timers_dropped)"
+check_eq "timers: ... 64 pending, 1 dropped" "64 1" "$(script_stat later timers_pending) $(script_stat later timers_dropped)"
 check "timers: script show has the line" sh -c 'lpctl script show later | grep -q "timers: pending 64  runs 4  errors 2  dropped 1"'
-t0=$(ms)
+t0=$(uptime_ms)
 nft delete table inet tm
 check "timers: unload with 64 timers pending an hour" lpctl script unload later
-t1=$(ms)
+t1=$(uptime_ms)
 note "timers: unloaded in $((t1 - t0)) ms"
 check "timers: ... at once" test $((t1 - t0)) -lt 5000
 
@@ -113,7 +110,7 @@ sleep 1.5
 kill "$rx" 2>/dev/null
 wait "$rx" 2>/dev/null
 check_eq "timers: ... the old version's timer never sent" 0 "$(wc -l </tmp/old.out | tr -d ' ')"
-check_eq "timers: ... the new version has none" "0 0" "$(stat rep timers_pending) $(stat rep timer_runs)"
+check_eq "timers: ... the new version has none" "0 0" "$(script_stat rep timers_pending) $(script_stat rep timer_runs)"
 
 nft delete table inet tm
 lpctl script unload rep

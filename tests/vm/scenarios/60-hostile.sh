@@ -18,7 +18,6 @@ check "hostile: test packages present" test -f $D/funcs300k.lpk
 
 # the costs per fuel below come from few calls: time every one (the module samples one in 16)
 echo 1 >/sys/module/$m/parameters/time_every
-uptime_ms() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }
 stat_of() { # NAME FIELD: a number from `lpctl -j script show`
   lpctl -j script show "$1" | sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p" | head -n 1
 }

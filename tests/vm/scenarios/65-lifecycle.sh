@@ -11,7 +11,6 @@
 m=$LUAPKT_MODULE_NAME
 grep -q "^$m " /proc/modules || modprobe "$m"
 check "lifecycle: $m loaded" grep -q "^$m " /proc/modules
-uptime_ms() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }
 # 1,000 cycles take ~9 min under TCG: the full count on 6.1, 200 on the other kernels, which
 # keeps the whole suite well under its time budget
 case $(uname -r) in 6.1.*) CYCLES=1000 ;; *) CYCLES=200 ;; esac
