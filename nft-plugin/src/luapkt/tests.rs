@@ -302,7 +302,8 @@ fn script_info_as_json() {
     assert_eq!(json["stats"]["run_cnt"], 10);
     assert_eq!(json["stats"]["continue"], 0);
     assert_eq!(json["stats"]["break"], 0);
-    assert_eq!(json["stats"].as_object().unwrap().len(), 25);
+    assert_eq!(json["stats"].as_object().unwrap().len(), 29);
+    assert_eq!(json["stats"]["timers_pending"], 0);
     assert_eq!(json["stats"]["sent_packets"], 12);
     // the send limits sit with the others
     assert_eq!(json["limits"]["send_packets"], 4);
