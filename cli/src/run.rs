@@ -645,19 +645,29 @@ pub fn run(
         output::json(mode, &doc);
         return Ok(());
     }
-    let mut lines: Vec<(usize, String)> = rows
+    // timers first: the stable sort below keeps each before the packet it ran before
+    let mut lines: Vec<(usize, String)> = timers
         .iter()
-        .map(|(i, r)| {
-            let v = match r.verdict {
-                Verdict::Queue(q) => format!("queue {q}"),
-                v => v.name().to_string(),
+        .map(|(before, t)| {
+            let what = match &t.error {
+                Some((_, m)) => format!("error: {m}"),
+                None if t.sent.is_empty() => "ran".to_string(),
+                None => format!("ran, sent {}", t.sent.len()),
             };
-            match &r.error {
-                Some((_, m)) => (*i, format!("{i:>6}  {v:<9} error: {m}")),
-                None => (*i, format!("{i:>6}  {v}")),
-            }
+            let at = t.at_ns as f64 / 1e9;
+            (*before, format!("{:>6}  timer     at {at:.3} s {what}", ""))
         })
         .collect();
+    lines.extend(rows.iter().map(|(i, r)| {
+        let v = match r.verdict {
+            Verdict::Queue(q) => format!("queue {q}"),
+            v => v.name().to_string(),
+        };
+        match &r.error {
+            Some((_, m)) => (*i, format!("{i:>6}  {v:<9} error: {m}")),
+            None => (*i, format!("{i:>6}  {v}")),
+        }
+    }));
     lines.extend(
         capture
             .skipped
@@ -665,27 +675,6 @@ pub fn run(
             .map(|(i, why)| (*i, format!("{i:>6}  skipped   ({why})"))),
     );
     lines.sort_by_key(|(i, _)| *i);
-    // a timer's line goes before the packet it ran before (a stable sort keeps them there)
-    let mut with_timers: Vec<(usize, u8, String)> =
-        lines.into_iter().map(|(i, l)| (i, 1, l)).collect();
-    with_timers.extend(timers.iter().map(|(before, t)| {
-        let what = match &t.error {
-            Some((_, m)) => format!("error: {m}"),
-            None if t.sent.is_empty() => "ran".to_string(),
-            None => format!("ran, sent {}", t.sent.len()),
-        };
-        (
-            *before,
-            0,
-            format!(
-                "{:>6}  timer     at {:.3} s {what}",
-                "",
-                t.at_ns as f64 / 1e9
-            ),
-        )
-    }));
-    with_timers.sort_by_key(|(i, order, _)| (*i, *order));
-    let lines: Vec<(usize, String)> = with_timers.into_iter().map(|(i, _, l)| (i, l)).collect();
     for (_, l) in &lines {
         crate::outln!("{l}");
     }

@@ -159,8 +159,14 @@ impl AnyInstance {
     fn poisoned(&self) -> bool {
         with_instance!(self, i => i.poisoned())
     }
-    fn message(&self) -> &str {
-        with_instance!(self, i => i.message())
+    /// The line a failed call logs: its message, or the error kind's own when it left none.
+    fn error_line(&self, k: ErrorKind) -> &str {
+        let msg = with_instance!(self, i => i.message());
+        if msg.is_empty() {
+            k.message()
+        } else {
+            msg
+        }
     }
     fn may_queue(&self) -> bool {
         with_instance!(self, i => i.may_queue())
@@ -676,8 +682,7 @@ impl PerCpuScript {
         let (verdict, error) = match res {
             Ok(v) => (v, None),
             Err(k) => {
-                let msg = spare.inst.message();
-                let line = if msg.is_empty() { k.message() } else { msg };
+                let line = spare.inst.error_line(k);
                 self.host.log(&self.name, LogLevel::Warn, line.as_bytes());
                 self.keep_error(entry, pkt, k, line.as_bytes());
                 (policy, Some(k))
@@ -825,8 +830,7 @@ impl PerCpuScript {
         } else {
             let (r, fuel) = spare.inst.run_timer(gref, pkt, &self.limits.get());
             if let Err(k) = r {
-                let msg = spare.inst.message();
-                let line = if msg.is_empty() { k.message() } else { msg };
+                let line = spare.inst.error_line(k);
                 self.host.log(&self.name, LogLevel::Warn, line.as_bytes());
                 bump(&slot.stats.errors[k.index()], 1);
             }
