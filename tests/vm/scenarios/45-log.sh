@@ -74,7 +74,9 @@ check_ge "log: the flood is dropped past the burst" 300 "${dropped:-0}"
 check "log: dmesg did not get the flood" sh -c '[ "$(dmesg | grep -c "flood")" -le 200 ]'
 lines=$(lpctl log logs | wc -l)
 check "log: the ring holds what fits in 32 KiB (<= 1024 lines of this size)" test "$lines" -le 1024
-check "log: ... and the newest are there" sh -c 'lpctl log logs | tail -n 1 | grep -q "flood [0-9]"'
+# (the last lines, and anything lpctl said, are printed when this fails: it failed once on 6.1
+# with the counters of a passing run, for a reason not yet known)
+check "log: ... and the newest are there" sh -c 'lpctl log logs >/tmp/log.all; tail -n 3 /tmp/log.all; tail -n 1 /tmp/log.all | grep -q "flood [0-9]"'
 
 # following: new lines as they come; the burst refills at 100 lines a second
 sleep 2
