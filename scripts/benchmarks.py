@@ -144,7 +144,9 @@ def kernel():
         if not kver.endswith("amd64"):  # other scenario sets (the demo's, subsets): no measures
             continue
         sections, cur = {}, None
-        for l in open(log, errors="replace"):
+        # packet rates come from their own quiet run (scripts/test.sh: tests/vm/bench)
+        bench = log[:-len(".log")] + "-bench.log"
+        for l in (l for f in [log] + glob.glob(bench) for l in open(f, errors="replace")):
             if l.startswith("@@vm begin "):
                 cur = l.split()[2]
                 sections[cur] = []
@@ -169,7 +171,8 @@ def kernel():
         if not rows:
             continue
         lines += ["", "## In the kernel (%s, the test VM)" % kver, "",
-                  "From the last VM suite (`tests/vm`, `target/vm/serial-%s.log`): the same scenarios on" % kver,
+                  "From the last VM suite (`tests/vm`, `target/vm/serial-%s.log`; packet rates from" % kver,
+                  "`tests/vm/bench`, run alone after the suites): the same scenarios on",
                   "the compiled engine (the module's default) and again on wasmi (`# vm-engines: wasmi`;",
                   "`scripts/test.sh` runs those on 6.1 only: — where a suite did not),",
                   "softirq calls timed by the module. The VM runs under TCG (no KVM): absolute times are",

@@ -646,9 +646,16 @@ fn maps_behave_the_same_on_every_engine() {
 local hits = lp.map{name = "hits", type = "lru", key_size = 40, max_entries = 8}
 local last = lp.map{name = "last", value = "bytes", value_size = 40, max_entries = 4}
 local small = lp.map{name = "small", max_entries = 2}
+local pay = lp.map{name = "pay", value = "bytes", value_size = 2048, max_entries = 2}
 function process_packet(pkt)
   local ip = pkt.ip or pkt.ip6
   if not ip then return lp.CONTINUE end
+  local l4 = pkt.tcp or pkt.udp
+  if l4 and #l4.payload > 0 then
+    -- a payload view is stored as its bytes (read in place), as a string would be
+    pay:set("last", l4.payload)
+    assert(pay:get("last") == tostring(l4.payload))
+  end
   local n = hits:add(ip.saddr, 1)
   last:set(pkt.ip and "v4" or "v6", ip.saddr)
   assert(hits:get(ip.saddr) == n and #hits <= 8)
@@ -675,6 +682,7 @@ end
             .any(|e| e["key"] == "half" && e["value"].is_f64()));
         assert_eq!(maps["last"]["entries"].as_array().unwrap().len(), 2);
         assert_eq!(maps["small"]["entries"].as_array().unwrap().len(), 2);
+        assert_eq!(maps["pay"]["entries"].as_array().unwrap().len(), 1);
         let errs = v["stats"]["errors"]["lua"].as_u64().unwrap();
         assert!(errs > 0, "{engine}: the small map fills");
         assert!(

@@ -53,19 +53,13 @@ fn capture(path: &Path) -> usize {
     for n in 1..=blocks.len() as u16 {
         pkts.push(udp(CLIENT, SERVER, 40001, 69, &msg(4, n, b"")));
     }
-    let mut out = Vec::new();
-    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    out.extend_from_slice(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    out.extend_from_slice(&65535u32.to_le_bytes());
-    out.extend_from_slice(&101u32.to_le_bytes()); // raw IP
-    for (i, p) in pkts.iter().enumerate() {
-        out.extend_from_slice(&(i as u32).to_le_bytes()); // a packet a second
-        out.extend_from_slice(&0u32.to_le_bytes());
-        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
-        out.extend_from_slice(p);
-    }
-    std::fs::write(path, out).unwrap();
+    // a packet a second
+    let recs: Vec<(u64, &[u8])> = pkts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i as u64 * 1_000_000_000, p.as_slice()))
+        .collect();
+    lpctl::pcap::write_raw_ip(path, &recs).unwrap();
     pkts.len()
 }
 
@@ -115,13 +109,12 @@ fn the_second_transfer_is_answered_from_the_cache() {
         1
     );
     // the cache's blocks, in order, are the file
-    let bytes = std::fs::read(&sent).unwrap();
-    let mut off = 24;
     let mut got = Vec::new();
     let mut expect_n = 1u16;
-    while off < bytes.len() {
-        let len = u32::from_le_bytes(bytes[off + 8..off + 12].try_into().unwrap()) as usize;
-        let p = &bytes[off + 16..off + 16 + len];
+    for frame in lpctl::pcap::read_file(&sent).unwrap() {
+        let lpctl::pcap::FrameKind::Ip { data: p, .. } = frame.kind else {
+            panic!("not an IP packet: {frame:?}");
+        };
         assert_eq!(
             &p[12..20],
             &[10, 0, 2, 2, 10, 0, 1, 2],
@@ -135,7 +128,6 @@ fn the_second_transfer_is_answered_from_the_cache() {
         assert_eq!(&p[28..32], &[0, 3, (expect_n >> 8) as u8, expect_n as u8]);
         got.extend_from_slice(&p[32..]);
         expect_n += 1;
-        off += 16 + len;
     }
     assert_eq!(got, f);
     let fuel_max = stats["fuel_max"].as_u64().unwrap();

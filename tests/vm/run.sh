@@ -24,6 +24,7 @@
 #                engine only (by default init.sh runs them again on ENGINE)
 #   environment: VM_SCENARIO_TIMEOUT (per scenario in the guest, default 120 s),
 #                VM_APPEND (extra kernel command line, e.g. loglevel=7)
+#                VM_QEMU_ARGS (extra qemu arguments, split on spaces; e.g. scripts/tcg-profile.sh's -plugin)
 #
 # The guest boots with softlockup_panic=1: a CPU held too long by anything (a script) panics
 # the run, which then fails.
@@ -382,6 +383,7 @@ timeout -k 5 "$timeout" qemu-system-x86_64 \
   -nographic -no-reboot -nic none \
   -kernel "$kimage" -initrd "$initrd" \
   -append "console=ttyS0 panic=-1 oops=panic softlockup_panic=1 quiet ${VM_APPEND:-}" \
+  ${VM_QEMU_ARGS:-} \
   </dev/null >"$serial" 2>"$work/qemu.stderr" || qemu_rc=$?
 boot_wall=$(elapsed "$t_boot")
 sed -i 's/\r$//' "$serial"

@@ -44,12 +44,23 @@ static struct lp_map *check_map(lua_State *L) {
   return luaL_checkudata(L, 1, MAP_MT);
 }
 
-/* A key: the bytes of a string or lp.bytes; a number or an address (pkt.ip.saddr) by its
- * text, as tostring gives it (left on the stack). */
+/* The bytes of a string, lp.bytes or payload view (read in place: a segment's payload is
+ * stored without a Lua string made of it), or NULL. */
 static const uint8_t *data_of(lua_State *L, int idx, size_t *len) {
+  const uint8_t *p;
+  int cls;
   if (lua_type(L, idx) == LUA_TSTRING) return (const uint8_t *)lua_tolstring(L, idx, len);
-  return lp_bytes_data(L, idx, len);
+  if ((p = lp_bytes_data(L, idx, len))) return p;
+  cls = obj_cls(L, idx);
+  if (cls != C_TCPPAY && cls != C_UDPPAY) return NULL;
+  if ((p = lp_view_data(L, idx, len))) return p;
+  lp_view_push(L, idx); /* past the window: copied */
+  lua_replace(L, idx);
+  return (const uint8_t *)lua_tolstring(L, idx, len);
 }
+
+/* A key: the bytes of a string, lp.bytes or payload view; a number or an address
+ * (pkt.ip.saddr) by its text, as tostring gives it (left on the stack). */
 
 static const uint8_t *key_of(lua_State *L, int idx, size_t *len) {
   const uint8_t *k = data_of(L, idx, len);
@@ -154,7 +165,7 @@ static int l_set(lua_State *L) {
     r = lp_host_map_op(lp_state(L), LP_MAP_SET, m->id, k, (uint32_t)klen, v, sizeof v);
   } else {
     const uint8_t *v = data_of(L, 3, &vlen);
-    if (!v) return luaL_argerror(L, 3, "a string or lp.bytes (the map holds bytes)");
+    if (!v) return luaL_argerror(L, 3, "a string, lp.bytes or payload (the map holds bytes)");
     r = lp_host_map_op(lp_state(L), LP_MAP_SET, m->id, k, (uint32_t)klen, (void *)v,
                        (uint32_t)vlen);
   }

@@ -47,6 +47,18 @@ void lp_view_push(lua_State *L, int idx) {
   lp_push_range(L, S, off, len);
 }
 
+/* The bytes of the payload view at idx in place, when they lie in the call's window (a
+ * packet's first LP_CTX_WINDOW_CAP bytes); NULL otherwise (the caller copies: lp_view_push). */
+const uint8_t *lp_view_data(lua_State *L, int idx, size_t *n) {
+  struct lp_state *S;
+  uint32_t off, len;
+  int cls = lp_check_obj(L, idx, VIEW_CLASSES, "payload", &S);
+  if (!payload_range(S, cls, &off, &len)) luaL_error(L, "packet too short for its payload");
+  if (off > PKT_WIN(S) || len > PKT_WIN(S) - off) return NULL;
+  *n = len;
+  return S->ctx + LP_CTX_WINDOW + off;
+}
+
 /* The payload view at idx (of the running call): its offset in the packet and its call. */
 void lp_view_origin(lua_State *L, int idx, uint32_t *off, uintptr_t *gen) {
   struct lp_state *S;

@@ -344,8 +344,9 @@ impl Packet for SkbPacket<'_> {
             nfproto: p.nfproto,
             hook: p.hook,
             mark: p.mark,
-            iifname: p.iifname.map(|c| c as u8),
-            oifname: p.oifname.map(|c| c as u8),
+            // whole `dev->name` copies (two stores, where strscpy() loops)
+            iifname: runtime::packet::device_name(p.iifname.map(|c| c as u8)),
+            oifname: runtime::packet::device_name(p.oifname.map(|c| c as u8)),
             csum_partial: p.csum_partial != 0,
             ct: (p.has_ct != 0).then_some(Conntrack {
                 state: p.ct_state,

@@ -192,6 +192,23 @@ impl Packet for OwnedPacket {
     }
 }
 
+/// A device name as scripts get it: the bytes before the first NUL, zeros after. The kernel
+/// glue copies `dev->name` whole, and its bytes after the NUL are whatever an earlier name
+/// left there. Branch-free: the lowest byte the "has a zero byte" bit trick flags is the
+/// first NUL (borrows only run upward, so false flags lie above it).
+pub fn device_name(raw: [u8; 16]) -> [u8; 16] {
+    const ONES: u128 = u128::from_le_bytes([0x01; 16]);
+    const HIGHS: u128 = u128::from_le_bytes([0x80; 16]);
+    let v = u128::from_le_bytes(raw);
+    let zeros = v.wrapping_sub(ONES) & !v & HIGHS;
+    // byte i's flag is bit 8i+7: keep the 8i bits below it
+    let keep = match zeros.trailing_zeros() {
+        128 => u128::MAX,
+        t => (1u128 << (t - 7)) - 1,
+    };
+    (v & keep).to_le_bytes()
+}
+
 /// Fills `buf` (at least `ctx::SIZE` bytes) with the packet context the guest reads
 /// (`abi::guest::ctx`): lengths, layout, metadata and the first bytes of the packet.
 /// Returns how many bytes of `buf` are meaningful.
@@ -316,4 +333,39 @@ pub fn ifname(name: &str) -> [u8; 16] {
     let n = name.len().min(15);
     out[..n].copy_from_slice(&name.as_bytes()[..n]);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::device_name;
+
+    fn raw(s: &[u8]) -> [u8; 16] {
+        let mut r = [0xa5u8; 16];
+        r[..s.len()].copy_from_slice(s);
+        r
+    }
+
+    #[test]
+    fn device_names_end_at_their_first_nul_and_are_zero_after() {
+        for name in [
+            &b"\0"[..],
+            b"v\0",
+            b"eth0\0",
+            b"veth-peer\0x",
+            b"ab\0\x01\x01",
+            b"abcdefghijklmno\0",
+        ] {
+            let n = name.iter().position(|&b| b == 0).unwrap();
+            let mut want = [0u8; 16];
+            want[..n].copy_from_slice(&name[..n]);
+            assert_eq!(device_name(raw(name)), want, "{name:?}");
+        }
+        // bytes like 0x01 or 0x80 before the NUL do not fool the bit trick
+        assert_eq!(
+            device_name(raw(b"\x01\x80\x81\0")),
+            *b"\x01\x80\x81\0\0\0\0\0\0\0\0\0\0\0\0\0"
+        );
+        // no NUL at all (the kernel never gives one): kept whole
+        assert_eq!(device_name([b'x'; 16]), [b'x'; 16]);
+    }
 }
