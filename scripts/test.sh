@@ -19,7 +19,7 @@ echo "== nft_lua.ko for Debian 6.1 and 6.12"
 # the modules this run built (target/kmod may hold others: older ABIs, the debug kernel's)
 kos=()
 for series in 6.1 6.12; do
-  ./scripts/build-kmod.sh "$series" | tee /dev/stderr |
+  ./scripts/build-kmod.sh "$series" | tee -a /dev/stderr |
     sed -n 's/^build-kmod: ok: \([^ ]*nft_lua\.ko\) .*/\1/p' >target/kmod-built-$series
   kos+=("$(cat target/kmod-built-$series)")
   [[ -f ${kos[-1]} ]] || { echo "test: no nft_lua.ko was built for $series" >&2; exit 1; }

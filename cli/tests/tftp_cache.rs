@@ -110,8 +110,12 @@ fn the_second_transfer_is_answered_from_the_cache() {
     );
     // the cache's blocks, in order, are the file
     let mut got = Vec::new();
-    let mut expect_n = 1u16;
-    for frame in lpctl::pcap::read_file(&sent).unwrap() {
+    for (i, frame) in lpctl::pcap::read_file(&sent)
+        .unwrap()
+        .into_iter()
+        .enumerate()
+    {
+        let expect_n = i as u16 + 1;
         let lpctl::pcap::FrameKind::Ip { data: p, .. } = frame.kind else {
             panic!("not an IP packet: {frame:?}");
         };
@@ -127,7 +131,6 @@ fn the_second_transfer_is_answered_from_the_cache() {
         );
         assert_eq!(&p[28..32], &[0, 3, (expect_n >> 8) as u8, expect_n as u8]);
         got.extend_from_slice(&p[32..]);
-        expect_n += 1;
     }
     assert_eq!(got, f);
     let fuel_max = stats["fuel_max"].as_u64().unwrap();
