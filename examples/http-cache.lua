@@ -82,14 +82,14 @@ end
 local function give_up(flow, url, why)
   stats:add("uncachable", 1)
   learning:delete(flow)
-  if url then lp.log("http-cache: " .. url .. " not cached: " .. why) end
+  lp.log("http-cache: " .. url .. " not cached: " .. why)
 end
 
--- A segment of the server's response on a connection being learnt.
+-- A segment of the server's response (with data) on a connection being learnt.
 local function learn(flow, t)
   local v = learning:get(flow)
+  if not v then return end
   local payload = t.payload
-  if not v or #payload == 0 then return end
   local id, seq0, have, n, total, rest = string.unpack(LEARN, v)
   local url = v:sub(rest)
   local off = (t.seq - seq0) % SEQ
@@ -137,28 +137,13 @@ local function learn(flow, t)
   end
 end
 
--- This CPU's copies of the segments it answers with: a string made per segment sent would be
--- garbage, and the collector's cycles land on calls (one per ~8 KiB made); these live on,
--- so an answer makes none. At most CACHED (~90 KiB of this instance's memory).
-local CACHED = 64
-local near, nnear = {}, 0
-local function segment(key)
-  local s = near[key]
-  if s then return s end
-  s = segs:get(key)
-  if not s then return nil end
-  if nnear >= CACHED then near, nnear = {}, 0 end -- start over: simpler than an LRU
-  near[key], nnear = s, nnear + 1
-  return s
-end
-
 -- Sends the next (at most PER_CALL) segments of a connection the cache answers; returns its
 -- new state (nil: the answer cannot go on).
 local function send_more(st)
   local id, base, off, i, n, cseq, url = string.unpack(SERVED, st)
   for _ = 1, PER_CALL do
     if i > n then break end
-    local seg = segment(id .. "#" .. i)
+    local seg = segs:get(id .. "#" .. i)
     if not seg then -- evicted meanwhile: the client's connection ends, it may ask again
       urls:delete(url)
       lp.reply(nil, {seq = (base + off) % SEQ, flags = "RA"})

@@ -6,9 +6,11 @@
 //! answer, a POST's answer and an answer that is too large are not learnt: their second
 //! requests pass.
 
+mod common;
+
+use common::{example, map_value, run_json, sent_packets, write_capture};
 use etherparse::PacketBuilder;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 const CLIENT: [u8; 4] = [10, 0, 1, 2];
 const SERVER: [u8; 4] = [10, 0, 2, 2];
@@ -149,13 +151,7 @@ fn capture(path: &Path) -> Capture {
             pkts.extend(connection(port, 3000, 7000, req, resp, MSS));
         }
     }
-    // a packet a second
-    let recs: Vec<(u64, &[u8])> = pkts
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (i as u64 * 1_000_000_000, p.as_slice()))
-        .collect();
-    lpctl::pcap::write_raw_ip(path, &recs).unwrap();
+    write_capture(path, &pkts);
     Capture {
         packets: pkts.len(),
         response: resp,
@@ -163,34 +159,12 @@ fn capture(path: &Path) -> Capture {
     }
 }
 
-fn example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/http-cache.lua")
-}
-
-/// The IP packets of a capture `lpctl run --sent` wrote.
-fn sent_packets(path: &Path) -> Vec<Vec<u8>> {
-    lpctl::pcap::read_file(path)
-        .unwrap()
-        .into_iter()
-        .map(|f| match f.kind {
-            lpctl::pcap::FrameKind::Ip { data, .. } => data,
-            other => panic!("not an IP packet: {other:?}"),
-        })
-        .collect()
-}
-
 fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes(b[..4].try_into().unwrap())
 }
 
-fn stat(maps: &serde_json::Value, key: &str) -> serde_json::Value {
-    maps["stats"]["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["key"] == key)
-        .map(|e| e["value"].clone())
-        .unwrap_or(serde_json::Value::Null)
+fn stat(v: &serde_json::Value, key: &str) -> serde_json::Value {
+    map_value(v, "stats", key)
 }
 
 #[test]
@@ -199,36 +173,17 @@ fn the_second_get_is_answered_from_the_cache_and_uncachable_answers_pass() {
     let pcap = dir.join(format!("lpctl-http-{}.pcap", std::process::id()));
     let sent = dir.join(format!("lpctl-http-{}-sent.pcap", std::process::id()));
     let cap = capture(&pcap);
-    let o = Command::new(env!("CARGO_BIN_EXE_lpctl"))
-        .args(["-j", "run"])
-        .arg(example())
-        .arg("--pcap")
-        .arg(&pcap)
-        .arg("--sent")
-        .arg(&sent)
-        // the most fuel a call may have: a garbage-collection cycle can land on one call
-        .args(["--fuel", "max"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // the most fuel a call may have: a garbage-collection cycle can land on one call
+    let v = run_json(&example("http-cache.lua"), &pcap, &sent, &["--fuel", "max"]);
     let stats = &v["stats"];
     assert_eq!(stats["packets"], cap.packets);
-    let errors: u64 = stats["errors"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|e| e.as_u64().unwrap())
-        .sum();
-    assert_eq!(errors, 0, "{stats}");
     // dropped: the second GET, the client's ACKs and FIN after it; nothing else
     assert_eq!(stats["verdicts"]["drop"], 6, "{stats}");
-    let maps = &v["maps"];
-    assert_eq!(stat(maps, "hits"), 1, "{maps}");
+    assert_eq!(stat(&v, "hits"), 1, "{}", v["maps"]);
     // the first GET, no-store twice, the large answer twice (the POSTs are no GETs)
-    assert_eq!(stat(maps, "misses"), 5, "{maps}");
-    assert_eq!(stat(maps, "uncachable"), 4, "{maps}");
-    assert_eq!(stat(maps, "bytes"), cap.response.len(), "{maps}");
+    assert_eq!(stat(&v, "misses"), 5, "{}", v["maps"]);
+    assert_eq!(stat(&v, "uncachable"), 4, "{}", v["maps"]);
+    assert_eq!(stat(&v, "bytes"), cap.response.len(), "{}", v["maps"]);
 
     // what the script sent: the answer's segments, the reset, the ACK of the client's FIN
     let pkts = sent_packets(&sent);

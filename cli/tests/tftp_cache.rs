@@ -3,9 +3,11 @@
 //! second request and its ACKs, run through `lpctl run --sent`: the first transfer passes and
 //! is learnt, the second is answered by the script block by block with the file's bytes.
 
+mod common;
+
+use common::{example, map_value, run_json, sent_packets, write_capture};
 use etherparse::PacketBuilder;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 const CLIENT: [u8; 4] = [10, 0, 1, 2];
 const SERVER: [u8; 4] = [10, 0, 2, 2];
@@ -53,18 +55,8 @@ fn capture(path: &Path) -> usize {
     for n in 1..=blocks.len() as u16 {
         pkts.push(udp(CLIENT, SERVER, 40001, 69, &msg(4, n, b"")));
     }
-    // a packet a second
-    let recs: Vec<(u64, &[u8])> = pkts
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (i as u64 * 1_000_000_000, p.as_slice()))
-        .collect();
-    lpctl::pcap::write_raw_ip(path, &recs).unwrap();
+    write_capture(path, &pkts);
     pkts.len()
-}
-
-fn example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tftp-cache.lua")
 }
 
 #[test]
@@ -73,52 +65,19 @@ fn the_second_transfer_is_answered_from_the_cache() {
     let pcap = dir.join(format!("lpctl-tftp-{}.pcap", std::process::id()));
     let sent = dir.join(format!("lpctl-tftp-{}-sent.pcap", std::process::id()));
     let n = capture(&pcap);
-    let o = Command::new(env!("CARGO_BIN_EXE_lpctl"))
-        .args(["-j", "run"])
-        .arg(example())
-        .arg("--pcap")
-        .arg(&pcap)
-        .arg("--sent")
-        .arg(&sent)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = run_json(&example("tftp-cache.lua"), &pcap, &sent, &[]);
     let stats = &v["stats"];
     assert_eq!(stats["packets"], n);
-    let errors: u64 = stats["errors"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|e| e.as_u64().unwrap())
-        .sum();
-    assert_eq!(errors, 0, "{stats}");
     let f = file();
     let nblocks = f.len().div_ceil(512);
     // the second request and its ACKs but the last are answered, and dropped
     assert_eq!(stats["sent"]["packets"], nblocks, "{stats}");
     assert_eq!(stats["verdicts"]["drop"], nblocks + 1, "{stats}");
-    let maps = &v["maps"];
-    assert_eq!(
-        maps["stats"]["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["key"] == "hits")
-            .unwrap()["value"],
-        1
-    );
+    assert_eq!(map_value(&v, "stats", "hits"), 1);
     // the cache's blocks, in order, are the file
     let mut got = Vec::new();
-    for (i, frame) in lpctl::pcap::read_file(&sent)
-        .unwrap()
-        .into_iter()
-        .enumerate()
-    {
+    for (i, p) in sent_packets(&sent).iter().enumerate() {
         let expect_n = i as u16 + 1;
-        let lpctl::pcap::FrameKind::Ip { data: p, .. } = frame.kind else {
-            panic!("not an IP packet: {frame:?}");
-        };
         assert_eq!(
             &p[12..20],
             &[10, 0, 2, 2, 10, 0, 1, 2],

@@ -172,7 +172,8 @@ static void nft_lua_pkt(struct lp_pkt *p, const struct nft_pktinfo *pkt)
 
 	/*
 	 * Field by field, not memset(): every field is set below (ct_*, eth only with their
-	 * has_ flag), and rep stos costs a packet more than the fields do under emulation.
+	 * has_ flag; sendq and net by nft_lua_eval(), may_send by the call), and rep stos costs
+	 * a packet more than the fields do under emulation.
 	 */
 	p->skb = skb;
 	p->noff = noff;
@@ -213,9 +214,6 @@ static void nft_lua_pkt(struct lp_pkt *p, const struct nft_pktinfo *pkt)
 	p->ct_mark = 0;
 	p->ct_id = 0;
 	p->has_eth = 0;
-	p->may_send = 0;
-	p->sendq = NULL;
-	p->net = NULL;
 	nft_lua_pkt_ct(p, skb);
 	nft_lua_pkt_eth(p, pkt);
 }

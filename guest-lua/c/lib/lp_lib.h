@@ -290,6 +290,8 @@ void lp_open_cidr(lua_State *L); /* sets field `cidr` of the table on top (`lp`)
 /* Pushes the bytes of the payload view at idx (of the running call) as a Lua string; raises an
  * error for anything else. */
 void lp_view_push(lua_State *L, int idx);
+/* The bytes of that view in place when they lie in the call's window, else NULL (copy them
+ * with lp_view_push). */
 const uint8_t *lp_view_data(lua_State *L, int idx, size_t *n);
 /* The payload view at idx (of the running call): its offset in the packet and its call. */
 void lp_view_origin(lua_State *L, int idx, uint32_t *off, uintptr_t *gen);

@@ -61,7 +61,6 @@ static const uint8_t *data_of(lua_State *L, int idx, size_t *len) {
 
 /* A key: the bytes of a string, lp.bytes or payload view; a number or an address
  * (pkt.ip.saddr) by its text, as tostring gives it (left on the stack). */
-
 static const uint8_t *key_of(lua_State *L, int idx, size_t *len) {
   const uint8_t *k = data_of(L, idx, len);
   if (k) return k;

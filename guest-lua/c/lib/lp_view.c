@@ -26,34 +26,34 @@ static int payload_range(struct lp_state *S, int cls, uint32_t *off, uint32_t *l
   return 1;
 }
 
-/* The payload view at index 1 (of the running call): its offset and length in the packet. */
-static struct lp_state *view_range(lua_State *L, uint32_t *off, uint32_t *len) {
+/* The payload view at idx (of the running call; else an error naming `expected`): its offset
+ * and length in the packet. */
+static struct lp_state *view_at(lua_State *L, int idx, const char *expected, uint32_t *off,
+                                uint32_t *len) {
   struct lp_state *S;
-  int cls = lp_check_obj(L, 1, VIEW_CLASSES, "bytes", &S);
+  int cls = lp_check_obj(L, idx, VIEW_CLASSES, expected, &S);
   if (!payload_range(S, cls, off, len)) luaL_error(L, "packet too short for its payload");
   return S;
+}
+
+/* The view methods' own argument (index 1). */
+static struct lp_state *view_range(lua_State *L, uint32_t *off, uint32_t *len) {
+  return view_at(L, 1, "bytes", off, len);
 }
 
 /* Views are valid for their call only: lp.bytes(view) copies one with this (lp_bytes.c), so a
  * script can keep payload bytes past the call. */
 void lp_view_push(lua_State *L, int idx) {
-  struct lp_state *S;
   uint32_t off, len;
-  int cls = lp_check_obj(L, idx, VIEW_CLASSES, "string, bytes or payload", &S);
-  if (!payload_range(S, cls, &off, &len)) {
-    luaL_error(L, "packet too short for its payload");
-    return; /* not reached: luaL_error does not return */
-  }
+  struct lp_state *S = view_at(L, idx, "string, bytes or payload", &off, &len);
   lp_push_range(L, S, off, len);
 }
 
 /* The bytes of the payload view at idx in place, when they lie in the call's window (a
  * packet's first LP_CTX_WINDOW_CAP bytes); NULL otherwise (the caller copies: lp_view_push). */
 const uint8_t *lp_view_data(lua_State *L, int idx, size_t *n) {
-  struct lp_state *S;
   uint32_t off, len;
-  int cls = lp_check_obj(L, idx, VIEW_CLASSES, "payload", &S);
-  if (!payload_range(S, cls, &off, &len)) luaL_error(L, "packet too short for its payload");
+  struct lp_state *S = view_at(L, idx, "payload", &off, &len);
   if (off > PKT_WIN(S) || len > PKT_WIN(S) - off) return NULL;
   *n = len;
   return S->ctx + LP_CTX_WINDOW + off;
@@ -61,10 +61,8 @@ const uint8_t *lp_view_data(lua_State *L, int idx, size_t *n) {
 
 /* The payload view at idx (of the running call): its offset in the packet and its call. */
 void lp_view_origin(lua_State *L, int idx, uint32_t *off, uintptr_t *gen) {
-  struct lp_state *S;
   uint32_t len;
-  int cls = lp_check_obj(L, idx, VIEW_CLASSES, "payload", &S);
-  if (!payload_range(S, cls, off, &len)) luaL_error(L, "packet too short for its payload");
+  view_at(L, idx, "payload", off, &len);
   *gen = LIB(L)->gen;
 }
 
