@@ -19,8 +19,9 @@
 -- whole for the device: GSO), one segment a call: the GET's call sends the first, each ACK of
 -- the client's the next, the last with FIN. The client's segments on that connection are the
 -- cache's: dropped; its FIN is acknowledged and the server's end reset with a RST in the
--- client's name. A call sends at most one segment because a call's fuel must leave room for
--- a garbage-collection cycle (~70,000 fuel; docs/library.md). The stored response is the
+-- client's name. A call sends at most one segment: the heaviest calls (a hit's GET, learning
+-- a segment) cost ~40,000-60,000 fuel, and the collector's steps up to ~30,000 more. The
+-- stored response is the
 -- server's, Date header included: the experiment's cache never expires an entry (an LRU map
 -- forgets it). The answer's segments are as large as the server's, so a client with a
 -- smaller MSS than the one that taught the cache would get segments too large for it.
@@ -51,8 +52,8 @@ local LEARN = ">I8I4I4I2I4"
 local served = lp.map{name = "served", type = "lru", key_size = 64, value = "bytes",
                       value_size = 160, max_entries = 1024}
 local SERVED = ">I8I4I4I2I2I4"
-local PER_CALL = 1 -- segments a call sends (each costs ~14,000 fuel; the client acknowledges
-                   -- each at first: quick ACKs)
+local PER_CALL = 1 -- segments a call sends (each ~14,000 fuel; a client acknowledges each
+                   -- at first: quick ACKs)
 -- hits, misses, uncachable (answers seen and not kept), bytes served, sends refused; ids
 local stats = lp.map{name = "stats", max_entries = 8}
 

@@ -26,6 +26,7 @@
 #include "lualib.h"
 
 #include "ldo.h"
+#include "lgc.h"
 #include "lstate.h"
 #include "lstring.h"
 #include "lvm.h"
@@ -305,18 +306,90 @@ static int top_recover(lua_State *L) {
 
 /* ---- allocation ---- */
 
+/* Bytes Lua allocated (growths count, frees do not): what the collector's pace follows. */
+static size_t alloc_total;
+/* Blocks Lua freed: a sweep step frees up to 100 objects, ~45,000 fuel. */
+static size_t free_count;
+
 static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   (void)ud;
   if (ptr == NULL) osize = 0;
   if (nsize == 0) {
     free(ptr);
+    free_count += ptr != NULL;
     mem_used -= osize;
     return NULL;
   } else {
     void *p = realloc(ptr, nsize);
-    if (p) mem_used += nsize - osize;
+    if (p) {
+      mem_used += nsize - osize;
+      if (nsize > osize) alloc_total += nsize - osize;
+    }
     return p;
   }
+}
+
+/* ---- the collector's pace ----
+ *
+ * Lua's incremental collector, paced here rather than by Lua once the script is loaded. Lua
+ * turns allocation into collector work in units so coarse for the guest's small heaps that a
+ * call allocating a few KiB paid for a whole cycle (~50,000-80,000 fuel) on top of its own
+ * work, and a call that needed 60,000 ran out of fuel. Here the collector is stopped for good
+ * (LUA_GCSTOP) and a call first does single steps of Lua's (lua_gc LUA_GCSTEP 0, with a step
+ * multiplier and size of 1) for what earlier calls allocated: one per LP_GC_STRIDE bytes, at
+ * most LP_GC_STEPS, and no more once a call's steps freed LP_GC_FREES blocks (a freed block
+ * costs ~450 fuel) unless the collector is LP_GC_BEHIND bytes behind. A cycle starts once
+ * the heap has grown past LP_GC_PAUSE_PACED percent of what the last one kept, as Lua's
+ * would. Two of Lua's steps were still too large: the build compiles lgc.c with sweep steps
+ * of 16 objects (100 cost ~45,000 fuel) and without the sweep of every dead object at the
+ * head of the object list that entering the sweep did inside the atomic step (all the
+ * garbage made during the cycle: over 90,000 fuel). A step is now ~300-10,000 fuel: a call
+ * pays at most ~30,000 to the collector. A heap that outgrows this pace meets the memory
+ * limit, where Lua's emergency collection runs as before. */
+#define LP_GC_STRIDE 256
+#define LP_GC_FREES 40
+#define LP_GC_BEHIND (64 * 1024)
+#define LP_GC_STEPS 16
+static int gc_paced;
+static size_t alloc_paid;
+static size_t gc_threshold; /* the heap's size at which the next cycle starts */
+
+static __attribute__((noinline)) void gc_pay(lua_State *L) {
+  global_State *g = G(L);
+  size_t owed = alloc_total - alloc_paid, frees;
+  int n;
+  if (g->gcstate == GCSpause && gettotalbytes(g) < gc_threshold) {
+    alloc_paid = alloc_total;
+    return;
+  }
+  n = (int)(owed / LP_GC_STRIDE);
+  if (n > LP_GC_STEPS) n = LP_GC_STEPS;
+  if (n < 1) n = 1;
+  alloc_paid += (size_t)n * LP_GC_STRIDE;
+  if (alloc_paid > alloc_total) alloc_paid = alloc_total;
+  frees = free_count;
+  while (n-- > 0) {
+    /* one sweep step's worth of frees a call, unless the collector is far behind */
+    if (free_count - frees >= LP_GC_FREES && owed < LP_GC_BEHIND) break;
+    if (lua_gc(L, LUA_GCSTEP, 0)) {
+      /* the cycle ended: Lua's setpause() left the heap's threshold as total - debt */
+      l_mem debt = g->GCdebt;
+      gc_threshold = gettotalbytes(g) + (debt < 0 ? (size_t)-debt : 0);
+      break;
+    }
+  }
+}
+
+/* From now on the guest paces the collector (after the load's full collection). */
+#define LP_GC_PAUSE_PACED 120
+static void gc_pace(lua_State *L) {
+  /* a step multiplier and size of 1 (stored as 0: Lua keeps a quarter of the multiplier):
+   * LUA_GCSTEP 0 then does one single step */
+  lua_gc(L, LUA_GCINC, LP_GC_PAUSE_PACED, 1, 1);
+  lua_gc(L, LUA_GCSTOP);
+  gc_paced = 1;
+  alloc_paid = alloc_total;
+  gc_threshold = gettotalbytes(G(L)) / 100 * LP_GC_PAUSE_PACED;
 }
 
 EXPORT("lp_alloc") void *lp_alloc(int len) { return malloc(len > 0 ? (size_t)len : 1); }
@@ -410,6 +483,7 @@ EXPORT("lp_load") int lp_load(const char *src, int len, const char *name, int nl
   /* the load's garbage is collected now, on the load budget: otherwise the first packets pay
    * for it in GC steps, on the per-call fuel */
   lua_gc(L, LUA_GCCOLLECT);
+  gc_pace(L);
   /* CallInfos for a packet call's first levels (the entry, a metamethod, a library function):
    * the collection just freed the load's spare ones, and the first call to go that deep would
    * pay ~170 fuel for them that later calls do not */
@@ -458,11 +532,13 @@ static int ref_top(lua_State *L) {
  * packet's fuel (the first call after a load or a rebuild paid ~45,000 fuel for it). */
 static l_mem gc_stop(lua_State *L) {
   l_mem debt = G(L)->GCdebt;
+  if (gc_paced) return 0; /* stopped for good: no step but gc_pay's */
   lua_gc(L, LUA_GCSTOP);
   return debt;
 }
 
 static void gc_restart(lua_State *L, l_mem debt) {
+  if (gc_paced) return;
   lua_gc(L, LUA_GCRESTART);
   luaE_setdebt(G(L), debt);
 }
@@ -613,6 +689,7 @@ EXPORT("lp_run") int lp_run(int fref, int aref, int budget, int cap) {
   int v;
   depth_cap = cap;
   try_depth = 0;
+  if (alloc_total - alloc_paid >= LP_GC_STRIDE) gc_pay(L);
   base = L->base_ci.func.p + 1;
   L->top.p = base; /* lua_settop(L, 0): nothing to close at the base level */
   func = base + 1;
