@@ -336,9 +336,11 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
  * call allocating a few KiB paid for a whole cycle (~50,000-80,000 fuel) on top of its own
  * work, and a call that needed 60,000 ran out of fuel. Here the collector is stopped for good
  * (LUA_GCSTOP) and a call first does single steps of Lua's (lua_gc LUA_GCSTEP 0, with a step
- * multiplier and size of 1) for what earlier calls allocated: one per LP_GC_STRIDE bytes, at
- * most LP_GC_STEPS, and no more once a call's steps freed LP_GC_FREES blocks (a freed block
- * costs ~450 fuel) unless the collector is LP_GC_BEHIND bytes behind. A cycle starts once
+ * multiplier and size of 1) for what earlier calls allocated: as many as spread the last
+ * cycle's steps over half the heap it kept (a step per LP_GC_STRIDE bytes at most), at most
+ * LP_GC_STEPS, and no more once a call's steps freed LP_GC_FREES blocks (a freed block costs
+ * ~450 fuel); behind (the heap half again past what the last cycle kept) up to
+ * LP_GC_STEPS_BEHIND, whatever they free. A cycle starts once
  * the heap has grown past LP_GC_PAUSE_PACED percent of what the last one kept, as Lua's
  * would. Two of Lua's steps were still too large: the build compiles lgc.c with sweep steps
  * of 16 objects (100 cost ~45,000 fuel) and without the sweep of every dead object at the
@@ -348,36 +350,51 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
  * limit, where Lua's emergency collection runs as before. */
 #define LP_GC_STRIDE 256
 #define LP_GC_FREES 40
-#define LP_GC_BEHIND (64 * 1024)
+#define LP_GC_STEPS_BEHIND 64
 #define LP_GC_STEPS 16
 static int gc_paced;
 static size_t alloc_paid;
 static size_t gc_threshold; /* the heap's size at which the next cycle starts */
+static size_t gc_kept;      /* the heap's size after the last cycle */
+static size_t gc_cycle_steps, gc_cycle_last; /* steps of this cycle, of the last one */
 
 static __attribute__((noinline)) void gc_pay(lua_State *L) {
   global_State *g = G(L);
-  size_t owed = alloc_total - alloc_paid, frees;
-  int n;
+  size_t owed = alloc_total - alloc_paid, frees, per, cap;
+  int n, done = 0, behind;
   if (g->gcstate == GCSpause && gettotalbytes(g) < gc_threshold) {
     alloc_paid = alloc_total;
     return;
   }
-  n = (int)(owed / LP_GC_STRIDE);
-  if (n > LP_GC_STEPS) n = LP_GC_STEPS;
-  if (n < 1) n = 1;
-  alloc_paid += (size_t)n * LP_GC_STRIDE;
-  if (alloc_paid > alloc_total) alloc_paid = alloc_total;
+  /* bytes of allocation a step pays for: the last cycle's steps spread over half the heap it
+   * kept, so that a cycle ends before the heap has grown by half again */
+  per = gc_kept / 2 / (gc_cycle_last + 1) + 1;
+  if (per > LP_GC_STRIDE) per = LP_GC_STRIDE;
+  /* behind: the heap has grown by half past what the last cycle kept (or than a first guess
+   * had it): more steps, whatever they free */
+  behind = gettotalbytes(g) > gc_kept + gc_kept / 2;
+  cap = behind ? LP_GC_STEPS_BEHIND : LP_GC_STEPS;
+  n = (int)(owed / per) + 1;
+  if ((size_t)n > cap) n = (int)cap;
   frees = free_count;
-  while (n-- > 0) {
-    /* one sweep step's worth of frees a call, unless the collector is far behind */
-    if (free_count - frees >= LP_GC_FREES && owed < LP_GC_BEHIND) break;
+  while (done < n) {
+    /* ~one sweep step's worth of frees a call, unless the collector is far behind */
+    if (free_count - frees >= LP_GC_FREES && !behind) break;
+    done++;
+    gc_cycle_steps++;
     if (lua_gc(L, LUA_GCSTEP, 0)) {
       /* the cycle ended: Lua's setpause() left the heap's threshold as total - debt */
       l_mem debt = g->GCdebt;
       gc_threshold = gettotalbytes(g) + (debt < 0 ? (size_t)-debt : 0);
-      break;
+      gc_kept = gettotalbytes(g);
+      gc_cycle_last = gc_cycle_steps;
+      gc_cycle_steps = 0;
+      alloc_paid = alloc_total;
+      return;
     }
   }
+  alloc_paid += (size_t)done * per;
+  if (alloc_paid > alloc_total) alloc_paid = alloc_total;
 }
 
 /* From now on the guest paces the collector (after the load's full collection). */
@@ -389,7 +406,9 @@ static void gc_pace(lua_State *L) {
   lua_gc(L, LUA_GCSTOP);
   gc_paced = 1;
   alloc_paid = alloc_total;
-  gc_threshold = gettotalbytes(G(L)) / 100 * LP_GC_PAUSE_PACED;
+  gc_kept = gettotalbytes(G(L));
+  gc_cycle_last = gc_kept / 512; /* a guess until a cycle has been counted */
+  gc_threshold = gc_kept / 100 * LP_GC_PAUSE_PACED;
 }
 
 EXPORT("lp_alloc") void *lp_alloc(int len) { return malloc(len > 0 ? (size_t)len : 1); }
