@@ -173,7 +173,7 @@ fn the_second_get_is_answered_from_the_cache_and_uncachable_answers_pass() {
     let pcap = dir.join(format!("lpctl-http-{}.pcap", std::process::id()));
     let sent = dir.join(format!("lpctl-http-{}-sent.pcap", std::process::id()));
     let cap = capture(&pcap);
-    // the most fuel a call may have: a garbage-collection cycle can land on one call
+    // the most fuel a call may have, for the collector's steps on top of a heavy call
     let v = run_json(&example("http-cache.lua"), &pcap, &sent, &["--fuel", "max"]);
     let stats = &v["stats"];
     assert_eq!(stats["packets"], cap.packets);

@@ -37,8 +37,12 @@ extern lp_jmp_buf **lp_w2c_target_slot(void);
 #ifdef LP_W2C_KERNEL
 extern lp_jmp_buf *lp_w2c_enter(lp_jmp_buf *frame);
 extern void lp_w2c_leave(lp_jmp_buf *frame);
-/* native stack a top-level call may use below its host frame: the script stacks are 64 KiB */
-#define LP_W2C_STACK (40u << 10)
+/* native stack a top-level call may use below its host frame: the script stacks (and the
+ * load's) are 96 KiB; 72 KiB is room for the deepest pcall nesting allowed (31 levels under
+ * the entry, ~62 KiB on this engine: ~1.9 KiB a level, every Lua C function on the way is a
+ * native frame here) and for C recursion to Lua's own limit (~65 KiB), and leaves the rest
+ * to the frames above the entry and to interrupts */
+#define LP_W2C_STACK (72u << 10)
 #else
 static inline lp_jmp_buf *lp_w2c_enter(lp_jmp_buf *frame) {
   lp_jmp_buf *outer = *lp_w2c_target_slot();

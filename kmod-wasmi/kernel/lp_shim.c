@@ -621,7 +621,7 @@ int lp_skb_write_meta(const struct lp_pkt *pkt, const struct lp_meta_write *w)
  * preemptible code. Migration stays disabled while on this stack, which makes those accesses
  * valid (the task may still sleep and be preempted); the walk then ends empty.
  */
-#define LP_CALL_STACK_SIZE	(64 * 1024)
+#define LP_CALL_STACK_SIZE	(96 * 1024)
 
 struct lp_stack_call {
 	int	(*fn)(void *arg);
@@ -658,14 +658,16 @@ int lp_call_on_big_stack(int (*fn)(void *arg), void *arg)
 
 /*
  * Packets run their script on a per-CPU stack as well: every nested protected call
- * (pcall, coroutines) re-enters the interpreter through the host and costs ~1.4 KiB of
- * native stack, so a script allowed MAX_PCALL_DEPTH (32) levels would need ~46 KiB, more than
- * the task or irq stack it arrives on. 64 KiB leaves room for hard interrupts, which run on
- * the current stack when the irq stack is already in use (softirq on the irq stack). The
- * caller has bottom halves disabled, which pins it to the CPU and keeps other users of the
- * CPU's stack (softirqs) out.
+ * (pcall, coroutines) re-enters the guest through the host and costs native stack, ~1.55 KiB
+ * a level on wasmi and ~1.9 KiB on the compiled engine (whose Lua C functions are native
+ * frames), measured by 20-nft-lua's stack probe on 6.1: a script allowed MAX_PCALL_DEPTH (32)
+ * levels needs ~50 KiB (wasmi) or ~62 KiB (compiled), far more than the task or irq stack it
+ * arrives on. The compiled engine stops a call 72 KiB below its entry (lp_w2c_host.c). 96 KiB
+ * leaves over 20 KiB for hard interrupts, which run on the current stack when the irq stack
+ * is already in use (softirq on the irq stack). The caller has bottom halves disabled, which
+ * pins it to the CPU and keeps other users of the CPU's stack (softirqs) out.
  */
-#define LP_CPU_STACK_SIZE	(64 * 1024)
+#define LP_CPU_STACK_SIZE	(96 * 1024)
 #define LP_STACK_PATTERN	0x6c75617061636b74ULL	/* "luapackt" */
 
 static DEFINE_PER_CPU(void *, lp_cpu_stack);

@@ -18,7 +18,7 @@ void lp_loads_stop(void);
 /* any. lp_loads_stop() was called. */
 bool lp_loads_stopping(void);
 /*
- * process. Runs @fn(@arg) on a 64 KiB stack of its own and returns what it returns (or
+ * process. Runs @fn(@arg) on a 96 KiB stack of its own and returns what it returns (or
  * -ENOMEM). Every process-context call that compiles or instantiates (lp_rt_load,
  * lp_rt_build_instance, lp_rt_bind_on_cpu) goes through it: those paths need more than the
  * 16 KiB a task stack has, and their sleeping allocations must not fail (see lp_alloc).
@@ -39,7 +39,7 @@ void **lp_w2c_target_slot(void);
  */
 void *lp_w2c_enter(void *frame);
 void lp_w2c_leave(void *frame);
-/* process. One 64 KiB stack per possible CPU for lp_call_on_cpu_stack(). */
+/* process. One 96 KiB stack per possible CPU for lp_call_on_cpu_stack(). */
 int lp_cpu_stacks_init(void);
 void lp_cpu_stacks_free(void);
 /*

@@ -171,12 +171,14 @@ probe_stack() { # PORT: deepest script-stack use of calls made by 5 datagrams se
   echo 0 >/sys/module/$m/parameters/stack_probe
   cat /sys/module/$m/parameters/stack_max_bytes
 }
-# Scripts run on a 64 KiB stack per CPU (never on the task or irq stack): measure what a plain
-# call and the deepest nesting allowed (pcall-depth 32) use of it.
+# Scripts run on a 96 KiB stack per CPU (never on the task or irq stack): measure what a plain
+# call and the deepest nesting allowed (pcall-depth 32) use of it. The measures count only if
+# the calls ran to their end: a call cut short (by fuel) never reached its deepest frame.
 if [ -w /sys/module/$m/parameters/stack_probe ]; then
   lpctl rule add inet lptest output udp dport 5020 lua script verdicts >/dev/null 2>&1
   lpctl rule add inet lptest output udp dport 5021 lua script verdicts function deep >/dev/null 2>&1
   lpctl rule add inet lptest output udp dport 5022 lua script verdicts function deepest >/dev/null 2>&1
+  errs0=$(lpctl script show verdicts | grep 'errors:')
   depth=$(probe_stack 5020)
   note "measure: script stack used by one call: $depth bytes"
   check_ge "lua: stack probe saw the call" 1 "$depth"
@@ -185,9 +187,13 @@ if [ -w /sys/module/$m/parameters/stack_probe ]; then
   note "measure: script stack used by a call nesting 7 pcalls: $deep bytes"
   lpctl script limits verdicts --pcall-depth 32 >/dev/null
   deepest=$(probe_stack 5022)
-  note "measure: script stack used by a call nesting 31 pcalls (pcall-depth 32, the maximum): $deepest bytes of 65536"
+  note "measure: script stack used by a call nesting 31 pcalls (pcall-depth 32, the maximum): $deepest bytes of 98304"
+  check_eq "lua: the probed calls ran to their end (no error of any kind)" "$errs0" \
+    "$(lpctl script show verdicts | grep 'errors:')"
+  check_ge "lua: the deepest nesting costs the stack of 24 more levels than 7 (1 KiB each at least)" \
+    $((deep + 24 * 1024)) "$deepest"
   check "lua: the deepest nesting allowed leaves 16 KiB of the script stack for interrupts" \
-    test "$deepest" -lt 49152
+    test "$deepest" -lt $((98304 - 16384))
 fi
 
 # cost of a call on this (emulated) CPU: an accept-everything script and a field filter
