@@ -144,6 +144,9 @@ pub mod map {
     pub const E_REDECLARED: i32 = -11;
     /// No memory for the map.
     pub const E_MEMORY: i32 = -12;
+    /// Past the bytes the host lets the script's maps take (the kernel: the network
+    /// namespace's script memory cap).
+    pub const E_ROOM: i32 = -13;
 }
 
 pub const TRY_OK: i32 = 0;

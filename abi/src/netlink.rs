@@ -132,7 +132,9 @@ pub mod attr {
     pub const SEND_BYTES: u16 = 28;
     pub const SEND_RATE: u16 = 29;
     pub const SEND_BYTE_RATE: u16 = 30;
-    pub const MAX: u16 = 30;
+    /// NLA_U64: bytes of the script's maps (allocated in full when declared).
+    pub const MAP_BYTES: u16 = 31;
+    pub const MAX: u16 = 31;
 }
 
 /// Counters nested in `attr::STATS`, all NLA_U64.

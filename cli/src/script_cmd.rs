@@ -128,7 +128,9 @@ pub fn envelope(kind: &str, items: Vec<Value>) -> Value {
 }
 
 fn kib(b: u64) -> String {
-    if b >= 1 << 20 && b.is_multiple_of(1 << 20) {
+    if b < 1024 {
+        format!("{b}B")
+    } else if b >= 1 << 20 && b.is_multiple_of(1 << 20) {
         format!("{}M", b >> 20)
     } else {
         format!("{}K", b / 1024)
@@ -140,13 +142,14 @@ pub fn info_text(i: &ScriptInfo) -> String {
     let s = &i.stats;
     let l = &i.limits;
     let mut out = format!(
-        "{}: tag {}  engine {}  refs {}  instances {}  memory {}\n",
+        "{}: tag {}  engine {}  refs {}  instances {}  memory {}  maps {}\n",
         i.name,
         i.tag,
         i.engine.unwrap_or(Engine::Wasmi),
         i.refs,
         i.instances,
-        kib(i.mem_bytes)
+        kib(i.mem_bytes),
+        kib(i.map_bytes)
     );
     out.push_str(&format!(
         "\tlimits: fuel {}  instructions {}  memory {}  recursion {}  pcall-depth {}  load-fuel {}  on-error {}\n",

@@ -40,6 +40,7 @@
 #define LP_MAP_E_TOO_MANY (-10)
 #define LP_MAP_E_REDECLARED (-11)
 #define LP_MAP_E_MEMORY (-12)
+#define LP_MAP_E_ROOM (-13)
 #define LP_MAP_NUMBER 9
 #define LP_MAP_INT 1
 #define LP_MAP_FLOAT 2

@@ -445,6 +445,8 @@ int lp_rt_check_limits(const struct lp_limits *limits, char *msg, size_t msg_len
  * bound in the new instances at the same indices; a function missing in the new script fails
  * the load. The top-level chunk runs in slices of fuel with lp_load_pause() between them.
  * Unless `foreign_ok`, a package whose guest is not the built-in one is refused (-EPERM).
+ * `map_room`: the bytes the script's maps may take in all (a declaration past them fails the
+ * top-level chunk with a Lua error; a replacement's maps include those it keeps).
  * `engine`: `LUAPKT_ENGINE_*` (another value: -EINVAL); the compiled engine takes only the
  * built-in guest: another one is refused (-ENOEXEC) when the loader named the engine
  * (`engine_named`), and runs on wasmi when compiled is only the default. Returns 0 and
@@ -468,6 +470,7 @@ int lp_rt_load(struct lp_cache *cache,
                uint32_t instances,
                const struct lp_script *replaces,
                bool foreign_ok,
+               uint64_t map_room,
                struct lp_script **out,
                char *msg,
                size_t msg_len);
@@ -496,6 +499,15 @@ void lp_rt_script_free(struct lp_script *s);
  * `s` is live; `tag` is writable for 8 bytes.
  */
 void lp_rt_tag(const struct lp_script *s, uint8_t *tag);
+
+/**
+ * any. Bytes the script's maps take (each allocated in full when declared; a replacement
+ * shares those of the script it replaced).
+ *
+ * # Safety
+ * `s` is live.
+ */
+uint64_t lp_rt_map_bytes(const struct lp_script *s);
 
 /**
  * any. Number of instances (slots), fixed at load.

@@ -80,6 +80,7 @@ enum luapkt_attributes {
 	LUAPKT_A_SEND_BYTES = 28, /* NLA_U32 */
 	LUAPKT_A_SEND_RATE = 29, /* NLA_U32 */
 	LUAPKT_A_SEND_BYTE_RATE = 30, /* NLA_U32 */
+	LUAPKT_A_MAP_BYTES = 31, /* NLA_U64, bytes of the script's maps */
 	__LUAPKT_A_MAX
 };
 #define LUAPKT_A_MAX (__LUAPKT_A_MAX - 1)

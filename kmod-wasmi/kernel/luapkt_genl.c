@@ -313,6 +313,7 @@ static const struct nla_policy luapkt_genl_policy[LUAPKT_A_MAX + 1] = {
 	[LUAPKT_A_TAG]		= { .type = NLA_REJECT },
 	[LUAPKT_A_REFS]		= { .type = NLA_REJECT },
 	[LUAPKT_A_MEM_BYTES]	= { .type = NLA_REJECT },
+	[LUAPKT_A_MAP_BYTES]	= { .type = NLA_REJECT },
 	[LUAPKT_A_INSTANCES]	= { .type = NLA_REJECT },
 	[LUAPKT_A_LOAD_FUEL]	= { .type = NLA_U64 },
 	[LUAPKT_A_ENGINE]	= NLA_POLICY_RANGE(NLA_U8, LUAPKT_ENGINE_WASMI,
@@ -369,8 +370,8 @@ static int luapkt_may_change(const struct sk_buff *skb, struct genl_info *info)
 	return -EPERM;
 }
 
-/* Bytes of linear memory the scripts of @ln may use (limit x instances), but @skip's; under
- * ln->mutex. */
+/* Bytes the scripts of @ln reserve, but @skip: linear memory (limit x instances) and maps;
+ * under ln->mutex. */
 static u64 luapkt_netns_bytes(struct luapkt_net *ln, const struct luapkt_script *skip)
 {
 	const struct luapkt_version *v;
@@ -384,23 +385,30 @@ static u64 luapkt_netns_bytes(struct luapkt_net *ln, const struct luapkt_script 
 			continue;
 		v = rcu_dereference_protected(s->cur, lockdep_is_held(&ln->mutex));
 		lp_rt_get_limits(v->rt, &l);
-		sum += l.memory * lp_rt_instances(v->rt);
+		sum += l.memory * lp_rt_instances(v->rt) + lp_rt_map_bytes(v->rt);
 	}
 	return sum;
 }
 
-/* 0, or -ENOSPC with a message when @memory per instance would take @ln past its cap. */
+/*
+ * 0, or -ENOSPC with a message when a script with @memory per instance and @maps bytes of
+ * maps, in place of @replacing, would take @ln past its cap. @left (if not NULL) gets the
+ * bytes the cap leaves after that: what a script being loaded may declare in maps.
+ */
 static int luapkt_netns_room(struct luapkt_net *ln, const struct luapkt_script *replacing,
-			     u64 memory, struct netlink_ext_ack *extack)
+			     u64 memory, u64 maps, struct netlink_ext_ack *extack, u64 *left)
 {
 	u64 cap = (u64)READ_ONCE(max_netns_mbytes) << 20;
 	u64 used = luapkt_netns_bytes(ln, replacing);
-	u64 want = memory * nr_cpu_ids;
+	u64 want = memory * nr_cpu_ids + maps;
 
-	if (used + want <= cap)
+	if (used + want <= cap) {
+		if (left)
+			*left = cap - used - want;
 		return 0;
+	}
 	luapkt_set_err(extack, "the network namespace's script memory cap is reached",
-		       "the network namespace's script memory cap is reached: its scripts would reserve %llu MiB (memory limit x %u instances), max_netns_mbytes=%u",
+		       "the network namespace's script memory cap is reached: its scripts would reserve %llu MiB (memory limit x %u instances, and maps), max_netns_mbytes=%u",
 		       (used + want) >> 20, nr_cpu_ids, READ_ONCE(max_netns_mbytes));
 	return -ENOSPC;
 }
@@ -480,6 +488,7 @@ static int luapkt_fill_script(struct sk_buff *skb, const struct luapkt_script *s
 	    nla_put_u32(skb, LUAPKT_A_REFS, atomic_read(&s->users)) ||
 	    nla_put_u32(skb, LUAPKT_A_INSTANCES, lp_rt_instances(v->rt)) ||
 	    nla_put_u64_64bit(skb, LUAPKT_A_MEM_BYTES, st.mem_bytes, LUAPKT_A_PAD) ||
+	    nla_put_u64_64bit(skb, LUAPKT_A_MAP_BYTES, lp_rt_map_bytes(v->rt), LUAPKT_A_PAD) ||
 	    nla_put_u64_64bit(skb, LUAPKT_A_FUEL, l.fuel, LUAPKT_A_PAD) ||
 	    nla_put_u32(skb, LUAPKT_A_INSTRUCTIONS, l.instructions) ||
 	    nla_put_u64_64bit(skb, LUAPKT_A_MEMORY, l.memory, LUAPKT_A_PAD) ||
@@ -708,6 +717,7 @@ struct luapkt_load {
 	const struct luapkt_upload	*up;
 	const struct lp_script		*replaces;
 	bool				foreign_ok;
+	u64				map_room;
 	struct lp_script		*rt;
 	char				*msg;
 	size_t				msg_len;
@@ -721,7 +731,8 @@ static int luapkt_load_on_stack(void *arg)
 	return lp_rt_load(luapkt_cache, l->up->buf, l->up->size, l->up->name,
 			  strlen(l->up->name), &l->up->limits,
 			  l->up->engine ?: READ_ONCE(default_engine), l->up->engine != 0,
-			  nr_cpu_ids, l->replaces, l->foreign_ok, &l->rt, l->msg, l->msg_len);
+			  nr_cpu_ids, l->replaces, l->foreign_ok, l->map_room, &l->rt, l->msg,
+			  l->msg_len);
 }
 
 static int luapkt_nl_load_commit(struct sk_buff *skb, struct genl_info *info)
@@ -775,7 +786,8 @@ static int luapkt_nl_load_commit(struct sk_buff *skb, struct genl_info *info)
 		err = -ENOSPC;
 		goto err_upload;
 	}
-	err = luapkt_netns_room(ln, s, up->limits.memory, extack);
+	/* the maps a replacement keeps count in its own (the replaced script's are not counted) */
+	err = luapkt_netns_room(ln, s, up->limits.memory, 0, extack, &load.map_room);
 	if (err)
 		goto err_upload;
 	if (s)
@@ -1202,7 +1214,7 @@ static int luapkt_nl_set_limits(struct sk_buff *skb, struct genl_info *info)
 	v = rcu_dereference_protected(s->cur, lockdep_is_held(&ln->mutex));
 	lp_rt_get_limits(v->rt, &l);
 	luapkt_parse_limits(info->attrs, &l);
-	err = luapkt_netns_room(ln, s, l.memory, extack);
+	err = luapkt_netns_room(ln, s, l.memory, lp_rt_map_bytes(v->rt), extack, NULL);
 	if (err) {
 		mutex_unlock(&ln->mutex);
 		return err;

@@ -366,6 +366,9 @@ pub struct ScriptInfo {
     pub refs: u32,
     /// Linear memory of all instances, in bytes.
     pub mem_bytes: u64,
+    /// The script's maps, in bytes (allocated in full when declared; 0 from a kernel that
+    /// does not say).
+    pub map_bytes: u64,
     /// One per possible CPU.
     pub instances: u32,
     pub limits: ScriptLimits,
@@ -811,6 +814,7 @@ fn decode_script(attrs: &[u8]) -> Decoded<ScriptInfo> {
     let mut on_error = None;
     let mut engine = None;
     let mut load_fuel = 0;
+    let mut map_bytes = 0;
     let mut send = SendLimits::<u32>::default();
     let mut stats = Stats::default();
     for a in wire::attrs(attrs) {
@@ -824,6 +828,7 @@ fn decode_script(attrs: &[u8]) -> Decoded<ScriptInfo> {
             }
             attr::REFS => refs = Some(a.u32("LUAPKT_ATTR_REFS")?),
             attr::MEM_BYTES => mem_bytes = Some(a.u64("LUAPKT_ATTR_MEM_BYTES")?),
+            attr::MAP_BYTES => map_bytes = a.u64("LUAPKT_ATTR_MAP_BYTES")?,
             attr::INSTANCES => instances = Some(a.u32("LUAPKT_ATTR_INSTANCES")?),
             attr::FUEL => fuel = Some(a.u64("LUAPKT_ATTR_FUEL")?),
             attr::INSTRUCTIONS => instructions = Some(a.u32("LUAPKT_ATTR_INSTRUCTIONS")?),
@@ -858,6 +863,7 @@ fn decode_script(attrs: &[u8]) -> Decoded<ScriptInfo> {
         tag: required(tag, "LUAPKT_ATTR_TAG")?,
         refs: required(refs, "LUAPKT_ATTR_REFS")?,
         mem_bytes: required(mem_bytes, "LUAPKT_ATTR_MEM_BYTES")?,
+        map_bytes,
         instances: required(instances, "LUAPKT_ATTR_INSTANCES")?,
         limits: ScriptLimits {
             fuel: required(fuel, "LUAPKT_ATTR_FUEL")?,

@@ -118,6 +118,7 @@ pub fn guest_header() -> String {
         ("E_TOO_MANY", g::map::E_TOO_MANY),
         ("E_REDECLARED", g::map::E_REDECLARED),
         ("E_MEMORY", g::map::E_MEMORY),
+        ("E_ROOM", g::map::E_ROOM),
     ] {
         h.define(&format!("LP_MAP_{name}"), format_args!("({value})"));
     }
@@ -373,6 +374,11 @@ pub fn kernel_header() -> String {
             ("SEND_BYTES", attr::SEND_BYTES, "NLA_U32"),
             ("SEND_RATE", attr::SEND_RATE, "NLA_U32"),
             ("SEND_BYTE_RATE", attr::SEND_BYTE_RATE, "NLA_U32"),
+            (
+                "MAP_BYTES",
+                attr::MAP_BYTES,
+                "NLA_U64, bytes of the script's maps",
+            ),
         ],
         attr::MAX,
     );

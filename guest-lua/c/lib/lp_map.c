@@ -36,6 +36,7 @@ static const char *map_error(int code) {
     case LP_MAP_E_TOO_MANY: return "too many maps (16 a script, 64 MiB in all)";
     case LP_MAP_E_REDECLARED: return "a map of that name exists with another declaration (unload the script to change it)";
     case LP_MAP_E_MEMORY: return "not enough memory for the map";
+    case LP_MAP_E_ROOM: return "the maps would take the network namespace past its script memory cap (module parameter max_netns_mbytes)";
     default: return "map unavailable";
   }
 }

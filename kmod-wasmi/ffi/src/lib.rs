@@ -273,7 +273,11 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
 // ---------------------------------------------------------------------------------------
 // Host and packets.
 
-struct KernelHost;
+/// `map_room`: bytes the script's maps may take (what its netns's script memory cap left at
+/// load; `usize::MAX` where no map is declared).
+struct KernelHost {
+    map_room: usize,
+}
 
 impl Host for KernelHost {
     fn now_ns(&self) -> u64 {
@@ -312,6 +316,9 @@ impl Host for KernelHost {
         // SAFETY: no pointers; any context (it only acts for a task inside
         // lp_call_on_big_stack, on that task's own slot).
         unsafe { lp_alloc_fallible_next(bytes) }
+    }
+    fn map_room(&self) -> usize {
+        self.map_room
     }
     fn pause(&self) -> bool {
         // SAFETY: no arguments; only building an instance pauses, which runs in process
@@ -723,6 +730,8 @@ pub unsafe extern "C" fn lp_rt_check_limits(
 /// bound in the new instances at the same indices; a function missing in the new script fails
 /// the load. The top-level chunk runs in slices of fuel with lp_load_pause() between them.
 /// Unless `foreign_ok`, a package whose guest is not the built-in one is refused (-EPERM).
+/// `map_room`: the bytes the script's maps may take in all (a declaration past them fails the
+/// top-level chunk with a Lua error; a replacement's maps include those it keeps).
 /// `engine`: `LUAPKT_ENGINE_*` (another value: -EINVAL); the compiled engine takes only the
 /// built-in guest: another one is refused (-ENOEXEC) when the loader named the engine
 /// (`engine_named`), and runs on wasmi when compiled is only the default. Returns 0 and
@@ -748,6 +757,7 @@ pub unsafe extern "C" fn lp_rt_load(
     instances: u32,
     replaces: *const LpScript,
     foreign_ok: bool,
+    map_room: u64,
     out: *mut *mut LpScript,
     msg: *mut c_char,
     msg_len: usize,
@@ -801,7 +811,9 @@ pub unsafe extern "C" fn lp_rt_load(
             return -EINVAL;
         }
     };
-    let host: Arc<dyn Host> = Arc::new(KernelHost);
+    let host: Arc<dyn Host> = Arc::new(KernelHost {
+        map_room: usize::try_from(map_room).unwrap_or(usize::MAX),
+    });
     let rt = match PerCpuScript::load(
         cache,
         engine,
@@ -863,6 +875,17 @@ pub unsafe extern "C" fn lp_rt_script_free(s: *mut LpScript) {
 pub unsafe extern "C" fn lp_rt_tag(s: *const LpScript, tag: *mut u8) {
     // SAFETY: the caller's contract.
     unsafe { core::ptr::copy_nonoverlapping((*s).tag.as_ptr(), tag, 8) }
+}
+
+/// any. Bytes the script's maps take (each allocated in full when declared; a replacement
+/// shares those of the script it replaced).
+///
+/// # Safety
+/// `s` is live.
+#[no_mangle]
+pub unsafe extern "C" fn lp_rt_map_bytes(s: *const LpScript) -> u64 {
+    // SAFETY: the caller's contract.
+    unsafe { (*s).rt.maps().bytes() as u64 }
 }
 
 /// any. Number of instances (slots), fixed at load.
@@ -1247,7 +1270,10 @@ impl RebuildLog for PerCpuScript {
     fn host_log_rebuild_failure(&self, e: &LoadError) {
         let mut b = Buf::<256>::new();
         let _ = write!(b, "instance rebuild failed: {e}");
-        KernelHost.log(self.name(), LogLevel::Warn, &b.data[..b.len]);
+        let host = KernelHost {
+            map_room: usize::MAX,
+        };
+        host.log(self.name(), LogLevel::Warn, &b.data[..b.len]);
     }
 }
 

@@ -42,6 +42,11 @@ pub trait Host: Send + Sync {
     /// (wasmi's compile and instantiate would abort on a failure) and keeps this one, the
     /// script-sized one, fallible: an ENOMEM, not a forced charge.
     fn linear_memory(&self, _bytes: usize) {}
+    /// Bytes all of the script's maps may take (besides `maps::BYTES_MAX`): the kernel's is
+    /// what the network namespace's script memory cap left when the script was loaded.
+    fn map_room(&self) -> usize {
+        usize::MAX
+    }
     /// The script's maps (`lp.map`), shared by its instances; `None`: scripts here cannot
     /// declare maps.
     fn maps(&self) -> Option<&crate::maps::ScriptMaps> {

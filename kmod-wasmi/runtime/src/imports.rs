@@ -389,9 +389,10 @@ pub fn declare_map(host: &dyn Host, spec: &[u8]) -> i32 {
     };
     let seed = |k: u32| u64::from(host.seed()) << 32 | u64::from(host.seed() ^ k);
     let announce = |bytes: usize| host.linear_memory(bytes);
-    match maps.declare(name, spec, (seed(1), seed(2)), &announce) {
+    match maps.declare(name, spec, (seed(1), seed(2)), &announce, host.map_room()) {
         Ok(id) => id as i32,
         Err(DeclareError::TooMany) => m::E_TOO_MANY,
+        Err(DeclareError::NoRoom) => m::E_ROOM,
         Err(DeclareError::Redeclared) => m::E_REDECLARED,
         Err(DeclareError::Map(crate::maps::MapError::NoMemory)) => m::E_MEMORY,
         Err(DeclareError::Map(_)) => m::E_SPEC,

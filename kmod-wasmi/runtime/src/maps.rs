@@ -905,6 +905,8 @@ pub enum DeclareError {
     Map(MapError),
     TooMany,
     Redeclared,
+    /// Past the bytes the host lets the script's maps take ([`crate::Host::map_room`]).
+    NoRoom,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -968,15 +970,33 @@ impl ScriptMaps {
         (0..MAPS_MAX).map_while(|i| self.get(i))
     }
 
+    /// Bytes the declared maps take (allocated in full when declared).
+    pub fn bytes(&self) -> usize {
+        self.iter().map(|m| m.map.spec().bytes()).sum()
+    }
+
+    /// Whether a map of `spec` fits beside the `n` declared ones, under the bounds and in `room`.
+    fn room_for(&self, n: usize, spec: &MapSpec, room: usize) -> Result<(), DeclareError> {
+        let bytes = self.bytes() + spec.bytes();
+        if n >= MAPS_MAX || bytes > BYTES_MAX {
+            return Err(DeclareError::TooMany);
+        }
+        if bytes > room {
+            return Err(DeclareError::NoRoom);
+        }
+        Ok(())
+    }
+
     /// Declares map `name` (or finds it, declared the same way by another instance or the
     /// script this one replaced) and returns its id. Process context: a new map is allocated
-    /// in full here.
+    /// in full here, if all the maps then take at most `room` bytes.
     pub fn declare(
         &self,
         name: &str,
         spec: MapSpec,
         seed: (u64, u64),
         announce: Announce<'_>,
+        room: usize,
     ) -> Result<usize, DeclareError> {
         if !valid_name(name) {
             return Err(DeclareError::Map(MapError::Spec(
@@ -1002,10 +1022,7 @@ impl ScriptMaps {
             if let Some(r) = known(*n) {
                 return r;
             }
-            let bytes: usize = self.iter().map(|m| m.map.spec().bytes()).sum();
-            if *n >= MAPS_MAX || bytes + spec.bytes() > BYTES_MAX {
-                return Err(DeclareError::TooMany);
-            }
+            self.room_for(*n, &spec, room)?;
         }
         // allocated without the lock held (it may sleep); another declarer may win the race
         let map = Map::new(spec, seed, announce).map_err(DeclareError::Map)?;
@@ -1022,9 +1039,8 @@ impl ScriptMaps {
         if let Some(r) = known(*n) {
             return r;
         }
-        if *n >= MAPS_MAX {
-            return Err(DeclareError::TooMany);
-        }
+        // another declarer's map may have taken the room meanwhile
+        self.room_for(*n, &spec, room)?;
         let id = *n;
         self.table[id].store(Box::into_raw(named), Ordering::Release);
         *n += 1;

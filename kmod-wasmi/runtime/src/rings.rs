@@ -343,6 +343,9 @@ impl Host for RingHost {
     fn linear_memory(&self, bytes: usize) {
         self.inner.linear_memory(bytes)
     }
+    fn map_room(&self) -> usize {
+        self.inner.map_room()
+    }
     fn maps(&self) -> Option<&crate::maps::ScriptMaps> {
         Some(&self.maps)
     }

@@ -45,6 +45,7 @@ on_each_engine!(
     a_poisoned_slot_applies_the_policy_until_a_fresh_instance_is_installed,
     limits_and_policy_change_live_and_a_replacement_keeps_entries,
     one_call_in_time_every_is_timed_and_counted_that_many_times,
+    maps_take_no_more_than_the_room_the_host_leaves,
 );
 
 fn load(
@@ -321,4 +322,70 @@ fn one_call_in_time_every_is_timed_and_counted_that_many_times(engine: EngineKin
     // samples four times each (themselves and the three untimed calls before them)
     assert_eq!(st.run_time_ns, (1 + 4 + 4 + 1) * 1000);
     assert_eq!(st.run_time_max_ns, 1000);
+}
+
+/// A host that lets a script's maps take `room` bytes (the kernel: what the network
+/// namespace's script memory cap leaves).
+struct RoomHost(usize);
+
+impl Host for RoomHost {
+    fn now_ns(&self) -> u64 {
+        0
+    }
+    fn log(&self, _script: &str, _level: LogLevel, _line: &[u8]) {}
+    fn seed(&self) -> u32 {
+        1
+    }
+    fn map_room(&self) -> usize {
+        self.0
+    }
+}
+
+fn maps_take_no_more_than_the_room_the_host_leaves(engine: EngineKind) {
+    const MAPS: &str = "
+local a = lp.map{name = 'a', key_size = 16, max_entries = 1000}
+local b = lp.map{name = 'b', key_size = 16, value = 'bytes', value_size = 64, max_entries = 100}
+function process_packet(p) return lp.ACCEPT end";
+    let load = |room: usize, src: &str, from: Option<&PerCpuScript>| {
+        PerCpuScript::load(
+            &mut GuestCache::new(),
+            engine,
+            guest_lua::LUA_WASM,
+            "maps",
+            src.as_bytes(),
+            Limits::default(),
+            OnError::Break,
+            2,
+            Arc::new(RoomHost(room)),
+            from,
+        )
+    };
+    let all = load(usize::MAX, MAPS, None).unwrap();
+    let bytes = all.maps().bytes();
+    let a = all.maps().iter().next().unwrap().map.spec().bytes();
+    assert!(a > 0 && bytes > a, "{a} of {bytes}");
+    // room for both maps, exactly
+    let fits = load(bytes, MAPS, None).unwrap();
+    assert_eq!(fits.maps().bytes(), bytes);
+    // a byte short: the second declaration fails the load, naming the cap
+    let e = load(bytes - 1, MAPS, None)
+        .err()
+        .expect("a load past the room");
+    let msg = format!("{e}");
+    assert!(
+        msg.contains("script memory cap") && msg.contains("max_netns_mbytes"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("maps:3:"),
+        "the declaration past the room: {msg}"
+    );
+    // a replacement keeps the maps it shares (no room needed for them), not a new one
+    let kept = load(0, MAPS, Some(&fits)).unwrap();
+    assert_eq!(kept.maps().bytes(), bytes);
+    let more = format!("{MAPS}\nlocal c = lp.map{{name = 'c', key_size = 8, max_entries = 1}}");
+    let e = load(bytes, &more, Some(&fits))
+        .err()
+        .expect("a new map past the room");
+    assert!(format!("{e}").contains("max_netns_mbytes"), "{e}");
 }

@@ -22,6 +22,7 @@ fn script_msg(seq: u32, flags: u16, name: &str) -> Vec<u8> {
         .attr(attr::TAG, &[0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3])
         .attr_u32(attr::REFS, 2)
         .attr_u64(attr::MEM_BYTES, 2 << 20)
+        .attr_u64(attr::MAP_BYTES, 123_456)
         .attr_u32(attr::INSTANCES, 2)
         .attr_u64(attr::FUEL, 1_000_000)
         .attr_u32(attr::INSTRUCTIONS, 50_000)
@@ -51,6 +52,7 @@ fn expected_script(name: &str) -> ScriptInfo {
         tag: Tag([0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3]),
         refs: 2,
         mem_bytes: 2 << 20,
+        map_bytes: 123_456,
         instances: 2,
         limits: ScriptLimits {
             fuel: 1_000_000,

@@ -1,7 +1,9 @@
 # lp.map in the kernel (issue 11): one map shared by a script's instances on every CPU (a
 # budget of 10 datagrams holds across two CPUs, where each instance's own globals count
 # separately), kept across a replacement; declarations refused with a clear error (sizes, late,
-# redeclared with another shape, over the 64 MiB a script may have); a hash map full.
+# redeclared with another shape, over the 64 MiB a script may have); a hash map full; maps in
+# the script's figures and the namespace's script memory cap; payload views as values (one past
+# value_size, one kept from an earlier call).
 # vm-requires: module lpctl
 . /vm/lib.sh
 
@@ -111,7 +113,27 @@ check "maps: nothing half-loaded" sh -c '! lpctl script list | grep -qE "^(badma
 # a large map (~43 MB), declared and freed with its script
 printf 'local big = lp.map{name = "big", value = "bytes", value_size = 2000, max_entries = 16384}\nfunction process_packet(pkt) return lp.ACCEPT end\n' >/tmp/big.lua
 check "maps: a 43 MB map loads" lpctl script load /tmp/big.lua --name big
+mb=$(script_stat big map_bytes)
+note "measure: a map of 16384 2000-byte values takes $mb bytes"
+check_ge "maps: ... and the script's figures count it (map_bytes)" 32768000 "$mb"
+check "maps: ... shown in its text too" sh -c "lpctl script show big | grep -q '  maps $((mb / 1024))K'"
+printf 'function process_packet(pkt) return lp.ACCEPT end\n' >/tmp/nomap.lua
+lpctl script load /tmp/nomap.lua --name nomap >/dev/null
+check_eq "maps: a script without maps shows none" 0 "$(script_stat nomap map_bytes)"
+lpctl script unload nomap
+# the namespace's script memory cap counts maps: a replacement keeps its maps (counted once);
+# raising a limit past the cap with them is refused; a new map past it fails the load
+echo $(( (mb >> 20) + 24 )) >/sys/module/$m/parameters/max_netns_mbytes
+check "maps: under a cap just above, the script is replaced (its map kept, counted once)" \
+  lpctl script load /tmp/big.lua --name big --replace
+check "maps: ... and raising its memory past the cap with the map is refused (ENOSPC)" \
+  sh -c "! lpctl script limits big --memory 16M 2>/tmp/err && grep -q 'os error 28)' /tmp/err"
 check "maps: ... and unloads" lpctl script unload big
+echo 16 >/sys/module/$m/parameters/max_netns_mbytes
+refused "a map past the namespace's script memory cap (max_netns_mbytes=16)" \
+  "past its script memory cap" /tmp/big.lua big
+check "maps: ... and nothing of it is left" sh -c '! lpctl script list | grep -q "^big:"'
+echo 1024 >/sys/module/$m/parameters/max_netns_mbytes
 
 # a hash map full: a Lua error in the call, counted
 cat >/tmp/full.lua <<'EOF'
@@ -129,4 +151,35 @@ udp_transfer 10 7102 >/dev/null
 check "maps: past 4 entries each insert fails with map full" \
   sh -c 'lpctl log full --level warn | grep -q "lp.map small: map full"'
 
-check "maps: cleanup" sh -c 'nft delete table inet mp && lpctl script unload budget && lpctl script unload full'
+# payload views as values, hostile: one past value_size, one kept from an earlier call
+cat >/tmp/views.lua <<'EOF'
+local v = lp.map{name = "v", value = "bytes", value_size = 16, max_entries = 4}
+local kept
+function process_packet(pkt)
+  local pl = pkt.udp.payload
+  if #pl > 16 then v:set("big", pl) end -- past value_size: a Lua error
+  if kept then
+    local ok, e = pcall(v.set, v, "stale", kept)
+    lp.log("stale view: " .. tostring(ok) .. " " .. tostring(e))
+  end
+  kept = pl
+  v:set("small", pl)
+  return lp.ACCEPT
+end
+EOF
+check "maps: views script" lpctl script load /tmp/views.lua --name views
+check "maps: its rule" lpctl rule add inet mp in iifname v0 udp dport 7103 lua script views
+in_peer taskset 1 sh -c ". /vm/lib.sh; udp_send 2 $VM_HOST_IP 7103"
+in_peer taskset 1 sh -c "head -c 100 /dev/zero | tr '\\0' x | socat -u - UDP-SENDTO:$VM_HOST_IP:7103"
+wait_until 50 sh -c 'lpctl log views --level warn | grep -q "value longer"'
+check_eq "maps: a payload view is stored as its bytes" 0x303030303030310a \
+  "$(lpctl map get views v 736d616c6c --hex)"
+check "maps: a view kept from an earlier call is refused, not read" \
+  sh -c 'lpctl log views | grep -q "stale view: false .*packet used outside of its call"'
+check "maps: ... and nothing is stored for it" sh -c '! lpctl map get views v stale 2>/dev/null'
+check "maps: a view longer than value_size is a Lua error" \
+  sh -c "lpctl log views --level warn | grep -q \"lp.map v: value longer than the map's value_size\""
+check "maps: ... and nothing is stored for it" sh -c '! lpctl map get views v big 2>/dev/null'
+check_ge "maps: ... counted as a Lua error" 1 "$(script_stat views err_lua)"
+
+check "maps: cleanup" sh -c 'nft delete table inet mp && lpctl script unload budget && lpctl script unload full && lpctl script unload views'

@@ -1,5 +1,5 @@
 # lp.send and lp.reply in the kernel (issue 11): a UDP answer, ICMP echo replies and a TCP reset
-# made by scripts reach a real peer; the call's packet cap and the script's rate refuse what is
+# made by scripts reach a real peer (UDP and echo replies over IPv6 too); the call's packet cap and the script's rate refuse what is
 # over them (counted, an error value to the script); an unroutable send, a malformed packet, and
 # a send from a packet a script sent (which would loop) each fail cleanly and are counted.
 # vm-requires: module lpctl
@@ -12,13 +12,13 @@ check "send: peer namespace" peer_up
 
 
 cat >/tmp/answer.lua <<'EOF'
--- UDP to 7000: "pong <data>"; ICMP echo requests: a reply; TCP to 7001: a reset. The packets
+-- UDP to 7000: "pong <data>"; ICMP (v4, v6) echo requests: a reply; TCP to 7001: a reset. The packets
 -- themselves go no further.
 function process_packet(pkt)
   local ok, why
   if pkt.udp and pkt.udp.dport == 7000 then
     ok, why = lp.reply("pong " .. tostring(pkt.udp.payload))
-  elseif pkt.icmp and pkt.icmp.type == 8 then
+  elseif (pkt.icmp and pkt.icmp.type == 8) or (pkt.icmp6 and pkt.icmp6.type == 128) then
     ok, why = lp.reply()
   elseif pkt.tcp and pkt.tcp.dport == 7001 and pkt.tcp.syn then
     ok, why = lp.reply(nil, {flags = "RA"})
@@ -45,6 +45,17 @@ t1=$(date +%s)
 check "send: TCP: the script's reset refuses the connection" grep -q "refused" /tmp/nc.out
 check "send: ... at once, not after nc's 5 s timeout" test $((t1 - t0)) -lt 4
 check_eq "send: nothing failed or was refused" "0 0" "$(script_stat answer send_refused) $(script_stat answer send_failed)"
+
+# the same answers over IPv6: lp.reply swaps IPv6 addresses, answers ICMPv6 echo requests
+ip -6 addr add fd00:99::1/64 dev v0 nodad
+in_peer ip -6 addr add fd00:99::2/64 dev v1 nodad
+sent0=$(script_stat answer sent_packets)
+got=$(printf hello6 | in_peer socat -t 2 - 'UDP6:[fd00:99::1]:7000')
+check_eq "send: IPv6: the peer gets the script's UDP answer" "pong hello6" "$got"
+got=$(in_peer ping -6 -c 3 -i 0.2 -W 1 fd00:99::1 2>/dev/null | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')
+check_ge "send: IPv6: ping: every echo request answered by the script" 3 "$got"
+check_eq "send: IPv6: ... four answers sent, none failed or refused" "4 0 0" \
+  "$(( $(script_stat answer sent_packets) - sent0 )) $(script_stat answer send_refused) $(script_stat answer send_failed)"
 
 # caps: 3 sends a call against --send-packets 2, and --send-rate 5 a second
 cat >/tmp/burst.lua <<'EOF'
