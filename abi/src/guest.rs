@@ -154,6 +154,8 @@ pub const TRY_THREW: i32 = 1;
 
 pub const LOG_INFO: i32 = 0;
 pub const LOG_WARN: i32 = 1;
+/// `lp.debug`: kept in the script's log, not printed to the kernel log.
+pub const LOG_DEBUG: i32 = 2;
 
 /// `lp_trampoline(ud: i32)`: runs the protected body `ud` describes (called by the host's `try`).
 pub const EXPORT_TRAMPOLINE: &str = "lp_trampoline";

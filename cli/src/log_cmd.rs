@@ -7,7 +7,6 @@ use crate::output::{self, hex, Mode};
 use crate::pcap::{self, NgPacket};
 use crate::run::{ct_state_name, hook_name, META_COMMENT};
 use crate::script_cmd::envelope;
-use abi::guest::LOG_WARN;
 use abi::netlink::stat;
 use abi::records::{records, ErrorRecord, LogRecord};
 use anyhow::{bail, Context, Result};
@@ -21,23 +20,8 @@ use std::time::Duration;
 /// How often `-f` asks the kernel for new lines.
 const FOLLOW_EVERY: Duration = Duration::from_millis(200);
 
-/// Which lines `lpctl log` shows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Level {
-    Info,
-    Warn,
-}
-
-impl std::str::FromStr for Level {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "info" => Ok(Level::Info),
-            "warn" => Ok(Level::Warn),
-            _ => Err(format!("{s}: expected info or warn")),
-        }
-    }
-}
+/// Which lines `lpctl log` shows: those of this level and above.
+pub use runtime::LogLevel as Level;
 
 /// Kernel time (boot-relative nanoseconds) as dmesg shows it.
 fn stamp(ns: u64) -> String {
@@ -49,11 +33,7 @@ fn stamp(ns: u64) -> String {
 }
 
 fn level_name(level: u8) -> &'static str {
-    if i32::from(level) == LOG_WARN {
-        "warn"
-    } else {
-        "info"
-    }
+    Level::from_code(level.into()).name()
 }
 
 /// Reads `ring` from `from` until a read comes back empty.
@@ -96,7 +76,7 @@ fn log_json(r: &LogRecord<'_>) -> Value {
 /// come, until interrupted or the script is unloaded.
 pub fn log(name: &str, follow: bool, level: Level, mode: Mode) -> Result<()> {
     let mut lp = Luapkt::open()?;
-    let shown = |r: &LogRecord<'_>| level == Level::Info || i32::from(r.header.level) == LOG_WARN;
+    let shown = |r: &LogRecord<'_>| Level::from_code(r.header.level.into()) >= level;
     if !follow {
         let mut lines = Vec::new();
         let mut lost = 0;

@@ -81,8 +81,8 @@ enum Command {
         /// Keep printing new lines as they come (JSON: one object per line)
         #[arg(short, long)]
         follow: bool,
-        /// Only lines of this level and above: info (all) or warn
-        #[arg(long, default_value = "info", value_parser = clap::value_parser!(log_cmd::Level))]
+        /// Only lines of this level and above: debug (all), info or warn (warnings and errors)
+        #[arg(long, default_value = "debug", value_parser = clap::value_parser!(log_cmd::Level))]
         level: log_cmd::Level,
     },
     /// Checks against the running kernel, for the VM tests (built with feature `selftest`)

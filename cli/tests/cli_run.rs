@@ -870,3 +870,40 @@ end
         stdout(&o)
     );
 }
+
+#[test]
+fn log_levels_reach_the_host_on_every_engine() {
+    let script = tmp(
+        "levels.lua",
+        br#"
+local n = 0
+function process_packet(pkt)
+  n = n + 1
+  if n == 1 then
+    lp.debug("d", n)
+    lp.log("i", n)
+    lp.warn("w", n)
+  end
+  return lp.ACCEPT
+end
+"#,
+    );
+    let pcap = path(PCAP);
+    for engine in ["compiled", "wasmi", "wasmtime", "native"] {
+        let o = lpctl(&["run", &script, "--pcap", &pcap, "--engine", engine, "-v"]);
+        assert!(o.status.success(), "{engine}: {}", stderr(&o));
+        let log = stderr(&o);
+        let name = std::path::Path::new(&script)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        for want in [
+            format!("debug: {name}: d\t1"),
+            format!("log: {name}: i\t1"),
+            format!("warn: {name}: w\t1"),
+        ] {
+            assert!(log.contains(&want), "{engine}: no {want:?} in {log}");
+        }
+    }
+}

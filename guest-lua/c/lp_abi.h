@@ -21,6 +21,7 @@
 /* levels of the `log` import */
 #define LP_LOG_INFO 0
 #define LP_LOG_WARN 1
+#define LP_LOG_DEBUG 2
 
 /* lp.map: operations, values, the spec's layout and results (abi::guest::map) */
 #define LP_MAP_GET (0)

@@ -98,7 +98,8 @@ pub fn guest_header() -> String {
         .define("LP_FEATURE_QUEUE", g::FEATURE_QUEUE);
     h.line("\n/* levels of the `log` import */")
         .define("LP_LOG_INFO", g::LOG_INFO)
-        .define("LP_LOG_WARN", g::LOG_WARN);
+        .define("LP_LOG_WARN", g::LOG_WARN)
+        .define("LP_LOG_DEBUG", g::LOG_DEBUG);
     h.line("\n/* lp.map: operations, values, the spec's layout and results (abi::guest::map) */");
     for (name, value) in [
         ("GET", g::map::GET),

@@ -154,11 +154,7 @@ unsafe extern "C" fn cb_log(ud: *mut c_void, level: c_int, s: *const c_char, len
         // SAFETY: C passes `len` readable bytes at `s`, valid for this call.
         unsafe { std::slice::from_raw_parts(s as *const u8, len.min(MAX_MESSAGE)) }
     };
-    let level = if level == g::LOG_WARN {
-        LogLevel::Warn
-    } else {
-        LogLevel::Info
-    };
+    let level = LogLevel::from_code(level);
     // a panicking host must not unwind into C
     let _ = catch_unwind(AssertUnwindSafe(|| data.host.log(&data.name, level, line)));
 }

@@ -57,10 +57,10 @@ impl Host for CliHost {
     }
     fn log(&self, script: &str, level: LogLevel, line: &[u8]) {
         if self.verbose {
-            let tag = if level == LogLevel::Warn {
-                "warn"
-            } else {
-                "log"
+            let tag = match level {
+                LogLevel::Warn => "warn",
+                LogLevel::Info => "log",
+                LogLevel::Debug => "debug",
             };
             eprintln!("{tag}: {script}: {}", String::from_utf8_lossy(line));
         }

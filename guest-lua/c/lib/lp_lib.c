@@ -27,7 +27,8 @@ static int l_queue(lua_State *L) {
   return 1;
 }
 
-static int l_log(lua_State *L) {
+/* A line of the script's log at `level`: the arguments joined by tabs, as print does. */
+static int log_at(lua_State *L, int level) {
   int n = lua_gettop(L), i;
   luaL_Buffer b;
   luaL_buffinit(L, &b);
@@ -43,10 +44,14 @@ static int l_log(lua_State *L) {
   {
     size_t l;
     const char *s = lua_tolstring(L, -1, &l);
-    lp_host_log(lp_state(L), LP_LOG_INFO, s, l);
+    lp_host_log(lp_state(L), level, s, l);
   }
   return 0;
 }
+
+static int l_log(lua_State *L) { return log_at(L, LP_LOG_INFO); }
+static int l_warn(lua_State *L) { return log_at(L, LP_LOG_WARN); }
+static int l_debug(lua_State *L) { return log_at(L, LP_LOG_DEBUG); }
 
 static int l_now(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)lp_host_now(lp_state(L)));
@@ -86,7 +91,7 @@ void lp_push_packet(lua_State *L) { lua_pushlightuserdata(L, lp_packet_new(L)); 
 
 int lp_openlib(lua_State *L) {
   static const luaL_Reg lp_funcs[] = {
-      {"QUEUE", l_queue}, {"log", l_log}, {"now", l_now}, {"cidr", NULL}, {NULL, NULL}};
+      {"QUEUE", l_queue}, {"log", l_log}, {"warn", l_warn}, {"debug", l_debug}, {"now", l_now}, {"cidr", NULL}, {NULL, NULL}};
   int i;
   struct lp_lib *lib = lua_newuserdatauv(L, sizeof *lib, 0);
   memset(lib, 0, sizeof *lib);

@@ -293,7 +293,9 @@ impl Host for KernelHost {
         unsafe { lp_time_every_get() }
     }
     fn log(&self, script: &str, level: LogLevel, line: &[u8]) {
+        // debug lines stay in the script's own log: printk is for what an admin must see
         let level = match level {
+            LogLevel::Debug => return,
             LogLevel::Info => 0,
             LogLevel::Warn => 1,
         };

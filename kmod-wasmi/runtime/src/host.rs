@@ -2,11 +2,53 @@
 //! The kernel glue implements it with ktime, a rate-limited printk and get_random_u32;
 //! `lpctl` with the system clock and stderr.
 
-/// Severity of a script's log line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Severity of a script's log line, least first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
+    /// `lp.debug`: the script's log only (hosts do not print it).
+    Debug,
+    /// `lp.log`, `print`.
     Info,
+    /// `lp.warn`, and the script's errors.
     Warn,
+}
+
+impl LogLevel {
+    /// The level's code in the guest ABI and the log records (`abi::guest::LOG_*`).
+    pub const fn code(self) -> u8 {
+        (match self {
+            LogLevel::Debug => abi::guest::LOG_DEBUG,
+            LogLevel::Info => abi::guest::LOG_INFO,
+            LogLevel::Warn => abi::guest::LOG_WARN,
+        }) as u8
+    }
+    /// The level of a code; an unknown one is info.
+    pub const fn from_code(code: i32) -> LogLevel {
+        match code {
+            abi::guest::LOG_DEBUG => LogLevel::Debug,
+            abi::guest::LOG_WARN => LogLevel::Warn,
+            _ => LogLevel::Info,
+        }
+    }
+    pub const fn name(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+        }
+    }
+}
+
+impl core::str::FromStr for LogLevel {
+    type Err = &'static str;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "debug" => Ok(LogLevel::Debug),
+            "info" => Ok(LogLevel::Info),
+            "warn" => Ok(LogLevel::Warn),
+            _ => Err("expected debug, info or warn"),
+        }
+    }
 }
 
 pub trait Host: Send + Sync {

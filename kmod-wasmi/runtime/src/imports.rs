@@ -240,11 +240,7 @@ pub fn log<C: ImportCtx>(c: &mut C, level: i32, ptr: i32, len: i32) {
         .memory()
         .get(start..start.saturating_add(len))
         .unwrap_or(&[]);
-    let level = if level == g::LOG_WARN {
-        LogLevel::Warn
-    } else {
-        LogLevel::Info
-    };
+    let level = LogLevel::from_code(level);
     let d = c.data();
     d.host.log(&d.name, level, line);
 }

@@ -9,7 +9,6 @@
 use crate::host::{Host, LogLevel};
 use crate::packet::Packet;
 use crate::ErrorKind;
-use abi::guest as g;
 use abi::netlink::stat;
 use abi::records::{self as r, ErrorHeader, LogHeader};
 use alloc::collections::VecDeque;
@@ -119,10 +118,7 @@ impl Rings {
             seq: ring.next,
             time_ns: now_ns,
             len: text.len() as u16,
-            level: match level {
-                LogLevel::Info => g::LOG_INFO as u8,
-                LogLevel::Warn => g::LOG_WARN as u8,
-            },
+            level: level.code(),
         }
         .write(&mut h);
         ring.bytes.extend(h);

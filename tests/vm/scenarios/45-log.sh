@@ -1,4 +1,4 @@
-# A script's log and its kept errors (issue 11): lp.log lines in the script's own ring, read
+# A script's log and its kept errors (issue 11): lp.log (lp.debug, lp.warn) lines in the script's own ring, read
 # with `lpctl log` (text, JSON, --level, -f following until the script goes), rate-limited per
 # script (a flood is dropped and counted, not printed), cut to their longest, kept across a
 # replacement; errors kept with their packets and metadata, shown by `lpctl script errors`,
@@ -26,6 +26,7 @@ function process_packet(pkt)
   -- cycle (~50,000 fuel on this heap; 50 a call ran out of fuel when one landed there)
   if p == 7003 then for i = 1, 25 do lp.log("flood " .. i) end end
   if p == 7004 then lp.log(LONG) end
+  if p == 7005 then lp.debug("quiet " .. n) lp.log("plain " .. n) lp.warn("loud " .. n) end
   return lp.ACCEPT
 end
 EOF
@@ -45,6 +46,23 @@ js=$(lpctl -j log logs)
 check "log: -j gives the lines as objects" \
   sh -c "echo '$js' | grep -q '\"level\":\"info\",\"seq\":1,\"text\":\"hello 1\"'"
 check "log: -j says how many were lost (none)" sh -c "echo '$js' | grep -q '{\"lost\":0}'"
+
+# levels: lp.debug, lp.log, lp.warn; --level shows that level and above; debug lines stay
+# out of the kernel log
+check_eq "log: a datagram to :7005 passes" 1 "$(udp_transfer 1 7005)"
+out=$(lpctl log logs)
+check "log: lpctl log shows debug, info and warn lines, in order" \
+  sh -c "echo '$out' | grep -E 'quiet |plain |loud ' | sed 's/^[^]]*] //' | tr '\n' ' ' | grep -qE '^debug: quiet [0-9]+ info: plain [0-9]+ warn: loud [0-9]+ $'"
+check_eq "log: --level info hides the debug line" "0 1 1" \
+  "$(lpctl log logs --level info | grep -c 'quiet ') $(lpctl log logs --level info | grep -c 'plain ') $(lpctl log logs --level info | grep -c 'loud ')"
+check_eq "log: --level warn shows the warning only" "0 0 1" \
+  "$(lpctl log logs --level warn | grep -c 'quiet ') $(lpctl log logs --level warn | grep -c 'plain ') $(lpctl log logs --level warn | grep -c 'loud ')"
+check "log: -j names the level" sh -c "lpctl -j log logs | grep -q '\"level\":\"debug\",\"seq\":[0-9]*,\"text\":\"quiet '"
+check "log: the kernel log has the info and warn lines" \
+  sh -c "dmesg | grep -q 'script logs: plain ' && dmesg | grep -q 'script logs: loud '"
+check "log: ... not the debug line" sh -c "! dmesg | grep -q 'script logs: quiet '"
+check "log: an unknown level is refused, naming the levels" \
+  sh -c "! lpctl log logs --level loud 2>/tmp/lv.err && grep -q 'debug, info or warn' /tmp/lv.err"
 
 # errors: kept with their packets, logged as warnings
 check_eq "log: 2 datagrams to :7002 pass (the error resolves to continue)" 2 "$(udp_transfer 2 7002)"
