@@ -168,6 +168,11 @@ def kernel():
         notes = [(l, engine) for name, engine in (("50-nat", "compiled"), ("50-nat@wasmi", "wasmi"))
                  for l in sections.get(name, []) if "NAT throughput" in l]
         notes += [(l, "") for l in sections.get("70-pktgen", []) if "pktgen" in l]
+        # the seed's experiments (issue 11): requests through the server and from the cache
+        notes += [(l, engine) for name, engine in (("48-tftp-cache", "compiled"),
+                                                   ("48-tftp-cache@wasmi", "wasmi"),
+                                                   ("48-http-cache", "compiled"))
+                  for l in sections.get(name, []) if "from the cache" in l]
         if not rows:
             continue
         lines += ["", "## In the kernel (%s, the test VM)" % kver, "",
