@@ -231,7 +231,7 @@ int main(int argc, char **argv)
 	cache = lp_rt_cache_new(1);
 	lp_rt_default_limits(&limits);
 	err = lp_rt_load(cache, pkg, pkg_len, "kbench", 6, &limits, (u8)engine, true, 1, NULL,
-			 false, &s, msg, sizeof(msg));
+			 false, ~0ULL, &s, msg, sizeof(msg));
 	if (err) {
 		fprintf(stderr, "kbench: load: %d: %s\n", err, msg);
 		return 1;
