@@ -211,6 +211,13 @@ enum ScriptCmd {
     },
     /// Unload a script (refused while rules use it)
     Unload { name: String },
+    /// What a package (.lpk) carries, offline: name, tag, guest (built-in or not) and script
+    ///
+    /// Examples:
+    ///   lpctl pack filter.lua && lpctl script inspect filter.lpk
+    ///   lpctl -j script inspect filter.lpk | jq -r .script
+    #[command(verbatim_doc_comment)]
+    Inspect { file: PathBuf },
     /// Every loaded script with its counters
     List,
     /// One script with its counters
@@ -454,6 +461,7 @@ fn main() -> ExitCode {
                 mode,
             ),
             ScriptCmd::Unload { name } => script_cmd::unload(&name, mode),
+            ScriptCmd::Inspect { file } => pack::inspect(&file, mode),
             ScriptCmd::List => script_cmd::list(mode),
             ScriptCmd::Show { name } => script_cmd::show_one(&name, mode),
             ScriptCmd::Limits { name, limits } => {

@@ -907,3 +907,54 @@ end
         }
     }
 }
+
+#[test]
+fn inspect_shows_what_a_package_carries() {
+    let lpk = std::env::temp_dir().join(format!("lpctl-cli-{}-inspect.lpk", std::process::id()));
+    let lpk = lpk.display().to_string();
+    let o = lpctl(&[
+        "pack",
+        &path("examples/drop-ssh.lua"),
+        "--name",
+        "ssh",
+        "-o",
+        &lpk,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let source = std::fs::read_to_string(path("examples/drop-ssh.lua")).unwrap();
+    let bytes = std::fs::read(&lpk).unwrap();
+    let tag = lpctl::output::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)[..8]);
+    let o = lpctl(&["script", "inspect", &lpk]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.starts_with(&format!("ssh: tag {tag}  {} bytes\n", bytes.len())),
+        "{out}"
+    );
+    assert!(out.contains("the built-in Lua guest"), "{out}");
+    assert!(out.ends_with(&source), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&lpctl(&["-j", "script", "inspect", &lpk]))).unwrap();
+    assert_eq!(v["name"], "ssh");
+    assert_eq!(v["tag"], tag.as_str());
+    assert_eq!(v["builtin_guest"], true);
+    assert_eq!(v["script"], source.as_str());
+    // another guest is named as such
+    let foreign = tmp(
+        "foreign.lpk",
+        &runtime::package::build(b"\0asm\x01\0\0\0", "other", b"return 1").unwrap(),
+    );
+    let o = lpctl(&["script", "inspect", &foreign]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("another guest (wasmi only"),
+        "{}",
+        stdout(&o)
+    );
+    // not a package: the file is named
+    let text = path("examples/drop-ssh.lua");
+    expect_error(
+        &["script", "inspect", &text],
+        "drop-ssh.lua: not a luapkt package",
+    );
+}

@@ -2,7 +2,8 @@
 # kworker on the CPU that armed it; it sends to a real peer after its delay. Errors and a
 # runaway loop inside a timer are logged and counted and the script goes on; the pool's cap
 # refuses the 65th pending timer; unloading with 64 timers pending an hour returns at once and
-# leaks nothing; a replacement cancels the old version's timers (nothing it armed is sent).
+# leaks nothing; a replacement cancels the old version's timers (nothing it armed is sent); a
+# storm of timers arming timers is held to the script's timer rate.
 # vm-requires: module lpctl
 . /vm/lib.sh
 
@@ -118,6 +119,43 @@ check_eq "timers: ... the new version has none" "0 0" "$(script_stat rep timers_
 
 nft delete table inet tm
 lpctl script unload rep
+
+# a storm: every timer arms two more at once; the rate (100 a second after a burst of 100)
+# bounds what runs, the rest is refused and counted, and the script unloads at once
+cat >/tmp/storm.lua <<'EOF2'
+local function again()
+  for i = 1, 2 do
+    local id, why = lp.timer(0, again)
+    if not id then lp.log("refused: " .. why) end
+  end
+end
+function process_packet(pkt)
+  again()
+  return lp.DROP
+end
+EOF2
+check "timers: a timer storm script loads" lpctl script load /tmp/storm.lua --name storm
+nft add table inet tms
+nft add chain inet tms pre '{ type filter hook prerouting priority 0; policy accept; }'
+check "timers: its rule" lpctl rule add inet tms pre iifname v0 udp dport 7015 lua script storm
+t0=$(uptime_ms)
+in_peer sh -c "printf 'x\n' | socat -u - UDP-SENDTO:$VM_HOST_IP:7015"
+sleep 3
+runs=$(script_stat storm timer_runs)
+dropped=$(script_stat storm timers_dropped)
+t1=$(uptime_ms)
+note "measure: a timer storm ran $runs timers and refused $dropped in $((t1 - t0)) ms"
+check_ge "timers: the storm ran (at least the burst of 100)" 100 "$runs"
+check "timers: ... no more than the rate allows (100 + 100 a second, +100 in flight)" \
+  test "$runs" -le $(( 100 + (t1 - t0) / 10 + 100 ))
+check_ge "timers: ... the rest refused and counted" 100 "$dropped"
+check "timers: ... each refusal an error value naming the rate" \
+  sh -c 'lpctl log storm | grep -q "refused: over the script.s timer rate"'
+t0=$(uptime_ms)
+nft delete table inet tms
+check "timers: the storm's script unloads" lpctl script unload storm
+t1=$(uptime_ms)
+check "timers: ... at once" test $((t1 - t0)) -lt 5000
 check "timers: scripts unloaded" sh -c '[ -z "$(lpctl script list)" ]'
 peer_down
 check "timers: no warnings, no leaks reported" sh -c '! dmesg | grep -E "WARNING|BUG|leak"'
