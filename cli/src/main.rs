@@ -147,8 +147,10 @@ impl SendOpts {
     }
 }
 
+/// The sandbox's limits, as `script load|limits`, `run` and `bench` take them (unset: the
+/// defaults, or for `script limits` the current values).
 #[derive(Args, Clone)]
-struct LimitOpts {
+struct SandboxOpts {
     /// Wasm fuel per packet, counted by the guest (`max`: the ceiling, see docs/security.md)
     #[arg(long)]
     fuel: Option<String>,
@@ -156,20 +158,26 @@ struct LimitOpts {
     /// none; fuel bounds the call and stops a loop softly, as an "out of fuel" Lua error)
     #[arg(long)]
     instructions: Option<String>,
-    /// Linear memory per instance, bytes (K, M, G suffixes)
+    /// Linear memory per instance, bytes (suffixes K, M, G: powers of 1024)
     #[arg(long)]
     memory: Option<String>,
-    /// wasm call depth
+    /// wasm call depth within one entry into the guest
     #[arg(long)]
     recursion: Option<String>,
-    /// Nested protected calls (pcall, coroutines)
+    /// Nested protected calls (pcall, coroutines) per packet
     #[arg(long)]
     pcall_depth: Option<String>,
-    /// Fuel for building one instance: Lua setup and the script's top-level chunk
+    /// Fuel for building an instance: Lua setup and the script's top-level chunk
     #[arg(long)]
     load_fuel: Option<String>,
     #[command(flatten)]
     send: SendOpts,
+}
+
+#[derive(Args, Clone)]
+struct LimitOpts {
+    #[command(flatten)]
+    sandbox: SandboxOpts,
     /// What an error resolves to: break, accept or drop
     #[arg(long)]
     on_error: Option<String>,
@@ -177,14 +185,15 @@ struct LimitOpts {
 
 impl LimitOpts {
     fn args(&self) -> script_cmd::LimitArgs {
+        let s = &self.sandbox;
         script_cmd::LimitArgs {
-            fuel: self.fuel.clone(),
-            instructions: self.instructions.clone(),
-            memory: self.memory.clone(),
-            recursion: self.recursion.clone(),
-            pcall_depth: self.pcall_depth.clone(),
-            load_fuel: self.load_fuel.clone(),
-            send: self.send.args(),
+            fuel: s.fuel.clone(),
+            instructions: s.instructions.clone(),
+            memory: s.memory.clone(),
+            recursion: s.recursion.clone(),
+            pcall_depth: s.pcall_depth.clone(),
+            load_fuel: s.load_fuel.clone(),
+            send: s.send.args(),
             on_error: self.on_error.clone(),
         }
     }
@@ -337,27 +346,8 @@ pub struct ScriptArgs {
     /// String passed to the entry function as its second argument
     #[arg(long)]
     arg: Option<String>,
-    /// Wasm fuel per packet, counted by the guest (`max`: the ceiling, see docs/security.md)
-    #[arg(long)]
-    fuel: Option<String>,
-    /// Lua instructions per packet, a count hook that slows every instruction (0, the default:
-    /// none; fuel bounds the call and stops a loop softly, as an "out of fuel" Lua error)
-    #[arg(long)]
-    instructions: Option<String>,
-    /// Linear memory per instance, bytes (suffixes K, M, G: powers of 1024)
-    #[arg(long)]
-    memory: Option<String>,
-    /// wasm call depth within one entry into the guest
-    #[arg(long)]
-    recursion: Option<String>,
-    /// Nested protected calls (pcall, coroutines) per packet
-    #[arg(long)]
-    pcall_depth: Option<String>,
-    /// Fuel for building an instance: Lua setup and the script's top-level chunk
-    #[arg(long)]
-    load_fuel: Option<String>,
     #[command(flatten)]
-    send: SendOpts,
+    sandbox: SandboxOpts,
     /// What an error resolves to
     #[arg(long, value_parser = ["break", "accept", "drop"], default_value = "break")]
     on_error: String,
@@ -540,13 +530,13 @@ impl ScriptArgs {
             pcap: self.pcap,
             function: self.function,
             arg: self.arg,
-            fuel: self.fuel,
-            instructions: self.instructions,
-            memory: self.memory,
-            recursion: self.recursion,
-            pcall_depth: self.pcall_depth,
-            load_fuel: self.load_fuel,
-            send: self.send.args(),
+            fuel: self.sandbox.fuel,
+            instructions: self.sandbox.instructions,
+            memory: self.sandbox.memory,
+            recursion: self.sandbox.recursion,
+            pcall_depth: self.sandbox.pcall_depth,
+            load_fuel: self.sandbox.load_fuel,
+            send: self.sandbox.send.args(),
             on_error: self.on_error,
             meta: run::MetaOptions {
                 mark: self.meta.mark,
