@@ -530,13 +530,11 @@ impl ScriptArgs {
             pcap: self.pcap,
             function: self.function,
             arg: self.arg,
-            fuel: self.sandbox.fuel,
-            instructions: self.sandbox.instructions,
-            memory: self.sandbox.memory,
-            recursion: self.sandbox.recursion,
-            pcall_depth: self.sandbox.pcall_depth,
-            load_fuel: self.sandbox.load_fuel,
-            send: self.sandbox.send.args(),
+            limits: LimitOpts {
+                sandbox: self.sandbox,
+                on_error: None,
+            }
+            .args(),
             on_error: self.on_error,
             meta: run::MetaOptions {
                 mark: self.meta.mark,

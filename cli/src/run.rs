@@ -15,13 +15,8 @@ pub struct Options {
     pub pcap: PathBuf,
     pub function: String,
     pub arg: Option<String>,
-    pub fuel: Option<String>,
-    pub instructions: Option<String>,
-    pub memory: Option<String>,
-    pub recursion: Option<String>,
-    pub pcall_depth: Option<String>,
-    pub load_fuel: Option<String>,
-    pub send: SendArgs,
+    /// The sandbox's limits (their `on_error` unused: a run's is `on_error` below).
+    pub limits: crate::script_cmd::LimitArgs,
     pub on_error: String,
     pub meta: MetaOptions,
 }
@@ -262,33 +257,7 @@ fn limit_max(flag: &str) -> Option<u64> {
 impl Options {
     /// The sandbox limits, each checked against its range; errors name the option.
     pub fn limits(&self) -> Result<Limits> {
-        let mut l = Limits::default();
-        if let Some(s) = &self.fuel {
-            l.fuel = parse_number("fuel", s, false)?;
-        }
-        if let Some(s) = &self.instructions {
-            l.instructions = u32::try_from(parse_number("instructions", s, false)?)
-                .with_context(|| format!("--instructions {s}: too large"))?;
-        }
-        if let Some(s) = &self.memory {
-            l.memory = parse_number("memory", s, true)?;
-        }
-        if let Some(s) = &self.recursion {
-            l.recursion = u32::try_from(parse_number("recursion", s, false)?)
-                .with_context(|| format!("--recursion {s}: too large"))?;
-        }
-        if let Some(s) = &self.pcall_depth {
-            l.pcall_depth = u32::try_from(parse_number("pcall-depth", s, false)?)
-                .with_context(|| format!("--pcall-depth {s}: too large"))?;
-        }
-        if let Some(s) = &self.load_fuel {
-            l.load_fuel = parse_number("load-fuel", s, false)?;
-        }
-        self.send.apply(&mut l)?;
-        if let Err(e) = l.validate() {
-            bail!("--{}: {e}", e.field);
-        }
-        Ok(l)
+        self.limits.runtime_limits()
     }
 
     /// Reads the script and builds the engine configuration.

@@ -21,7 +21,48 @@ pub struct LimitArgs {
 }
 
 impl LimitArgs {
+    /// The limits to send (unset ones `None`: the kernel keeps its defaults or current values),
+    /// checked against the ranges the runtime enforces, and the on-error policy.
     pub fn parse(&self) -> Result<(Limits, Option<OnError>)> {
+        let limits = self.netlink_limits()?;
+        Self::checked(&limits, &self.send)?;
+        let on_error = self.on_error.as_deref().map(str::parse).transpose()?;
+        Ok((limits, on_error))
+    }
+
+    /// The limits as the runtime takes them: the given ones over the defaults, checked.
+    pub fn runtime_limits(&self) -> Result<runtime::Limits> {
+        Self::checked(&self.netlink_limits()?, &self.send)
+    }
+
+    fn checked(limits: &Limits, send: &crate::run::SendArgs) -> Result<runtime::Limits> {
+        let mut full = runtime::Limits::default();
+        if let Some(v) = limits.fuel {
+            full.fuel = v;
+        }
+        if let Some(v) = limits.instructions {
+            full.instructions = v;
+        }
+        if let Some(v) = limits.memory {
+            full.memory = v;
+        }
+        if let Some(v) = limits.recursion {
+            full.recursion = v;
+        }
+        if let Some(v) = limits.pcall_depth {
+            full.pcall_depth = v;
+        }
+        if let Some(v) = limits.load_fuel {
+            full.load_fuel = v;
+        }
+        send.apply(&mut full)?;
+        if let Err(e) = full.validate() {
+            anyhow::bail!("--{}: {e}", e.field);
+        }
+        Ok(full)
+    }
+
+    fn netlink_limits(&self) -> Result<Limits> {
         use crate::run::parse_number;
         let u32_of = |flag: &str, s: &str| -> Result<u32> {
             u32::try_from(parse_number(flag, s, false)?)
@@ -60,32 +101,7 @@ impl LimitArgs {
                 .transpose()?,
             send: self.send.parse()?,
         };
-        // the same ranges the runtime enforces, checked before anything is sent
-        let mut full = runtime::Limits::default();
-        if let Some(v) = limits.fuel {
-            full.fuel = v;
-        }
-        if let Some(v) = limits.instructions {
-            full.instructions = v;
-        }
-        if let Some(v) = limits.memory {
-            full.memory = v;
-        }
-        if let Some(v) = limits.recursion {
-            full.recursion = v;
-        }
-        if let Some(v) = limits.pcall_depth {
-            full.pcall_depth = v;
-        }
-        if let Some(v) = limits.load_fuel {
-            full.load_fuel = v;
-        }
-        self.send.apply(&mut full)?;
-        if let Err(e) = full.validate() {
-            anyhow::bail!("--{}: {e}", e.field);
-        }
-        let on_error = self.on_error.as_deref().map(str::parse).transpose()?;
-        Ok((limits, on_error))
+        Ok(limits)
     }
 }
 
