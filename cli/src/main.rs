@@ -183,19 +183,24 @@ struct LimitOpts {
     on_error: Option<String>,
 }
 
+impl SandboxOpts {
+    fn args(&self, on_error: Option<String>) -> script_cmd::LimitArgs {
+        script_cmd::LimitArgs {
+            fuel: self.fuel.clone(),
+            instructions: self.instructions.clone(),
+            memory: self.memory.clone(),
+            recursion: self.recursion.clone(),
+            pcall_depth: self.pcall_depth.clone(),
+            load_fuel: self.load_fuel.clone(),
+            send: self.send.args(),
+            on_error,
+        }
+    }
+}
+
 impl LimitOpts {
     fn args(&self) -> script_cmd::LimitArgs {
-        let s = &self.sandbox;
-        script_cmd::LimitArgs {
-            fuel: s.fuel.clone(),
-            instructions: s.instructions.clone(),
-            memory: s.memory.clone(),
-            recursion: s.recursion.clone(),
-            pcall_depth: s.pcall_depth.clone(),
-            load_fuel: s.load_fuel.clone(),
-            send: s.send.args(),
-            on_error: self.on_error.clone(),
-        }
+        self.sandbox.args(self.on_error.clone())
     }
 }
 
@@ -530,11 +535,7 @@ impl ScriptArgs {
             pcap: self.pcap,
             function: self.function,
             arg: self.arg,
-            limits: LimitOpts {
-                sandbox: self.sandbox,
-                on_error: None,
-            }
-            .args(),
+            limits: self.sandbox.args(None),
             on_error: self.on_error,
             meta: run::MetaOptions {
                 mark: self.meta.mark,

@@ -219,21 +219,6 @@ impl SendArgs {
             send_byte_rate: one("send-byte-rate", &self.byte_rate, true)?,
         })
     }
-
-    /// Sets the given limits in `l`.
-    pub fn apply(&self, l: &mut Limits) -> Result<()> {
-        let s = self.parse()?;
-        let set = |v: Option<u32>, f: &mut u32| {
-            if let Some(v) = v {
-                *f = v;
-            }
-        };
-        set(s.send_packets, &mut l.send_packets);
-        set(s.send_bytes, &mut l.send_bytes);
-        set(s.send_rate, &mut l.send_rate);
-        set(s.send_byte_rate, &mut l.send_byte_rate);
-        Ok(())
-    }
 }
 
 /// The largest accepted value of a limit given as `--FLAG max`.

@@ -25,37 +25,35 @@ impl LimitArgs {
     /// checked against the ranges the runtime enforces, and the on-error policy.
     pub fn parse(&self) -> Result<(Limits, Option<OnError>)> {
         let limits = self.netlink_limits()?;
-        Self::checked(&limits, &self.send)?;
+        Self::checked(&limits)?;
         let on_error = self.on_error.as_deref().map(str::parse).transpose()?;
         Ok((limits, on_error))
     }
 
     /// The limits as the runtime takes them: the given ones over the defaults, checked.
     pub fn runtime_limits(&self) -> Result<runtime::Limits> {
-        Self::checked(&self.netlink_limits()?, &self.send)
+        Self::checked(&self.netlink_limits()?)
     }
 
-    fn checked(limits: &Limits, send: &crate::run::SendArgs) -> Result<runtime::Limits> {
+    /// The given limits over the runtime's defaults, checked against its ranges.
+    fn checked(limits: &Limits) -> Result<runtime::Limits> {
+        fn set<T: Copy>(given: Option<T>, field: &mut T) {
+            if let Some(v) = given {
+                *field = v;
+            }
+        }
         let mut full = runtime::Limits::default();
-        if let Some(v) = limits.fuel {
-            full.fuel = v;
-        }
-        if let Some(v) = limits.instructions {
-            full.instructions = v;
-        }
-        if let Some(v) = limits.memory {
-            full.memory = v;
-        }
-        if let Some(v) = limits.recursion {
-            full.recursion = v;
-        }
-        if let Some(v) = limits.pcall_depth {
-            full.pcall_depth = v;
-        }
-        if let Some(v) = limits.load_fuel {
-            full.load_fuel = v;
-        }
-        send.apply(&mut full)?;
+        set(limits.fuel, &mut full.fuel);
+        set(limits.instructions, &mut full.instructions);
+        set(limits.memory, &mut full.memory);
+        set(limits.recursion, &mut full.recursion);
+        set(limits.pcall_depth, &mut full.pcall_depth);
+        set(limits.load_fuel, &mut full.load_fuel);
+        let s = &limits.send;
+        set(s.send_packets, &mut full.send_packets);
+        set(s.send_bytes, &mut full.send_bytes);
+        set(s.send_rate, &mut full.send_rate);
+        set(s.send_byte_rate, &mut full.send_byte_rate);
         if let Err(e) = full.validate() {
             anyhow::bail!("--{}: {e}", e.field);
         }

@@ -273,8 +273,28 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
 // ---------------------------------------------------------------------------------------
 // Host and packets.
 
+/// A script's log line in the kernel log (rate-limited printk). Debug lines stay in the
+/// script's own log: printk is for what an admin must see.
+fn kernel_log(script: &str, level: LogLevel, line: &[u8]) {
+    let level = match level {
+        LogLevel::Debug => return,
+        LogLevel::Info => 0,
+        LogLevel::Warn => 1,
+    };
+    // SAFETY: both slices are valid for the call; lp_log copies nothing past their length.
+    unsafe {
+        lp_log(
+            level,
+            script.as_ptr().cast(),
+            script.len(),
+            line.as_ptr().cast(),
+            line.len(),
+        )
+    }
+}
+
 /// `map_room`: bytes the script's maps may take (what its netns's script memory cap left at
-/// load; `usize::MAX` where no map is declared).
+/// load).
 struct KernelHost {
     map_room: usize,
 }
@@ -293,22 +313,7 @@ impl Host for KernelHost {
         unsafe { lp_time_every_get() }
     }
     fn log(&self, script: &str, level: LogLevel, line: &[u8]) {
-        // debug lines stay in the script's own log: printk is for what an admin must see
-        let level = match level {
-            LogLevel::Debug => return,
-            LogLevel::Info => 0,
-            LogLevel::Warn => 1,
-        };
-        // SAFETY: both slices are valid for the call; lp_log copies nothing past their length.
-        unsafe {
-            lp_log(
-                level,
-                script.as_ptr().cast(),
-                script.len(),
-                line.as_ptr().cast(),
-                line.len(),
-            )
-        }
+        kernel_log(script, level, line)
     }
     fn seed(&self) -> u32 {
         // SAFETY: no arguments; callable in any context.
@@ -1272,10 +1277,7 @@ impl RebuildLog for PerCpuScript {
     fn host_log_rebuild_failure(&self, e: &LoadError) {
         let mut b = Buf::<256>::new();
         let _ = write!(b, "instance rebuild failed: {e}");
-        let host = KernelHost {
-            map_room: usize::MAX,
-        };
-        host.log(self.name(), LogLevel::Warn, &b.data[..b.len]);
+        kernel_log(self.name(), LogLevel::Warn, &b.data[..b.len]);
     }
 }
 
