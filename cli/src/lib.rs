@@ -4,6 +4,8 @@ pub mod bench;
 pub mod engine;
 pub mod log_cmd;
 pub mod map_cmd;
+pub mod nft_cmd;
+pub mod nft_text;
 pub mod output;
 pub mod pack;
 pub mod pcap;

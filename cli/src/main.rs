@@ -7,7 +7,7 @@
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use lpctl::engine::Kind;
-use lpctl::{bench, log_cmd, map_cmd, output, pack, rule_cmd, run, script_cmd};
+use lpctl::{bench, log_cmd, map_cmd, nft_cmd, output, pack, rule_cmd, run, script_cmd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -52,6 +52,12 @@ enum Command {
     /// nft rules whose verdict comes from a script
     #[command(subcommand)]
     Rule(RuleCmd),
+    /// nft with the lua statement: any nft command line or -f FILE (`lpctl nft -h`)
+    #[command(disable_help_flag = true)]
+    Nft {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// The maps (lp.map) of a loaded script: shared by all of its instances (CPUs)
     ///
     /// Keys and byte values are text (or hex with --hex; shown in hex when not printable);
@@ -424,6 +430,11 @@ struct BenchArgs {
 }
 
 fn main() -> ExitCode {
+    // `lpctl nft …` is nft's command line, options included: clap must not read it
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("nft") {
+        return nft_cmd::main(&argv[2..]);
+    }
     let cli = Cli::parse();
     let mode = output::Mode {
         json: cli.json || cli.pretty,
@@ -492,6 +503,13 @@ fn main() -> ExitCode {
                 hex,
             } => map_cmd::delete(&script, &map, &key, hex, mode),
         },
+        Command::Nft { mut args } => {
+            // `lpctl -j nft …`: nft's JSON
+            if mode.json {
+                args.insert(0, "-j".into());
+            }
+            return nft_cmd::main(&args);
+        }
         Command::Rule(c) => match c {
             RuleCmd::Add { words } => rule_cmd::add(&words, mode),
             RuleCmd::List => rule_cmd::list(mode),

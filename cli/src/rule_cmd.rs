@@ -3,7 +3,8 @@
 //! Stock nft cannot show an expression it does not know (docs/netlink.md), so a `lua` rule lives alone
 //! in a chain of its own, `lua-NAME`, created with a comment that says so, and the user's match
 //! goes to the real `nft` as `... jump lua-NAME`. `nft list ruleset` then shows the jump and the
-//! chain's comment; `lpctl rule list` shows the `lua` rules themselves.
+//! chain's comment; `lpctl rule list` and `lpctl nft list` (cli/src/nft_cmd.rs) show the `lua`
+//! rules themselves.
 
 use crate::output::{self, Mode};
 use crate::script_cmd::envelope;
@@ -57,23 +58,7 @@ pub fn parse_add(words: &[String]) -> Result<RuleAdd> {
     let Some(script) = script else {
         bail!("`lua` needs `script NAME`; {usage}");
     };
-    if !runtime::package::valid_name(&script) {
-        bail!(
-            "script name '{script}': {}",
-            runtime::package::PackageError::BadName
-        );
-    }
-    if let Some(f) = &func {
-        if f.is_empty() || f.len() > abi::netlink::NAME_MAX {
-            bail!("function '{f}': 1..={} bytes", abi::netlink::NAME_MAX);
-        }
-    }
-    if let Some(a) = &arg {
-        if a.len() > abi::netlink::ARG_MAX {
-            bail!("arg: at most {} bytes", abi::netlink::ARG_MAX);
-        }
-    }
-    Ok(RuleAdd {
+    let r = RuleAdd {
         family: family.clone(),
         table: table.clone(),
         chain: chain.clone(),
@@ -81,10 +66,39 @@ pub fn parse_add(words: &[String]) -> Result<RuleAdd> {
         script,
         func,
         arg,
-    })
+    };
+    r.check_binding()?;
+    Ok(r)
+}
+
+/// The comment of a lua chain (what stock nft shows of it; at most 128 bytes with a 63-byte name).
+pub fn lua_chain_comment(script: &str) -> String {
+    format!("lua rule: script {script} (lpctl nft list shows it)")
 }
 
 impl RuleAdd {
+    /// The script name, function and argument within what the kernel takes.
+    pub fn check_binding(&self) -> Result<()> {
+        if !runtime::package::valid_name(&self.script) {
+            bail!(
+                "script name '{}': {}",
+                self.script,
+                runtime::package::PackageError::BadName
+            );
+        }
+        if let Some(f) = &self.func {
+            if f.is_empty() || f.len() > abi::netlink::NAME_MAX {
+                bail!("function '{f}': 1..={} bytes", abi::netlink::NAME_MAX);
+            }
+        }
+        if let Some(a) = &self.arg {
+            if a.len() > abi::netlink::ARG_MAX {
+                bail!("arg: at most {} bytes", abi::netlink::ARG_MAX);
+            }
+        }
+        Ok(())
+    }
+
     /// The chain holding the `lua` rule: `lua-NAME`, or `lua-NAME-XXXXXXXX` when a function or
     /// argument is given (one chain per distinct binding).
     pub fn lua_chain(&self) -> String {
@@ -100,7 +114,7 @@ impl RuleAdd {
         format!("lua-{}-{}", self.script, &tag[..8])
     }
 
-    fn expr(&self) -> LuaExpr {
+    pub fn expr(&self) -> LuaExpr {
         let mut e = LuaExpr::new(self.script.clone());
         if let Some(f) = &self.func {
             e = e.with_func(f.clone());
@@ -160,10 +174,7 @@ pub fn add(words: &[String], mode: Mode) -> Result<()> {
             false
         }
         Err(e) if e.errno() == Some(ENOENT) => {
-            let comment = format!(
-                "lua rule: script {} (nft cannot show it: see `lpctl rule list`)",
-                r.script
-            );
+            let comment = lua_chain_comment(&r.script);
             let mut b = Batch::new();
             b.create_chain(
                 Chain::regular(family, r.table.clone(), lua_chain.clone()).with_comment(comment),
