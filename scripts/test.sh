@@ -34,6 +34,8 @@ rm -rf target/vm/data
 cargo run -q -p luapkt-tests --bin hostile-packages -- target/vm/data >/dev/null
 # the peer's datagram as a capture, for 25-fuel.sh (the kernel's fuel against lpctl run's)
 cp tests/data/udp8.pcap target/vm/data/
+# the systemd unit, whose commands 24-save-restore.sh runs as a boot would
+cp packaging/luapkt.service target/vm/data/
 # the fuel-ceiling bench (wasmi's loop dispatch, as the kernel, and the compiled engine):
 # 60-hostile.sh compares its cost per fuel with the kernel's under the same emulation
 bench=$(cargo bench -p luapkt-runtime --bench fuel_ceiling --features portable-dispatch,compiled --no-run 2>&1 |

@@ -68,6 +68,11 @@ pub mod cmd {
     pub const MAP_SET: u8 = 13;
     /// NAME, MAP_NAME, MAP_KEY: removes it (ENOENT: no such key).
     pub const MAP_DELETE: u8 = 14;
+    /// NAME, OFFSET (absent: 0): the script's Lua source from OFFSET on, in DATA (at most
+    /// `records::READ_MAX` bytes), with SIZE, the source's whole length, and OFFSET; ask again
+    /// from OFFSET + the bytes received until SIZE is reached (what `lpctl save` keeps).
+    /// EINVAL for an OFFSET past the end. Reading needs what showing the script needs.
+    pub const SOURCE_READ: u8 = 15;
 }
 
 /// Attributes of the `luapkt` family.

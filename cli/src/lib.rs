@@ -11,4 +11,5 @@ pub mod pack;
 pub mod pcap;
 pub mod rule_cmd;
 pub mod run;
+pub mod save_cmd;
 pub mod script_cmd;

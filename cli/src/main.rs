@@ -7,7 +7,7 @@
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use lpctl::engine::Kind;
-use lpctl::{bench, log_cmd, map_cmd, nft_cmd, output, pack, rule_cmd, run, script_cmd};
+use lpctl::{bench, log_cmd, map_cmd, nft_cmd, output, pack, rule_cmd, run, save_cmd, script_cmd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -52,6 +52,33 @@ enum Command {
     /// nft rules whose verdict comes from a script
     #[command(subcommand)]
     Rule(RuleCmd),
+    /// Write the scripts (by source), their limits and the nft ruleset with its lua rules as
+    /// one JSON document, for `lpctl restore`
+    ///
+    /// Examples:
+    ///   lpctl save -o /etc/luapkt/luapkt.conf     (luapkt.service restores it at boot)
+    ///   lpctl save | jq '.scripts[].name'
+    #[command(verbatim_doc_comment)]
+    Save {
+        /// Write to FILE (atomically: a temporary file renamed) instead of stdout
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Bring back what `lpctl save` wrote: scripts loaded (or their limits set), then the
+    /// ruleset replaced in one nft transaction and its lua rules added; all or nothing
+    ///
+    /// Everything is checked first (the file, every script packed and its limits, the
+    /// ruleset dry-run by nft); a step that fails undoes the ones before. Restoring twice
+    /// changes nothing the second time. Scripts loaded but not in the file are left alone.
+    ///
+    /// Examples:
+    ///   lpctl restore /etc/luapkt/luapkt.conf
+    ///   ssh other-host lpctl save | lpctl restore -
+    #[command(verbatim_doc_comment)]
+    Restore {
+        /// The file (`-`: stdin)
+        file: PathBuf,
+    },
     /// nft with the lua statement: any nft command line or -f FILE (`lpctl nft -h`)
     #[command(disable_help_flag = true)]
     Nft {
@@ -238,6 +265,8 @@ enum ScriptCmd {
     ///   lpctl -j script inspect filter.lpk | jq -r .script
     #[command(verbatim_doc_comment)]
     Inspect { file: PathBuf },
+    /// The Lua source a loaded script runs
+    Source { name: String },
     /// Every loaded script with its counters
     List,
     /// One script with its counters
@@ -469,6 +498,7 @@ fn main() -> ExitCode {
             ScriptCmd::Unload { name } => script_cmd::unload(&name, mode),
             ScriptCmd::Inspect { file } => pack::inspect(&file, mode),
             ScriptCmd::List => script_cmd::list(mode),
+            ScriptCmd::Source { name } => script_cmd::source(&name, mode),
             ScriptCmd::Show { name } => script_cmd::show_one(&name, mode),
             ScriptCmd::Limits { name, limits } => {
                 script_cmd::set_limits(&name, &limits.args(), mode)
@@ -503,6 +533,8 @@ fn main() -> ExitCode {
                 hex,
             } => map_cmd::delete(&script, &map, &key, hex, mode),
         },
+        Command::Save { output } => save_cmd::save(output.as_deref(), mode),
+        Command::Restore { file } => save_cmd::restore(&file, mode),
         Command::Nft { mut args } => {
             // `lpctl -j nft …`: nft's JSON
             if mode.json {

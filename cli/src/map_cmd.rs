@@ -28,17 +28,7 @@ fn parse_bytes(what: &str, s: &str, as_hex: bool) -> Result<Vec<u8>> {
     if !as_hex {
         return Ok(s.as_bytes().to_vec());
     }
-    let h = s.strip_prefix("0x").unwrap_or(s);
-    if !h.len().is_multiple_of(2) {
-        bail!("{what} {s}: an odd number of hex digits");
-    }
-    (0..h.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(&h[i..i + 2], 16)
-                .with_context(|| format!("{what} {s}: not hex at digit {}", i + 1))
-        })
-        .collect()
+    output::unhex(s).with_context(|| format!("{what} {s}"))
 }
 
 /// A number map's value (a tag and 8 little-endian bytes) as JSON.

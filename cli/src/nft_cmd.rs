@@ -304,18 +304,49 @@ fn apply(a: &NftArgs, text: &str, file: Option<&str>, scan: &Scan) -> Result<u8>
         return Ok(out.code);
     }
     if let Err(e) = add_lua_rules(scan) {
-        let undo = before.restore();
-        eprintln!(
-            "Error: the lua rules: {e:#}; {}",
-            match undo {
-                Ok(()) => "the ruleset was put back as it was".to_string(),
-                Err(u) => format!("putting the ruleset back failed too: {u:#}"),
-            }
-        );
+        eprintln!("Error: the lua rules: {e:#}; {}", put_back(&before));
         return Ok(1);
     }
     print_output(&out.stdout, a);
     Ok(0)
+}
+
+/// Puts the ruleset back as it was, and says so (or why not).
+fn put_back(before: &Snapshot) -> String {
+    match before.restore() {
+        Ok(()) => "the ruleset was put back as it was".to_string(),
+        Err(u) => format!("putting the ruleset back failed too: {u:#}"),
+    }
+}
+
+/// nft's dry run (`-c`) of a file's text (a rewritten one: no lua statements); nft's errors
+/// name the file `name`.
+pub(crate) fn dry_run(text: &str, name: &str) -> Result<()> {
+    let out = run_nft(&[], &["-c"], &Input::File { text, name })?;
+    if !out.ok {
+        bail!("{name}: nft refused it (above); nothing was changed");
+    }
+    Ok(())
+}
+
+/// Applies a file's rewritten text in one nft transaction, then the lua rules of its scan.
+/// The caller puts the ruleset back if this fails.
+pub(crate) fn apply_text(text: &str, name: &str, scan: &Scan) -> Result<()> {
+    let out = run_nft(&[], &[], &Input::File { text, name })?;
+    if !out.ok {
+        bail!("{name}: nft refused it (above)");
+    }
+    add_lua_rules(scan).context("the lua rules")
+}
+
+/// `lpctl nft list ruleset`'s text: nft's listing with the lua rules in place.
+pub(crate) fn merged_ruleset() -> Result<String> {
+    let out = run_nft(&[], &[], &Input::Words("list ruleset"))?;
+    if !out.ok {
+        bail!("nft list ruleset failed");
+    }
+    let rules = Nftables::open()?.list_lua_rules(None, None, None)?;
+    Ok(nft_text::merge_listing(&out.stdout, &rules))
 }
 
 /// Each lua statement's rule in its chain, unless it holds it already; one batch.
@@ -345,13 +376,13 @@ fn add_lua_rules(scan: &Scan) -> Result<()> {
 }
 
 /// The ruleset as stock nft lists it (lua chains empty) and the lua rules in it.
-struct Snapshot {
+pub(crate) struct Snapshot {
     listing: String,
     lua: Vec<LuaRule>,
 }
 
 impl Snapshot {
-    fn take() -> Result<Self> {
+    pub(crate) fn take() -> Result<Self> {
         let out = run_nft(&[], &[], &Input::Words("list ruleset"))?;
         if !out.ok {
             bail!("nft list ruleset failed");
@@ -363,7 +394,7 @@ impl Snapshot {
     }
 
     /// The ruleset as it was: nft's part in one transaction, then the lua rules.
-    fn restore(&self) -> Result<()> {
+    pub(crate) fn restore(&self) -> Result<()> {
         let text = format!("flush ruleset\n{}", self.listing);
         let out = run_nft(
             &[],

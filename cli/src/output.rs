@@ -22,6 +22,24 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Hex digits (after an optional `0x`) as bytes.
+pub fn unhex(s: &str) -> anyhow::Result<Vec<u8>> {
+    let h = s.strip_prefix("0x").unwrap_or(s);
+    if !h.len().is_multiple_of(2) {
+        anyhow::bail!("an odd number of hex digits");
+    }
+    h.as_bytes()
+        .chunks(2)
+        .enumerate()
+        .map(|(i, pair)| {
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|d| u8::from_str_radix(d, 16).ok())
+                .ok_or_else(|| anyhow::anyhow!("not hex at digit {}", 2 * i + 1))
+        })
+        .collect()
+}
+
 /// Prints one JSON document on stdout.
 pub fn json(mode: Mode, v: &Value) {
     if mode.pretty {

@@ -36,7 +36,7 @@ impl LimitArgs {
     }
 
     /// The given limits over the runtime's defaults, checked against its ranges.
-    fn checked(limits: &Limits) -> Result<runtime::Limits> {
+    pub fn checked(limits: &Limits) -> Result<runtime::Limits> {
         fn set<T: Copy>(given: Option<T>, field: &mut T) {
             if let Some(v) = given {
                 *field = v;
@@ -259,6 +259,23 @@ pub fn unload(name: &str, mode: Mode) -> Result<()> {
 pub fn list(mode: Mode) -> Result<()> {
     let infos = Luapkt::open()?.list()?;
     show(mode, &infos);
+    Ok(())
+}
+
+pub fn source(name: &str, mode: Mode) -> Result<()> {
+    let src = Luapkt::open()?.source(name)?;
+    if mode.json {
+        output::json(
+            mode,
+            &envelope(
+                "source",
+                vec![json!({"name": name, "source": String::from_utf8_lossy(&src)})],
+            ),
+        );
+    } else {
+        use std::io::Write;
+        std::io::stdout().write_all(&src)?;
+    }
     Ok(())
 }
 

@@ -518,6 +518,35 @@ pub(crate) fn netlink(script: Option<&str>) -> Result<bool> {
             ]),
         );
     }
+    r.case(
+        "source read: missing NAME",
+        &[EINVAL],
+        cmd::SOURCE_READ,
+        &[],
+    );
+    r.case(
+        "source read: unknown script",
+        &[ENOENT],
+        cmd::SOURCE_READ,
+        &nla_str(attr::NAME, "lp-no-such-script"),
+    );
+    r.case(
+        "source read: OFFSET of 8 bytes",
+        &[EINVAL, ERANGE],
+        cmd::SOURCE_READ,
+        &attrs(&[
+            nla_str(attr::NAME, "lp-no-such-script"),
+            nla(attr::OFFSET, &[0; 8]),
+        ]),
+    );
+    if let Some(script) = script {
+        r.case(
+            "source read: OFFSET past the end of the source",
+            &[EINVAL],
+            cmd::SOURCE_READ,
+            &attrs(&[nla_str(attr::NAME, script), nla_u32(attr::OFFSET, u32::MAX)]),
+        );
+    }
     r.case("map list: missing NAME", &[EINVAL], cmd::MAP_LIST, &[]);
     for (what, command) in [
         ("dump", cmd::MAP_DUMP),
@@ -1810,6 +1839,14 @@ impl Fuzz {
         if command == cmd::SET_LIMITS {
             parts.extend(self.limit_attrs(45));
         }
+        if command == cmd::SOURCE_READ && self.rng.chance(60) {
+            let offset = if self.rng.chance(50) {
+                self.rng.range(0, 200) as u32
+            } else {
+                edge_u32(&mut self.rng)
+            };
+            parts.push(nla_u32(attr::OFFSET, offset));
+        }
         let attrs = self.finish_attrs(parts);
         let mut req = GenReq::new(command, attrs, Effect::None);
         if command == cmd::GET && self.rng.chance(30) {
@@ -1820,7 +1857,7 @@ impl Fuzz {
 
     fn gen_random_cmd(&mut self) -> GenReq {
         let command = if self.rng.chance(50) {
-            self.rng.range(0, 9) as u8
+            self.rng.range(0, usize::from(cmd::SOURCE_READ)) as u8
         } else {
             self.rng.below(256) as u8
         };
@@ -1834,7 +1871,7 @@ impl Fuzz {
     /// A well-formed request of a random kind (what mutations start from).
     fn gen_semantic(&mut self) -> GenReq {
         loop {
-            let req = match self.rng.weighted(&[14, 18, 8, 5, 7, 10, 10]) {
+            let req = match self.rng.weighted(&[14, 18, 8, 5, 7, 10, 10, 5]) {
                 0 => self.gen_begin(),
                 1 => self.gen_chunk(),
                 2 => match self.gen_commit() {
@@ -1844,7 +1881,8 @@ impl Fuzz {
                 3 => self.gen_abort(),
                 4 => self.gen_named(cmd::UNLOAD),
                 5 => self.gen_named(cmd::GET),
-                _ => self.gen_named(cmd::SET_LIMITS),
+                6 => self.gen_named(cmd::SET_LIMITS),
+                _ => self.gen_named(cmd::SOURCE_READ),
             };
             return req;
         }

@@ -678,6 +678,20 @@ int lp_rt_read_records(const struct lp_script *s,
                        struct lp_read *out);
 
 /**
+ * any. Copies the script's Lua source from byte `offset` on into `buf` (at most `len` bytes)
+ * and stores its whole length in `total`. The bytes copied, or -EINVAL for an `offset` past
+ * the end.
+ *
+ * # Safety
+ * `s` is live; `buf` is writable for `len` bytes; `total` is writable.
+ */
+int lp_rt_read_source(const struct lp_script *s,
+                      uint32_t offset,
+                      uint8_t *buf,
+                      size_t len,
+                      uint32_t *total);
+
+/**
  * any. Current limits and policy.
  *
  * # Safety

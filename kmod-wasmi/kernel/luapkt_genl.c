@@ -1078,6 +1078,57 @@ too_big:
 }
 
 /*
+ * SOURCE_READ: the script's Lua source from OFFSET on, in DATA (at most LUAPKT_READ_MAX bytes),
+ * with SIZE (its whole length) and OFFSET. The source never changes once loaded: a version
+ * keeps it; ln->mutex keeps the version while the runtime copies.
+ */
+static int luapkt_nl_source(struct sk_buff *skb, struct genl_info *info)
+{
+	struct luapkt_net *ln = luapkt_pernet(genl_info_net(info));
+	const struct luapkt_version *v;
+	struct luapkt_script *s;
+	struct sk_buff *msg;
+	struct nlattr *data;
+	u32 offset = 0, total = 0;
+	void *hdr;
+	int err, n;
+
+	if (GENL_REQ_ATTR_CHECK(info, LUAPKT_A_NAME))
+		return -EINVAL;
+	if (info->attrs[LUAPKT_A_OFFSET])
+		offset = nla_get_u32(info->attrs[LUAPKT_A_OFFSET]);
+	msg = luapkt_reserve_reply(info, LUAPKT_CMD_SOURCE_READ, LUAPKT_A_DATA, &data, &hdr, &err);
+	if (!msg)
+		return err;
+	s = luapkt_script_named(ln, info);
+	if (!s) {
+		nlmsg_free(msg);
+		return -ENOENT;
+	}
+	v = rcu_dereference_protected(s->cur, lockdep_is_held(&ln->mutex));
+	n = lp_rt_read_source(v->rt, offset, nla_data(data), LUAPKT_READ_MAX, &total);
+	mutex_unlock(&ln->mutex);
+	if (n < 0) {
+		nlmsg_free(msg);
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[LUAPKT_A_OFFSET],
+				    "offset past the end of the source");
+		return n;
+	}
+	err = luapkt_shrink_reply(msg, data, n);
+	if (err) {
+		nlmsg_free(msg);
+		return err;
+	}
+	if (nla_put_string(msg, LUAPKT_A_NAME, nla_data(info->attrs[LUAPKT_A_NAME])) ||
+	    nla_put_u32(msg, LUAPKT_A_SIZE, total) || nla_put_u32(msg, LUAPKT_A_OFFSET, offset)) {
+		nlmsg_free(msg);
+		return -EMSGSIZE;
+	}
+	genlmsg_end(msg, hdr);
+	return genlmsg_reply(msg, info);
+}
+
+/*
  * MAP_LIST, MAP_DUMP, MAP_GET, MAP_SET, MAP_DELETE: a script's maps (lp.map). Reads need what
  * showing a script needs, writes what loading one needs. The maps live as long as the script;
  * ln->mutex keeps its version while the runtime copies (under each stripe's own lock).
@@ -1273,6 +1324,7 @@ static const struct genl_ops luapkt_genl_ops[] = {
 	{ .cmd = LUAPKT_CMD_MAP_GET,	.doit = luapkt_nl_map, .flags = GENL_UNS_ADMIN_PERM },
 	{ .cmd = LUAPKT_CMD_MAP_SET,	.doit = luapkt_nl_map, .flags = GENL_UNS_ADMIN_PERM },
 	{ .cmd = LUAPKT_CMD_MAP_DELETE,	.doit = luapkt_nl_map, .flags = GENL_UNS_ADMIN_PERM },
+	{ .cmd = LUAPKT_CMD_SOURCE_READ, .doit = luapkt_nl_source, .flags = GENL_UNS_ADMIN_PERM },
 	{
 		.cmd	= LUAPKT_CMD_LOAD_ABORT,
 		.doit	= luapkt_nl_load_abort,

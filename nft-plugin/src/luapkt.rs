@@ -688,6 +688,36 @@ impl<T: Transport> Luapkt<T> {
         Ok(())
     }
 
+    /// The Lua source a script was loaded with, read in chunks of at most
+    /// `abi::records::READ_MAX` bytes.
+    pub fn source(&mut self, name: &str) -> Result<Vec<u8>> {
+        check_script_name(name)?;
+        let what = format!("script {name}");
+        let mut out = Vec::new();
+        loop {
+            let offset = u32::try_from(out.len())
+                .map_err(|_| Error::malformed(&what, "a source of more than 4 GiB"))?;
+            let replies = self.call(&what, cmd::SOURCE_READ, |m| {
+                m.attr_str(attr::NAME, name).attr_u32(attr::OFFSET, offset);
+            })?;
+            let chunk = self.single(&what, &replies, decode_source)?;
+            if chunk.offset != offset || chunk.size < offset {
+                return Err(Error::malformed(&what, "a reply for another offset"));
+            }
+            let want = (chunk.size - offset) as usize;
+            if chunk.data.len() > want || (chunk.data.is_empty() && want > 0) {
+                return Err(Error::malformed(
+                    &what,
+                    "a chunk that does not fit the size",
+                ));
+            }
+            out.extend_from_slice(&chunk.data);
+            if out.len() == chunk.size as usize {
+                return Ok(out);
+            }
+        }
+    }
+
     /// Removes `key`; ENOENT when absent.
     pub fn map_delete(&mut self, script: &str, map: &str, key: &[u8]) -> Result<()> {
         check_script_name(script)?;
@@ -777,6 +807,39 @@ fn decode_value(attrs: &[u8]) -> Decoded<Vec<u8>> {
         }
     }
     Err(Malformed::new("LUAPKT_ATTR_MAP_VALUE missing"))
+}
+
+/// One SOURCE_READ reply.
+struct SourceChunk {
+    data: Vec<u8>,
+    size: u32,
+    offset: u32,
+}
+
+fn decode_source(attrs: &[u8]) -> Decoded<SourceChunk> {
+    let (mut data, mut size, mut offset) = (None, None, None);
+    for a in wire::attrs(attrs) {
+        let a = a?;
+        match a.kind {
+            attr::DATA => data = Some(a.value.to_vec()),
+            attr::SIZE => size = Some(a.u32("LUAPKT_ATTR_SIZE")?),
+            attr::OFFSET => offset = Some(a.u32("LUAPKT_ATTR_OFFSET")?),
+            _ => {}
+        }
+    }
+    let data = required(data, "LUAPKT_ATTR_DATA")?;
+    if data.len() > abi::records::READ_MAX {
+        return Err(Malformed::new(format!(
+            "LUAPKT_ATTR_DATA: {} bytes, more than {}",
+            data.len(),
+            abi::records::READ_MAX
+        )));
+    }
+    Ok(SourceChunk {
+        data,
+        size: required(size, "LUAPKT_ATTR_SIZE")?,
+        offset: required(offset, "LUAPKT_ATTR_OFFSET")?,
+    })
 }
 
 fn decode_batch(attrs: &[u8]) -> Decoded<RecordBatch> {

@@ -315,13 +315,14 @@ pub fn kernel_header() -> String {
         ("MAP_GET", cmd::MAP_GET, ""),
         ("MAP_SET", cmd::MAP_SET, ""),
         ("MAP_DELETE", cmd::MAP_DELETE, ""),
+        ("SOURCE_READ", cmd::SOURCE_READ, ""),
     ]
     .map(|(n, v, w)| (n, u16::from(v), w));
     h.enumeration(
         "luapkt_commands",
         "LUAPKT_CMD_",
         &cmds,
-        u16::from(cmd::MAP_DELETE),
+        u16::from(cmd::SOURCE_READ),
     );
     h.line("");
     h.enumeration(

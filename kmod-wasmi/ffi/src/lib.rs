@@ -1228,6 +1228,32 @@ pub unsafe extern "C" fn lp_rt_read_records(
     0
 }
 
+/// any. Copies the script's Lua source from byte `offset` on into `buf` (at most `len` bytes)
+/// and stores its whole length in `total`. The bytes copied, or -EINVAL for an `offset` past
+/// the end.
+///
+/// # Safety
+/// `s` is live; `buf` is writable for `len` bytes; `total` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn lp_rt_read_source(
+    s: *const LpScript,
+    offset: u32,
+    buf: *mut u8,
+    len: usize,
+    total: *mut u32,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    let (src, buf) = unsafe { ((*s).rt.source(), core::slice::from_raw_parts_mut(buf, len)) };
+    let Some(rest) = src.get(offset as usize..) else {
+        return -EINVAL;
+    };
+    let n = rest.len().min(buf.len()).min(c_int::MAX as usize);
+    buf[..n].copy_from_slice(&rest[..n]);
+    // SAFETY: the caller's contract.
+    unsafe { total.write(u32::try_from(src.len()).unwrap_or(u32::MAX)) };
+    n as c_int
+}
+
 /// any. Current limits and policy.
 ///
 /// # Safety

@@ -867,6 +867,11 @@ impl PerCpuScript {
 
     /// The script's log lines from sequence number `from` (0: the oldest kept) that fit in
     /// `out`, as `abi::records` log records. Any context.
+    /// The Lua source the script was loaded with (what its instances are rebuilt from).
+    pub fn source(&self) -> &[u8] {
+        &self.source
+    }
+
     pub fn read_log(&self, from: u64, out: &mut [u8]) -> ReadOutcome {
         self.rings.read_log(from, out)
     }
