@@ -1,8 +1,10 @@
 //! `lpctl` as a library: the commands and engines, used by the binary and its tests.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 pub mod bench;
+pub mod check;
 pub mod engine;
 pub mod log_cmd;
+pub mod lua_api;
 pub mod map_cmd;
 pub mod nft_cmd;
 pub mod nft_text;

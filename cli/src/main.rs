@@ -7,7 +7,10 @@
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use lpctl::engine::Kind;
-use lpctl::{bench, log_cmd, map_cmd, nft_cmd, output, pack, rule_cmd, run, save_cmd, script_cmd};
+use lpctl::{
+    bench, check, log_cmd, lua_api, map_cmd, nft_cmd, output, pack, rule_cmd, run, save_cmd,
+    script_cmd,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -267,6 +270,28 @@ enum ScriptCmd {
     Inspect { file: PathBuf },
     /// The Lua source a loaded script runs
     Source { name: String },
+    /// Check a script before loading it: syntax, undefined globals, unknown fields of the
+    /// packet, its protocols and lp, then a load in the sandbox offline (the top-level chunk
+    /// run, each entry function bound). FILE:LINE:COLUMN messages; exit 1 when anything is found
+    ///
+    /// Examples:
+    ///   lpctl script check filter.lua
+    ///   lpctl script check nat.lua --function nat
+    ///   lpctl -j script check filter.lua
+    #[command(verbatim_doc_comment)]
+    Check {
+        file: PathBuf,
+        /// Entry functions the rules will name (repeatable)
+        #[arg(long = "function", value_name = "F", default_value = runtime::DEFAULT_ENTRY)]
+        functions: Vec<String>,
+    },
+    /// LuaLS annotations (---@meta) of lp, the packet and its protocol classes, for editors
+    ///
+    /// Examples:
+    ///   lpctl script stubs > ~/.local/share/luapkt/luapkt.lua
+    ///   (then add that directory to Lua.workspace.library)
+    #[command(verbatim_doc_comment)]
+    Stubs,
     /// Every loaded script with its counters
     List,
     /// One script with its counters
@@ -499,6 +524,15 @@ fn main() -> ExitCode {
             ScriptCmd::Inspect { file } => pack::inspect(&file, mode),
             ScriptCmd::List => script_cmd::list(mode),
             ScriptCmd::Source { name } => script_cmd::source(&name, mode),
+            ScriptCmd::Check { file, functions } => match check::run(&file, &functions, mode) {
+                Ok(true) => Ok(()),
+                Ok(false) => return ExitCode::FAILURE,
+                Err(e) => Err(e),
+            },
+            ScriptCmd::Stubs => {
+                print!("{}", lua_api::stubs());
+                Ok(())
+            }
             ScriptCmd::Show { name } => script_cmd::show_one(&name, mode),
             ScriptCmd::Limits { name, limits } => {
                 script_cmd::set_limits(&name, &limits.args(), mode)
