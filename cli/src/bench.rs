@@ -1,4 +1,4 @@
-//! `lpctl bench`: one script over a capture on several engines in the same run, with the
+//! `lpctl script bench`: one script over a capture on several engines in the same run, with the
 //! ratio of each to native Lua.
 
 use crate::engine::{self, Kind};

@@ -1,6 +1,6 @@
-//! `lpctl log NAME [-f]` and `lpctl script errors NAME [-w FILE]`: a loaded script's log lines
+//! `lpctl script log NAME [-f]` and `lpctl script errors NAME [-w FILE]`: a loaded script's log lines
 //! and the errors it kept with their packets, read from the kernel's rings
-//! (`abi::records`). Errors written with `-w` are a pcapng capture that `lpctl run` replays
+//! (`abi::records`). Errors written with `-w` are a pcapng capture that `lpctl script run` replays
 //! with each packet's metadata (its `luapkt-meta` comment).
 
 use crate::output::{self, hex, Mode};
@@ -172,7 +172,7 @@ fn kind_name(kind: u8) -> &'static str {
         .map_or("unknown", |k| k.name())
 }
 
-/// The `luapkt-meta` comment that gives `lpctl run` the packet's metadata back.
+/// The `luapkt-meta` comment that gives `lpctl script run` the packet's metadata back.
 fn meta_comment(e: &ErrorRecord<'_>) -> String {
     let h = &e.header;
     let mut c = format!("{META_COMMENT} hook={}", hook_name(h.hook));
@@ -223,7 +223,7 @@ fn error_json(e: &ErrorRecord<'_>) -> Value {
 }
 
 /// `lpctl script errors NAME [-w FILE]`: the errors the script kept, newest last; with
-/// `write`, their packets as a pcapng capture for `lpctl run`.
+/// `write`, their packets as a pcapng capture for `lpctl script run`.
 pub fn errors(name: &str, write: Option<&Path>, mode: Mode) -> Result<()> {
     let mut lp = Luapkt::open()?;
     let batches = read_all(&mut lp, name, Ring::Errors, 0)?;
@@ -299,7 +299,7 @@ pub fn errors(name: &str, write: Option<&Path>, mode: Mode) -> Result<()> {
     }
     if let (Some(path), Some(first)) = (write, all.first()) {
         let mut replay = format!(
-            "lpctl run SCRIPT --pcap {} --function {}",
+            "lpctl script run SCRIPT --pcap {} --function {}",
             path.display(),
             String::from_utf8_lossy(first.func)
         );

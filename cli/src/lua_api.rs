@@ -64,7 +64,7 @@ pub const LP: &[Field] = &[
     f("CONTINUE", "integer", "Verdict: go on with the rule's next statement (true and nothing do too)."),
     f("BREAK", "integer", "Verdict: the rule does not match (false does too); the chain goes on."),
     f("QUEUE", "fun(queue: integer): integer", "Verdict: queue the packet to nfqueue `queue` (not at netdev or ingress hooks)."),
-    f("log", "fun(...: any)", "A line in the script's log at level info (`lpctl log NAME`)."),
+    f("log", "fun(...: any)", "A line in the script's log at level info (`lpctl script log NAME`)."),
     f("debug", "fun(...: any)", "A line at level debug (not printed to the kernel log)."),
     f("warn", "fun(...: any)", "A line at level warn."),
     f("now", "fun(): integer", "The kernel's monotonic clock, nanoseconds."),

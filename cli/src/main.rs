@@ -25,10 +25,15 @@ mod selftest;
     long_about = "lpctl loads Lua scripts into the nft_lua kernel module and runs them offline.\n\n\
         A script defines `function process_packet(pkt, arg)` and returns a verdict:\n\
         lp.ACCEPT, lp.DROP, lp.CONTINUE (or true/nothing), lp.BREAK (or false), lp.QUEUE(n).\n\n\
+        Commands are OBJECT COMMAND, as in bpftool: script, rule, map; nft is nft itself\n\
+        with the lua statement; save and restore take everything at once.\n\n\
         Examples:\n  \
-        lpctl run filter.lua --pcap capture.pcap\n  \
-        lpctl -j run filter.lua --pcap capture.pcap --on-error drop\n  \
-        lpctl bench filter.lua --pcap capture.pcap"
+        lpctl script check filter.lua\n  \
+        lpctl script run filter.lua --pcap capture.pcap\n  \
+        lpctl script load filter.lua\n  \
+        lpctl nft add rule inet filter input tcp dport 22 lua script filter\n  \
+        lpctl script show filter\n  \
+        lpctl save -o /etc/luapkt/luapkt.conf"
 )]
 struct Cli {
     /// JSON output (errors too: {"error": "..."})
@@ -43,11 +48,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a script over every packet of a pcap, in order, through one instance
+    /// `lpctl script run` (the older spelling)
+    #[command(hide = true)]
     Run(RunArgs),
-    /// Measure a script over a pcap's packets on wasmi, wasmtime, the compiled guest and native Lua
+    /// `lpctl script bench` (the older spelling)
+    #[command(hide = true)]
     Bench(BenchArgs),
-    /// Pack a Lua script and the guest into a .lpk package
+    /// `lpctl script pack` (the older spelling)
+    #[command(hide = true)]
     Pack(PackArgs),
     /// Scripts loaded into the kernel
     #[command(subcommand)]
@@ -101,26 +109,9 @@ enum Command {
     ///   lpctl map delete budget flows 10.0.0.1
     #[command(subcommand, verbatim_doc_comment)]
     Map(MapCmd),
-    /// A loaded script's log: what it printed with lp.log or print, and its errors
-    ///
-    /// Lines are kept in a ring per script (32 KiB, the newest win) and rate-limited per script
-    /// (a burst of 200 lines, then 100 per second: the rest are dropped and counted, see
-    /// `lpctl script show`). Times are the kernel's, seconds since boot, as in dmesg.
-    ///
-    /// Examples:
-    ///   lpctl log filter
-    ///   lpctl log filter -f --level warn
-    ///   lpctl -j log filter -f | jq -r .text
-    #[command(verbatim_doc_comment)]
-    Log {
-        name: String,
-        /// Keep printing new lines as they come (JSON: one object per line)
-        #[arg(short, long)]
-        follow: bool,
-        /// Only lines of this level and above: debug (all), info or warn (warnings and errors)
-        #[arg(long, default_value = "debug", value_parser = clap::value_parser!(log_cmd::Level))]
-        level: log_cmd::Level,
-    },
+    /// `lpctl script log` (the older spelling)
+    #[command(hide = true)]
+    Log(LogArgs),
     /// Checks against the running kernel, for the VM tests (built with feature `selftest`)
     #[cfg(feature = "selftest")]
     #[command(subcommand, hide = true)]
@@ -153,6 +144,17 @@ enum SelftestCmd {
         #[arg(long)]
         trace: bool,
     },
+}
+
+#[derive(Args)]
+struct LogArgs {
+    name: String,
+    /// Keep printing new lines as they come (JSON: one object per line)
+    #[arg(short, long)]
+    follow: bool,
+    /// Only lines of this level and above: debug (all), info or warn (warnings and errors)
+    #[arg(long, default_value = "debug", value_parser = clap::value_parser!(log_cmd::Level))]
+    level: log_cmd::Level,
 }
 
 /// The send limits (`lp.send`, `lp.reply`).
@@ -242,7 +244,37 @@ impl LimitOpts {
 
 #[derive(Subcommand)]
 enum ScriptCmd {
+    /// Run a script over every packet of a pcap, in order, through one instance (offline)
+    ///
+    /// Examples:
+    ///   lpctl script run filter.lua --pcap capture.pcap
+    ///   lpctl -j script run filter.lua --pcap capture.pcap --on-error drop
+    ///   lpctl script run nat.lua --pcap in.pcap --function nat --out out.pcap
+    ///   lpctl script run filter.lua --pcap errors.pcapng -v     (replay kept errors)
+    #[command(verbatim_doc_comment)]
+    Run(RunArgs),
+    /// Measure a script over a pcap's packets on wasmi, wasmtime, the compiled guest and native
+    /// Lua (offline)
+    ///
+    /// Examples:
+    ///   lpctl script bench filter.lua --pcap capture.pcap
+    ///   lpctl -j script bench filter.lua --pcap capture.pcap --engines compiled,native
+    #[command(verbatim_doc_comment)]
+    Bench(BenchArgs),
+    /// Pack a Lua script and the guest into a .lpk package (what script load uploads)
+    ///
+    /// Examples:
+    ///   lpctl script pack filter.lua                 (writes filter.lpk)
+    ///   lpctl script pack filter.lua --name web -o web.lpk
+    #[command(verbatim_doc_comment)]
+    Pack(PackArgs),
     /// Load a script (.lua, packed on the fly, or .lpk) into this network namespace
+    ///
+    /// Examples:
+    ///   lpctl script load filter.lua
+    ///   lpctl script load filter.lua --name web --fuel 50000 --on-error drop
+    ///   lpctl script load filter.lua --name web --replace      (swap it atomically)
+    #[command(verbatim_doc_comment)]
     Load {
         file: PathBuf,
         /// Script name (default: from the package, or the file name without .lua)
@@ -260,6 +292,10 @@ enum ScriptCmd {
         engine: Option<String>,
     },
     /// Unload a script (refused while rules use it)
+    ///
+    /// Example:
+    ///   lpctl script unload web
+    #[command(verbatim_doc_comment)]
     Unload { name: String },
     /// What a package (.lpk) carries, offline: name, tag, guest (built-in or not) and script
     ///
@@ -269,10 +305,27 @@ enum ScriptCmd {
     #[command(verbatim_doc_comment)]
     Inspect { file: PathBuf },
     /// The Lua source a loaded script runs
+    ///
+    /// Example:
+    ///   lpctl script source web > web.lua
+    #[command(verbatim_doc_comment)]
     Source { name: String },
-    /// Check a script before loading it: syntax, undefined globals, unknown fields of the
-    /// packet, its protocols and lp, then a load in the sandbox offline (the top-level chunk
-    /// run, each entry function bound). FILE:LINE:COLUMN messages; exit 1 when anything is found
+    /// A loaded script's log: what it printed with lp.log or print, and its errors
+    ///
+    /// Lines are kept in a ring per script (32 KiB, the newest win) and rate-limited per script
+    /// (a burst of 200 lines, then 100 per second: the rest are dropped and counted, see
+    /// `lpctl script show`). Times are the kernel's, seconds since boot, as in dmesg.
+    ///
+    /// Examples:
+    ///   lpctl script log filter
+    ///   lpctl script log filter -f --level warn
+    ///   lpctl -j script log filter -f | jq -r .text
+    #[command(verbatim_doc_comment)]
+    Log(LogArgs),
+    /// Check a script before loading it: FILE:LINE:COLUMN messages, exit 1 when any
+    ///
+    /// Syntax, undefined globals, unknown fields of the packet, its protocols and lp, then a
+    /// load in the sandbox offline (the top-level chunk run, each entry function bound).
     ///
     /// Examples:
     ///   lpctl script check filter.lua
@@ -293,22 +346,36 @@ enum ScriptCmd {
     #[command(verbatim_doc_comment)]
     Stubs,
     /// Every loaded script with its counters
+    ///
+    /// Examples:
+    ///   lpctl script list
+    ///   lpctl -j script list | jq '.luapkt[1:][].script.name'
+    #[command(verbatim_doc_comment)]
     List,
     /// One script with its counters
+    ///
+    /// Example:
+    ///   lpctl script show web
+    #[command(verbatim_doc_comment)]
     Show { name: String },
     /// Change a script's limits or on-error policy, live
+    ///
+    /// Examples:
+    ///   lpctl script limits web --fuel 100000
+    ///   lpctl script limits web --on-error accept
+    #[command(verbatim_doc_comment)]
     Limits {
         name: String,
         #[command(flatten)]
         limits: LimitOpts,
     },
     /// The last errors of a script's calls with their packets (the newest 8); -w writes the
-    /// packets as a pcapng capture that `lpctl run` replays with their metadata
+    /// packets as a pcapng capture that `lpctl script run` replays with their metadata
     ///
     /// Examples:
     ///   lpctl script errors filter
     ///   lpctl script errors filter -w errors.pcapng
-    ///   lpctl run filter.lua --pcap errors.pcapng -v
+    ///   lpctl script run filter.lua --pcap errors.pcapng -v
     #[command(verbatim_doc_comment)]
     Errors {
         name: String,
@@ -366,14 +433,30 @@ enum RuleCmd {
     ///
     /// The statements before `lua` go to nft as `... jump lua-NAME`; the lua rule goes alone
     /// into chain lua-NAME (nft cannot display it: `lpctl rule list` does).
-    #[command(trailing_var_arg = true, allow_hyphen_values = true)]
+    ///
+    /// Example:
+    ///   lpctl rule add inet filter input tcp dport 22 lua script web
+    ///   (the same as: lpctl nft add rule inet filter input tcp dport 22 lua script web)
+    #[command(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        verbatim_doc_comment
+    )]
     Add {
         #[arg(required = true, num_args = 1..)]
         words: Vec<String>,
     },
     /// Every lua rule: family, table, chain, handle, script, function, argument
+    ///
+    /// Example:
+    ///   lpctl rule list        (lpctl nft list ruleset shows them in place)
+    #[command(verbatim_doc_comment)]
     List,
     /// Delete the rule FAMILY TABLE CHAIN handle H (and its lua chain when unused)
+    ///
+    /// Example:
+    ///   lpctl rule delete inet filter input handle 7   (or: lpctl nft delete rule ...)
+    #[command(verbatim_doc_comment)]
     Delete {
         family: String,
         table: String,
@@ -483,6 +566,27 @@ struct BenchArgs {
     engines: Vec<Kind>,
 }
 
+fn run_cmd(a: RunArgs, mode: output::Mode) -> Result<()> {
+    let out = run::Output {
+        path: a.out,
+        keep_dropped: a.keep_dropped,
+        sent: a.sent,
+    };
+    run::run(&a.script.into_options(), a.engine, a.verbose, &out, mode)
+}
+
+fn bench_cmd(a: BenchArgs, mode: output::Mode) -> Result<()> {
+    bench::bench(&a.script.into_options(), &a.engines, a.millis, mode)
+}
+
+fn pack_cmd(a: PackArgs, mode: output::Mode) -> Result<()> {
+    pack::pack(&a.script, a.name.as_deref(), a.output.as_deref(), mode)
+}
+
+fn log_show(a: LogArgs, mode: output::Mode) -> Result<()> {
+    log_cmd::log(&a.name, a.follow, a.level, mode)
+}
+
 fn main() -> ExitCode {
     // `lpctl nft …` is nft's command line, options included: clap must not read it
     let argv: Vec<String> = std::env::args().collect();
@@ -495,16 +599,11 @@ fn main() -> ExitCode {
         pretty: cli.pretty,
     };
     let r: Result<()> = match cli.command {
-        Command::Run(a) => {
-            let out = run::Output {
-                path: a.out,
-                keep_dropped: a.keep_dropped,
-                sent: a.sent,
-            };
-            run::run(&a.script.into_options(), a.engine, a.verbose, &out, mode)
-        }
-        Command::Bench(a) => bench::bench(&a.script.into_options(), &a.engines, a.millis, mode),
-        Command::Pack(a) => pack::pack(&a.script, a.name.as_deref(), a.output.as_deref(), mode),
+        // the older spellings of script run|bench|pack|log
+        Command::Run(a) => run_cmd(a, mode),
+        Command::Bench(a) => bench_cmd(a, mode),
+        Command::Pack(a) => pack_cmd(a, mode),
+        Command::Log(a) => log_show(a, mode),
         Command::Script(c) => match c {
             ScriptCmd::Load {
                 file,
@@ -538,12 +637,11 @@ fn main() -> ExitCode {
                 script_cmd::set_limits(&name, &limits.args(), mode)
             }
             ScriptCmd::Errors { name, write } => log_cmd::errors(&name, write.as_deref(), mode),
+            ScriptCmd::Run(a) => run_cmd(a, mode),
+            ScriptCmd::Bench(a) => bench_cmd(a, mode),
+            ScriptCmd::Pack(a) => pack_cmd(a, mode),
+            ScriptCmd::Log(a) => log_show(a, mode),
         },
-        Command::Log {
-            name,
-            follow,
-            level,
-        } => log_cmd::log(&name, follow, level, mode),
         Command::Map(c) => match c {
             MapCmd::List { script } => map_cmd::list(&script, mode),
             MapCmd::Dump { script, map, hex } => map_cmd::dump(&script, &map, hex, mode),

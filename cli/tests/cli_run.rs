@@ -958,3 +958,37 @@ fn inspect_shows_what_a_package_carries() {
         "drop-ssh.lua: not a luapkt package",
     );
 }
+
+/// The grammar is OBJECT COMMAND (`lpctl script run|bench|pack|log`); the older top-level
+/// spellings stay, hidden, and do the same.
+#[test]
+fn script_run_bench_pack_are_the_same_commands() {
+    let script = path("examples/drop-ssh.lua");
+    let cap = path("tests/data/mixed.pcap");
+    let new = lpctl(&["-j", "script", "run", &script, "--pcap", &cap]);
+    let old = lpctl(&["-j", "run", &script, "--pcap", &cap]);
+    assert!(new.status.success(), "{}", stderr(&new));
+    assert_eq!(stdout(&new), stdout(&old));
+    let o = lpctl(&[
+        "-j",
+        "script",
+        "bench",
+        &script,
+        "--pcap",
+        &cap,
+        "--millis",
+        "5",
+        "--engines",
+        "native",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = tmp("grammar.lpk", b"");
+    let o = lpctl(&["script", "pack", &script, "-o", &out]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read(&out).unwrap().starts_with(b"\0asm"));
+    let help = stdout(&lpctl(&["--help"]));
+    assert!(
+        !help.contains("\n  run ") && help.contains("\n  script "),
+        "{help}"
+    );
+}

@@ -135,7 +135,7 @@
 ---@field CONTINUE integer Verdict: go on with the rule's next statement (true and nothing do too).
 ---@field BREAK integer Verdict: the rule does not match (false does too); the chain goes on.
 ---@field QUEUE fun(queue: integer): integer Verdict: queue the packet to nfqueue `queue` (not at netdev or ingress hooks).
----@field log fun(...: any) A line in the script's log at level info (`lpctl log NAME`).
+---@field log fun(...: any) A line in the script's log at level info (`lpctl script log NAME`).
 ---@field debug fun(...: any) A line at level debug (not printed to the kernel log).
 ---@field warn fun(...: any) A line at level warn.
 ---@field now fun(): integer The kernel's monotonic clock, nanoseconds.
