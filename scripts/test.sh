@@ -2,7 +2,8 @@
 # Every test: formatting and lints, the unit/integration tests of all crates (guest, runtime,
 # lpctl: verdicts, error kinds, zero-WASI check, packet fields, pcaps, wasmi vs wasmtime), the
 # no_std runtime built for the kernel target, nft_lua.ko for Debian 6.1 and 6.12, and the VM
-# suite on both kernels (tests/vm: qemu, real nft, traffic between namespaces).
+# suite on both kernels (tests/vm: qemu, real nft, traffic between namespaces; on 6.1 with the
+# module DKMS built from the Debian package this run built and installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -27,6 +28,24 @@ done
 cargo build -q -p lpctl --features selftest
 echo "== the kernel-flags harness: the modules' Rust objects in a userspace bench (scripts/kbench.sh)"
 LPCTL=target/debug/lpctl ./scripts/kbench.sh --check --millis 20
+echo "== the Debian package: built, installed here; DKMS builds nft_lua.ko (the 6.1 suite runs that one)"
+deb=$(LPCTL=target/debug/lpctl ./scripts/build-deb.sh)
+dpkg -s dkms >/dev/null 2>&1 ||
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    -o DPkg::Lock::Timeout=900 dkms >/dev/null
+# dpkg -i also when this version is installed: its postinst runs DKMS again on this build
+dpkg -i "$deb" >/dev/null
+kver=$(basename "$(dirname "${kos[0]}")")
+dkms_ko=target/vm/nft_lua-dkms-$kver.ko
+mkdir -p target/vm
+if [[ -f /lib/modules/$kver/updates/dkms/nft_lua.ko.xz ]]; then
+  xz -dc "/lib/modules/$kver/updates/dkms/nft_lua.ko.xz" >"$dkms_ko"
+else
+  cp "/lib/modules/$kver/updates/dkms/nft_lua.ko" "$dkms_ko"
+fi
+[[ $(modinfo -F vermagic "$dkms_ko") == "$(modinfo -F vermagic "${kos[0]}")" ]] ||
+  { echo "test: the DKMS-built module is not for $kver" >&2; exit 1; }
+echo "test: DKMS built $dkms_ko from $deb"
 echo "== VM suite: the module, lpctl and real traffic in qemu"
 # hostile packages for 60-hostile.sh (crafted counts, a foreign guest, a spinning guest,
 # random wasm-smith modules)
@@ -50,8 +69,9 @@ cp "$bench" target/vm/data/fuel_ceiling
 vm_suite() { # KO [run.sh options...]
   ./tests/vm/run.sh --module "$1" --lpctl target/debug/lpctl --data target/vm/data --timeout 1800 "${@:2}"
 }
-# (65-lifecycle.sh runs 1,000 cycles on 6.1: ~8 min of the ~16 of that suite)
-{ vm_suite "${kos[0]}" 2>&1 | sed -u 's/^/[6.1] /'; exit "${PIPESTATUS[0]}"; } &
+# (65-lifecycle.sh runs 1,000 cycles on 6.1: ~8 min of the ~16 of that suite; 6.1 runs the
+# module DKMS built from the Debian package)
+{ vm_suite "$dkms_ko" 2>&1 | sed -u 's/^/[6.1] /'; exit "${PIPESTATUS[0]}"; } &
 first=$!
 {
   vm_suite "${kos[1]}" --no-reruns 2>&1 | sed -u 's/^/[6.12] /'

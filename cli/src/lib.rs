@@ -1,5 +1,8 @@
 //! `lpctl` as a library: the commands and engines, used by the binary and its tests.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
+// the binary's own: `lpctl generate man|completion` (main.rs, where the command line is)
+use clap_complete as _;
+use clap_mangen as _;
 pub mod bench;
 pub mod check;
 pub mod engine;

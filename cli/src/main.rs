@@ -91,7 +91,7 @@ enum Command {
         file: PathBuf,
     },
     /// nft with the lua statement: any nft command line or -f FILE (`lpctl nft -h`)
-    #[command(disable_help_flag = true)]
+    #[command(disable_help_flag = true, long_about = nft_cmd::HELP)]
     Nft {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -112,6 +112,9 @@ enum Command {
     /// `lpctl script log` (the older spelling)
     #[command(hide = true)]
     Log(LogArgs),
+    /// Man pages and shell completions, for the package (scripts/build-deb.sh)
+    #[command(subcommand, hide = true)]
+    Generate(GenerateCmd),
     /// Checks against the running kernel, for the VM tests (built with feature `selftest`)
     #[cfg(feature = "selftest")]
     #[command(subcommand, hide = true)]
@@ -144,6 +147,46 @@ enum SelftestCmd {
         #[arg(long)]
         trace: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum GenerateCmd {
+    /// lpctl.8 and a page per command (lpctl-script.8, lpctl-script-load.8, ...) into DIR
+    Man { dir: PathBuf },
+    /// The completion script of a shell, on stdout
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Writes the man page of `cmd` (page `name`, invoked as `bin`) and of each visible subcommand
+/// into `dir`.
+fn man_pages(cmd: &clap::Command, name: &str, bin: &str, dir: &std::path::Path) -> Result<()> {
+    use anyhow::Context;
+    let cmd = cmd
+        .clone()
+        .display_name(name.to_string())
+        .bin_name(bin.to_string());
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(cmd.clone())
+        .section("8")
+        .render(&mut buf)?;
+    let path = dir.join(format!("{name}.8"));
+    std::fs::write(&path, buf).with_context(|| path.display().to_string())?;
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
+        let sub_name = sub.get_name();
+        man_pages(
+            sub,
+            &format!("{name}-{sub_name}"),
+            &format!("{bin} {sub_name}"),
+            dir,
+        )?;
+    }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -665,6 +708,18 @@ fn main() -> ExitCode {
                 hex,
             } => map_cmd::delete(&script, &map, &key, hex, mode),
         },
+        Command::Generate(GenerateCmd::Man { dir }) => {
+            use clap::CommandFactory;
+            std::fs::create_dir_all(&dir)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| man_pages(&Cli::command(), "lpctl", "lpctl", &dir))
+        }
+        Command::Generate(GenerateCmd::Completion { shell }) => {
+            use clap::CommandFactory;
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "lpctl", &mut buf);
+            std::io::Write::write_all(&mut std::io::stdout(), &buf).map_err(anyhow::Error::from)
+        }
         Command::Save { output } => save_cmd::save(output.as_deref(), mode),
         Command::Restore { file } => save_cmd::restore(&file, mode),
         Command::Nft { mut args } => {

@@ -992,3 +992,33 @@ fn script_run_bench_pack_are_the_same_commands() {
         "{help}"
     );
 }
+
+/// What the Debian package carries besides lpctl: a man page per command, completions.
+#[test]
+fn man_pages_and_completions_are_generated() {
+    let dir = std::env::temp_dir().join(format!("lpctl-man-{}", std::process::id()));
+    let o = lpctl(&["generate", "man", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for page in [
+        "lpctl.8",
+        "lpctl-nft.8",
+        "lpctl-script-check.8",
+        "lpctl-save.8",
+        "lpctl-restore.8",
+    ] {
+        let t = std::fs::read_to_string(dir.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(t.contains(".TH"), "{page}");
+    }
+    let t = std::fs::read_to_string(dir.join("lpctl-script-load.8")).unwrap();
+    assert!(
+        t.contains("lpctl script load"),
+        "the synopsis names the whole command"
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let o = lpctl(&["generate", "completion", shell]);
+        assert!(
+            o.status.success() && stdout(&o).contains("restore"),
+            "{shell}"
+        );
+    }
+}
