@@ -1,31 +1,14 @@
 //! `lpctl run` and `lpctl bench` as a user runs them: output formats, and one clear error line
 //! with a non-zero exit for every kind of bad input.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn lpctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lpctl"))
-        .args(args)
-        .output()
-        .expect("run lpctl")
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use common::{lpctl, root, tmp};
+use std::path::Path;
+use std::process::Output;
 
 fn path(rel: &str) -> String {
     root().join(rel).display().to_string()
-}
-
-fn tmp(name: &str, contents: &[u8]) -> String {
-    let p = std::env::temp_dir().join(format!("lpctl-cli-{}-{name}", std::process::id()));
-    std::fs::write(&p, contents).unwrap();
-    p.display().to_string()
 }
 
 fn stdout(o: &Output) -> String {

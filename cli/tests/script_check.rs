@@ -1,27 +1,12 @@
 //! `lpctl script check` and `lpctl script stubs` as a user runs them, and the API table both
 //! are made from (cli/src/lua_api.rs) held to what a script finds in the sandbox.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn lpctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lpctl"))
-        .args(args)
-        .output()
-        .expect("run lpctl")
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use common::{lpctl, root};
 
 fn tmp(name: &str, contents: &str) -> String {
-    let p = std::env::temp_dir().join(format!("lpctl-check-{}-{name}", std::process::id()));
-    std::fs::write(&p, contents).unwrap();
-    p.display().to_string()
+    common::tmp(name, contents.as_bytes())
 }
 
 #[test]

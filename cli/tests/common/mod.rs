@@ -1,9 +1,33 @@
-//! What the offline tests of the cache examples share: a capture written, an example run
-//! over it with `lpctl -j run --sent`, and what it sent read back.
+//! What lpctl's offline tests share: lpctl run as a user runs it, the repository's files, a
+//! temporary file; for the cache examples, a capture written, an example run over it with
+//! `lpctl -j run --sent`, and what it sent read back.
 #![allow(dead_code)] // each test uses part of it
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
+
+/// lpctl with `args`, run to its end.
+pub(crate) fn lpctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lpctl"))
+        .args(args)
+        .output()
+        .expect("run lpctl")
+}
+
+/// The repository's root.
+pub(crate) fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A file in the temporary directory holding `contents`, named for this test process.
+pub(crate) fn tmp(name: &str, contents: &[u8]) -> String {
+    let p = std::env::temp_dir().join(format!("lpctl-test-{}-{name}", std::process::id()));
+    std::fs::write(&p, contents).unwrap();
+    p.display().to_string()
+}
 
 /// `examples/NAME`.
 pub(crate) fn example(name: &str) -> PathBuf {
