@@ -18,3 +18,4 @@ pub mod rule_cmd;
 pub mod run;
 pub mod save_cmd;
 pub mod script_cmd;
+pub mod serve;

@@ -162,7 +162,11 @@ const IP: &[Field] = &[
     f("length", "integer", "Total length."),
     f("id", "integer", "Identification."),
     f("version", "integer", "4."),
-    f("hdrlength", "integer", "Header length, bytes."),
+    f(
+        "hdrlength",
+        "integer",
+        "Header length in 32-bit words (IHL: 5 without options).",
+    ),
     f("dscp", "integer", "DSCP."),
     f("ecn", "integer", "ECN bits."),
     f("frag_off", "integer", "Flags and fragment offset."),

@@ -90,6 +90,44 @@ enum Command {
         /// The file (`-`: stdin)
         file: PathBuf,
     },
+    /// NFQUEUE mode: run scripts in userspace on the packets nft queues (`queue num N`)
+    ///
+    /// For machines where nft_lua cannot load: the same scripts, library and limits, on the
+    /// compiled guest in lpctl. Each packet goes back with the scripts' verdict (the first that
+    /// is not lp.CONTINUE, in the order given), rewritten when a script changed it. Continue and
+    /// break accept the packet (a queued packet cannot go on in its rule); pkt.ct, pkt.eth,
+    /// lp.send and timers are not available here. Runs until interrupted (or --count).
+    ///
+    /// Examples:
+    ///   nft add rule inet filter input udp dport 53 queue num 3
+    ///   lpctl serve --queue 3 dns-filter.lua
+    ///   lpctl -j serve --queue 3 --count 1000 a.lua b.lua      (stops, prints the tally)
+    #[command(verbatim_doc_comment)]
+    Serve {
+        /// The queue number of the nft rule (`queue num N`)
+        #[arg(long)]
+        queue: u16,
+        /// Scripts (.lua or .lpk), in the order they judge
+        #[arg(required = true)]
+        scripts: Vec<PathBuf>,
+        /// Entry function
+        #[arg(long, default_value = runtime::DEFAULT_ENTRY)]
+        function: String,
+        /// String passed to the entry function as its second argument
+        #[arg(long)]
+        arg: Option<String>,
+        #[command(flatten)]
+        sandbox: SandboxOpts,
+        /// What an error resolves to
+        #[arg(long, value_parser = ["break", "accept", "drop"], default_value = "break")]
+        on_error: String,
+        /// Stop after this many packets and print the tally
+        #[arg(long)]
+        count: Option<u64>,
+        /// Each packet's verdict and each error on stderr
+        #[arg(short, long)]
+        verbose: bool,
+    },
     /// nft with the lua statement: any nft command line or -f FILE (`lpctl nft -h`)
     #[command(disable_help_flag = true, long_about = nft_cmd::HELP)]
     Nft {
@@ -720,6 +758,28 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "lpctl", &mut buf);
             std::io::Write::write_all(&mut std::io::stdout(), &buf).map_err(anyhow::Error::from)
         }
+        Command::Serve {
+            queue,
+            scripts,
+            function,
+            arg,
+            sandbox,
+            on_error,
+            count,
+            verbose,
+        } => lpctl::serve::serve(
+            &lpctl::serve::ServeOptions {
+                queue,
+                scripts,
+                function,
+                arg,
+                limits: sandbox.args(None),
+                on_error,
+                count,
+                verbose,
+            },
+            mode,
+        ),
         Command::Save { output } => save_cmd::save(output.as_deref(), mode),
         Command::Restore { file } => save_cmd::restore(&file, mode),
         Command::Nft { mut args } => {

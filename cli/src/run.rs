@@ -442,6 +442,16 @@ pub struct Output {
 
 /// `kind`: `None` picks as the kernel does for a script that names no engine: compiled for
 /// the built-in guest, wasmi for another.
+/// The engine a script runs on unless told: the compiled guest, as the kernel's default; wasmi
+/// for a package that carries another guest.
+pub fn default_kind(cfg: &Config) -> Kind {
+    if cfg.guest_wasm() == guest_lua::LUA_WASM {
+        Kind::Compiled
+    } else {
+        Kind::Wasmi
+    }
+}
+
 pub fn run(
     opts: &Options,
     kind: Option<Kind>,
@@ -452,11 +462,7 @@ pub fn run(
     let cfg = opts.config()?;
     opts.meta.meta()?;
     let capture = read_capture(&opts.pcap)?;
-    let kind = kind.unwrap_or(if cfg.guest_wasm() == guest_lua::LUA_WASM {
-        Kind::Compiled
-    } else {
-        Kind::Wasmi
-    });
+    let kind = kind.unwrap_or_else(|| default_kind(&cfg));
     let host = engine::wasmi::CliHost::new(verbose);
     let mut eng = engine::load_with_host(kind, &cfg, host.clone())?;
     let mut tally = Tally::default();

@@ -24,6 +24,7 @@ pub mod error;
 mod fake;
 pub mod genl;
 pub mod luapkt;
+pub mod nfqueue;
 pub mod nft;
 pub mod transport;
 mod wire;

@@ -33,7 +33,7 @@
 ---@field length integer Total length.
 ---@field id integer Identification.
 ---@field version integer 4.
----@field hdrlength integer Header length, bytes.
+---@field hdrlength integer Header length in 32-bit words (IHL: 5 without options).
 ---@field dscp integer DSCP.
 ---@field ecn integer ECN bits.
 ---@field frag_off integer Flags and fragment offset.

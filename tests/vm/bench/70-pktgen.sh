@@ -3,10 +3,12 @@
 # takes them (the receive path runs on the sending CPU, so the rate is the cost of a packet);
 # the host counts what reaches its prerouting chain in 3 s (a counting rule first) with
 # (a) `udp dport 9 accept`, (b) the same match with `lua script` returning accept, on
-# the compiled engine and on wasmi (nft's NAT against examples/nat.lua is 50-nat.sh's). Rates
-# and ratios are "# measure:" lines.
+# the compiled engine and on wasmi (nft's NAT against examples/nat.lua is 50-nat.sh's), and
+# (q) the same match with `queue num 5` to `lpctl serve` running the script in userspace
+# (NFQUEUE mode; counted in a later chain, where accepted packets go on; lpctl is the suite's
+# debug build). Rates and ratios are "# measure:" lines.
 # vm-requires: module lpctl
-# vm-modules: pktgen
+# vm-modules: pktgen nfnetlink_queue nft_queue
 . /vm/lib.sh
 
 m=$LUAPKT_MODULE_NAME
@@ -24,14 +26,15 @@ for c in "count 0" "pkt_size 60" "delay 0" "dst $VM_HOST_IP" "dst_mac $mac" \
   pg "$c" v1
 done
 
-# rate: packets per second the host's chain counted during 3 s of pktgen
+# rate [CHAIN COMMENT]: packets per second the host's counting rule (default: the first, pre
+# rx) counted during 3 s of pktgen
 rate() {
   in_peer sh -c 'echo start >/proc/net/pktgen/pgctrl' &
   pgp=$!
   sleep 1
-  p0=$(nft_rule_packets inet pg pre rx)
+  p0=$(nft_rule_packets inet pg "${1:-pre}" "${2:-rx}")
   sleep 3
-  p1=$(nft_rule_packets inet pg pre rx)
+  p1=$(nft_rule_packets inet pg "${1:-pre}" "${2:-rx}")
   in_peer sh -c 'echo stop >/proc/net/pktgen/pgctrl'
   wait $pgp 2>/dev/null
   echo $(( (p1 - p0) / 3 ))
@@ -46,34 +49,48 @@ check "pktgen: accept script on wasmi" lpctl script load /tmp/acc.lua --name acc
 # without nft_objref)
 nft add table inet pg
 nft add chain inet pg pre '{ type filter hook prerouting priority raw; policy accept; }'
+# what the queue gives back goes on at the hook's next chain
+nft add chain inet pg after '{ type filter hook prerouting priority -290; policy accept; }'
+nft add rule inet pg after iifname v0 udp dport 9 counter comment '"rxq"'
 # chain_with RULE...: the chain as the counting rule and RULE (nft's own or `lua script S`)
 chain_with() {
   nft flush chain inet pg pre
   nft add rule inet pg pre iifname v0 udp dport 9 counter comment '"rx"'
   case $1 in
     lua) lpctl rule add inet pg pre iifname v0 udp dport 9 lua script "$2" ;;
+    queue) nft add rule inet pg pre iifname v0 udp dport 9 queue num 5 ;;
     *) nft add rule inet pg pre iifname v0 udp dport 9 accept ;;
   esac
 }
 # The three cases take turns, five rounds, and each rate is the median of its rounds: a
 # slow spell of the host (scripts/test.sh runs this alone, after the suites, but the machine
 # is still shared) then touches one round of each case rather than all of one case.
-A="" B="" W=""
+lpctl serve --queue 5 /tmp/acc.lua >/tmp/serve.out 2>&1 &
+srv=$!
+queue_bound() { grep -qE "^ *5 " /proc/net/netfilter/nfnetlink_queue; }
+check "pktgen: lpctl serve binds queue 5" wait_until 300 queue_bound
+A="" B="" W="" Q=""
 for round in 1 2 3 4 5; do
   chain_with nft && A="$A $(rate)"
   check "pktgen: lua rule on the compiled engine (round $round)" chain_with lua acc
   B="$B $(rate)"
   check "pktgen: lua rule on wasmi (round $round)" chain_with lua accw
   W="$W $(rate)"
+  check "pktgen: queue rule to lpctl serve (round $round)" chain_with queue
+  Q="$Q $(rate after rxq)"
 done
+check "pktgen: lpctl serve kept serving" sh -c "kill -0 $srv || { cat /tmp/serve.out; false; }"
+kill "$srv" 2>/dev/null
 median() { printf '%s\n' $1 | sort -n | sed -n 3p; }
-a=$(median "$A") b=$(median "$B") w=$(median "$W")
+a=$(median "$A") b=$(median "$B") w=$(median "$W") q=$(median "$Q")
 check_ge "pktgen: (a) nft alone: packets counted" 1000 "$a"
 check_ge "pktgen: (b) with the lua rule (compiled): packets counted" 1000 "$b"
 check_ge "pktgen: (b) with the lua rule (wasmi): packets counted" 1000 "$w"
+check_ge "pktgen: (q) through the queue and lpctl serve: packets counted" 30 "$q"
 for s in acc accw; do
   check_ge "pktgen: ... the script $s ran for them" 3000 \
     "$(lpctl -j script show "$s" | sed -n 's/.*"run_cnt":\([0-9]*\).*/\1/p')"
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0) printf "%.2f", b / a; else print "?" }'; }
 note "measure: pktgen 60-byte UDP, packets/s at the host's prerouting (TCG), median of 5 interleaved rounds (a:$A; b:$B; wasmi:$W): (a) nft accept $a, (b) + lua accept: compiled $b (b/a $(ratio "$a" "$b")), wasmi $w (b/a $(ratio "$a" "$w"))"
+note "measure: pktgen NFQUEUE mode (q:$Q): (q) queue num 5 + lpctl serve (debug build), same script: $q packets/s (q/a $(ratio "$a" "$q"); the kernel path (b, compiled) per packet: $(ratio "$q" "$b")x faster)"
