@@ -7,9 +7,12 @@
 //! [`write_raw_ip`] writes packets back as a classic pcap with
 //! `LINKTYPE_RAW`.
 //!
-//! Parsing is done by hand on the in-memory bytes: every length is checked
-//! against the file, so corrupt input gives a [`PcapError`], never a panic
-//! and never a partial result.
+//! The file formats are pcap-file's (its parsers, on the in-memory bytes), the link layers
+//! etherparse's (Ethernet, VLAN tags, Linux cooked). What they lack is here, small and tested:
+//! pcapng's `if_tsresol`/`if_tsoffset` (pcap-file hands over raw ticks), records longer than the
+//! snaplen (kept as captured, where pcap-file's checked packets refuse them), Linux cooked v2,
+//! and cutting link padding after the IP length as the kernel does. Corrupt input gives a
+//! [`PcapError`], never a panic and never a partial result.
 //!
 //! Frame indices (in [`Frame::index`] and in error messages) are 0-based and
 //! count packet records only (pcapng blocks that carry no packet are not
@@ -39,21 +42,7 @@ const PCAP_MAGIC_US: u32 = 0xa1b2_c3d4;
 const PCAP_MAGIC_NS: u32 = 0xa1b2_3c4d;
 
 const PCAPNG_SHB: u32 = 0x0a0d_0d0a;
-const PCAPNG_IDB: u32 = 0x0000_0001;
-const PCAPNG_PB: u32 = 0x0000_0002;
-const PCAPNG_SPB: u32 = 0x0000_0003;
-const PCAPNG_EPB: u32 = 0x0000_0006;
-const PCAPNG_BYTE_ORDER_MAGIC: u32 = 0x1a2b_3c4d;
-const PCAPNG_OPT_ENDOFOPT: u16 = 0;
-const PCAPNG_OPT_COMMENT: u16 = 1;
-const PCAPNG_OPT_IF_TSRESOL: u16 = 9;
-const PCAPNG_OPT_IF_TSOFFSET: u16 = 14;
 
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
-const ETHERTYPE_VLAN: u16 = 0x8100;
-const ETHERTYPE_QINQ: u16 = 0x88a8;
-const ETHERTYPE_QINQ_OLD: u16 = 0x9100;
 const MAX_VLAN_TAGS: usize = 2;
 
 const TRUNCATED_LINK_HEADER: &str = "truncated link header";
@@ -143,17 +132,21 @@ pub fn read_bytes(name: &str, bytes: &[u8]) -> Result<Vec<Frame>, PcapError> {
     if bytes.is_empty() {
         return Err(bad_file("empty file (not a pcap or pcapng capture)".into()));
     }
-    let Some(magic) = Endian::Little.u32(bytes, 0) else {
+    let Some(magic) = bytes
+        .get(..4)
+        .map(|m| u32::from_le_bytes([m[0], m[1], m[2], m[3]]))
+    else {
         return Err(bad_file(format!(
             "truncated file header ({} bytes)",
             bytes.len()
         )));
     };
     match magic {
-        PCAP_MAGIC_US => read_classic(name, bytes, Endian::Little, false),
-        PCAP_MAGIC_NS => read_classic(name, bytes, Endian::Little, true),
-        m if m == PCAP_MAGIC_US.swap_bytes() => read_classic(name, bytes, Endian::Big, false),
-        m if m == PCAP_MAGIC_NS.swap_bytes() => read_classic(name, bytes, Endian::Big, true),
+        m if [PCAP_MAGIC_US, PCAP_MAGIC_NS].contains(&m)
+            || [PCAP_MAGIC_US, PCAP_MAGIC_NS].contains(&m.swap_bytes()) =>
+        {
+            read_classic(name, bytes)
+        }
         PCAPNG_SHB => read_pcapng(name, bytes),
         _ => Err(bad_file(format!(
             "not a pcap or pcapng capture (magic {:02x} {:02x} {:02x} {:02x})",
@@ -168,12 +161,9 @@ pub fn read_bytes(name: &str, bytes: &[u8]) -> Result<Vec<Frame>, PcapError> {
 /// Everything is validated before the file is created, so an unrepresentable
 /// packet (larger than 4 GiB, timestamp after 2106) leaves no file behind.
 pub fn write_raw_ip(path: &Path, packets: &[(u64, &[u8])]) -> Result<(), PcapError> {
+    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+    use pcap_file::{DataLink, Endianness, TsResolution};
     let name = path.display().to_string();
-    let total: usize = packets
-        .iter()
-        .map(|(_, d)| PCAP_RECORD_HEADER_LEN.saturating_add(d.len()))
-        .fold(PCAP_HEADER_LEN, usize::saturating_add);
-    let mut records = Vec::with_capacity(total);
     let mut snaplen: u32 = 65535;
     for (index, &(ts_ns, data)) in packets.iter().enumerate() {
         let bad = |detail: String| PcapError::BadFrame {
@@ -187,28 +177,38 @@ pub fn write_raw_ip(path: &Path, packets: &[(u64, &[u8])]) -> Result<(), PcapErr
                 data.len()
             ))
         })?;
-        let sec = u32::try_from(ts_ns / 1_000_000_000).map_err(|_| {
+        u32::try_from(ts_ns / 1_000_000_000).map_err(|_| {
             bad(format!(
                 "timestamp {ts_ns} ns is past what pcap can store (year 2106)"
             ))
         })?;
-        let frac = (ts_ns % 1_000_000_000) as u32;
         snaplen = snaplen.max(len);
-        for field in [sec, frac, len, len] {
-            records.extend_from_slice(&field.to_le_bytes());
-        }
-        records.extend_from_slice(data);
     }
-    let mut out = Vec::with_capacity(total);
-    out.extend_from_slice(&PCAP_MAGIC_NS.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&4u16.to_le_bytes());
-    out.extend_from_slice(&0i32.to_le_bytes()); // thiszone
-    out.extend_from_slice(&0u32.to_le_bytes()); // sigfigs
-    out.extend_from_slice(&snaplen.to_le_bytes());
-    out.extend_from_slice(&LINKTYPE_RAW.to_le_bytes());
-    out.extend_from_slice(&records);
-    std::fs::write(path, &out).map_err(|err| PcapError::Write { path: name, err })
+    let header = PcapHeader {
+        version_major: 2,
+        version_minor: 4,
+        ts_correction: 0,
+        ts_accuracy: 0,
+        snaplen,
+        datalink: DataLink::RAW,
+        ts_resolution: TsResolution::NanoSecond,
+        endianness: Endianness::Little,
+    };
+    let failed = |index: usize, e: pcap_file::PcapError| PcapError::BadFrame {
+        name: name.clone(),
+        index,
+        detail: e.to_string(),
+    };
+    let mut w = PcapWriter::with_header(Vec::new(), header).map_err(|e| failed(0, e))?;
+    for (index, &(ts_ns, data)) in packets.iter().enumerate() {
+        let p = PcapPacket::new(
+            std::time::Duration::from_nanos(ts_ns),
+            data.len() as u32,
+            data,
+        );
+        w.write_packet(&p).map_err(|e| failed(index, e))?;
+    }
+    std::fs::write(path, w.into_writer()).map_err(|err| PcapError::Write { path: name, err })
 }
 
 /// A packet for [`write_pcapng_raw_ip`]: its timestamp, its length on the wire (`data` may be
@@ -261,48 +261,7 @@ pub fn write_pcapng_raw_ip(path: &Path, packets: &[NgPacket<'_>]) -> Result<(), 
 }
 
 // ---------------------------------------------------------------------------
-// Byte access
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Endian {
-    Little,
-    Big,
-}
-
-impl Endian {
-    fn array<const N: usize>(s: &[u8], off: usize) -> Option<[u8; N]> {
-        s.get(off..off.checked_add(N)?)?.try_into().ok()
-    }
-
-    fn u16(self, s: &[u8], off: usize) -> Option<u16> {
-        let b = Self::array(s, off)?;
-        Some(match self {
-            Endian::Little => u16::from_le_bytes(b),
-            Endian::Big => u16::from_be_bytes(b),
-        })
-    }
-
-    fn u32(self, s: &[u8], off: usize) -> Option<u32> {
-        let b = Self::array(s, off)?;
-        Some(match self {
-            Endian::Little => u32::from_le_bytes(b),
-            Endian::Big => u32::from_be_bytes(b),
-        })
-    }
-
-    fn u64(self, s: &[u8], off: usize) -> Option<u64> {
-        let b = Self::array(s, off)?;
-        Some(match self {
-            Endian::Little => u64::from_le_bytes(b),
-            Endian::Big => u64::from_be_bytes(b),
-        })
-    }
-}
-
-/// Network byte order u16.
-fn be16(s: &[u8], off: usize) -> Option<u16> {
-    Endian::Big.u16(s, off)
-}
+// Formats (pcap-file)
 
 fn is_supported(linktype: u32) -> bool {
     matches!(
@@ -318,82 +277,79 @@ fn is_supported(linktype: u32) -> bool {
     )
 }
 
-// ---------------------------------------------------------------------------
-// Classic pcap
-
-fn read_classic(
-    name: &str,
-    bytes: &[u8],
-    endian: Endian,
-    nanos: bool,
-) -> Result<Vec<Frame>, PcapError> {
-    let header = match bytes.get(..PCAP_HEADER_LEN) {
-        Some(h) => h,
-        None => {
-            return Err(PcapError::BadFile {
-                name: name.to_string(),
-                detail: format!(
-                    "truncated pcap file header ({} of {PCAP_HEADER_LEN} bytes)",
-                    bytes.len()
-                ),
-            })
-        }
-    };
+fn read_classic(name: &str, bytes: &[u8]) -> Result<Vec<Frame>, PcapError> {
+    use pcap_file::pcap::PcapParser;
+    use pcap_file::TsResolution;
+    let (mut rest, parser) = PcapParser::new(bytes).map_err(|e| PcapError::BadFile {
+        name: name.to_string(),
+        detail: match e {
+            pcap_file::PcapError::IncompleteBuffer => format!(
+                "truncated pcap file header ({} of {PCAP_HEADER_LEN} bytes)",
+                bytes.len()
+            ),
+            e => format!("bad pcap file header: {e}"),
+        },
+    })?;
+    let header = parser.header();
     // The upper bits of the link type field may carry FCS information
     // (libpcap's LT_LINKTYPE mask).
-    let linktype = endian.u32(header, 20).unwrap_or_default() & 0xffff;
+    let linktype = u32::from(header.datalink) & 0xffff;
     if !is_supported(linktype) {
         return Err(PcapError::UnsupportedLinkType {
             name: name.to_string(),
             linktype,
         });
     }
-
+    let nanos = header.ts_resolution == TsResolution::NanoSecond;
     let mut frames = Vec::new();
-    let mut off = PCAP_HEADER_LEN;
-    while off < bytes.len() {
+    while !rest.is_empty() {
         let index = frames.len();
-        let bad = |detail: String| PcapError::BadFrame {
+        let off = bytes.len() - rest.len();
+        // unchecked records: a snaplen smaller than the record (or than the packet on the wire)
+        // is common in real captures, and the packet is kept as captured
+        let (next, raw) = parser.next_raw_packet(rest).map_err(|e| PcapError::BadFrame {
             name: name.to_string(),
             index,
-            detail,
-        };
-        let rest = &bytes[off..];
-        let field = |i: usize| endian.u32(rest, 4 * i);
-        let (Some(ts_sec), Some(ts_frac), Some(incl_len), Some(orig_len)) =
-            (field(0), field(1), field(2), field(3))
-        else {
-            return Err(bad(format!(
-                "truncated record header at offset {off} ({} of {PCAP_RECORD_HEADER_LEN} bytes)",
-                rest.len()
-            )));
-        };
-        let body = &rest[PCAP_RECORD_HEADER_LEN..];
-        let Some(data) = usize::try_from(incl_len).ok().and_then(|n| body.get(..n)) else {
-            return Err(bad(format!(
-                "record at offset {off} claims {incl_len} bytes, runs past end of file ({} bytes left)",
-                body.len()
-            )));
-        };
+            detail: match e {
+                pcap_file::PcapError::IncompleteBuffer => match rest
+                    .get(8..12)
+                    .filter(|_| rest.len() >= PCAP_RECORD_HEADER_LEN)
+                {
+                    Some(b) => {
+                        let b = [b[0], b[1], b[2], b[3]];
+                        let claims = match header.endianness {
+                            pcap_file::Endianness::Big => u32::from_be_bytes(b),
+                            pcap_file::Endianness::Little => u32::from_le_bytes(b),
+                        };
+                        format!(
+                            "record at offset {off} claims {claims} bytes, runs past end of file ({} bytes left)",
+                            rest.len() - PCAP_RECORD_HEADER_LEN
+                        )
+                    }
+                    None => format!(
+                        "truncated record header at offset {off} ({} of {PCAP_RECORD_HEADER_LEN} bytes)",
+                        rest.len()
+                    ),
+                },
+                e => format!("record at offset {off}: {e}"),
+            },
+        })?;
         let frac_ns = if nanos {
-            u64::from(ts_frac)
+            u64::from(raw.ts_frac)
         } else {
-            u64::from(ts_frac) * 1000
+            u64::from(raw.ts_frac) * 1000
         };
         frames.push(Frame::decode(
             index,
-            u64::from(ts_sec) * 1_000_000_000 + frac_ns,
-            orig_len,
+            u64::from(raw.ts_sec) * 1_000_000_000 + frac_ns,
+            raw.orig_len,
             linktype,
-            data,
+            &raw.data,
         ));
-        off += PCAP_RECORD_HEADER_LEN + data.len();
+        rest = next;
     }
     Ok(frames)
 }
-
-// ---------------------------------------------------------------------------
-// pcapng
 
 struct Interface {
     linktype: u32,
@@ -403,193 +359,125 @@ struct Interface {
 }
 
 fn read_pcapng(name: &str, bytes: &[u8]) -> Result<Vec<Frame>, PcapError> {
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
+    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+    use pcap_file::pcapng::{Block, PcapNgParser};
+    let (mut rest, mut parser) = PcapNgParser::new(bytes).map_err(|e| PcapError::BadFile {
+        name: name.to_string(),
+        detail: format!("bad pcapng section header: {e}"),
+    })?;
+    if parser.section().major_version != 1 {
+        return Err(PcapError::BadFile {
+            name: name.to_string(),
+            detail: format!(
+                "unsupported pcapng version {}.{}",
+                parser.section().major_version,
+                parser.section().minor_version
+            ),
+        });
+    }
     let mut frames = Vec::new();
     let mut interfaces: Vec<Interface> = Vec::new();
-    let mut endian = Endian::Little;
-    let mut off = 0usize;
-    while off < bytes.len() {
+    while !rest.is_empty() {
         let index = frames.len();
-        let in_first_header = off == 0;
-        let bad = |detail: String| {
-            if in_first_header {
-                PcapError::BadFile {
-                    name: name.to_string(),
-                    detail: format!("bad pcapng section header: {detail}"),
-                }
-            } else {
-                PcapError::BadFrame {
-                    name: name.to_string(),
-                    index,
-                    detail,
-                }
-            }
+        let off = bytes.len() - rest.len();
+        let bad = |detail: String| PcapError::BadFrame {
+            name: name.to_string(),
+            index,
+            detail,
         };
-        let rest = &bytes[off..];
-        if rest.len() < 12 {
-            return Err(bad(format!(
-                "truncated block header at offset {off} ({} of 12 bytes)",
-                rest.len()
-            )));
-        }
-        // The section header type is a byte palindrome; its byte order is
-        // given by the magic that follows the length.
-        let raw_type = Endian::Little.u32(rest, 0).unwrap_or_default();
-        if raw_type == PCAPNG_SHB {
-            endian = match Endian::Big.u32(rest, 8) {
-                Some(PCAPNG_BYTE_ORDER_MAGIC) => Endian::Big,
-                Some(m) if m == PCAPNG_BYTE_ORDER_MAGIC.swap_bytes() => Endian::Little,
-                _ => {
-                    return Err(bad(format!(
-                        "bad byte-order magic in section header at offset {off}"
-                    )))
+        let (next, block) = parser.next_block(rest).map_err(|e| {
+            bad(match e {
+                pcap_file::PcapError::IncompleteBuffer => {
+                    format!(
+                        "block at offset {off} runs past end of file ({} bytes left)",
+                        rest.len()
+                    )
                 }
-            };
-        }
-        let btype = endian.u32(rest, 0).unwrap_or_default();
-        let total = endian.u32(rest, 4).unwrap_or_default();
-        let total_len = usize::try_from(total).unwrap_or(usize::MAX);
-        if total_len < 12 || total_len % 4 != 0 {
-            return Err(bad(format!("bad block length {total} at offset {off}")));
-        }
-        if total_len > rest.len() {
-            return Err(bad(format!(
-                "block at offset {off} claims {total} bytes, runs past end of file ({} bytes left)",
-                rest.len()
-            )));
-        }
-        if endian.u32(rest, total_len - 4) != Some(total) {
-            return Err(bad(format!(
-                "block at offset {off}: trailing length does not match {total}"
-            )));
-        }
-        let body = &rest[8..total_len - 4];
-        let short = || bad(format!("block at offset {off} too short for its type"));
-        match btype {
-            PCAPNG_SHB => {
-                let major = endian.u16(body, 4).ok_or_else(short)?;
-                let minor = endian.u16(body, 6).ok_or_else(short)?;
-                endian.u64(body, 8).ok_or_else(short)?;
-                if major != 1 {
-                    return Err(bad(format!("unsupported pcapng version {major}.{minor}")));
-                }
+                e => format!("block at offset {off}: {e}"),
+            })
+        })?;
+        rest = next;
+        // (interface id, raw timestamp, length on the wire, data, comment)
+        let (iface_id, ts, orig_len, data, comment) = match &block {
+            Block::SectionHeader(_) => {
                 interfaces.clear();
+                continue;
             }
-            PCAPNG_IDB => {
-                let linktype = u32::from(endian.u16(body, 0).ok_or_else(short)?);
-                let snaplen = endian.u32(body, 4).ok_or_else(short)?;
+            Block::InterfaceDescription(idb) => {
                 let mut iface = Interface {
-                    linktype,
-                    snaplen,
+                    linktype: u32::from(idb.linktype),
+                    snaplen: idb.snaplen,
                     tsresol: 6,
                     tsoffset_s: 0,
                 };
-                let mut opts = &body[8..];
-                while let (Some(code), Some(len)) = (endian.u16(opts, 0), endian.u16(opts, 2)) {
-                    if code == PCAPNG_OPT_ENDOFOPT {
-                        break;
-                    }
-                    let len = usize::from(len);
-                    let Some(value) = opts.get(4..4 + len) else {
-                        return Err(bad(format!(
-                            "interface description block at offset {off}: option {code} runs past the block"
-                        )));
-                    };
-                    match (code, value) {
-                        (PCAPNG_OPT_IF_TSRESOL, &[r]) => iface.tsresol = r,
-                        (PCAPNG_OPT_IF_TSOFFSET, _) => {
-                            if let Some(o) = endian.u64(value, 0) {
-                                iface.tsoffset_s = o as i64;
-                            }
-                        }
+                for o in &idb.options {
+                    match o {
+                        InterfaceDescriptionOption::IfTsResol(r) => iface.tsresol = *r,
+                        InterfaceDescriptionOption::IfTsOffset(o) => iface.tsoffset_s = *o as i64,
                         _ => {}
                     }
-                    opts = opts.get(4 + len.next_multiple_of(4)..).unwrap_or_default();
                 }
                 interfaces.push(iface);
+                continue;
             }
-            PCAPNG_EPB | PCAPNG_PB | PCAPNG_SPB => {
-                let (iface_id, ts, caplen, orig_len, data_off) = if btype == PCAPNG_SPB {
-                    let orig_len = endian.u32(body, 0).ok_or_else(short)?;
-                    (0, None, None, orig_len, 4)
-                } else {
-                    let iface_id = if btype == PCAPNG_EPB {
-                        endian.u32(body, 0).ok_or_else(short)?
-                    } else {
-                        u32::from(endian.u16(body, 0).ok_or_else(short)?)
-                    };
-                    let hi = endian.u32(body, 4).ok_or_else(short)?;
-                    let lo = endian.u32(body, 8).ok_or_else(short)?;
-                    let caplen = endian.u32(body, 12).ok_or_else(short)?;
-                    let orig_len = endian.u32(body, 16).ok_or_else(short)?;
-                    let ts = (u64::from(hi) << 32) | u64::from(lo);
-                    (iface_id, Some(ts), Some(caplen), orig_len, 20)
-                };
-                let Some(iface) = usize::try_from(iface_id)
-                    .ok()
-                    .and_then(|i| interfaces.get(i))
-                else {
-                    return Err(bad(format!(
-                        "packet block at offset {off} refers to undeclared interface {iface_id}"
-                    )));
-                };
-                if !is_supported(iface.linktype) {
-                    return Err(PcapError::UnsupportedLinkType {
-                        name: name.to_string(),
-                        linktype: iface.linktype,
-                    });
-                }
-                let avail = body.get(data_off..).ok_or_else(short)?;
-                let data = match caplen {
-                    Some(caplen) => usize::try_from(caplen)
-                        .ok()
-                        .and_then(|n| avail.get(..n))
-                        .ok_or_else(|| {
-                            bad(format!(
-                                "packet block at offset {off}: captured length {caplen} runs past the block"
-                            ))
-                        })?,
-                    None => {
-                        // Simple packet block: the captured length is implied.
-                        let mut n = avail.len();
-                        for limit in [orig_len, iface.snaplen] {
-                            if limit != 0 {
-                                n = n.min(usize::try_from(limit).unwrap_or(usize::MAX));
-                            }
-                        }
-                        &avail[..n]
-                    }
-                };
-                let ts_ns = ts.map_or(0, |ts| pcapng_ts_ns(ts, iface.tsresol, iface.tsoffset_s));
-                let mut frame = Frame::decode(index, ts_ns, orig_len, iface.linktype, data);
-                if btype == PCAPNG_EPB {
-                    // options follow the data, padded to 4; a malformed list is ignored (the
-                    // packet is what counts)
-                    let opts = avail
-                        .get(data.len().next_multiple_of(4)..)
-                        .unwrap_or_default();
-                    frame.comment = epb_comment(endian, opts);
-                }
-                frames.push(frame);
+            Block::EnhancedPacket(epb) => {
+                let comment = epb.options.iter().find_map(|o| match o {
+                    EnhancedPacketOption::Comment(c) => Some(c.to_string()),
+                    _ => None,
+                });
+                // pcap-file reads the ticks as nanoseconds; they are in if_tsresol units
+                let ticks = u64::try_from(epb.timestamp.as_nanos()).unwrap_or(u64::MAX);
+                (
+                    epb.interface_id,
+                    Some(ticks),
+                    epb.original_len,
+                    &epb.data[..],
+                    comment,
+                )
             }
-            _ => {} // statistics, name resolution, custom, ...: not needed
+            Block::Packet(pb) => (
+                u32::from(pb.interface_id),
+                Some(pb.timestamp),
+                pb.original_len,
+                &pb.data[..],
+                None,
+            ),
+            Block::SimplePacket(spb) => (0, None, spb.original_len, &spb.data[..], None),
+            _ => continue, // statistics, name resolution, custom, ...: not needed
+        };
+        let Some(iface) = usize::try_from(iface_id)
+            .ok()
+            .and_then(|i| interfaces.get(i))
+        else {
+            return Err(bad(format!(
+                "packet block at offset {off} refers to undeclared interface {iface_id}"
+            )));
+        };
+        if !is_supported(iface.linktype) {
+            return Err(PcapError::UnsupportedLinkType {
+                name: name.to_string(),
+                linktype: iface.linktype,
+            });
         }
-        off += total_len;
+        let data = if ts.is_none() {
+            // a simple packet block's captured length is implied (its data is padded)
+            let mut n = data.len();
+            for limit in [orig_len, iface.snaplen] {
+                if limit != 0 {
+                    n = n.min(usize::try_from(limit).unwrap_or(usize::MAX));
+                }
+            }
+            &data[..n]
+        } else {
+            data
+        };
+        let ts_ns = ts.map_or(0, |ts| pcapng_ts_ns(ts, iface.tsresol, iface.tsoffset_s));
+        let mut frame = Frame::decode(index, ts_ns, orig_len, iface.linktype, data);
+        frame.comment = comment;
+        frames.push(frame);
     }
     Ok(frames)
-}
-
-/// The first `opt_comment` of a block's options, if the list holds one before it ends.
-fn epb_comment(endian: Endian, mut opts: &[u8]) -> Option<String> {
-    while let (Some(code), Some(len)) = (endian.u16(opts, 0), endian.u16(opts, 2)) {
-        let len = usize::from(len);
-        let value = opts.get(4..4 + len)?;
-        match code {
-            PCAPNG_OPT_ENDOFOPT => return None,
-            PCAPNG_OPT_COMMENT => return Some(String::from_utf8_lossy(value).into_owned()),
-            _ => opts = opts.get(4 + len.next_multiple_of(4)..)?,
-        }
-    }
-    None
 }
 
 /// Converts a pcapng timestamp (in units of `if_tsresol`, plus
@@ -614,7 +502,7 @@ fn pcapng_ts_ns(ts: u64, tsresol: u8, tsoffset_s: i64) -> u64 {
 }
 
 // ---------------------------------------------------------------------------
-// Link layer
+// Link layer (etherparse)
 
 fn skipped(reason: impl Into<String>) -> FrameKind {
     FrameKind::Skipped {
@@ -655,17 +543,22 @@ fn eth_header(linktype: u32, data: &[u8], kind: &FrameKind) -> Option<[u8; 14]> 
 
 /// Reduces one captured frame of the given (supported) link type.
 fn decode(linktype: u32, data: &[u8]) -> FrameKind {
+    use etherparse::{Ethernet2Slice, LinuxSllProtocolType, LinuxSllSlice};
     match linktype {
-        LINKTYPE_ETHERNET => match be16(data, 12) {
-            Some(ethertype) => from_ethertype(ethertype, data, 14),
-            None => skipped(TRUNCATED_LINK_HEADER),
+        LINKTYPE_ETHERNET => match Ethernet2Slice::from_slice_without_fcs(data) {
+            Ok(e) => from_ethertype(e.ether_type().0, e.payload_slice()),
+            Err(_) => skipped(TRUNCATED_LINK_HEADER),
         },
-        LINKTYPE_LINUX_SLL => match (data.len() >= 16, be16(data, 14)) {
-            (true, Some(proto)) => from_ethertype(proto, data, 16),
-            _ => skipped(TRUNCATED_LINK_HEADER),
+        LINKTYPE_LINUX_SLL => match LinuxSllSlice::from_slice(data) {
+            Ok(s) => match s.protocol_type() {
+                LinuxSllProtocolType::EtherType(t) => from_ethertype(t.0, s.payload_slice()),
+                other => skipped(format!("Linux cooked frame of protocol {other:?}")),
+            },
+            Err(_) => skipped(TRUNCATED_LINK_HEADER),
         },
-        LINKTYPE_LINUX_SLL2 => match (data.len() >= 20, be16(data, 0)) {
-            (true, Some(proto)) => from_ethertype(proto, data, 20),
+        // Linux cooked v2 (etherparse has v1 only): the protocol first, a 20-byte header
+        LINKTYPE_LINUX_SLL2 => match (data.get(..2), data.get(20..)) {
+            (Some(p), Some(payload)) => from_ethertype(u16::from_be_bytes([p[0], p[1]]), payload),
             _ => skipped(TRUNCATED_LINK_HEADER),
         },
         LINKTYPE_RAW | LINKTYPE_RAW_OLD_12 | LINKTYPE_RAW_OLD_14 => match data.first() {
@@ -682,32 +575,41 @@ fn decode(linktype: u32, data: &[u8]) -> FrameKind {
     }
 }
 
-/// Follows an ethertype (skipping up to [`MAX_VLAN_TAGS`] VLAN tags) whose
-/// payload starts at `off`.
-fn from_ethertype(mut ethertype: u16, data: &[u8], mut off: usize) -> FrameKind {
+/// Follows an ethertype through up to [`MAX_VLAN_TAGS`] VLAN tags to the IP packet in
+/// `payload`.
+fn from_ethertype(mut ethertype: u16, mut payload: &[u8]) -> FrameKind {
+    use etherparse::{EtherType, SingleVlanSlice};
     let mut tags = 0;
     while matches!(
-        ethertype,
-        ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD
+        EtherType(ethertype),
+        EtherType::VLAN_TAGGED_FRAME
+            | EtherType::PROVIDER_BRIDGING
+            | EtherType::VLAN_DOUBLE_TAGGED_FRAME
     ) {
         if tags == MAX_VLAN_TAGS {
             return skipped(format!("more than {MAX_VLAN_TAGS} VLAN tags"));
         }
-        // Tag: 2 bytes TCI, 2 bytes inner ethertype.
-        let Some(inner) = be16(data, off + 2) else {
+        let Ok(tag) = SingleVlanSlice::from_slice(payload) else {
             return skipped(TRUNCATED_LINK_HEADER);
         };
-        ethertype = inner;
-        off += 4;
+        ethertype = tag.ether_type().0;
+        payload = tag.payload_slice();
         tags += 1;
     }
-    let payload = data.get(off..).unwrap_or_default();
-    match ethertype {
-        ETHERTYPE_IPV4 => ipv4(payload),
-        ETHERTYPE_IPV6 => ipv6(payload),
-        t if t < 0x0600 => skipped(format!("802.3/LLC frame (length/type 0x{t:04x})")),
-        t => skipped(format!("ethertype 0x{t:04x}")),
+    match EtherType(ethertype) {
+        EtherType::IPV4 => ipv4(payload),
+        EtherType::IPV6 => ipv6(payload),
+        _ if ethertype < 0x0600 => {
+            skipped(format!("802.3/LLC frame (length/type 0x{ethertype:04x})"))
+        }
+        _ => skipped(format!("ethertype 0x{ethertype:04x}")),
     }
+}
+
+/// Network byte order u16.
+fn be16(s: &[u8], off: usize) -> Option<u16> {
+    s.get(off..off.checked_add(2)?)
+        .map(|b| u16::from_be_bytes([b[0], b[1]]))
 }
 
 fn ipv4(data: &[u8]) -> FrameKind {
@@ -1161,6 +1063,18 @@ mod tests {
             assert_eq!(reason(&got[2]), "ethertype 0x0806");
         }
     }
+
+    /// Byte order of a hand-written pcapng section.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Endian {
+        Little,
+        Big,
+    }
+
+    const PCAPNG_IDB: u32 = 0x0000_0001;
+    const PCAPNG_SPB: u32 = 0x0000_0003;
+    const PCAPNG_EPB: u32 = 0x0000_0006;
+    const PCAPNG_BYTE_ORDER_MAGIC: u32 = 0x1a2b_3c4d;
 
     /// Hand-written pcapng block.
     fn ng_block(e: Endian, btype: u32, body: &[u8]) -> Vec<u8> {
