@@ -1005,3 +1005,37 @@ fn man_pages_and_completions_are_generated() {
         );
     }
 }
+
+/// A package of another format version (its luapkt.meta version byte) is refused, naming it.
+#[test]
+fn a_package_of_another_version_is_refused() {
+    let ok = tmp("v1.lpk", b"");
+    let o = lpctl(&["script", "pack", &path("examples/drop-ssh.lua"), "-o", &ok]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut bytes = std::fs::read(&ok).unwrap();
+    let at = bytes
+        .windows(11)
+        .position(|w| w == b"luapkt.meta")
+        .expect("the meta section");
+    assert_eq!(bytes[at + 11], 1, "meta version 1");
+    bytes[at + 11] = 2;
+    let v2 = tmp("v2.lpk", &bytes);
+    for args in [
+        vec!["script", "inspect", v2.as_str()],
+        vec![
+            "script",
+            "run",
+            v2.as_str(),
+            "--pcap",
+            "tests/data/udp8.pcap",
+        ],
+    ] {
+        let o = lpctl(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = stderr(&o);
+        assert!(
+            err.contains(&v2) && err.contains("malformed luapkt.meta"),
+            "{args:?}: {err}"
+        );
+    }
+}
