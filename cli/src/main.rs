@@ -110,17 +110,8 @@ enum Command {
         /// Scripts (.lua or .lpk), in the order they judge
         #[arg(required = true)]
         scripts: Vec<PathBuf>,
-        /// Entry function
-        #[arg(long, default_value = runtime::DEFAULT_ENTRY)]
-        function: String,
-        /// String passed to the entry function as its second argument
-        #[arg(long)]
-        arg: Option<String>,
         #[command(flatten)]
-        sandbox: SandboxOpts,
-        /// What an error resolves to
-        #[arg(long, value_parser = ["break", "accept", "drop"], default_value = "break")]
-        on_error: String,
+        entry: EntryOpts,
         /// Stop after this many packets and print the tally
         #[arg(long)]
         count: Option<u64>,
@@ -561,14 +552,9 @@ struct PackArgs {
     output: Option<PathBuf>,
 }
 
-/// Limits and entry point shared by `run` and `bench`.
+/// The entry a script is called at, its limits and on-error policy: `run`, `bench`, `serve`.
 #[derive(Args, Clone)]
-pub struct ScriptArgs {
-    /// The Lua script
-    script: PathBuf,
-    /// Capture to read (Ethernet, raw IP or Linux cooked; pcap or pcapng)
-    #[arg(long)]
-    pcap: PathBuf,
+struct EntryOpts {
     /// Entry function
     #[arg(long, default_value = runtime::DEFAULT_ENTRY)]
     function: String,
@@ -580,6 +566,18 @@ pub struct ScriptArgs {
     /// What an error resolves to
     #[arg(long, value_parser = ["break", "accept", "drop"], default_value = "break")]
     on_error: String,
+}
+
+/// Limits and entry point shared by `run` and `bench`.
+#[derive(Args, Clone)]
+pub struct ScriptArgs {
+    /// The Lua script
+    script: PathBuf,
+    /// Capture to read (Ethernet, raw IP or Linux cooked; pcap or pcapng)
+    #[arg(long)]
+    pcap: PathBuf,
+    #[command(flatten)]
+    entry: EntryOpts,
     /// Packet metadata the script sees (pkt.meta, pkt.ct), as the kernel would give it
     #[command(flatten)]
     meta: MetaArgs,
@@ -761,20 +759,17 @@ fn main() -> ExitCode {
         Command::Serve {
             queue,
             scripts,
-            function,
-            arg,
-            sandbox,
-            on_error,
+            entry,
             count,
             verbose,
         } => lpctl::serve::serve(
             &lpctl::serve::ServeOptions {
                 queue,
                 scripts,
-                function,
-                arg,
-                limits: sandbox.args(None),
-                on_error,
+                function: entry.function,
+                arg: entry.arg,
+                limits: entry.sandbox.args(None),
+                on_error: entry.on_error,
                 count,
                 verbose,
             },
@@ -830,10 +825,10 @@ impl ScriptArgs {
         run::Options {
             script: self.script,
             pcap: self.pcap,
-            function: self.function,
-            arg: self.arg,
-            limits: self.sandbox.args(None),
-            on_error: self.on_error,
+            function: self.entry.function,
+            arg: self.entry.arg,
+            limits: self.entry.sandbox.args(None),
+            on_error: self.entry.on_error,
             meta: run::MetaOptions {
                 mark: self.meta.mark,
                 iifname: self.meta.iifname,
