@@ -278,8 +278,18 @@ impl Checker {
             Var::Name(n) => {
                 if write {
                     let name = name_of(n);
-                    if self.local(&name).is_none() {
-                        self.defined.insert(name);
+                    match self
+                        .scopes
+                        .iter_mut()
+                        .rev()
+                        .flat_map(|s| s.iter_mut().rev())
+                        .find(|l| l.name == name)
+                    {
+                        // reassigned: what it holds is no longer known
+                        Some(l) => l.ty = Ty::Unknown,
+                        None => {
+                            self.defined.insert(name);
+                        }
                     }
                     Ty::Unknown
                 } else {
@@ -507,6 +517,11 @@ mod tests {
         );
         let m = msgs("function process_packet(p)\n  return p.tcp.\nend\n");
         assert_eq!(m, ["2:15: syntax: expected identifier after `.`"]);
+        // a local reassigned is no longer known to be what it was
+        assert_eq!(
+            msgs("function process_packet(p)\n local ip = p.ip\n if not ip then ip = p.ip6 end\n return ip.hoplimit\nend\n"),
+            Vec::<String>::new()
+        );
         // a local shadows, a global defined later counts, locals are scoped
         assert_eq!(
             msgs("local lp = {}\nfunction process_packet(x) count = (count or 0) + lp.anything end\ndo local y = 1 end\nprint(y)\n"),

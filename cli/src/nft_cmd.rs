@@ -234,15 +234,34 @@ fn run(args: &[String]) -> Result<ExitCode> {
         None => (a.words.join(" "), String::new()),
     };
     let file = a.file.as_ref().map(|_| name.as_str());
-    let scan = match nft_text::scan(&text) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{}", e.render(&text, file));
-            return Ok(ExitCode::FAILURE);
+    // JSON input (`-j -f`) is nft's alone: the lua statement is nft's text syntax
+    let json_input = a.file.is_some() && (a.json || text.trim_start().starts_with('{'));
+    let scan = if json_input {
+        Scan::default()
+    } else {
+        match nft_text::scan(&text) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{}", e.render(&text, file));
+                return Ok(ExitCode::FAILURE);
+            }
         }
     };
     if scan.lua.is_empty() && !scan.lists && !scan.removes {
-        return Ok(exec(args));
+        let Some(name) = file else {
+            return Ok(exec(args));
+        };
+        if std::path::Path::new(name).is_file() {
+            return Ok(exec(args));
+        }
+        // stdin or a pipe, read already (it cannot be read twice): nft gets the text read
+        let out = run_nft(&a.opts, &[], &Input::File { text: &text, name })?;
+        print!("{}", out.stdout);
+        return Ok(if out.ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(out.code)
+        });
     }
     let code = if scan.lua.is_empty() {
         let input = match file {
@@ -329,14 +348,13 @@ pub(crate) fn dry_run(text: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Applies a file's rewritten text in one nft transaction, then the lua rules of its scan.
-/// The caller puts the ruleset back if this fails.
-pub(crate) fn apply_text(text: &str, name: &str, scan: &Scan) -> Result<()> {
+/// Applies a file's rewritten text in one nft transaction (refused: nothing changed).
+pub(crate) fn apply_nft(text: &str, name: &str) -> Result<()> {
     let out = run_nft(&[], &[], &Input::File { text, name })?;
     if !out.ok {
         bail!("{name}: nft refused it (above)");
     }
-    add_lua_rules(scan).context("the lua rules")
+    Ok(())
 }
 
 /// `lpctl nft list ruleset`'s text: nft's listing with the lua rules in place.
@@ -350,7 +368,7 @@ pub(crate) fn merged_ruleset() -> Result<String> {
 }
 
 /// Each lua statement's rule in its chain, unless it holds it already; one batch.
-fn add_lua_rules(scan: &Scan) -> Result<()> {
+pub(crate) fn add_lua_rules(scan: &Scan) -> Result<()> {
     let mut nf = Nftables::open()?;
     let have = nf.list_lua_rules(None, None, None)?;
     let mut b = Batch::new();

@@ -378,13 +378,30 @@ impl<'a> Parser<'a> {
         chain: &str,
         command_at: Option<usize>,
     ) -> Result<(), TextError> {
-        let Some(i) = st
-            .iter()
-            .enumerate()
-            .skip(first)
-            .find(|(_, t)| t.kind == Tok::Word && self.word(t) == "lua")
-            .map(|(i, _)| i)
-        else {
+        // `lua` outside any braces (a set holding the word is nft's) and followed by one of the
+        // statement's keys (`jump lua` names a chain)
+        let mut depth = 0usize;
+        let mut found = None;
+        for (i, t) in st.iter().enumerate() {
+            match t.kind {
+                Tok::Open => depth += 1,
+                Tok::Close => depth = depth.saturating_sub(1),
+                Tok::Word
+                    if i >= first
+                        && depth == 0
+                        && self.word(t) == "lua"
+                        && st.get(i + 1).is_some_and(|n| {
+                            n.kind == Tok::Word
+                                && matches!(self.word(n), "script" | "function" | "arg")
+                        }) =>
+                {
+                    found = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let Some(i) = found else {
             return Ok(());
         };
         let lua = st[i];
@@ -587,53 +604,75 @@ fn by_chain(rules: &[LuaRule]) -> HashMap<ChainKey, &LuaRule> {
         .collect()
 }
 
-/// nft's text listing with the lua rules in place: `jump lua-X` shown as the lua statement,
-/// the lua chains left out.
+/// nft's text listing with the lua rules in place: a rule's final `jump lua-X` (a comment may
+/// follow) shown as the lua statement, and the lua chains nothing else refers to left out (a
+/// jump in a map, a goto keep theirs, as nft printed them).
 pub fn merge_listing(text: &str, rules: &[LuaRule]) -> String {
     let chains = by_chain(rules);
-    let mut out: Vec<String> = Vec::new();
+    // pass 1: each line's table and chain block, with its jumps replaced
     let (mut family, mut table) = (String::new(), String::new());
-    let mut skipping = false;
-    let mut after_skip = false;
+    let mut block: Option<ChainKey> = None;
+    // (line, its table, the lua chain block it is in)
+    let mut lines: Vec<(String, (String, String), Option<ChainKey>)> = Vec::new();
     for line in text.lines() {
         let t = line.trim();
-        if skipping {
-            if t == "}" {
-                skipping = false;
-                after_skip = true;
-            }
-            continue;
-        }
-        if after_skip && t.is_empty() {
-            // the blank line that separated the chain left out from the next
-            after_skip = false;
-            if out
-                .last()
-                .is_some_and(|l| l.trim().is_empty() || l.trim_end().ends_with('{'))
-            {
-                continue;
-            }
-        }
-        after_skip = false;
         let words: Vec<&str> = t.split_whitespace().collect();
         match words.as_slice() {
             ["table", f, n, "{", ..] if FAMILIES.contains(f) => {
                 family = f.to_string();
                 table = n.to_string();
             }
-            ["chain", n, "{", ..]
-                if chains.contains_key(&(family.clone(), table.clone(), n.to_string())) =>
-            {
-                skipping = true;
-                if out.last().is_some_and(|l| l.trim().is_empty()) {
-                    out.pop();
-                    after_skip = false;
-                }
-                continue;
+            ["chain", n, "{", ..] => {
+                let key = (family.clone(), table.clone(), n.to_string());
+                block = chains.contains_key(&key).then_some(key);
             }
             _ => {}
         }
-        out.push(replace_jumps(line, &family, &table, &chains));
+        let own = block.clone();
+        if t == "}" && line.starts_with("\t}") && !line.starts_with("\t\t") {
+            block = None;
+        }
+        lines.push((
+            replace_jump(line, &family, &table, &chains),
+            (family.clone(), table.clone()),
+            own,
+        ));
+    }
+    // pass 2: the lua chains still named outside their own block
+    let referenced = |key: &ChainKey| {
+        lines.iter().any(|(l, (f, t), own)| {
+            own.as_ref() != Some(key)
+                && (f, t) == (&key.0, &key.1)
+                && !l.trim_start().starts_with("chain ")
+                && l.match_indices(key.2.as_str()).any(|(at, _)| {
+                    let before = l[..at].chars().next_back();
+                    let after = l[at + key.2.len()..].chars().next();
+                    !before.is_some_and(|c| c.is_alphanumeric() || "-_.".contains(c))
+                        && !after.is_some_and(|c| c.is_alphanumeric() || "-_.".contains(c))
+                })
+        })
+    };
+    let hidden: Vec<ChainKey> = chains.keys().filter(|k| !referenced(k)).cloned().collect();
+    // pass 3: out, the hidden chains' blocks (and the blank line before each) left out
+    let mut out: Vec<&str> = Vec::new();
+    let mut after_hidden = false;
+    for (l, _, own) in &lines {
+        if own.as_ref().is_some_and(|k| hidden.contains(k)) {
+            if out.last().is_some_and(|p| p.trim().is_empty()) {
+                out.pop();
+            }
+            after_hidden = true;
+            continue;
+        }
+        if after_hidden
+            && l.trim().is_empty()
+            && out.last().is_some_and(|p| p.trim_end().ends_with('{'))
+        {
+            after_hidden = false;
+            continue;
+        }
+        after_hidden = false;
+        out.push(l);
     }
     let mut s = out.join("\n");
     if text.ends_with('\n') {
@@ -642,26 +681,38 @@ pub fn merge_listing(text: &str, rules: &[LuaRule]) -> String {
     s
 }
 
-fn replace_jumps(
+/// A rule's final `jump lua-X` (outside any braces; only a comment or nft's `# handle` may
+/// follow) as the lua statement of X.
+fn replace_jump(
     line: &str,
     family: &str,
     table: &str,
     chains: &HashMap<ChainKey, &LuaRule>,
 ) -> String {
-    let Some(at) = line.find("jump lua-") else {
+    let Some(at) = line.rfind("jump lua-") else {
         return line.to_string();
     };
+    let before = &line[..at];
+    if before.matches('{').count() != before.matches('}').count()
+        || !(before.is_empty() || before.ends_with([' ', '\t']))
+    {
+        return line.to_string();
+    }
     let name_start = at + "jump ".len();
     let name_end = line[name_start..]
         .find([' ', '\t'])
         .map_or(line.len(), |n| name_start + n);
+    let rest = line[name_end..].trim_start();
+    if !(rest.is_empty() || rest.starts_with("comment ") || rest.starts_with('#')) {
+        return line.to_string();
+    }
     let key = (
         family.to_string(),
         table.to_string(),
         line[name_start..name_end].to_string(),
     );
     match chains.get(&key) {
-        Some(r) => format!("{}{}{}", &line[..at], lua_statement(r), &line[name_end..]),
+        Some(r) => format!("{before}{}{}", lua_statement(r), &line[name_end..]),
         None => line.to_string(),
     }
 }
@@ -680,10 +731,6 @@ pub fn merge_json(v: &mut serde_json::Value, rules: &[LuaRule]) {
             o.get(name)?.as_str()?.to_string(),
         ))
     };
-    items.retain(|item| match item.get("chain") {
-        Some(c) => key(c, "name").is_none_or(|k| !chains.contains_key(&k)),
-        None => true,
-    });
     for item in items.iter_mut() {
         let Some(rule) = item.get_mut("rule") else {
             continue;
@@ -698,25 +745,36 @@ pub fn merge_json(v: &mut serde_json::Value, rules: &[LuaRule]) {
         ) else {
             continue;
         };
-        let Some(exprs) = rule.get_mut("expr").and_then(|e| e.as_array_mut()) else {
+        // the rule's final statement only (a jump in a map or a goto stays nft's)
+        let Some(e) = rule
+            .get_mut("expr")
+            .and_then(|e| e.as_array_mut())
+            .and_then(|e| e.last_mut())
+        else {
             continue;
         };
-        for e in exprs.iter_mut() {
-            let Some(target) = e.pointer("/jump/target").and_then(|t| t.as_str()) else {
-                continue;
-            };
-            if let Some(r) = chains.get(&(f.clone(), t.clone(), target.to_string())) {
-                let mut lua = serde_json::json!({ "script": r.script });
-                if let Some(func) = &r.func {
-                    lua["function"] = func.clone().into();
-                }
-                if let Some(arg) = &r.arg {
-                    lua["arg"] = arg.clone().into();
-                }
-                *e = serde_json::json!({ "lua": lua });
+        let Some(target) = e.pointer("/jump/target").and_then(|t| t.as_str()) else {
+            continue;
+        };
+        if let Some(r) = chains.get(&(f.clone(), t.clone(), target.to_string())) {
+            let mut lua = serde_json::json!({ "script": r.script });
+            if let Some(func) = &r.func {
+                lua["function"] = func.clone().into();
             }
+            if let Some(arg) = &r.arg {
+                lua["arg"] = arg.clone().into();
+            }
+            *e = serde_json::json!({ "lua": lua });
         }
     }
+    // the lua chains nothing names any more
+    let text = serde_json::to_string(&*items).unwrap_or_default();
+    items.retain(|item| match item.get("chain") {
+        Some(c) => key(c, "name").is_none_or(|k| {
+            !chains.contains_key(&k) || text.contains(&format!("\"target\":\"{}\"", k.2))
+        }),
+        None => true,
+    });
 }
 
 #[cfg(test)]
@@ -927,6 +985,36 @@ mod tests {
             }
             .lua_chain()
         );
+    }
+
+    #[test]
+    fn jumps_in_maps_gotos_and_the_word_lua_stay_nfts() {
+        let rules = [lua_rule(Family::Inet, "t", "lua-a", "a", None)];
+        let listing = "table inet t {\n\tchain c {\n\t\ttcp dport vmap { 80 : jump lua-a, 443 : accept }\n\t\tudp dport 1 goto lua-a\n\t\tudp dport 2 jump lua-a\n\t}\n\n\tchain lua-a {\n\t\tcomment \"x\"\n\t}\n}\n";
+        let got = merge_listing(listing, &rules);
+        // the rule's final jump only; the chain stays, other statements still name it
+        assert!(
+            got.contains("vmap { 80 : jump lua-a, 443 : accept }"),
+            "{got}"
+        );
+        assert!(
+            got.contains("goto lua-a") && got.contains("udp dport 2 lua script a"),
+            "{got}"
+        );
+        assert!(got.contains("chain lua-a {"), "{got}");
+        // `lua` as a chain name or a set element is not a lua statement
+        for t in [
+            "add rule ip t c jump lua",
+            "add rule ip t c iifname { eth0, lua } accept",
+        ] {
+            let s = scan(t).unwrap();
+            assert!(s.lua.is_empty(), "{t}");
+            assert_eq!(s.rewrite(t), t);
+        }
+        // what a listing cannot carry is refused up front
+        assert!(scan("add rule ip t c lua script a arg \"x\\\"y\"").is_err());
+        let e = scan("add rule ip t c lua script a function \"f\tg\"").unwrap_err();
+        assert!(e.msg.contains("control character"), "{}", e.msg);
     }
 
     #[test]

@@ -86,14 +86,22 @@ impl RuleAdd {
                 runtime::package::PackageError::BadName
             );
         }
+        // (nft's strings cannot carry a double quote: a listing must read back)
+        let printable = |s: &str| !s.chars().any(|c| c == '"' || c.is_control());
         if let Some(f) = &self.func {
             if f.is_empty() || f.len() > abi::netlink::NAME_MAX {
                 bail!("function '{f}': 1..={} bytes", abi::netlink::NAME_MAX);
+            }
+            if !printable(f) {
+                bail!("function {f:?}: no double quote or control character");
             }
         }
         if let Some(a) = &self.arg {
             if a.len() > abi::netlink::ARG_MAX {
                 bail!("arg: at most {} bytes", abi::netlink::ARG_MAX);
+            }
+            if !printable(a) {
+                bail!("arg {a:?}: no double quote or control character");
             }
         }
         Ok(())

@@ -262,15 +262,17 @@ pub fn restore(file: &Path, mode: Mode) -> Result<()> {
 
     let before = Snapshot::take()?;
     let mut done: Vec<Done> = Vec::new();
-    let result = apply_scripts(&mut lp, &planned, &loaded, &mut done).and_then(|()| {
-        nft_cmd::apply_text(&rewritten, &ruleset_name, &scan).map_err(|e| {
-            let undo = before.restore();
-            match undo {
-                Ok(()) => e,
-                Err(u) => e.context(format!("putting the ruleset back failed too: {u:#}")),
-            }
-        })
-    });
+    let result = apply_scripts(&mut lp, &planned, &loaded, &mut done)
+        // refused by nft: nf_tables is as it was
+        .and_then(|()| nft_cmd::apply_nft(&rewritten, &ruleset_name))
+        .and_then(|()| {
+            nft_cmd::add_lua_rules(&scan)
+                .context("the lua rules")
+                .map_err(|e| match before.restore() {
+                    Ok(()) => e,
+                    Err(u) => e.context(format!("putting the ruleset back failed too: {u:#}")),
+                })
+        });
     if let Err(e) = result {
         let mut undo_errors = Vec::new();
         for d in done.into_iter().rev() {

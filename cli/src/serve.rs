@@ -36,23 +36,29 @@ pub struct ServeOptions {
     pub verbose: bool,
 }
 
-/// Interface names by index, from /sys/class/net (read again on a miss).
+/// Interface names by index, from /sys/class/net (read again on a miss, at most once a second:
+/// an index it does not list stays nameless meanwhile).
 #[derive(Default)]
-struct Ifnames(HashMap<u32, [u8; 16]>);
+struct Ifnames {
+    names: HashMap<u32, [u8; 16]>,
+    read: Option<Instant>,
+}
 
 impl Ifnames {
     fn get(&mut self, index: Option<u32>) -> [u8; 16] {
         let Some(index) = index else {
             return [0; 16];
         };
-        if !self.0.contains_key(&index) {
+        let stale = self.read.is_none_or(|t| t.elapsed().as_secs() >= 1);
+        if !self.names.contains_key(&index) && stale {
             self.reload();
         }
-        self.0.get(&index).copied().unwrap_or([0; 16])
+        self.names.get(&index).copied().unwrap_or([0; 16])
     }
 
     fn reload(&mut self) {
-        self.0.clear();
+        self.read = Some(Instant::now());
+        self.names.clear();
         let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
             return;
         };
@@ -65,7 +71,7 @@ impl Ifnames {
                 let mut n = [0u8; 16];
                 let b = name.as_bytes();
                 n[..b.len().min(15)].copy_from_slice(&b[..b.len().min(15)]);
-                self.0.insert(i, n);
+                self.names.insert(i, n);
             }
         }
     }
@@ -80,6 +86,7 @@ struct Tally {
     rewritten: u64,
     errors: u64,
     sends_dropped: u64,
+    warned_own_queue: bool,
 }
 
 /// ETH_P_IP, ETH_P_IPV6 to the family the script sees (0: let the version nibble say).
@@ -125,8 +132,14 @@ pub fn serve(opts: &ServeOptions, mode: Mode) -> Result<()> {
     while opts.count.is_none_or(|c| t.packets < c) {
         for p in q.recv()? {
             let began = Instant::now();
-            let (verdict, mark, payload) =
-                judge(&mut engines, &p, &mut names, &mut t, opts.verbose);
+            let (verdict, mark, payload) = judge(
+                &mut engines,
+                opts.queue,
+                &p,
+                &mut names,
+                &mut t,
+                opts.verbose,
+            );
             q.verdict(p.id, verdict, mark, payload.as_deref())?;
             busy += began.elapsed();
             t.packets += 1;
@@ -164,6 +177,7 @@ pub fn serve(opts: &ServeOptions, mode: Mode) -> Result<()> {
 /// The scripts' verdict on one packet, the mark to set and the bytes to send back.
 fn judge(
     engines: &mut [(String, Box<dyn Engine>)],
+    own_queue: u16,
     p: &QueuedPacket,
     names: &mut Ifnames,
     t: &mut Tally,
@@ -199,6 +213,16 @@ fn judge(
         Verdict::Drop => {
             t.drop += 1;
             NF_DROP
+        }
+        // to the queue being served, the packet would come straight back: accepted instead
+        Verdict::Queue(n) if n == own_queue => {
+            t.accept += 1;
+            t.errors += 1;
+            if !t.warned_own_queue {
+                t.warned_own_queue = true;
+                eprintln!("lpctl serve: lp.QUEUE({n}) is the queue being served: accepted instead");
+            }
+            NF_ACCEPT
         }
         Verdict::Queue(n) => {
             t.queue += 1;

@@ -61,6 +61,14 @@ d0=$(script_stat drop run_cnt)
 poke 7780
 check_ge "nft: ... the file's lua rule runs" "$((d0 + 3))" "$(script_stat drop run_cnt)"
 
+# stdin (read once: what lpctl read goes to nft), with and without lua statements; JSON input
+check "nft: -f - without a lua statement" sh -c 'echo "add table inet stdin1" | lpctl nft -f - && nft list table inet stdin1'
+check "nft: -f - with one" sh -c 'echo "add table inet stdin2; add chain inet stdin2 c; add rule inet stdin2 c udp dport 7790 lua script cnt" | lpctl nft -f - &&
+  lpctl nft list table inet stdin2 | grep -q "udp dport 7790 lua script cnt"'
+check "nft: -j -f FILE (JSON) is nft's" sh -c 'echo "{\"nftables\": [{\"delete\": {\"table\": {\"family\": \"inet\", \"name\": \"stdin1\"}}}]}" >/tmp/d.json &&
+  lpctl nft -j -f /tmp/d.json && ! nft list table inet stdin1 2>/dev/null'
+check "nft: a delete of a table takes its lua chains with it" sh -c 'lpctl nft delete table inet stdin2 && ! lpctl rule list | grep -q stdin2'
+
 # the round trip: list > file, flush, -f file gives the same ruleset, lua rules included
 lpctl nft -s list ruleset >/tmp/r1
 check "nft: round trip: flush ruleset" lpctl nft flush ruleset
