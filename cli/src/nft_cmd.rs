@@ -133,7 +133,8 @@ fn parse_args(args: &[String]) -> Result<NftArgs> {
     Ok(a)
 }
 
-fn nft_binary() -> String {
+/// The nft lpctl runs (`LPCTL_NFT` names another).
+pub(crate) fn nft_binary() -> String {
     std::env::var("LPCTL_NFT").unwrap_or_else(|_| "nft".into())
 }
 

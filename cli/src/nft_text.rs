@@ -1017,6 +1017,37 @@ mod tests {
         assert!(e.msg.contains("control character"), "{}", e.msg);
     }
 
+    /// Any text, however broken: an error or a scan, never a panic (the offsets it keeps and
+    /// renders stay on character boundaries).
+    #[test]
+    fn random_text_never_panics() {
+        const PIECES: &[&str] = &[
+            "add", "rule", "table", "chain", "inet", "t", "c", "lua", "script", "function", "arg",
+            "comment", "{", "}", ";", "\n", "\"", "\"x y\"", "#", "\\\n", " ", "\t", "jump", "é",
+            "·", "list", "delete", "a/b",
+        ];
+        let mut seed = 0x6c70_6e66_7431u64;
+        for _ in 0..5000 {
+            let mut text = String::new();
+            let n = (seed % 24) as usize;
+            for _ in 0..n {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                text.push_str(PIECES[(seed % PIECES.len() as u64) as usize]);
+            }
+            match scan(&text) {
+                Ok(s) => {
+                    let _ = s.rewrite(&text);
+                }
+                Err(e) => {
+                    let _ = e.render(&text, Some("f"));
+                    let _ = e.render(&text, None);
+                }
+            }
+        }
+    }
+
     #[test]
     fn json_listings_too() {
         let mut v: serde_json::Value = serde_json::from_str(

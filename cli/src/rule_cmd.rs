@@ -134,9 +134,7 @@ impl RuleAdd {
     }
 }
 
-fn nft_binary() -> String {
-    std::env::var("LPCTL_NFT").unwrap_or_else(|_| "nft".into())
-}
+use crate::nft_cmd::nft_binary;
 
 /// Runs the real nft; its stderr becomes the error.
 fn nft(args: &[String]) -> Result<String> {
