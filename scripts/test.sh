@@ -30,9 +30,12 @@ echo "== the kernel-flags harness: the modules' Rust objects in a userspace benc
 LPCTL=target/debug/lpctl ./scripts/kbench.sh --check --millis 20
 echo "== the Debian package: built, installed here; DKMS builds nft_lua.ko (the 6.1 suite runs that one)"
 deb=$(LPCTL=target/debug/lpctl ./scripts/build-deb.sh)
-dpkg -s dkms >/dev/null 2>&1 ||
+dkms_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     -o DPkg::Lock::Timeout=900 dkms >/dev/null
+}
+# (package lists older than dkms's current version: update them once and try again)
+dpkg -s dkms >/dev/null 2>&1 || dkms_install || { apt-get update -qq && dkms_install; }
 # dpkg -i also when this version is installed: its postinst runs DKMS again on this build
 dpkg -i "$deb" >/dev/null
 kver=$(basename "$(dirname "${kos[0]}")")
