@@ -423,9 +423,15 @@ EXPORT("lp_mem_used") int lp_mem_used(void) { return (int)mem_used; }
 
 static int open_all(lua_State *L) { return lp_open_sandbox(L, guarded); }
 
+/* Constructors run here, once (as a reactor's _initialize would run them). It also matters that
+ * the guest names this function: wasm-ld wraps every export of a module that does not in a
+ * call of wasi-libc's exit-time work (__wasm_call_dtors) after it, on every packet. */
+extern void __wasm_call_ctors(void);
+
 EXPORT("lp_init") int lp_init(unsigned seed) {
   lua_State *L;
   int status;
+  __wasm_call_ctors();
   lp_seed = seed;
   L = lua_newstate(l_alloc, NULL);
   if (!L) {

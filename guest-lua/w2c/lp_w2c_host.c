@@ -227,7 +227,8 @@ struct lp_w2c *lp_w2c_new(void *rust, uint64_t memory, int *err) {
   {
     wasm_rt_memory_t *m = &w->inst.w2c_memory;
     uint32_t pages = (uint32_t)(memory / 65536u);
-    if (pages > m->max_pages) {
+    /* never below the initial memory: the generated code relies on it (lp_w2c_mem.h) */
+    if (pages > m->max_pages || pages < m->pages) {
       *err = -2;
       lp_w2c_free(w);
       return NULL;

@@ -70,7 +70,7 @@ uint32_t wasm_rt_register_func_type(uint32_t params, uint32_t results, ...) {
 
 /*
  * Memory and the table are allocated by lp_w2c_new before instantiation (the kernel runs guest
- * code with preemption disabled, where it cannot allocate): instantiation and growth take room
+ * code with preemption disabled, where it cannot allocate): instantiation takes room
  * from what is there, and fail (a trap, the instance is not made) when it is short.
  */
 void wasm_rt_allocate_memory(wasm_rt_memory_t *mem, uint32_t initial_pages, uint32_t max_pages) {
@@ -82,15 +82,12 @@ void wasm_rt_allocate_memory(wasm_rt_memory_t *mem, uint32_t initial_pages, uint
   mem->size = bytes;
 }
 
-/* The guest's memory.grow: the old size in pages, or -1 past the maximum (the capacity the
- * host allocated: the script's memory limit). */
+/* The guest's memory.grow: the old size for a growth of 0, else -1. An instance's memory has
+ * its final size before guest code runs (lp_w2c_new: the script's limit, as under wasmi, where
+ * the built-in guest cannot grow it either), and the generated code holds that size in each
+ * function's locals (lp_w2c_mem.h): a size that changed would leave them behind. */
 uint32_t wasm_rt_grow_memory(wasm_rt_memory_t *mem, uint32_t delta) {
-  uint32_t old = mem->pages;
-  uint64_t pages = (uint64_t)old + delta;
-  if (pages > mem->max_pages) return (uint32_t)-1;
-  mem->pages = (uint32_t)pages;
-  mem->size = pages * PAGE; /* zeroed when allocated, never used before */
-  return old;
+  return delta == 0 ? mem->pages : (uint32_t)-1;
 }
 
 void wasm_rt_free_memory(wasm_rt_memory_t *mem) {

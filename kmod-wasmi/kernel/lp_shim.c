@@ -32,6 +32,7 @@
 #include <linux/semaphore.h>
 #include <linux/skbuff.h>
 #include <linux/if_ether.h>
+#include <linux/indirect_call_wrapper.h>
 #include <linux/slab.h>
 #include <linux/timekeeping.h>
 #include <linux/vmalloc.h>
@@ -428,13 +429,20 @@ static void lp_copy_words(void *dst, const void *src, u32 len)
 {
 	u8 *d = dst;
 	const u8 *s = src;
+	u32 i;
 
-	for (; len >= 8; len -= 8, d += 8, s += 8) {
-		__builtin_memcpy(d, s, 8); /* one load and one store */
-		barrier();
+	if (len >= 8) {
+		for (i = 0; i + 8 <= len; i += 8) {
+			__builtin_memcpy(d + i, s + i, 8); /* one load and one store */
+			barrier();
+		}
+		/* the tail as the last 8 bytes, overlapping what was copied (dst is not src) */
+		if (i < len)
+			__builtin_memcpy(d + len - 8, s + len - 8, 8);
+		return;
 	}
-	for (; len; len--) {
-		*d++ = *s++;
+	for (i = 0; i < len; i++) {
+		d[i] = s[i];
 		barrier();
 	}
 }
@@ -705,7 +713,7 @@ struct lp_void_call {
 
 static void lp_void_call_fn(struct lp_void_call *c)
 {
-	c->fn(c->arg);
+	INDIRECT_CALL_1(c->fn, nft_lua_call_fn, c->arg);
 }
 
 unsigned int lp_call_on_cpu_stack(void (*fn)(void *arg), void *arg, bool probe)

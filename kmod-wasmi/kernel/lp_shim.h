@@ -49,6 +49,10 @@ void lp_cpu_stacks_free(void);
  * the call used (slow: measurement only); otherwise returns 0.
  */
 unsigned int lp_call_on_cpu_stack(void (*fn)(void *arg), void *arg, bool probe);
+/* The packet path's function (nft_lua.c), which lp_call_on_cpu_stack() calls directly: the
+ * kernel's retpolines would make the call through the pointer cost more than the rest of the
+ * stack switch. */
+void nft_lua_call_fn(void *arg);
 /* any (never hard-irq). local_bh_disable()/local_bh_enable(), for Rust's spin locks. */
 void lp_bh_disable(void);
 void lp_bh_enable(void);

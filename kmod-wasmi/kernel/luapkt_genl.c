@@ -1025,102 +1025,134 @@ static int luapkt_shrink_reply(struct sk_buff *msg, struct nlattr *data, u32 len
 }
 
 /*
+ * A read command's copy from a script's version into @buf (LUAPKT_READ_MAX bytes): the bytes
+ * copied, or -errno (with its message in @info's extack).
+ */
+typedef int (*luapkt_copy_t)(const struct luapkt_version *v, void *buf,
+			     struct genl_info *info, void *arg);
+
+/*
+ * The reply of a read command: NAME and attribute @type holding what @copy copied from the
+ * script NAME names (ln->mutex held, which keeps its version), or NULL with the error in
+ * *@err. The caller adds its own attributes and ends the message at *@hdr.
+ */
+static struct sk_buff *luapkt_read_reply(struct genl_info *info, int type, luapkt_copy_t copy,
+					 void *arg, void **hdr, int *err)
+{
+	struct luapkt_net *ln = luapkt_pernet(genl_info_net(info));
+	struct luapkt_script *s;
+	struct sk_buff *msg;
+	struct nlattr *data;
+	int n;
+
+	if (GENL_REQ_ATTR_CHECK(info, LUAPKT_A_NAME)) {
+		*err = -EINVAL;
+		return NULL;
+	}
+	msg = luapkt_reserve_reply(info, info->genlhdr->cmd, type, &data, hdr, err);
+	if (!msg)
+		return NULL;
+	s = luapkt_script_named(ln, info);
+	if (!s) {
+		*err = -ENOENT;
+		goto fail;
+	}
+	n = copy(rcu_dereference_protected(s->cur, lockdep_is_held(&ln->mutex)), nla_data(data),
+		 info, arg);
+	mutex_unlock(&ln->mutex);
+	*err = n < 0 ? n : luapkt_shrink_reply(msg, data, n);
+	if (*err)
+		goto fail;
+	if (nla_put_string(msg, LUAPKT_A_NAME, nla_data(info->attrs[LUAPKT_A_NAME]))) {
+		*err = -EMSGSIZE;
+		goto fail;
+	}
+	return msg;
+
+fail:
+	nlmsg_free(msg);
+	return NULL;
+}
+
+struct luapkt_records_read {
+	u8		which;	/* LP_RECORDS_* */
+	u64		from;
+	struct lp_read	out;
+};
+
+static int luapkt_copy_records(const struct luapkt_version *v, void *buf,
+			       struct genl_info *info, void *arg)
+{
+	struct luapkt_records_read *r = arg;
+	int err = lp_rt_read_records(v->rt, r->which, r->from, buf, LUAPKT_READ_MAX, &r->out);
+
+	return err ? err : (int)r->out.len;
+}
+
+/*
  * LOG_READ, ERRORS_READ: the script's log lines or kept errors from LOG_SEQ on, as records
  * copied by the runtime into LOG_DATA (at most LUAPKT_READ_MAX bytes; ask again from the
  * LOG_SEQ of the reply). Reading what a script logged needs what showing it needs.
  */
 static int luapkt_nl_read(struct sk_buff *skb, struct genl_info *info)
 {
-	struct luapkt_net *ln = luapkt_pernet(genl_info_net(info));
-	u8 cmd = info->genlhdr->cmd;
-	const struct luapkt_version *v;
-	struct luapkt_script *s;
-	struct lp_read out;
+	struct luapkt_records_read r = {
+		.which = info->genlhdr->cmd == LUAPKT_CMD_LOG_READ ? LP_RECORDS_LOG :
+								     LP_RECORDS_ERRORS,
+	};
 	struct sk_buff *msg;
-	struct nlattr *data;
-	u64 from = 0;
 	void *hdr;
 	int err;
 
-	if (GENL_REQ_ATTR_CHECK(info, LUAPKT_A_NAME))
-		return -EINVAL;
 	if (info->attrs[LUAPKT_A_LOG_SEQ])
-		from = nla_get_u64(info->attrs[LUAPKT_A_LOG_SEQ]);
-	msg = luapkt_reserve_reply(info, cmd, LUAPKT_A_LOG_DATA, &data, &hdr, &err);
+		r.from = nla_get_u64(info->attrs[LUAPKT_A_LOG_SEQ]);
+	msg = luapkt_read_reply(info, LUAPKT_A_LOG_DATA, luapkt_copy_records, &r, &hdr, &err);
 	if (!msg)
 		return err;
-
-	s = luapkt_script_named(ln, info);
-	if (!s) {
+	if (nla_put_u64_64bit(msg, LUAPKT_A_LOG_SEQ, r.out.next, LUAPKT_A_PAD) ||
+	    nla_put_u64_64bit(msg, LUAPKT_A_LOG_LOST, r.out.lost, LUAPKT_A_PAD)) {
 		nlmsg_free(msg);
-		return -ENOENT;
+		return -EMSGSIZE;
 	}
-	v = rcu_dereference_protected(s->cur, lockdep_is_held(&ln->mutex));
-	err = lp_rt_read_records(v->rt, cmd == LUAPKT_CMD_LOG_READ ? LP_RECORDS_LOG :
-				 LP_RECORDS_ERRORS, from, nla_data(data), LUAPKT_READ_MAX, &out);
-	mutex_unlock(&ln->mutex);
-	if (!err)
-		err = luapkt_shrink_reply(msg, data, out.len);
-	if (err) {
-		nlmsg_free(msg);
-		return err;
-	}
-	if (nla_put_string(msg, LUAPKT_A_NAME, nla_data(info->attrs[LUAPKT_A_NAME])) ||
-	    nla_put_u64_64bit(msg, LUAPKT_A_LOG_SEQ, out.next, LUAPKT_A_PAD) ||
-	    nla_put_u64_64bit(msg, LUAPKT_A_LOG_LOST, out.lost, LUAPKT_A_PAD))
-		goto too_big;
 	genlmsg_end(msg, hdr);
 	return genlmsg_reply(msg, info);
+}
 
-too_big:
-	nlmsg_free(msg);
-	return -EMSGSIZE;
+struct luapkt_source_read {
+	u32	offset;
+	u32	total;
+};
+
+static int luapkt_copy_source(const struct luapkt_version *v, void *buf,
+			      struct genl_info *info, void *arg)
+{
+	struct luapkt_source_read *r = arg;
+	int n = lp_rt_read_source(v->rt, r->offset, buf, LUAPKT_READ_MAX, &r->total);
+
+	if (n < 0)
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[LUAPKT_A_OFFSET],
+				    "offset past the end of the source");
+	return n;
 }
 
 /*
  * SOURCE_READ: the script's Lua source from OFFSET on, in DATA (at most LUAPKT_READ_MAX bytes),
  * with SIZE (its whole length) and OFFSET. The source never changes once loaded: a version
- * keeps it; ln->mutex keeps the version while the runtime copies.
+ * keeps it.
  */
 static int luapkt_nl_source(struct sk_buff *skb, struct genl_info *info)
 {
-	struct luapkt_net *ln = luapkt_pernet(genl_info_net(info));
-	const struct luapkt_version *v;
-	struct luapkt_script *s;
+	struct luapkt_source_read r = {};
 	struct sk_buff *msg;
-	struct nlattr *data;
-	u32 offset = 0, total = 0;
 	void *hdr;
-	int err, n;
+	int err;
 
-	if (GENL_REQ_ATTR_CHECK(info, LUAPKT_A_NAME))
-		return -EINVAL;
 	if (info->attrs[LUAPKT_A_OFFSET])
-		offset = nla_get_u32(info->attrs[LUAPKT_A_OFFSET]);
-	msg = luapkt_reserve_reply(info, LUAPKT_CMD_SOURCE_READ, LUAPKT_A_DATA, &data, &hdr, &err);
+		r.offset = nla_get_u32(info->attrs[LUAPKT_A_OFFSET]);
+	msg = luapkt_read_reply(info, LUAPKT_A_DATA, luapkt_copy_source, &r, &hdr, &err);
 	if (!msg)
 		return err;
-	s = luapkt_script_named(ln, info);
-	if (!s) {
-		nlmsg_free(msg);
-		return -ENOENT;
-	}
-	v = rcu_dereference_protected(s->cur, lockdep_is_held(&ln->mutex));
-	n = lp_rt_read_source(v->rt, offset, nla_data(data), LUAPKT_READ_MAX, &total);
-	mutex_unlock(&ln->mutex);
-	if (n < 0) {
-		nlmsg_free(msg);
-		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[LUAPKT_A_OFFSET],
-				    "offset past the end of the source");
-		return n;
-	}
-	err = luapkt_shrink_reply(msg, data, n);
-	if (err) {
-		nlmsg_free(msg);
-		return err;
-	}
-	if (nla_put_string(msg, LUAPKT_A_NAME, nla_data(info->attrs[LUAPKT_A_NAME])) ||
-	    nla_put_u32(msg, LUAPKT_A_SIZE, total) || nla_put_u32(msg, LUAPKT_A_OFFSET, offset)) {
+	if (nla_put_u32(msg, LUAPKT_A_SIZE, r.total) || nla_put_u32(msg, LUAPKT_A_OFFSET, r.offset)) {
 		nlmsg_free(msg);
 		return -EMSGSIZE;
 	}

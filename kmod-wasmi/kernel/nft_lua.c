@@ -72,7 +72,7 @@ struct nft_lua_call {
 	struct lp_outcome		out;
 };
 
-static void nft_lua_call_fn(void *arg)
+void nft_lua_call_fn(void *arg)
 {
 	struct nft_lua_call *c = arg;
 	u32 cpu = smp_processor_id();
@@ -244,9 +244,14 @@ static void nft_lua_eval(const struct nft_expr *expr, struct nft_regs *regs,
 {
 	const struct nft_lua *priv = nft_expr_priv(expr);
 	struct luapkt_version *v;
-	struct nft_lua_call call;
+	/*
+	 * Not zeroed on entry (CONFIG_INIT_STACK_ALL_ZERO would: a `rep stosq` that costs more
+	 * than the call's own fields under emulation): nft_lua_pkt() and the lines below set
+	 * every field the runtime reads.
+	 */
+	struct nft_lua_call call __uninitialized;
 	struct sk_buff_head sendq;
-	struct lp_pkt p;
+	struct lp_pkt p __uninitialized;
 	unsigned int used;
 
 	/* nf_hook_slow() holds the RCU read side: the version lives until we return */

@@ -58,6 +58,7 @@ fn main() {
         "lp_w2c_rt.c",
         "lp_w2c_host.c",
         "lp_w2c_jmp.c",
+        "lp_w2c_mem.h",
         "kinclude",
         "checks",
     ] {
@@ -123,6 +124,98 @@ fn wasm2c(wasm: &Path, name: &str, c: &Path) {
         .arg(wasm)
         .args(["-n", name, "-o"])
         .arg(c));
+    let text = std::fs::read_to_string(c).unwrap_or_else(|e| panic!("{}: {e}", c.display()));
+    let header = format!("#include \"{name}_w2c.h\"\n");
+    std::fs::write(c, view_memory(&text, &header))
+        .unwrap_or_else(|e| panic!("{}: {e}", c.display()));
+}
+
+/// wasm2c's loads and stores (its DEFINE_LOAD / DEFINE_STORE list).
+const ACCESSORS: &[&str] = &[
+    "i32_load",
+    "i64_load",
+    "f32_load",
+    "f64_load",
+    "i32_load8_s",
+    "i64_load8_s",
+    "i32_load8_u",
+    "i64_load8_u",
+    "i32_load16_s",
+    "i64_load16_s",
+    "i32_load16_u",
+    "i64_load16_u",
+    "i64_load32_s",
+    "i64_load32_u",
+    "i32_store",
+    "i64_store",
+    "f32_store",
+    "f64_store",
+    "i32_store8",
+    "i32_store16",
+    "i64_store8",
+    "i64_store16",
+    "i64_store32",
+];
+
+/// The generated C with every load and store through a per-function view of the memory
+/// (guest-lua/w2c/lp_w2c_mem.h says why that is as safe as wasm2c's own accessors): each
+/// function copies the memory's base and size after its prologue, and
+/// `NAME(&instance->w2c_memory,` becomes `lpm_NAME(lpm_data, lpm_size,`. Panics on an access it
+/// does not know (a newer wasm2c), and when instantiation would run guest code (a start
+/// function), which would see the memory before it has its final size.
+fn view_memory(c: &str, header: &str) -> String {
+    const MEM: &str = "(&instance->w2c_memory, ";
+    let at = c.find(header).expect("wasm2c's output includes its header");
+    let inst = c
+        .find("_instantiate(")
+        .and_then(|i| c[i..].find('{').map(|j| i + j + 1))
+        .expect("wasm2c's output has an instantiate function");
+    let body = &c[inst..inst + c[inst..].find("\n}").expect("its end")];
+    for line in body.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        assert!(
+            line.starts_with("init_") || line.starts_with("assert("),
+            "wasm2c output: instantiation runs more than initializers: {line}"
+        );
+    }
+    // the memory's initial pages: no instance has less (lp_w2c_mem.h's LPM_MIN_SIZE)
+    const ALLOC: &str = "wasm_rt_allocate_memory(&instance->w2c_memory, ";
+    let a = c.find(ALLOC).expect("wasm2c's output allocates the memory") + ALLOC.len();
+    let initial: u64 = c[a..a + c[a..].find(',').expect("its arguments")]
+        .trim()
+        .parse()
+        .expect("the initial pages as a number");
+    let mut out = String::with_capacity(c.len() + c.len() / 4);
+    out.push_str(&c[..at + header.len()]);
+    out.push_str(&format!(
+        "#define LPM_MIN_SIZE ({initial}ull * 65536u)\n#include \"lp_w2c_mem.h\"\n"
+    ));
+    let mut rest = &c[at + header.len()..];
+    let mut rewritten = 0;
+    while let Some(i) = rest.find(MEM) {
+        let before = &rest[..i];
+        let start = before
+            .rfind(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
+            .map_or(0, |j| j + 1);
+        let ident = &before[start..];
+        if ACCESSORS.contains(&ident) {
+            out.push_str(&before[..start]);
+            out.push_str("lpm_");
+            out.push_str(ident);
+            out.push_str("(lpm_data, lpm_size, ");
+            rewritten += 1;
+        } else {
+            assert!(
+                !ident.contains("_load") && !ident.contains("_store"),
+                "wasm2c output: an access this build does not know: {ident}"
+            );
+            out.push_str(before);
+            out.push_str(MEM);
+        }
+        rest = &rest[i + MEM.len()..];
+    }
+    out.push_str(rest);
+    assert!(rewritten > 0, "wasm2c output: no load or store found");
+    out.replace("FUNC_PROLOGUE;", "FUNC_PROLOGUE;\n  LPM_VIEW;")
 }
 
 /// The runtime's own tests (tests/compiled_checks.rs): a module that breaks each rule the

@@ -20,7 +20,7 @@
   ;; unbounded recursion: the prologue's depth and native-stack checks
   (func $rec (export "recurse") (param i32) (result i32)
     (call $rec (i32.add (local.get 0) (i32.const 1))))
-  ;; memory.grow within the room the host allocated
+  ;; memory.grow: refused, even within the room the host allocated
   (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0)))
   (func (export "size") (result i32) (memory.size))
   (func (export "div") (param i32) (result i32) (i32.div_s (i32.const 1) (local.get 0)))

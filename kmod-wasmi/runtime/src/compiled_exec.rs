@@ -226,10 +226,9 @@ impl CompiledExec {
 
 /// Calls export number `x` of `w`.
 fn call_raw(w: *mut LpW2c, x: c_int, args: &[i32]) -> Result<i32, Trap> {
-    let mut a = [0i32; 4];
-    for (d, s) in a.iter_mut().zip(args) {
-        *d = *s;
-    }
+    // element by element: a loop over the slice became a call to memcpy, which the kernel
+    // does with `rep movsb` (a byte per step under emulation, on every packet)
+    let a: [i32; 4] = core::array::from_fn(|i| args.get(i).copied().unwrap_or(0));
     let mut ret = 0;
     // SAFETY: a live instance; `a` holds as many arguments as any export takes. No Rust
     // reference into `Inner` is held across the call (C's imports reach it by pointer).

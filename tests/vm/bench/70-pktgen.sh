@@ -69,20 +69,25 @@ lpctl serve --queue 5 /tmp/acc.lua >/tmp/serve.out 2>&1 &
 srv=$!
 queue_bound() { grep -qE "^ *5 " /proc/net/netfilter/nfnetlink_queue; }
 check "pktgen: lpctl serve binds queue 5" wait_until 300 queue_bound
-A="" B="" W="" Q=""
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0) printf "%.2f", b / a; else print "?" }'; }
+A="" B="" W="" Q="" RB="" RW=""
 for round in 1 2 3 4 5; do
-  chain_with nft && A="$A $(rate)"
+  chain_with nft && a=$(rate) && A="$A $a"
   check "pktgen: lua rule on the compiled engine (round $round)" chain_with lua acc
-  B="$B $(rate)"
+  b=$(rate) && B="$B $b"
   check "pktgen: lua rule on wasmi (round $round)" chain_with lua accw
-  W="$W $(rate)"
+  w=$(rate) && W="$W $w"
   check "pktgen: queue rule to lpctl serve (round $round)" chain_with queue
   Q="$Q $(rate after rxq)"
+  # each round's ratio, of rates measured seconds apart: the host's speed drifts between
+  # rounds (nft alone's rates within a run spread 40-90k), much less within one
+  RB="$RB $(ratio "$a" "$b")" RW="$RW $(ratio "$a" "$w")"
 done
 check "pktgen: lpctl serve kept serving" sh -c "kill -0 $srv || { cat /tmp/serve.out; false; }"
 kill "$srv" 2>/dev/null
 median() { printf '%s\n' $1 | sort -n | sed -n 3p; }
 a=$(median "$A") b=$(median "$B") w=$(median "$W") q=$(median "$Q")
+rb=$(median "$RB") rw=$(median "$RW")
 check_ge "pktgen: (a) nft alone: packets counted" 1000 "$a"
 check_ge "pktgen: (b) with the lua rule (compiled): packets counted" 1000 "$b"
 check_ge "pktgen: (b) with the lua rule (wasmi): packets counted" 1000 "$w"
@@ -91,6 +96,5 @@ for s in acc accw; do
   check_ge "pktgen: ... the script $s ran for them" 3000 \
     "$(lpctl -j script show "$s" | sed -n 's/.*"run_cnt":\([0-9]*\).*/\1/p')"
 done
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0) printf "%.2f", b / a; else print "?" }'; }
-note "measure: pktgen 60-byte UDP, packets/s at the host's prerouting (TCG), median of 5 interleaved rounds (a:$A; b:$B; wasmi:$W): (a) nft accept $a, (b) + lua accept: compiled $b (b/a $(ratio "$a" "$b")), wasmi $w (b/a $(ratio "$a" "$w"))"
+note "measure: pktgen 60-byte UDP, packets/s at the host's prerouting (TCG), median of 5 interleaved rounds (a:$A; b:$B; wasmi:$W; the rounds' b/a:$RB; wasmi:$RW): (a) nft accept $a, (b) + lua accept: compiled $b (b/a $rb, the median of the rounds' ratios; $(ratio "$a" "$b") of the medians), wasmi $w (b/a $rw; $(ratio "$a" "$w"))"
 note "measure: pktgen NFQUEUE mode (q:$Q): (q) queue num 5 + lpctl serve (debug build), same script: $q packets/s (q/a $(ratio "$a" "$q"); the kernel path (b, compiled) per packet: $(ratio "$q" "$b")x faster)"
