@@ -271,24 +271,23 @@ fn trap_kind(e: &wasmtime::Error) -> ErrorKind {
     }
 }
 
+runtime::guest_exports!(
+    Exports,
+    TypedFunc,
+    wasmtime::Func,
+    wasmtime::Instance,
+    Store<StoreData>,
+    wasmtime::Error,
+    BuildError,
+    typed
+);
+
 /// wasmtime's instance of the guest: the store and the exports the runtime calls.
 pub struct WasmtimeExec {
     store: Store<StoreData>,
     memory: Memory,
     sp: Global,
-    ctx: TypedFunc<(), i32>,
-    init: TypedFunc<i32, i32>,
-    load: TypedFunc<(i32, i32, i32, i32), i32>,
-    run: TypedFunc<(i32, i32, i32, i32), i32>,
-    recover: TypedFunc<(), i32>,
-    errmsg: TypedFunc<(), i32>,
-    errlen: TypedFunc<(), i32>,
-    mem_used: TypedFunc<(), i32>,
-    alloc: TypedFunc<i32, i32>,
-    free: TypedFunc<i32, ()>,
-    ref_global: TypedFunc<(i32, i32), i32>,
-    ref_string: TypedFunc<(i32, i32), i32>,
-    features: Option<TypedFunc<(), i32>>,
+    exports: Exports,
 }
 
 impl WasmtimeExec {
@@ -358,21 +357,7 @@ impl WasmtimeExec {
             d.memory = Some(memory);
         }
         Ok(WasmtimeExec {
-            ctx: typed(&inst, &mut store, g::EXPORT_CTX)?,
-            init: typed(&inst, &mut store, g::EXPORT_INIT)?,
-            load: typed(&inst, &mut store, g::EXPORT_LOAD)?,
-            run: typed(&inst, &mut store, g::EXPORT_RUN)?,
-            recover: typed(&inst, &mut store, g::EXPORT_RECOVER)?,
-            errmsg: typed(&inst, &mut store, g::EXPORT_ERRMSG)?,
-            errlen: typed(&inst, &mut store, g::EXPORT_ERRLEN)?,
-            mem_used: typed(&inst, &mut store, g::EXPORT_MEM_USED)?,
-            alloc: typed(&inst, &mut store, g::EXPORT_ALLOC)?,
-            free: typed(&inst, &mut store, g::EXPORT_FREE)?,
-            ref_global: typed(&inst, &mut store, g::EXPORT_REF_GLOBAL)?,
-            ref_string: typed(&inst, &mut store, g::EXPORT_REF_STRING)?,
-            features: inst
-                .get_typed_func::<(), i32>(&mut store, g::EXPORT_FEATURES)
-                .ok(),
+            exports: Exports::find(&inst, &mut store)?,
             store,
             memory,
             sp,
@@ -435,29 +420,10 @@ impl Exec for WasmtimeExec {
         if self.store.data().call.slices.is_some() {
             self.give_slices();
         }
-        let a = |i: usize| args.get(i).copied().unwrap_or(0);
-        let s = &mut self.store;
-        match f {
-            Export::Run => self.run.call(s, (a(0), a(1), a(2), a(3))),
-            Export::Recover => self.recover.call(s, ()),
-            Export::ErrMsg => self.errmsg.call(s, ()),
-            Export::ErrLen => self.errlen.call(s, ()),
-            Export::Ctx => self.ctx.call(s, ()),
-            Export::Init => self.init.call(s, a(0)),
-            Export::Load => self.load.call(s, (a(0), a(1), a(2), a(3))),
-            Export::MemUsed => self.mem_used.call(s, ()),
-            Export::Alloc => self.alloc.call(s, a(0)),
-            Export::Free => self.free.call(s, a(0)).map(|()| 0),
-            Export::RefGlobal => self.ref_global.call(s, (a(0), a(1))),
-            Export::RefString => self.ref_string.call(s, (a(0), a(1))),
-            Export::Features => match &self.features {
-                Some(f) => f.call(s, ()),
-                None => Ok(!0),
-            },
-        }
+        self.exports.call(&mut self.store, f, args)
     }
     fn has(&self, f: Export) -> bool {
-        f != Export::Features || self.features.is_some()
+        self.exports.has(f)
     }
     fn has_soft_stop(&self) -> bool {
         let d = self.store.data();

@@ -14,6 +14,7 @@ pub mod call;
 #[cfg(feature = "compiled")]
 pub mod compiled_exec;
 pub mod error;
+pub mod exports;
 pub mod guest;
 pub mod headers;
 pub mod host;

@@ -322,24 +322,23 @@ fn instantiate_error(e: Error, limit: u64) -> LoadError {
     }
 }
 
+crate::guest_exports!(
+    Exports,
+    TypedFunc,
+    Func,
+    wasmi::Instance,
+    Store<StoreData>,
+    Error,
+    LoadError,
+    typed
+);
+
 /// wasmi's instance of the guest.
 pub struct WasmiExec {
     store: Store<StoreData>,
     memory: Memory,
     sp: Global,
-    ctx: TypedFunc<(), i32>,
-    init: TypedFunc<i32, i32>,
-    load: TypedFunc<(i32, i32, i32, i32), i32>,
-    run: TypedFunc<(i32, i32, i32, i32), i32>,
-    recover: TypedFunc<(), i32>,
-    errmsg: TypedFunc<(), i32>,
-    errlen: TypedFunc<(), i32>,
-    mem_used: TypedFunc<(), i32>,
-    alloc: TypedFunc<i32, i32>,
-    free: TypedFunc<i32, ()>,
-    ref_global: TypedFunc<(i32, i32), i32>,
-    ref_string: TypedFunc<(i32, i32), i32>,
-    features: Option<TypedFunc<(), i32>>,
+    exports: Exports,
 }
 
 impl WasmiExec {
@@ -410,43 +409,10 @@ impl WasmiExec {
             d.memory = Some(memory);
         }
         Ok(WasmiExec {
-            ctx: typed(&inst, &store, g::EXPORT_CTX)?,
-            init: typed(&inst, &store, g::EXPORT_INIT)?,
-            load: typed(&inst, &store, g::EXPORT_LOAD)?,
-            run: typed(&inst, &store, g::EXPORT_RUN)?,
-            recover: typed(&inst, &store, g::EXPORT_RECOVER)?,
-            errmsg: typed(&inst, &store, g::EXPORT_ERRMSG)?,
-            errlen: typed(&inst, &store, g::EXPORT_ERRLEN)?,
-            mem_used: typed(&inst, &store, g::EXPORT_MEM_USED)?,
-            alloc: typed(&inst, &store, g::EXPORT_ALLOC)?,
-            free: typed(&inst, &store, g::EXPORT_FREE)?,
-            ref_global: typed(&inst, &store, g::EXPORT_REF_GLOBAL)?,
-            ref_string: typed(&inst, &store, g::EXPORT_REF_STRING)?,
-            // a guest without the export may do anything
-            features: inst
-                .get_typed_func::<(), i32>(&store, g::EXPORT_FEATURES)
-                .ok(),
+            exports: Exports::find(&inst, &mut store)?,
             store,
             memory,
             sp,
-        })
-    }
-
-    fn func(&self, f: Export) -> Option<Func> {
-        Some(match f {
-            Export::Ctx => *self.ctx.func(),
-            Export::Init => *self.init.func(),
-            Export::Load => *self.load.func(),
-            Export::Run => *self.run.func(),
-            Export::Recover => *self.recover.func(),
-            Export::ErrMsg => *self.errmsg.func(),
-            Export::ErrLen => *self.errlen.func(),
-            Export::MemUsed => *self.mem_used.func(),
-            Export::Alloc => *self.alloc.func(),
-            Export::Free => *self.free.func(),
-            Export::RefGlobal => *self.ref_global.func(),
-            Export::RefString => *self.ref_string.func(),
-            Export::Features => *self.features.as_ref()?.func(),
         })
     }
 
@@ -454,6 +420,7 @@ impl WasmiExec {
     #[cold]
     fn call_in_slices(&mut self, f: Export, args: &[i32]) -> Result<i32, Error> {
         let func = self
+            .exports
             .func(f)
             .ok_or(Error::from(TrapCode::UnreachableCodeReached))?;
         let mut inputs = [Val::I32(0), Val::I32(0), Val::I32(0), Val::I32(0)];
@@ -507,29 +474,10 @@ impl Exec for WasmiExec {
         if self.store.data().call.slices.is_some() {
             return self.call_in_slices(f, args);
         }
-        let a = |i: usize| args.get(i).copied().unwrap_or(0);
-        let s = &mut self.store;
-        match f {
-            Export::Run => self.run.call(s, (a(0), a(1), a(2), a(3))),
-            Export::Recover => self.recover.call(s, ()),
-            Export::ErrMsg => self.errmsg.call(s, ()),
-            Export::ErrLen => self.errlen.call(s, ()),
-            Export::Ctx => self.ctx.call(s, ()),
-            Export::Init => self.init.call(s, a(0)),
-            Export::Load => self.load.call(s, (a(0), a(1), a(2), a(3))),
-            Export::MemUsed => self.mem_used.call(s, ()),
-            Export::Alloc => self.alloc.call(s, a(0)),
-            Export::Free => self.free.call(s, a(0)).map(|()| 0),
-            Export::RefGlobal => self.ref_global.call(s, (a(0), a(1))),
-            Export::RefString => self.ref_string.call(s, (a(0), a(1))),
-            Export::Features => match &self.features {
-                Some(f) => f.call(s, ()),
-                None => Ok(!0),
-            },
-        }
+        self.exports.call(&mut self.store, f, args)
     }
     fn has(&self, f: Export) -> bool {
-        f != Export::Features || self.features.is_some()
+        self.exports.has(f)
     }
     fn has_soft_stop(&self) -> bool {
         let d = self.store.data();
