@@ -253,6 +253,7 @@ static void nft_lua_eval(const struct nft_expr *expr, struct nft_regs *regs,
 	struct sk_buff_head sendq;
 	struct lp_pkt p __uninitialized;
 	unsigned int used;
+	bool bh;
 
 	/* nf_hook_slow() holds the RCU read side: the version lives until we return */
 	v = rcu_dereference(priv->script->cur);
@@ -277,12 +278,15 @@ static void nft_lua_eval(const struct nft_expr *expr, struct nft_regs *regs,
 	/*
 	 * One instance per CPU: disabling bottom halves pins us to this CPU and keeps its
 	 * softirqs (the only other users of the instance and of the CPU's script stack) out
-	 * until the call returns. In softirq context this only nests; hooks that run in
-	 * process context need it.
+	 * until the call returns. Hooks that run in process context need it; in softirq context
+	 * (or with bottom halves already disabled) all of that holds already.
 	 */
-	local_bh_disable();
+	bh = !in_softirq();
+	if (bh)
+		local_bh_disable();
 	used = lp_call_on_cpu_stack(nft_lua_call_fn, &call, READ_ONCE(stack_probe));
-	local_bh_enable();
+	if (bh)
+		local_bh_enable();
 	if (unlikely(used > READ_ONCE(stack_max_bytes)))
 		WRITE_ONCE(stack_max_bytes, used);
 	if (unlikely(!skb_queue_empty(&sendq)))

@@ -136,6 +136,7 @@ impl CallState {
 
     /// Runs a top-level guest call `f`; a Lua error that unwinds to here is finished by
     /// `lp_recover`. Fills `message` on errors.
+    #[inline]
     pub fn call_top<G: Exec>(
         &mut self,
         g: &mut G,
@@ -211,6 +212,7 @@ impl CallState {
     /// The result of a packet call (`lp_run`) that ended with `out`, whose writes were applied
     /// with `applied`, under a fuel limit of `fuel`: the verdict or the error kind, and the fuel
     /// used.
+    #[inline]
     pub fn finish_run(
         &mut self,
         out: Outcome,

@@ -255,6 +255,7 @@ impl<E: Exec> Instance<E> {
         self.exec.data_mut().timer_slot.cpu = cpu as u32;
     }
 
+    #[inline]
     fn run_ref(
         &mut self,
         fref: i32,

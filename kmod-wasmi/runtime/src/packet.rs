@@ -212,6 +212,7 @@ pub fn device_name(raw: [u8; 16]) -> [u8; 16] {
 /// Fills `buf` (at least `ctx::SIZE` bytes) with the packet context the guest reads
 /// (`abi::guest::ctx`): lengths, layout, metadata and the first bytes of the packet.
 /// Returns how many bytes of `buf` are meaningful.
+#[inline]
 pub fn fill_context(pkt: &dyn Packet, buf: &mut [u8]) -> usize {
     let len = pkt.len();
     let win = len.min(ctx::WINDOW_CAP);
@@ -277,6 +278,7 @@ pub enum ApplyError {
 /// After a call: copies the window bytes the guest marked dirty to the packet and applies its
 /// metadata writes. `buf` is the context as the guest left it (untrusted: a range outside the
 /// window is refused, not clamped). Returns the number of packet bytes written.
+#[inline]
 pub fn apply_context(pkt: &dyn Packet, buf: &[u8]) -> Result<usize, ApplyError> {
     let Some(head) = buf.get(..ctx::WINDOW) else {
         return Err(ApplyError::BadRange);
