@@ -6,6 +6,7 @@
 //! chain's comment; `lpctl rule list` and `lpctl nft list` (cli/src/nft_cmd.rs) show the `lua`
 //! rules themselves.
 
+use crate::nft_cmd::nft_binary;
 use crate::output::{self, Mode};
 use crate::script_cmd::envelope;
 use anyhow::{bail, Context, Result};
@@ -133,8 +134,6 @@ impl RuleAdd {
         e
     }
 }
-
-use crate::nft_cmd::nft_binary;
 
 /// Runs the real nft; its stderr becomes the error.
 fn nft(args: &[String]) -> Result<String> {

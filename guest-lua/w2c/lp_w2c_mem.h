@@ -43,11 +43,16 @@ __attribute__((noinline, cold, noreturn)) static void lpm_oob(void) {
 }
 
 /* addr is a u32 address plus a u32 offset: no overflow in u64 */
+static inline __attribute__((always_inline)) void lpm_check(uint64_t size, uint64_t addr,
+                                                            uint64_t len) {
+  if (UNLIKELY(addr + len > size)) lpm_oob();
+}
+
 #define LPM_LOAD(name, t1, t2, t3)                                                      \
   static inline __attribute__((always_inline)) t3 lpm_##name(uint8_t *data, uint64_t size, \
                                                             uint64_t addr) {              \
     t1 r;                                                                               \
-    if (UNLIKELY(addr + sizeof(t1) > size)) lpm_oob();                                  \
+    lpm_check(size, addr, sizeof(t1));                                                  \
     __builtin_memcpy(&r, data + addr, sizeof(t1));                                      \
     return (t3)(t2)r;                                                                   \
   }
@@ -56,9 +61,10 @@ __attribute__((noinline, cold, noreturn)) static void lpm_oob(void) {
   static inline __attribute__((always_inline)) void lpm_##name(uint8_t *data, uint64_t size, \
                                                               uint64_t addr, t2 value) {     \
     t1 w = (t1)value;                                                                      \
-    if (UNLIKELY(addr + sizeof(t1) > size)) lpm_oob();                                     \
+    lpm_check(size, addr, sizeof(t1));                                                     \
     __builtin_memcpy(data + addr, &w, sizeof(t1));                                         \
   }
+
 /* wasm2c 1.0's DEFINE_LOAD / DEFINE_STORE list, with its types */
 LPM_LOAD(i32_load, uint32_t, uint32_t, uint32_t)
 LPM_LOAD(i64_load, uint64_t, uint64_t, uint64_t)

@@ -23,6 +23,9 @@
 #                              prints how many arrived (file /tmp/tcp-PORT.out, source /tmp/tcp-PORT.src)
 #   udp_send N IP PORT         send N 8-byte datagrams from the current namespace
 #   ping_count N               peer pings 10.99.0.1 N times; prints the replies received
+#   pktgen_udp9                the peer's pktgen (module pktgen, kpktgend_0) set to send 60-byte
+#                              UDP datagrams from port 4000 to $VM_HOST_IP:9 through v1, as fast
+#                              as they are taken; pktgen_ctl start|stop starts and stops it
 #
 # A router between two namespaces:
 #   router_up                  client $CLI_IP (c0) -- r-cli 10.0.1.1 [root ns, ip_forward]
@@ -143,6 +146,17 @@ peer_up() {
 }
 
 in_peer() { nsenter -t "$PEER_PID" -n "$@"; }
+
+pktgen_set() { in_peer sh -c "echo '$1' >/proc/net/pktgen/$2"; }
+pktgen_udp9() {
+  pktgen_set rem_device_all kpktgend_0 && pktgen_set "add_device v1" kpktgend_0 || return 1
+  for c in "count 0" "pkt_size 60" "delay 0" "dst $VM_HOST_IP" \
+    "dst_mac $(cat /sys/class/net/v0/address)" "udp_dst_min 9" "udp_dst_max 9" \
+    "udp_src_min 4000" "udp_src_max 4000"; do
+    pktgen_set "$c" v1 || return 1
+  done
+}
+pktgen_ctl() { in_peer sh -c "echo $1 >/proc/net/pktgen/pgctrl"; }
 
 CLI_IP=10.0.1.2
 SRV_IP=10.0.2.2

@@ -17,25 +17,18 @@ check "pktgen: module loads" modprobe pktgen
 check "pktgen: peer namespace" peer_up
 check "pktgen: the peer has pktgen's control files" in_peer test -w /proc/net/pktgen/pgctrl
 
-mac=$(cat /sys/class/net/v0/address)
-pg() { in_peer sh -c "echo '$1' >/proc/net/pktgen/$2"; }
-pg rem_device_all kpktgend_0
-pg "add_device v1" kpktgend_0
-for c in "count 0" "pkt_size 60" "delay 0" "dst $VM_HOST_IP" "dst_mac $mac" \
-  "udp_dst_min 9" "udp_dst_max 9" "udp_src_min 4000" "udp_src_max 4000"; do
-  pg "$c" v1
-done
+check "pktgen: set up in the peer" pktgen_udp9
 
 # rate [CHAIN COMMENT]: packets per second the host's counting rule (default: the first, pre
 # rx) counted during 3 s of pktgen
 rate() {
-  in_peer sh -c 'echo start >/proc/net/pktgen/pgctrl' &
+  pktgen_ctl start &
   pgp=$!
   sleep 1
   p0=$(nft_rule_packets inet pg "${1:-pre}" "${2:-rx}")
   sleep 3
   p1=$(nft_rule_packets inet pg "${1:-pre}" "${2:-rx}")
-  in_peer sh -c 'echo stop >/proc/net/pktgen/pgctrl'
+  pktgen_ctl stop
   wait $pgp 2>/dev/null
   echo $(( (p1 - p0) / 3 ))
 }
@@ -72,7 +65,7 @@ check "pktgen: lpctl serve binds queue 5" wait_until 300 queue_bound
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0) printf "%.2f", b / a; else print "?" }'; }
 A="" B="" W="" Q="" RB="" RW=""
 for round in 1 2 3 4 5; do
-  chain_with nft && a=$(rate) && A="$A $a"
+  a=0 && chain_with nft && a=$(rate) && A="$A $a"
   check "pktgen: lua rule on the compiled engine (round $round)" chain_with lua acc
   b=$(rate) && B="$B $b"
   check "pktgen: lua rule on wasmi (round $round)" chain_with lua accw
