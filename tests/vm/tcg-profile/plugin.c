@@ -2,8 +2,8 @@
  * A qemu TCG plugin for scripts/tcg-profile.sh: how many times each translation block ran (and
  * its instruction count), counted between two marker programs the scenario runs (the first,
  * at 0x13370000, zeroes the counts; the second, at 0x13380000, writes them to out=FILE as
- * "vaddr instructions executions" lines). Deterministic where time is not: the guest's own
- * instructions and blocks per packet. The plugin API's few declarations are spelled here
+ * "vaddr instructions executions" lines): the guest's own instructions and blocks per packet,
+ * which the host's speed does not move (what runs in a window still varies a little). The plugin API's few declarations are spelled here
  * (Debian ships no qemu-plugin.h); version 1 of the API, as qemu 7.2 has it.
  */
 #include <stdint.h>
